@@ -1,0 +1,7 @@
+//! `sla`: train image classifiers with Self-supervised Label Augmentation (Lee, Hwang, Shin, ICML 2020).
+//!
+//! The trainer (`train`) runs on candle and talks to the front ends (`cli`, `gui`) only through
+//! events, commands and plain-data snapshots; the GPU views (`gpu`) never see a tensor.
+
+pub mod data;
+pub mod train;
