@@ -1,0 +1,323 @@
+//! The training objectives (baseline, DA, MT, SLA, SLA+SD) and the predictions each one supports.
+
+use candle_core::{D, Result, Tensor};
+use candle_nn::{Linear, Module, loss, ops};
+use serde::{Deserialize, Serialize};
+
+use super::joint;
+
+/// What the network is trained to predict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plain N-way training on untransformed images.
+    Baseline,
+    /// Transformations as data augmentation: every copy keeps its class label.
+    Da,
+    /// Multi-task: an N-way class head plus an M-way transformation head.
+    Mt,
+    /// Self-supervised label augmentation: one N·M-way joint head.
+    Sla,
+    /// SLA plus a self-distilled N-way head trained from the aggregated joint prediction.
+    SlaSd,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 5] = [Mode::Baseline, Mode::Da, Mode::Mt, Mode::Sla, Mode::SlaSd];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Baseline => "baseline",
+            Mode::Da => "da",
+            Mode::Mt => "mt",
+            Mode::Sla => "sla",
+            Mode::SlaSd => "sla-sd",
+        }
+    }
+
+    /// One line for users choosing a mode.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Mode::Baseline => "Plain training: untransformed images, N class labels.",
+            Mode::Da => "Data augmentation: all M transformed copies keep their class label.",
+            Mode::Mt => "Multi-task: a class head plus a head that predicts the transformation.",
+            Mode::Sla => "SLA: predict the joint (class, transformation) label out of N·M.",
+            Mode::SlaSd => "SLA + a self-distilled head: one-pass inference at baseline cost.",
+        }
+    }
+
+    /// Whether training expands every batch by the M transformations.
+    pub fn expands_batches(self) -> bool {
+        self != Mode::Baseline
+    }
+
+    pub fn is_joint(self) -> bool {
+        matches!(self, Mode::Sla | Mode::SlaSd)
+    }
+}
+
+/// The head outputs of one forward pass over an expanded batch of B·M rows (B rows for baseline training).
+pub struct Outputs {
+    /// N-way logits (baseline, DA, MT) or N·M-way joint logits (SLA, SLA+SD), one row per input row.
+    pub primary: Tensor,
+    /// MT: M-way transformation logits for every row. SLA+SD: N-way logits of the identity rows only.
+    pub secondary: Option<Tensor>,
+}
+
+/// Class predictions of every inference mode the objective supports, each `[B, N]` logits.
+pub struct Predictions {
+    pub single: Tensor,
+    pub aggregated: Option<Tensor>,
+    pub self_distilled: Option<Tensor>,
+    /// `[B, M, N]`: the class logits each view gives on its own.
+    pub per_view: Tensor,
+}
+
+/// A mode with its sizes and hyper-parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Objective {
+    pub mode: Mode,
+    pub num_classes: usize,
+    pub num_transforms: usize,
+    /// SLA+SD distillation temperature (the reference's `--T`, default 1).
+    pub temperature: f64,
+    /// SLA+SD weight of the self-distilled head's own cross-entropy (β, 1 in the reference).
+    pub beta: f64,
+    /// Sum the joint loss over transformations instead of averaging it (`--with-large-loss`).
+    pub large_loss: bool,
+}
+
+impl Objective {
+    /// Output sizes of the heads on top of the backbone, in order.
+    pub fn head_sizes(&self) -> Vec<usize> {
+        let (n, m) = (self.num_classes, self.num_transforms);
+        match self.mode {
+            Mode::Baseline | Mode::Da => vec![n],
+            Mode::Mt => vec![n, m],
+            Mode::Sla => vec![n * m],
+            Mode::SlaSd => vec![n * m, n],
+        }
+    }
+
+    /// Apply the heads to backbone features of `rows` rows (B·M, or B for baseline).
+    pub fn outputs(&self, heads: &[Linear], features: &Tensor) -> Result<Outputs> {
+        let primary = heads[0].forward(features)?;
+        let secondary = match self.mode {
+            Mode::Mt => Some(heads[1].forward(features)?),
+            // The reference applies the SD head to every view and keeps the identity rows;
+            // applying it to the identity rows alone gives the same logits for 1/M of the work.
+            Mode::SlaSd => {
+                Some(heads[1].forward(&joint::identity_rows(features, self.num_transforms)?)?)
+            }
+            _ => None,
+        };
+        Ok(Outputs { primary, secondary })
+    }
+
+    /// The training loss for class labels `labels` ([B], u32) of the untransformed batch.
+    pub fn loss(&self, outputs: &Outputs, labels: &Tensor) -> Result<Tensor> {
+        let m = self.num_transforms;
+        match self.mode {
+            Mode::Baseline => loss::cross_entropy(&outputs.primary, labels),
+            Mode::Da => loss::cross_entropy(&outputs.primary, &joint::repeated_labels(labels, m)?),
+            Mode::Mt => {
+                let class =
+                    loss::cross_entropy(&outputs.primary, &joint::repeated_labels(labels, m)?)?;
+                let transform_labels = joint::transform_labels(labels.dim(0)?, m, labels.device())?;
+                let transform = loss::cross_entropy(self.secondary(outputs)?, &transform_labels)?;
+                class + transform
+            }
+            Mode::Sla => self.joint_loss(&outputs.primary, labels),
+            Mode::SlaSd => {
+                let joint_loss = self.joint_loss(&outputs.primary, labels)?;
+                let single = self.secondary(outputs)?;
+                let single_loss = (loss::cross_entropy(single, labels)? * self.beta)?;
+                // The teacher is detached, as in the reference: distillation moves only the student.
+                let teacher = joint::aggregated_logits(&outputs.primary, m)?.detach();
+                let kd = distillation_loss(&teacher, single, self.temperature)?;
+                joint_loss + single_loss + (kd * (self.temperature * self.temperature))?
+            }
+        }
+    }
+
+    fn joint_loss(&self, joint_logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let m = self.num_transforms;
+        let ce = loss::cross_entropy(joint_logits, &joint::joint_labels(labels, m)?)?;
+        if self.large_loss {
+            ce * m as f64
+        } else {
+            Ok(ce)
+        }
+    }
+
+    fn secondary<'a>(&self, outputs: &'a Outputs) -> Result<&'a Tensor> {
+        outputs
+            .secondary
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg(format!("{:?} needs a second head", self.mode)))
+    }
+
+    /// Class predictions from the outputs of an evaluation batch that was expanded by all M
+    /// transformations (evaluation always expands, so per-view accuracy exists for every mode).
+    pub fn predictions(&self, outputs: &Outputs) -> Result<Predictions> {
+        let m = self.num_transforms;
+        let (rows, n) = outputs.primary.dims2()?;
+        match self.mode {
+            Mode::Baseline | Mode::Da | Mode::Mt => {
+                let per_view = outputs.primary.reshape((rows / m, m, n))?;
+                Ok(Predictions {
+                    single: joint::identity_rows(&outputs.primary, m)?,
+                    aggregated: (self.mode != Mode::Baseline)
+                        .then(|| joint::averaged_rows(&outputs.primary, m))
+                        .transpose()?,
+                    self_distilled: None,
+                    per_view,
+                })
+            }
+            Mode::Sla | Mode::SlaSd => Ok(Predictions {
+                single: joint::single_logits(&outputs.primary, m)?,
+                aggregated: Some(joint::aggregated_logits(&outputs.primary, m)?),
+                self_distilled: outputs
+                    .secondary
+                    .clone()
+                    .filter(|_| self.mode == Mode::SlaSd),
+                per_view: joint::view_logits(&outputs.primary, m)?,
+            }),
+        }
+    }
+}
+
+/// KL(softmax(teacher/T) ‖ softmax(student/T)) summed over classes and averaged over the batch
+/// (PyTorch's `kl_div(..., reduction='batchmean')`).
+pub fn distillation_loss(teacher: &Tensor, student: &Tensor, temperature: f64) -> Result<Tensor> {
+    let log_p = ops::log_softmax(&(teacher / temperature)?, D::Minus1)?;
+    let log_q = ops::log_softmax(&(student / temperature)?, D::Minus1)?;
+    let batch = teacher.dim(0)? as f64;
+    (log_p.exp()? * (log_p - log_q)?)?.sum_all()? / batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn objective(mode: Mode, n: usize, m: usize) -> Objective {
+        Objective {
+            mode,
+            num_classes: n,
+            num_transforms: m,
+            temperature: 1.0,
+            beta: 1.0,
+            large_loss: false,
+        }
+    }
+
+    fn log_sum_exp(xs: &[f64]) -> f64 {
+        let max = xs.iter().cloned().fold(f64::MIN, f64::max);
+        max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
+    }
+
+    fn ce(row: &[f64], label: usize) -> f64 {
+        log_sum_exp(row) - row[label]
+    }
+
+    #[test]
+    fn sla_loss_is_the_mean_joint_cross_entropy_and_large_loss_scales_it() -> Result<()> {
+        // B = 1, N = 2, M = 2, label y = 1: joint labels 2 and 3.
+        let rows = [[0.1, 0.7, -0.3, 0.9], [1.2, -0.5, 0.4, 0.0]];
+        let logits = Tensor::new(
+            &[[0.1f64, 0.7, -0.3, 0.9], [1.2, -0.5, 0.4, 0.0]],
+            &Device::Cpu,
+        )?;
+        let y = Tensor::new(&[1u32], &Device::Cpu)?;
+        let expected = (ce(&rows[0], 2) + ce(&rows[1], 3)) / 2.0;
+        let outputs = Outputs {
+            primary: logits,
+            secondary: None,
+        };
+        let mut obj = objective(Mode::Sla, 2, 2);
+        let got = obj.loss(&outputs, &y)?.to_scalar::<f64>()?;
+        assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+        obj.large_loss = true;
+        let got = obj.loss(&outputs, &y)?.to_scalar::<f64>()?;
+        assert!((got - 2.0 * expected).abs() < 1e-12);
+        Ok(())
+    }
+
+    #[test]
+    fn mt_loss_adds_the_transformation_cross_entropy() -> Result<()> {
+        let class_rows = [[0.3, -0.2, 0.5], [0.0, 1.0, -1.0]];
+        let transform_rows = [[0.2, 0.1], [-0.4, 0.6]];
+        let outputs = Outputs {
+            primary: Tensor::new(&class_rows, &Device::Cpu)?,
+            secondary: Some(Tensor::new(&transform_rows, &Device::Cpu)?),
+        };
+        let y = Tensor::new(&[2u32], &Device::Cpu)?;
+        let expected = (ce(&class_rows[0], 2) + ce(&class_rows[1], 2)) / 2.0
+            + (ce(&transform_rows[0], 0) + ce(&transform_rows[1], 1)) / 2.0;
+        let got = objective(Mode::Mt, 3, 2)
+            .loss(&outputs, &y)?
+            .to_scalar::<f64>()?;
+        assert!((got - expected).abs() < 1e-12);
+        Ok(())
+    }
+
+    #[test]
+    fn sd_loss_adds_hard_and_distillation_terms() -> Result<()> {
+        // B = 1, N = 2, M = 2. View 0 block: (1.0, 0.0); view 1 block: (0.0, 2.0) → agg (0.5, 1.0).
+        let joint_rows = [[1.0, 9.0, 0.0, 9.0], [9.0, 0.0, 9.0, 2.0]];
+        let single_row = [0.2, -0.1];
+        let outputs = Outputs {
+            primary: Tensor::new(&joint_rows, &Device::Cpu)?,
+            secondary: Some(Tensor::new(&[single_row], &Device::Cpu)?),
+        };
+        let y = Tensor::new(&[0u32], &Device::Cpu)?;
+        let joint = (ce(&joint_rows[0], 0) + ce(&joint_rows[1], 1)) / 2.0;
+        let single = ce(&single_row, 0);
+        let agg = [0.5, 1.0];
+        let (lp, lq) = (log_sum_exp(&agg), log_sum_exp(&single_row));
+        let kd: f64 = (0..2)
+            .map(|i| (agg[i] - lp).exp() * ((agg[i] - lp) - (single_row[i] - lq)))
+            .sum();
+        let got = objective(Mode::SlaSd, 2, 2)
+            .loss(&outputs, &y)?
+            .to_scalar::<f64>()?;
+        assert!((got - (joint + single + kd)).abs() < 1e-12, "{got}");
+        Ok(())
+    }
+
+    #[test]
+    fn distillation_is_zero_when_the_student_equals_the_teacher_up_to_a_constant() -> Result<()> {
+        let teacher = Tensor::new(&[[0.5f64, 1.0, -2.0], [3.0, 0.0, 0.1]], &Device::Cpu)?;
+        let student = (&teacher + 4.0)?;
+        let kd = distillation_loss(&teacher, &student, 1.0)?.to_scalar::<f64>()?;
+        assert!(kd.abs() < 1e-12);
+        let kd = distillation_loss(&teacher, &teacher.zeros_like()?, 2.0)?.to_scalar::<f64>()?;
+        assert!(kd > 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn predictions_follow_each_mode() -> Result<()> {
+        let joint_rows = [[1.0f32, 9.0, 0.0, 9.0], [9.0, 0.0, 9.0, 2.0]];
+        let outputs = Outputs {
+            primary: Tensor::new(&joint_rows, &Device::Cpu)?,
+            secondary: None,
+        };
+        let p = objective(Mode::Sla, 2, 2).predictions(&outputs)?;
+        assert_eq!(p.single.to_vec2::<f32>()?, [[1.0, 0.0]]);
+        assert_eq!(p.aggregated.expect("agg").to_vec2::<f32>()?, [[0.5, 1.0]]);
+        assert_eq!(p.per_view.to_vec3::<f32>()?, [[[1.0, 0.0], [0.0, 2.0]]]);
+        let outputs = Outputs {
+            primary: Tensor::new(&[[1.0f32, 3.0], [5.0, 1.0]], &Device::Cpu)?,
+            secondary: None,
+        };
+        let p = objective(Mode::Da, 2, 2).predictions(&outputs)?;
+        assert_eq!(p.single.to_vec2::<f32>()?, [[1.0, 3.0]]);
+        assert_eq!(p.aggregated.expect("agg").to_vec2::<f32>()?, [[3.0, 2.0]]);
+        let p = objective(Mode::Baseline, 2, 2).predictions(&outputs)?;
+        assert!(p.aggregated.is_none());
+        Ok(())
+    }
+}
