@@ -4,5 +4,6 @@
 //! events, commands and plain-data snapshots; the GPU views (`gpu`) never see a tensor.
 
 pub mod data;
+pub mod model;
 pub mod sla;
 pub mod train;

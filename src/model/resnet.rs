@@ -1,0 +1,146 @@
+//! The CIFAR ResNet family (20/32/44/56/110) with option-A shortcuts, for any input size and channel count.
+
+use candle_core::{IndexOp, Result, Tensor};
+use candle_nn::{BatchNorm, Conv2d, Module, ModuleT, VarBuilder};
+
+use super::layers::{batch_norm, conv, global_average_pool};
+
+const WIDTHS: [usize; 3] = [16, 32, 64];
+
+/// Two 3×3 conv–BN pairs and a shortcut; option A on downsampling: subsample by 2, zero-pad channels.
+struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    downsample: bool,
+    extra_channels: usize,
+}
+
+impl BasicBlock {
+    fn new(in_channels: usize, out_channels: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            conv1: conv(in_channels, out_channels, 3, stride, vb.pp("conv1"))?,
+            bn1: batch_norm(out_channels, vb.pp("bn1"))?,
+            conv2: conv(out_channels, out_channels, 3, 1, vb.pp("conv2"))?,
+            bn2: batch_norm(out_channels, vb.pp("bn2"))?,
+            downsample: stride != 1,
+            extra_channels: out_channels - in_channels,
+        })
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let out = self
+            .bn1
+            .forward_t(&self.conv1.forward(xs)?, train)?
+            .relu()?;
+        let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
+        let shortcut = if self.downsample {
+            subsample(xs)?.pad_with_zeros(1, 0, self.extra_channels)?
+        } else {
+            xs.clone()
+        };
+        (out + shortcut)?.relu()
+    }
+}
+
+/// Every second pixel from the first (`AvgPool2d(kernel_size=1, stride=2)`), ceil(H/2) × ceil(W/2),
+/// the same size as a stride-2, padding-1, 3×3 convolution's output.
+fn subsample(xs: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = xs.dims4()?;
+    let xs = xs
+        .pad_with_zeros(2, 0, h % 2)?
+        .pad_with_zeros(3, 0, w % 2)?;
+    let (b, c, h, w) = xs.dims4()?;
+    xs.reshape((b, c, h / 2, 2, w / 2, 2))?
+        .i((.., .., .., 0, .., 0))
+}
+
+/// The CIFAR ResNet of depth 6n + 2: a 16-channel stem, three stages of n blocks (16, 32, 64 channels).
+pub struct CifarResNet {
+    stem: Conv2d,
+    stem_bn: BatchNorm,
+    blocks: Vec<BasicBlock>,
+}
+
+impl CifarResNet {
+    /// `depth` must be 6n + 2 (20, 32, 44, 56, 110).
+    pub fn new(depth: usize, in_channels: usize, vb: VarBuilder) -> Result<Self> {
+        if depth < 8 || (depth - 2) % 6 != 0 {
+            candle_core::bail!("CIFAR ResNet depth must be 6n + 2, got {depth}");
+        }
+        let per_stage = (depth - 2) / 6;
+        let mut blocks = Vec::with_capacity(3 * per_stage);
+        let mut channels = WIDTHS[0];
+        for (stage, &width) in WIDTHS.iter().enumerate() {
+            for index in 0..per_stage {
+                let stride = if stage > 0 && index == 0 { 2 } else { 1 };
+                let vb = vb.pp(format!("layer{}", stage + 1)).pp(index);
+                blocks.push(BasicBlock::new(channels, width, stride, vb)?);
+                channels = width;
+            }
+        }
+        Ok(Self {
+            stem: conv(in_channels, WIDTHS[0], 3, 1, vb.pp("conv1"))?,
+            stem_bn: batch_norm(WIDTHS[0], vb.pp("bn1"))?,
+            blocks,
+        })
+    }
+
+    pub fn feature_size(&self) -> usize {
+        WIDTHS[2]
+    }
+
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let mut xs = self
+            .stem_bn
+            .forward_t(&self.stem.forward(xs)?, train)?
+            .relu()?;
+        for block in &self.blocks {
+            xs = block.forward_t(&xs, train)?;
+        }
+        global_average_pool(&xs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    #[test]
+    fn resnet32_has_the_reference_parameter_count() -> Result<()> {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        CifarResNet::new(32, 3, vb)?;
+        let trainable: usize = map
+            .data()
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(name, _)| !name.contains("running"))
+            .map(|(_, var)| var.elem_count())
+            .sum();
+        assert_eq!(trainable, 463_504);
+        Ok(())
+    }
+
+    #[test]
+    fn subsample_takes_every_second_pixel_and_rounds_up() -> Result<()> {
+        let xs = Tensor::arange(0f32, 25., &Device::Cpu)?.reshape((1, 1, 5, 5))?;
+        let sub: Vec<f32> = subsample(&xs)?.flatten_all()?.to_vec1()?;
+        assert_eq!(sub, [0., 2., 4., 10., 12., 14., 20., 22., 24.]);
+        Ok(())
+    }
+
+    #[test]
+    fn works_on_grey_28_pixel_images() -> Result<()> {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let net = CifarResNet::new(20, 1, vb)?;
+        let xs = Tensor::randn(0f32, 1., (2, 1, 28, 28), &Device::Cpu)?;
+        assert_eq!(net.forward_t(&xs, true)?.dims(), [2, 64]);
+        Ok(())
+    }
+}
