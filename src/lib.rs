@@ -7,3 +7,6 @@ pub mod data;
 pub mod model;
 pub mod sla;
 pub mod train;
+pub mod config;
+pub mod device;
+pub mod cli;

@@ -1,5 +1,15 @@
 //! Training: the trainer loop, optimiser and schedule, events, snapshots, metrics and checkpoints.
 
+pub mod checkpoint;
+pub mod evaluate;
+pub mod events;
+pub mod optim;
+pub mod run_dir;
+pub mod schedule;
+pub mod setup;
 pub mod snapshot;
+pub mod trainer;
 
+pub use events::{RunInfo, StepStats, Summary, TrainerCommand, TrainerEvent};
 pub use snapshot::{EvalMetrics, SampleGrid, TrainingSnapshot};
+pub use trainer::{RunStart, TrainError, TrainerHandle};

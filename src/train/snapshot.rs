@@ -25,6 +25,8 @@ pub struct EvalMetrics {
     pub joint_acc: Option<f64>,
     /// Accuracy of the class prediction made from view j alone, one entry per transformation.
     pub per_transform_acc: Vec<f64>,
+    /// Single accuracy on the held-out validation split, when the run has one.
+    pub validation_single_acc: Option<f64>,
     /// Seconds of training so far.
     pub elapsed_s: f64,
 }

@@ -1,0 +1,75 @@
+//! `sla eval`: load a run's checkpoint and print the accuracy of every inference mode it supports.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::data::DatasetKind;
+use crate::train::evaluate::evaluate;
+use crate::train::run_dir::read_config;
+use crate::train::setup::{build_model, load_data};
+
+use super::percent;
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The run folder written by `sla train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Evaluate on another dataset of the same shape and classes.
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Folder of that dataset.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let mut config = read_config(&args.run)?;
+    if let Some(kind) = args.dataset {
+        config.dataset.kind = kind;
+        config.dataset.dir = args.data_dir.clone();
+    } else if args.data_dir.is_some() {
+        config.dataset.dir = args.data_dir.clone();
+    }
+    if args.limit_test.is_some() {
+        config.limit_test = args.limit_test;
+    }
+    if let Some(device) = &args.device {
+        config.device = device.clone();
+    }
+    let data = load_data(&config)?;
+    let model = build_model(&config, data.test.shape, data.train.num_classes(), Some(&args.run))
+        .with_context(|| format!("loading the checkpoint of {}", args.run.display()))?;
+    let result = evaluate(&model, &data.test, &data.normalization, config.batch_size, 0)?;
+    println!(
+        "{} on {} ({} test images), mode {}, {} transformations",
+        config.model.name(),
+        config.dataset.kind,
+        data.test.len(),
+        config.mode.name(),
+        model.transforms.len()
+    );
+    let single_name = if config.mode.is_joint() { "single (SLA+SI)" } else { "single" };
+    println!("{single_name:<28} {}", percent(result.single_acc));
+    if let Some(agg) = result.agg_acc {
+        let name = if config.mode.is_joint() { "aggregated (SLA+AG)" } else { "averaged over views" };
+        println!("{name:<28} {}", percent(agg));
+    }
+    if let Some(sd) = result.sd_acc {
+        println!("{:<28} {}", "self-distilled (SLA+SD)", percent(sd));
+    }
+    if let Some(joint) = result.joint_acc {
+        println!("{:<28} {}", "joint (class, transform)", percent(joint));
+    }
+    for (name, acc) in model.transforms.names().iter().zip(&result.per_transform_acc) {
+        println!("  view {name:<24} {}", percent(*acc));
+    }
+    Ok(())
+}

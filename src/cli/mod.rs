@@ -1,0 +1,39 @@
+//! The command line: `sla train | eval | render | data | gui`; each subcommand in its own file.
+
+pub mod eval;
+pub mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sla", version, about = "Train image classifiers with Self-supervised Label Augmentation")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model and write a run folder.
+    Train(train::TrainArgs),
+    /// Evaluate a run's checkpoint with every inference mode it supports.
+    Eval(eval::EvalArgs),
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Train(args)) => train::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(())
+        }
+    }
+}
+
+/// Format a fraction in [0, 1] as a percentage.
+pub fn percent(value: f64) -> String {
+    format!("{:.2}%", 100.0 * value)
+}

@@ -1,0 +1,224 @@
+//! `sla train`: flags → `TrainConfig`, the trainer on its thread, and a progress bar.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{ScheduleKind, TransformChoiceError, TrainConfig, TransformChoice};
+use crate::data::{DatasetKind, DatasetSource};
+use crate::model::ModelKind;
+use crate::sla::{Mode, TransformPreset};
+use crate::train::{EvalMetrics, RunStart, TrainerEvent, TrainerHandle};
+
+use super::percent;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset to train on.
+    #[arg(long, value_enum, default_value_t = DatasetKind::FashionMini)]
+    pub dataset: DatasetKind,
+    /// Folder holding the dataset's files (Fashion-MNIST defaults to the Debian package's folder).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Side in pixels that image-folder images are resized to.
+    #[arg(long, default_value_t = 32)]
+    pub image_size: usize,
+    #[arg(long, value_enum, default_value_t = ModelKind::Cnn)]
+    pub model: ModelKind,
+    #[arg(long, value_enum, default_value_t = Mode::Sla)]
+    pub mode: Mode,
+    /// Transformation set (reference presets).
+    #[arg(long, value_enum, default_value_t = TransformPreset::Rotation)]
+    pub transforms: TransformPreset,
+    /// Custom set instead of a preset: rotations in degrees, e.g. 0,90,180.
+    #[arg(long, value_delimiter = ',')]
+    pub rotations: Option<Vec<u32>>,
+    /// Custom set instead of a preset: channel orders, e.g. RGB,GBR,BRG.
+    #[arg(long, value_delimiter = ',')]
+    pub permutations: Option<Vec<String>>,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    #[arg(long, value_enum, default_value_t = ScheduleKind::MultiStep)]
+    pub schedule: ScheduleKind,
+    /// SLA+SD distillation temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// SLA+SD weight of the distilled head's own cross-entropy.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Sum the joint loss over transformations instead of averaging it.
+    #[arg(long)]
+    pub large_loss: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+    /// Hold N training images out for validation.
+    #[arg(long, default_value_t = 0)]
+    pub validation: usize,
+    /// Turn random crop and flip off.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Evaluate every N epochs.
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
+    /// Run folder to create.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (its config is used).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    /// The configuration these flags describe.
+    pub fn config(&self) -> Result<TrainConfig, TransformChoiceError> {
+        let transforms = match (&self.rotations, &self.permutations) {
+            (None, None) => TransformChoice::Preset(self.transforms),
+            (rotations, permutations) => TransformChoice::custom_from_names(
+                rotations.as_deref().unwrap_or(&[0]),
+                permutations.as_deref().unwrap_or(&["RGB".to_string()]),
+            )?,
+        };
+        Ok(TrainConfig {
+            dataset: DatasetSource {
+                kind: self.dataset,
+                dir: self.data_dir.clone(),
+                image_size: self.image_size,
+            },
+            limit_train: self.limit_train,
+            limit_test: self.limit_test,
+            validation: self.validation,
+            augment: !self.no_augment,
+            model: self.model,
+            mode: self.mode,
+            transforms,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov,
+            schedule: self.schedule,
+            temperature: self.temperature,
+            beta: self.beta,
+            large_loss: self.large_loss,
+            seed: self.seed,
+            device: self.device.clone(),
+            eval_every: self.eval_every,
+        })
+    }
+}
+
+/// One line per evaluation, the same in the CLI and the logs.
+pub fn metrics_line(metrics: &EvalMetrics) -> String {
+    let mut line = format!(
+        "epoch {:>3} step {:>6}  train loss {:.4}  test loss {:.4}  single {}",
+        metrics.epoch,
+        metrics.step,
+        metrics.train_loss,
+        metrics.eval_loss,
+        percent(metrics.single_acc)
+    );
+    if let Some(agg) = metrics.agg_acc {
+        line += &format!("  aggregated {}", percent(agg));
+    }
+    if let Some(sd) = metrics.sd_acc {
+        line += &format!("  self-distilled {}", percent(sd));
+    }
+    if let Some(validation) = metrics.validation_single_acc {
+        line += &format!("  validation single {}", percent(validation));
+    }
+    line
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let start = match (&args.resume, &args.out) {
+        (Some(run_dir), _) => RunStart::Resume {
+            run_dir: run_dir.clone(),
+        },
+        (None, Some(run_dir)) => {
+            let config = args.config()?;
+            config.validate()?;
+            RunStart::New {
+                config,
+                run_dir: run_dir.clone(),
+            }
+        }
+        (None, None) => bail!("pass --out RUN_DIR for a new run or --resume RUN_DIR"),
+    };
+    let trainer = TrainerHandle::spawn(start, || {}).context("starting the trainer")?;
+    let bar = ProgressBar::new_spinner().with_message("loading data");
+    bar.enable_steady_tick(Duration::from_millis(200));
+    while let Some(event) = trainer.next_event() {
+        match event {
+            TrainerEvent::Started(info) => {
+                bar.set_length(info.total_steps);
+                bar.set_position(info.first_step);
+                bar.reset_eta();
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.suspend(|| println!(
+                    "training on {}: {} train / {} test images, {} classes × {} transformations, {} steps per epoch, run folder {}",
+                    info.device,
+                    info.train_images,
+                    info.test_images,
+                    info.num_classes,
+                    info.num_transforms,
+                    info.steps_per_epoch,
+                    info.run_dir.display()
+                ));
+            }
+            TrainerEvent::Step(stats) => {
+                bar.set_position(stats.step);
+                bar.set_message(format!(
+                    "epoch {}  loss {:.4}  {:.0} img/s ({:.0} transformed/s)",
+                    stats.epoch + 1,
+                    stats.loss,
+                    stats.images_per_s,
+                    stats.transformed_per_s
+                ));
+            }
+            TrainerEvent::Snapshot(snapshot) => bar.suspend(|| println!("{}", metrics_line(&snapshot.metrics))),
+            TrainerEvent::CheckpointSaved(path) => bar.suspend(|| println!("checkpoint saved in {}", path.display())),
+            TrainerEvent::Paused | TrainerEvent::Resumed => {}
+            TrainerEvent::Finished(result) => {
+                bar.finish_and_clear();
+                let summary = result?;
+                println!(
+                    "done: {} steps in {:.1} s{}",
+                    summary.steps,
+                    summary.elapsed_s,
+                    if summary.stopped_early { " (stopped early)" } else { "" }
+                );
+                return Ok(());
+            }
+        }
+    }
+    bail!("the trainer stopped without reporting")
+}

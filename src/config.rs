@@ -1,0 +1,262 @@
+//! `TrainConfig`: the one source of a run's hyper-parameters, shared by the CLI, the GUI and checkpoints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{DatasetKind, DatasetSource};
+use crate::model::ModelKind;
+use crate::sla::{Mode, Objective, TransformError, TransformPreset, TransformSet};
+
+/// Which transformation set: a reference preset or a custom rotations × permutations product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransformChoice {
+    Preset(TransformPreset),
+    Custom {
+        quarter_turns: Vec<u8>,
+        permutations: Vec<[u8; 3]>,
+    },
+}
+
+/// A custom transformation set named wrongly on the command line.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TransformChoiceError {
+    #[error("rotation {0}° is not one of 0, 90, 180, 270")]
+    Rotation(u32),
+    #[error("{0:?} is not a channel order: use the three letters R, G, B once each, e.g. GBR")]
+    Permutation(String),
+}
+
+impl TransformChoice {
+    /// A custom set from rotations in degrees and channel orders such as `"GBR"`.
+    pub fn custom_from_names(degrees: &[u32], orders: &[String]) -> Result<Self, TransformChoiceError> {
+        let quarter_turns = degrees
+            .iter()
+            .map(|&d| match d {
+                0 | 90 | 180 | 270 => Ok((d / 90) as u8),
+                _ => Err(TransformChoiceError::Rotation(d)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let permutations = orders
+            .iter()
+            .map(|name| {
+                let channels: Vec<u8> = name
+                    .trim()
+                    .to_ascii_uppercase()
+                    .chars()
+                    .filter_map(|c| "RGB".find(c).map(|i| i as u8))
+                    .collect();
+                match channels.as_slice() {
+                    &[a, b, c] if a != b && b != c && a != c && name.trim().len() == 3 => Ok([a, b, c]),
+                    _ => Err(TransformChoiceError::Permutation(name.clone())),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TransformChoice::Custom {
+            quarter_turns,
+            permutations,
+        })
+    }
+
+    pub fn set(&self) -> Result<TransformSet, TransformError> {
+        match self {
+            TransformChoice::Preset(preset) => Ok(TransformSet::preset(*preset)),
+            TransformChoice::Custom {
+                quarter_turns,
+                permutations,
+            } => TransformSet::product(quarter_turns, permutations),
+        }
+    }
+}
+
+/// Learning-rate schedule over the whole run, stepped every iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// ×0.1 at 50 % and 75 % of the steps, as the reference's MultiStepLR.
+    MultiStep,
+    /// Cosine decay from the base rate to 0.
+    Cosine,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub dataset: DatasetSource,
+    /// Train on the first N training images only.
+    pub limit_train: Option<usize>,
+    /// Evaluate on the first N test images only.
+    pub limit_test: Option<usize>,
+    /// Hold this many training images out as a validation set (0: none).
+    pub validation: usize,
+    /// Random crop and flip as usual for the dataset.
+    pub augment: bool,
+    pub model: ModelKind,
+    pub mode: Mode,
+    pub transforms: TransformChoice,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    pub schedule: ScheduleKind,
+    /// SLA+SD distillation temperature T.
+    pub temperature: f64,
+    /// SLA+SD weight β of the self-distilled head's cross-entropy.
+    pub beta: f64,
+    /// Sum the joint loss over transformations instead of averaging it.
+    pub large_loss: bool,
+    pub seed: u64,
+    /// `cpu`, `cuda`, `cuda:N` or `metal`.
+    pub device: String,
+    /// Evaluate every this many epochs (and always after the last).
+    pub eval_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetSource::default(),
+            limit_train: None,
+            limit_test: None,
+            validation: 0,
+            augment: true,
+            model: ModelKind::Cnn,
+            mode: Mode::Sla,
+            transforms: TransformChoice::Preset(TransformPreset::Rotation),
+            epochs: 10,
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            nesterov: false,
+            schedule: ScheduleKind::MultiStep,
+            temperature: 1.0,
+            beta: 1.0,
+            large_loss: false,
+            seed: 0,
+            device: "cpu".to_string(),
+            eval_every: 1,
+        }
+    }
+}
+
+/// A setting that makes no sense, with the reason.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{field}: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl TrainConfig {
+    /// Check every setting that can be checked without the data.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.epochs == 0 {
+            return Err(invalid("epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(invalid("batch size", "must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(invalid("learning rate", format!("must be a positive number, got {}", self.lr)));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(invalid("momentum", format!("must be in [0, 1), got {}", self.momentum)));
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(invalid("nesterov", "needs a momentum above 0"));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(invalid("weight decay", format!("must be 0 or more, got {}", self.weight_decay)));
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(invalid("temperature", format!("must be positive, got {}", self.temperature)));
+        }
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return Err(invalid("beta", format!("must be 0 or more, got {}", self.beta)));
+        }
+        if self.eval_every == 0 {
+            return Err(invalid("eval every", "must be at least 1 epoch"));
+        }
+        if self.limit_train == Some(0) || self.limit_test == Some(0) {
+            return Err(invalid("limit", "a limit of 0 images leaves nothing to train or test on"));
+        }
+        if self.dataset.kind == DatasetKind::Folder && self.dataset.image_size == 0 {
+            return Err(invalid("image size", "must be at least 1 pixel"));
+        }
+        self.transforms.set().map_err(|e| invalid("transforms", e.to_string()))?;
+        crate::device::parse_device_name(&self.device).map_err(|reason| invalid("device", reason))?;
+        Ok(())
+    }
+
+    /// The objective for a dataset of `num_classes` classes.
+    pub fn objective(&self, num_classes: usize, num_transforms: usize) -> Objective {
+        Objective {
+            mode: self.mode,
+            num_classes,
+            num_transforms,
+            temperature: self.temperature,
+            beta: self.beta,
+            large_loss: self.large_loss,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_round_trips_through_json() {
+        let config = TrainConfig::default();
+        config.validate().expect("default config is valid");
+        let json = serde_json::to_string(&config).expect("serialise");
+        let back: TrainConfig = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn custom_sets_parse_from_names() {
+        let choice = TransformChoice::custom_from_names(&[0, 180], &["RGB".into(), "gbr".into()]).expect("valid");
+        let set = choice.set().expect("set");
+        assert_eq!(set.names(), ["identity", "GBR", "rot180", "rot180·GBR"]);
+        assert_eq!(
+            TransformChoice::custom_from_names(&[45], &["RGB".into()]),
+            Err(TransformChoiceError::Rotation(45))
+        );
+        assert_eq!(
+            TransformChoice::custom_from_names(&[0], &["RRB".into()]),
+            Err(TransformChoiceError::Permutation("RRB".into()))
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_explained() {
+        let cases: Vec<(TrainConfig, &str)> = vec![
+            (TrainConfig { epochs: 0, ..Default::default() }, "epochs"),
+            (TrainConfig { lr: -1.0, ..Default::default() }, "learning rate"),
+            (TrainConfig { momentum: 1.0, ..Default::default() }, "momentum"),
+            (TrainConfig { temperature: 0.0, ..Default::default() }, "temperature"),
+            (TrainConfig { device: "tpu".into(), ..Default::default() }, "device"),
+            (
+                TrainConfig {
+                    transforms: TransformChoice::Custom { quarter_turns: vec![], permutations: vec![[0, 1, 2]] },
+                    ..Default::default()
+                },
+                "transforms",
+            ),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+}

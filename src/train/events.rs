@@ -1,0 +1,70 @@
+//! The trainer's messages to a front end, and the front end's commands to the trainer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::snapshot::{EvalMetrics, TrainingSnapshot};
+use super::trainer::TrainError;
+
+/// What happened in the trainer. After each event is sent the trainer calls the front end's waker.
+#[derive(Debug)]
+pub enum TrainerEvent {
+    /// Data loaded and model built; training is about to begin (or continue, when resumed).
+    Started(RunInfo),
+    Step(StepStats),
+    /// An evaluation finished.
+    Snapshot(Arc<TrainingSnapshot>),
+    Paused,
+    Resumed,
+    CheckpointSaved(PathBuf),
+    Finished(Result<Summary, TrainError>),
+}
+
+/// Facts about a run that do not change while it trains.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    pub run_dir: PathBuf,
+    pub device: String,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub num_classes: usize,
+    pub num_transforms: usize,
+    pub steps_per_epoch: u64,
+    pub total_steps: u64,
+    /// The step training starts from (0, or the checkpoint's step when resumed).
+    pub first_step: u64,
+}
+
+/// One optimisation step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Steps done so far (1 after the first).
+    pub step: u64,
+    pub epoch: usize,
+    pub loss: f64,
+    pub lr: f64,
+    /// Source images per second, smoothed over recent steps.
+    pub images_per_s: f64,
+    /// Transformed images (source × M) per second.
+    pub transformed_per_s: f64,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub steps: u64,
+    pub final_metrics: Option<EvalMetrics>,
+    /// Stopped by the user before the last step; the checkpoint allows resuming.
+    pub stopped_early: bool,
+    pub elapsed_s: f64,
+}
+
+/// What a front end may ask of a running trainer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrainerCommand {
+    Pause,
+    Resume,
+    /// Finish the current step, save a checkpoint and end.
+    Stop,
+    SaveCheckpoint,
+}

@@ -1,0 +1,108 @@
+//! Everything a run is built from a config: device, data, transformations, objective and network.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use candle_nn::VarMap;
+
+use crate::config::TrainConfig;
+use crate::data::{self, Augmentation, Dataset, Normalization};
+use crate::model::{Network, seeded_var_builder};
+use crate::sla::transform::Expander;
+use crate::sla::{Objective, TransformSet};
+
+use super::checkpoint;
+use super::trainer::TrainError;
+
+/// The data of a run, limited and split as the config says.
+pub struct RunData {
+    pub train: Dataset,
+    pub test: Dataset,
+    pub validation: Option<Dataset>,
+    pub normalization: Normalization,
+    pub augmentation: Augmentation,
+}
+
+/// A network ready to train or evaluate, with its parameters and the method around it.
+pub struct Model {
+    pub device: Device,
+    pub transforms: TransformSet,
+    pub expander: Expander,
+    pub objective: Objective,
+    pub vars: VarMap,
+    pub net: Network,
+}
+
+/// Load the dataset the config names, apply limits and the validation split.
+pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
+    let splits = data::load(&config.dataset)?;
+    let mut train = splits.train;
+    let mut test = splits.test;
+    if let Some(limit) = config.limit_train {
+        train = data::subset(&train, limit);
+    }
+    if let Some(limit) = config.limit_test {
+        test = data::subset(&test, limit);
+    }
+    let validation = if config.validation > 0 {
+        let (rest, held_out) = data::split_validation(train, config.validation, config.seed)?;
+        train = rest;
+        Some(held_out)
+    } else {
+        None
+    };
+    let channels = train.shape.channels;
+    Ok(RunData {
+        train,
+        test,
+        validation,
+        normalization: Normalization::for_kind(config.dataset.kind, channels),
+        augmentation: if config.augment {
+            Augmentation::default_for(config.dataset.kind)
+        } else {
+            Augmentation::none()
+        },
+    })
+}
+
+/// Build the model for data of this shape and class count; with `checkpoint_dir`, load its weights.
+pub fn build_model(
+    config: &TrainConfig,
+    shape: data::ImageShape,
+    num_classes: usize,
+    checkpoint_dir: Option<&Path>,
+) -> Result<Model, TrainError> {
+    config.validate()?;
+    let device = crate::device::open_device(&config.device).map_err(TrainError::Device)?;
+    let transforms = config.transforms.set()?;
+    transforms.check_image_shape(shape.channels, shape.height, shape.width)?;
+    let expander = Expander::new(&transforms, shape.channels, shape.height, shape.width, &device)?;
+    let objective = config.objective(num_classes, transforms.len());
+    let mut vars = VarMap::new();
+    let vb = seeded_var_builder(&vars, config.seed, DType::F32, &device);
+    let net = Network::new(config.model, shape.channels, &objective.head_sizes(), vb)?;
+    if let Some(dir) = checkpoint_dir {
+        checkpoint::load_weights(dir, &mut vars)?;
+    }
+    Ok(Model {
+        device,
+        transforms,
+        expander,
+        objective,
+        vars,
+        net,
+    })
+}
+
+impl Model {
+    /// Parameters by name, sorted, for the optimiser.
+    pub fn named_parameters(&self) -> Vec<(String, candle_core::Var)> {
+        let data = self.vars.data().lock();
+        let mut params: Vec<_> = match data {
+            Ok(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        params
+    }
+}

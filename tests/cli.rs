@@ -1,0 +1,53 @@
+//! The `sla` binary as a user runs it: errors are one clear line, eval reads a run folder.
+
+use std::process::Command;
+
+fn sla(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sla")).args(args).output().expect("run sla");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn user_mistakes_exit_non_zero_with_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let out = out.to_str().expect("utf-8 path");
+    let cases: [(&[&str], &str); 4] = [
+        (&["train", "--dataset", "cifar10", "--out", out], "--data-dir"),
+        (&["train", "--transforms", "color-perm", "--out", out], "colour permutations need 3-channel"),
+        (&["train", "--lr", "-1", "--out", out], "learning rate"),
+        (&["eval", "--run", "/nonexistent/run"], "not a run folder"),
+    ];
+    for (args, needle) in cases {
+        let (ok, _, stderr) = sla(args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn train_then_eval_reports_every_inference_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    let run = run.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = sla(&[
+        "train", "--mode", "sla-sd", "--epochs", "1", "--limit-train", "200", "--limit-test", "40", "--batch-size", "40", "--out", run,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("single") && stdout.contains("aggregated") && stdout.contains("self-distilled"), "{stdout}");
+    let (ok, stdout, stderr) = sla(&["eval", "--run", run]);
+    assert!(ok, "{stderr}");
+    for needle in ["single (SLA+SI)", "aggregated (SLA+AG)", "self-distilled (SLA+SD)", "view rot90"] {
+        assert!(stdout.contains(needle), "{needle} missing from {stdout}");
+    }
+    // The run folder is not overwritten by a second `train --out`.
+    let (ok, _, stderr) = sla(&["train", "--epochs", "1", "--out", run]);
+    assert!(!ok);
+    assert!(stderr.contains("already holds a run"), "{stderr}");
+}

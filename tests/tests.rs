@@ -1,0 +1,4 @@
+//! The integration tests, one binary with a module per area.
+
+mod cli;
+mod training;
