@@ -1050,6 +1050,15 @@ fn dataset_kind_names_match_cli_and_config() {
             format!("\"{}\"", kind.name())
         );
     }
+    let parsed: DatasetSource = serde_json::from_str(r#"{"kind": "cifar100"}"#).unwrap();
+    assert_eq!(
+        parsed,
+        DatasetSource {
+            kind: DatasetKind::Cifar100,
+            dir: None,
+            image_size: 32
+        }
+    );
     let names: Vec<&str> = DatasetKind::value_variants()
         .iter()
         .map(|k| k.name())

@@ -71,8 +71,10 @@ impl std::fmt::Display for DatasetKind {
 }
 
 /// What to load: the kind, its folder (`None`: the embedded set or the Debian Fashion-MNIST), and
-/// for image folders the side every image is resized to.
+/// for image folders the side every image is resized to. Fields missing from a config take their
+/// defaults (fashion-mini, no folder, 32 pixels).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct DatasetSource {
     pub kind: DatasetKind,
     pub dir: Option<PathBuf>,
