@@ -1,4 +1,5 @@
 //! The integration tests, one binary with a module per area.
 
 mod cli;
+mod data;
 mod training;

@@ -1,0 +1,222 @@
+//! Reader for image folders `ROOT/{train,test}/<class>/*.png|jpg`, resized to a square size.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+
+use super::dataset::{DataError, Dataset, ImageShape};
+
+const LAYOUT: &str = "ROOT/train/<class>/*.png|jpg and ROOT/test/<class>/*.png|jpg";
+
+fn format_error(path: &Path, message: impl Into<String>) -> DataError {
+    DataError::Format {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
+    move |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+/// Sorted entries of `dir` (hidden ones skipped) that are folders (`folders`) or image files.
+fn entries(dir: &Path, folders: bool) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if folders && path.is_dir() || !folders && path.is_file() && is_image(&path) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn class_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The image files of each class folder, failing on an empty one.
+fn class_files(classes: &[PathBuf]) -> Result<Vec<Vec<PathBuf>>, DataError> {
+    classes
+        .iter()
+        .map(|dir| {
+            let files = entries(dir, false)?;
+            if files.is_empty() {
+                return Err(format_error(
+                    dir,
+                    format!("empty class folder: no .png or .jpg images; expected {LAYOUT}"),
+                ));
+            }
+            Ok(files)
+        })
+        .collect()
+}
+
+/// Images decoded and resized, as RGB CHW bytes, plus whether every one of them was grey.
+struct Decoded {
+    images: Vec<u8>,
+    labels: Vec<u32>,
+    all_grey: bool,
+}
+
+fn decode(
+    files: &[Vec<PathBuf>],
+    labels: &[u32],
+    size: usize,
+    out: &mut Decoded,
+) -> Result<(), DataError> {
+    let side = u32::try_from(size)
+        .map_err(|_| DataError::Invalid(format!("image size {size} is too large")))?;
+    let plane = size * size;
+    for (class_files, &label) in files.iter().zip(labels) {
+        for path in class_files {
+            let image = image::ImageReader::open(path)
+                .map_err(io_error(path))?
+                .with_guessed_format()
+                .map_err(io_error(path))?
+                .decode()
+                .map_err(|e| format_error(path, format!("unreadable image: {e}")))?;
+            out.all_grey &= !image.color().has_color();
+            let image = if image.width() == side && image.height() == side {
+                image
+            } else {
+                image.resize_exact(side, side, FilterType::Triangle)
+            };
+            let rgb = image.to_rgb8();
+            let start = out.images.len();
+            out.images.resize(start + 3 * plane, 0);
+            let chw = &mut out.images[start..];
+            for (p, pixel) in rgb.pixels().enumerate() {
+                for c in 0..3 {
+                    chw[c * plane + p] = pixel.0[c];
+                }
+            }
+            out.labels.push(label);
+        }
+    }
+    Ok(())
+}
+
+/// Keeps only the first plane of each RGB CHW image (all planes are equal for grey images).
+fn to_grey(images: &[u8], plane: usize) -> Vec<u8> {
+    images
+        .chunks_exact(3 * plane)
+        .flat_map(|image| image[..plane].iter().copied())
+        .collect()
+}
+
+/// Loads `root/train` and `root/test`; classes are the sorted folder names of `root/train`, and
+/// every image is resized to `image_size × image_size`. The images are grey (1 channel) when all
+/// of them, train and test, are stored as grey, otherwise RGB.
+pub fn load_folder(root: &Path, image_size: usize) -> Result<(Dataset, Dataset), DataError> {
+    if image_size == 0 {
+        return Err(DataError::Invalid(
+            "image size must be at least 1 pixel".to_string(),
+        ));
+    }
+    if !root.is_dir() {
+        return Err(format_error(
+            root,
+            format!("no such folder; expected {LAYOUT}"),
+        ));
+    }
+    let train_dir = root.join("train");
+    let test_dir = root.join("test");
+    for dir in [&train_dir, &test_dir] {
+        if !dir.is_dir() {
+            return Err(format_error(
+                dir,
+                format!("no such folder; expected {LAYOUT}"),
+            ));
+        }
+    }
+    let train_classes = entries(&train_dir, true)?;
+    if train_classes.is_empty() {
+        return Err(format_error(
+            &train_dir,
+            format!("no class folders; expected {LAYOUT}"),
+        ));
+    }
+    let class_names: Vec<String> = train_classes.iter().map(|d| class_name(d)).collect();
+    let test_classes = entries(&test_dir, true)?;
+    let mut test_labels = Vec::with_capacity(test_classes.len());
+    for dir in &test_classes {
+        let name = class_name(dir);
+        match class_names.iter().position(|n| *n == name) {
+            Some(label) => test_labels.push(label as u32),
+            None => {
+                return Err(format_error(
+                    dir,
+                    format!("class {name:?} has no folder in {}", train_dir.display()),
+                ));
+            }
+        }
+    }
+    let train_files = class_files(&train_classes)?;
+    let test_files = class_files(&test_classes)?;
+    if test_files.is_empty() {
+        return Err(format_error(
+            &test_dir,
+            format!("no class folders; expected {LAYOUT}"),
+        ));
+    }
+    let train_labels: Vec<u32> = (0..train_classes.len() as u32).collect();
+    let mut train = Decoded {
+        images: Vec::new(),
+        labels: Vec::new(),
+        all_grey: true,
+    };
+    decode(&train_files, &train_labels, image_size, &mut train)?;
+    let mut test = Decoded {
+        images: Vec::new(),
+        labels: Vec::new(),
+        all_grey: true,
+    };
+    decode(&test_files, &test_labels, image_size, &mut test)?;
+    let grey = train.all_grey && test.all_grey;
+    let plane = image_size * image_size;
+    let shape = ImageShape {
+        channels: if grey { 1 } else { 3 },
+        height: image_size,
+        width: image_size,
+    };
+    let finish = |decoded: Decoded| Dataset {
+        shape,
+        images: if grey {
+            to_grey(&decoded.images, plane)
+        } else {
+            decoded.images
+        },
+        labels: decoded.labels,
+        class_names: class_names.clone(),
+    };
+    let (train, test) = (finish(train), finish(test));
+    log::info!(
+        "loaded {} training and {} test images ({} classes, {}) from {}",
+        train.len(),
+        test.len(),
+        class_names.len(),
+        if grey { "grey" } else { "RGB" },
+        root.display()
+    );
+    Ok((train, test))
+}

@@ -1,0 +1,92 @@
+//! Dataset subsets: a stratified, seeded validation split held out of the training set, and prefixes.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+use super::dataset::{DataError, Dataset};
+
+/// The images `indices` of `ds` (in the given order) as a new dataset.
+pub fn select(ds: &Dataset, indices: &[usize]) -> Dataset {
+    let mut images = Vec::with_capacity(indices.len() * ds.shape.image_len());
+    for &i in indices {
+        images.extend_from_slice(ds.image(i));
+    }
+    Dataset {
+        shape: ds.shape,
+        images,
+        labels: indices.iter().map(|&i| ds.labels[i]).collect(),
+        class_names: ds.class_names.clone(),
+    }
+}
+
+/// The first `limit` images of `ds` (all of them when it has fewer), in order.
+pub fn subset(ds: &Dataset, limit: usize) -> Dataset {
+    let count = limit.min(ds.len());
+    Dataset {
+        shape: ds.shape,
+        images: ds.images[..count * ds.shape.image_len()].to_vec(),
+        labels: ds.labels[..count].to_vec(),
+        class_names: ds.class_names.clone(),
+    }
+}
+
+/// Holds `count` images out of `train` for validation and returns `(train, validation)`.
+///
+/// The split is stratified: each class gives `count * class_size / len` images (rounded by largest
+/// remainder, ties to the lower class), chosen by a shuffle seeded with `seed` (ChaCha8), so the same
+/// seed always gives the same split. Both parts keep the original order of their images.
+pub fn split_validation(
+    train: Dataset,
+    count: usize,
+    seed: u64,
+) -> Result<(Dataset, Dataset), DataError> {
+    if count >= train.len() {
+        return Err(DataError::Invalid(format!(
+            "cannot hold out {count} validation images from a training set of {}: \
+             at least one must stay for training",
+            train.len()
+        )));
+    }
+    let num_classes = train.num_classes().max(
+        train
+            .labels
+            .iter()
+            .map(|&l| l as usize + 1)
+            .max()
+            .unwrap_or(0),
+    );
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes];
+    for (i, &label) in train.labels.iter().enumerate() {
+        by_class[label as usize].push(i);
+    }
+    let total = train.len();
+    let mut quotas: Vec<usize> = by_class.iter().map(|c| count * c.len() / total).collect();
+    let mut remaining = count - quotas.iter().sum::<usize>();
+    let mut order: Vec<usize> = (0..num_classes).collect();
+    // Largest remainder first; the stable sort keeps lower classes first among equal remainders.
+    order.sort_by_key(|&c| std::cmp::Reverse(count * by_class[c].len() % total));
+    for &c in order.iter().cycle() {
+        if remaining == 0 {
+            break;
+        }
+        if quotas[c] < by_class[c].len() {
+            quotas[c] += 1;
+            remaining -= 1;
+        }
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut held_out = vec![false; total];
+    for (members, &quota) in by_class.iter_mut().zip(&quotas) {
+        members.shuffle(&mut rng);
+        for &i in &members[..quota] {
+            held_out[i] = true;
+        }
+    }
+    let (valid, keep): (Vec<usize>, Vec<usize>) = (0..total).partition(|&i| held_out[i]);
+    log::info!(
+        "held out {} of {} training images for validation (seed {seed})",
+        valid.len(),
+        total
+    );
+    Ok((select(&train, &keep), select(&train, &valid)))
+}
