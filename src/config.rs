@@ -28,7 +28,10 @@ pub enum TransformChoiceError {
 
 impl TransformChoice {
     /// A custom set from rotations in degrees and channel orders such as `"GBR"`.
-    pub fn custom_from_names(degrees: &[u32], orders: &[String]) -> Result<Self, TransformChoiceError> {
+    pub fn custom_from_names(
+        degrees: &[u32],
+        orders: &[String],
+    ) -> Result<Self, TransformChoiceError> {
         let quarter_turns = degrees
             .iter()
             .map(|&d| match d {
@@ -46,7 +49,9 @@ impl TransformChoice {
                     .filter_map(|c| "RGB".find(c).map(|i| i as u8))
                     .collect();
                 match channels.as_slice() {
-                    &[a, b, c] if a != b && b != c && a != c && name.trim().len() == 3 => Ok([a, b, c]),
+                    &[a, b, c] if a != b && b != c && a != c && name.trim().len() == 3 => {
+                        Ok([a, b, c])
+                    }
                     _ => Err(TransformChoiceError::Permutation(name.clone())),
                 }
             })
@@ -166,34 +171,55 @@ impl TrainConfig {
             return Err(invalid("batch size", "must be at least 1"));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(invalid("learning rate", format!("must be a positive number, got {}", self.lr)));
+            return Err(invalid(
+                "learning rate",
+                format!("must be a positive number, got {}", self.lr),
+            ));
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return Err(invalid("momentum", format!("must be in [0, 1), got {}", self.momentum)));
+            return Err(invalid(
+                "momentum",
+                format!("must be in [0, 1), got {}", self.momentum),
+            ));
         }
         if self.nesterov && self.momentum == 0.0 {
             return Err(invalid("nesterov", "needs a momentum above 0"));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(invalid("weight decay", format!("must be 0 or more, got {}", self.weight_decay)));
+            return Err(invalid(
+                "weight decay",
+                format!("must be 0 or more, got {}", self.weight_decay),
+            ));
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return Err(invalid("temperature", format!("must be positive, got {}", self.temperature)));
+            return Err(invalid(
+                "temperature",
+                format!("must be positive, got {}", self.temperature),
+            ));
         }
         if !(self.beta.is_finite() && self.beta >= 0.0) {
-            return Err(invalid("beta", format!("must be 0 or more, got {}", self.beta)));
+            return Err(invalid(
+                "beta",
+                format!("must be 0 or more, got {}", self.beta),
+            ));
         }
         if self.eval_every == 0 {
             return Err(invalid("eval every", "must be at least 1 epoch"));
         }
         if self.limit_train == Some(0) || self.limit_test == Some(0) {
-            return Err(invalid("limit", "a limit of 0 images leaves nothing to train or test on"));
+            return Err(invalid(
+                "limit",
+                "a limit of 0 images leaves nothing to train or test on",
+            ));
         }
         if self.dataset.kind == DatasetKind::Folder && self.dataset.image_size == 0 {
             return Err(invalid("image size", "must be at least 1 pixel"));
         }
-        self.transforms.set().map_err(|e| invalid("transforms", e.to_string()))?;
-        crate::device::parse_device_name(&self.device).map_err(|reason| invalid("device", reason))?;
+        self.transforms
+            .set()
+            .map_err(|e| invalid("transforms", e.to_string()))?;
+        crate::device::parse_device_name(&self.device)
+            .map_err(|reason| invalid("device", reason))?;
         Ok(())
     }
 
@@ -225,7 +251,8 @@ mod tests {
 
     #[test]
     fn custom_sets_parse_from_names() {
-        let choice = TransformChoice::custom_from_names(&[0, 180], &["RGB".into(), "gbr".into()]).expect("valid");
+        let choice = TransformChoice::custom_from_names(&[0, 180], &["RGB".into(), "gbr".into()])
+            .expect("valid");
         let set = choice.set().expect("set");
         assert_eq!(set.names(), ["identity", "GBR", "rot180", "rot180·GBR"]);
         assert_eq!(
@@ -241,14 +268,47 @@ mod tests {
     #[test]
     fn bad_settings_are_explained() {
         let cases: Vec<(TrainConfig, &str)> = vec![
-            (TrainConfig { epochs: 0, ..Default::default() }, "epochs"),
-            (TrainConfig { lr: -1.0, ..Default::default() }, "learning rate"),
-            (TrainConfig { momentum: 1.0, ..Default::default() }, "momentum"),
-            (TrainConfig { temperature: 0.0, ..Default::default() }, "temperature"),
-            (TrainConfig { device: "tpu".into(), ..Default::default() }, "device"),
             (
                 TrainConfig {
-                    transforms: TransformChoice::Custom { quarter_turns: vec![], permutations: vec![[0, 1, 2]] },
+                    epochs: 0,
+                    ..Default::default()
+                },
+                "epochs",
+            ),
+            (
+                TrainConfig {
+                    lr: -1.0,
+                    ..Default::default()
+                },
+                "learning rate",
+            ),
+            (
+                TrainConfig {
+                    momentum: 1.0,
+                    ..Default::default()
+                },
+                "momentum",
+            ),
+            (
+                TrainConfig {
+                    temperature: 0.0,
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+            (
+                TrainConfig {
+                    device: "tpu".into(),
+                    ..Default::default()
+                },
+                "device",
+            ),
+            (
+                TrainConfig {
+                    transforms: TransformChoice::Custom {
+                        quarter_turns: vec![],
+                        permutations: vec![[0, 1, 2]],
+                    },
                     ..Default::default()
                 },
                 "transforms",

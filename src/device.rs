@@ -17,7 +17,9 @@ pub fn parse_device_name(name: &str) -> Result<DeviceName, String> {
         "metal" => Ok(DeviceName::Metal),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(ordinal)) => Ok(DeviceName::Cuda(ordinal)),
-            _ => Err(format!("unknown device {name:?}: use cpu, cuda, cuda:N or metal")),
+            _ => Err(format!(
+                "unknown device {name:?}: use cpu, cuda, cuda:N or metal"
+            )),
         },
     }
 }
@@ -29,11 +31,15 @@ pub fn open_device(name: &str) -> Result<Device, String> {
         DeviceName::Cuda(ordinal) if candle_core::utils::cuda_is_available() => {
             Device::new_cuda(ordinal).map_err(|e| format!("cannot open cuda:{ordinal}: {e}"))
         }
-        DeviceName::Cuda(_) => Err("this build has no CUDA support: rebuild with `--features cuda`".into()),
+        DeviceName::Cuda(_) => {
+            Err("this build has no CUDA support: rebuild with `--features cuda`".into())
+        }
         DeviceName::Metal if candle_core::utils::metal_is_available() => {
             Device::new_metal(0).map_err(|e| format!("cannot open the Metal device: {e}"))
         }
-        DeviceName::Metal => Err("this build has no Metal support: rebuild with `--features metal`".into()),
+        DeviceName::Metal => {
+            Err("this build has no Metal support: rebuild with `--features metal`".into())
+        }
     }
 }
 

@@ -3,10 +3,10 @@
 //! The trainer (`train`) runs on candle and talks to the front ends (`cli`, `gui`) only through
 //! events, commands and plain-data snapshots; the GPU views (`gpu`) never see a tensor.
 
+pub mod cli;
+pub mod config;
 pub mod data;
+pub mod device;
 pub mod model;
 pub mod sla;
 pub mod train;
-pub mod config;
-pub mod device;
-pub mod cli;

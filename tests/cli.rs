@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn sla(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sla")).args(args).output().expect("run sla");
+    let out = Command::new(env!("CARGO_BIN_EXE_sla"))
+        .args(args)
+        .output()
+        .expect("run sla");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -17,9 +20,15 @@ fn user_mistakes_exit_non_zero_with_one_clear_line() {
     let out = dir.path().join("run");
     let out = out.to_str().expect("utf-8 path");
     let cases: [(&[&str], &str); 4] = [
-        (&["train", "--dataset", "cifar10", "--out", out], "--data-dir"),
-        (&["train", "--transforms", "color-perm", "--out", out], "colour permutations need 3-channel"),
-        (&["train", "--lr", "-1", "--out", out], "learning rate"),
+        (
+            &["train", "--dataset", "cifar10", "--out", out],
+            "--data-dir",
+        ),
+        (
+            &["train", "--transforms", "color-perm", "--out", out],
+            "colour permutations need 3-channel",
+        ),
+        (&["train", "--lr=-1", "--out", out], "learning rate"),
         (&["eval", "--run", "/nonexistent/run"], "not a run folder"),
     ];
     for (args, needle) in cases {
@@ -37,13 +46,35 @@ fn train_then_eval_reports_every_inference_mode() {
     let run = dir.path().join("run");
     let run = run.to_str().expect("utf-8 path");
     let (ok, stdout, stderr) = sla(&[
-        "train", "--mode", "sla-sd", "--epochs", "1", "--limit-train", "200", "--limit-test", "40", "--batch-size", "40", "--out", run,
+        "train",
+        "--mode",
+        "sla-sd",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "200",
+        "--limit-test",
+        "40",
+        "--batch-size",
+        "40",
+        "--out",
+        run,
     ]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("single") && stdout.contains("aggregated") && stdout.contains("self-distilled"), "{stdout}");
+    assert!(
+        stdout.contains("single")
+            && stdout.contains("aggregated")
+            && stdout.contains("self-distilled"),
+        "{stdout}"
+    );
     let (ok, stdout, stderr) = sla(&["eval", "--run", run]);
     assert!(ok, "{stderr}");
-    for needle in ["single (SLA+SI)", "aggregated (SLA+AG)", "self-distilled (SLA+SD)", "view rot90"] {
+    for needle in [
+        "single (SLA+SI)",
+        "aggregated (SLA+AG)",
+        "self-distilled (SLA+SD)",
+        "view rot90",
+    ] {
         assert!(stdout.contains(needle), "{needle} missing from {stdout}");
     }
     // The run folder is not overwritten by a second `train --out`.

@@ -45,9 +45,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         config.device = device.clone();
     }
     let data = load_data(&config)?;
-    let model = build_model(&config, data.test.shape, data.train.num_classes(), Some(&args.run))
-        .with_context(|| format!("loading the checkpoint of {}", args.run.display()))?;
-    let result = evaluate(&model, &data.test, &data.normalization, config.batch_size, 0)?;
+    let model = build_model(
+        &config,
+        data.test.shape,
+        data.train.num_classes(),
+        Some(&args.run),
+    )
+    .with_context(|| format!("loading the checkpoint of {}", args.run.display()))?;
+    let result = evaluate(
+        &model,
+        &data.test,
+        &data.normalization,
+        config.batch_size,
+        0,
+    )?;
     println!(
         "{} on {} ({} test images), mode {}, {} transformations",
         config.model.name(),
@@ -56,10 +67,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         config.mode.name(),
         model.transforms.len()
     );
-    let single_name = if config.mode.is_joint() { "single (SLA+SI)" } else { "single" };
+    let single_name = if config.mode.is_joint() {
+        "single (SLA+SI)"
+    } else {
+        "single"
+    };
     println!("{single_name:<28} {}", percent(result.single_acc));
     if let Some(agg) = result.agg_acc {
-        let name = if config.mode.is_joint() { "aggregated (SLA+AG)" } else { "averaged over views" };
+        let name = if config.mode.is_joint() {
+            "aggregated (SLA+AG)"
+        } else {
+            "averaged over views"
+        };
         println!("{name:<28} {}", percent(agg));
     }
     if let Some(sd) = result.sd_acc {
@@ -68,7 +87,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(joint) = result.joint_acc {
         println!("{:<28} {}", "joint (class, transform)", percent(joint));
     }
-    for (name, acc) in model.transforms.names().iter().zip(&result.per_transform_acc) {
+    for (name, acc) in model
+        .transforms
+        .names()
+        .iter()
+        .zip(&result.per_transform_acc)
+    {
         println!("  view {name:<24} {}", percent(*acc));
     }
     Ok(())

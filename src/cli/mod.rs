@@ -6,7 +6,11 @@ pub mod train;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sla", version, about = "Train image classifiers with Self-supervised Label Augmentation")]
+#[command(
+    name = "sla",
+    version,
+    about = "Train image classifiers with Self-supervised Label Augmentation"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

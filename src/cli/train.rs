@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{ScheduleKind, TransformChoiceError, TrainConfig, TransformChoice};
+use crate::config::{ScheduleKind, TrainConfig, TransformChoice, TransformChoiceError};
 use crate::data::{DatasetKind, DatasetSource};
 use crate::model::ModelKind;
 use crate::sla::{Mode, TransformPreset};
@@ -162,7 +162,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             let config = args.config()?;
             config.validate()?;
             RunStart::New {
-                config,
+                config: Box::new(config),
                 run_dir: run_dir.clone(),
             }
         }
@@ -178,10 +178,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 bar.set_position(info.first_step);
                 bar.reset_eta();
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "{bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 bar.suspend(|| println!(
                     "training on {}: {} train / {} test images, {} classes × {} transformations, {} steps per epoch, run folder {}",
@@ -204,8 +202,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     stats.transformed_per_s
                 ));
             }
-            TrainerEvent::Snapshot(snapshot) => bar.suspend(|| println!("{}", metrics_line(&snapshot.metrics))),
-            TrainerEvent::CheckpointSaved(path) => bar.suspend(|| println!("checkpoint saved in {}", path.display())),
+            TrainerEvent::Snapshot(snapshot) => {
+                bar.suspend(|| println!("{}", metrics_line(&snapshot.metrics)))
+            }
+            TrainerEvent::CheckpointSaved(path) => {
+                bar.suspend(|| println!("checkpoint saved in {}", path.display()))
+            }
             TrainerEvent::Paused | TrainerEvent::Resumed => {}
             TrainerEvent::Finished(result) => {
                 bar.finish_and_clear();
@@ -214,7 +216,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     "done: {} steps in {:.1} s{}",
                     summary.steps,
                     summary.elapsed_s,
-                    if summary.stopped_early { " (stopped early)" } else { "" }
+                    if summary.stopped_early {
+                        " (stopped early)"
+                    } else {
+                        ""
+                    }
                 );
                 return Ok(());
             }

@@ -36,9 +36,22 @@ impl SmallCnn {
             xs = bn.forward_t(&conv.forward(&xs)?, train)?.relu()?;
             // Pool after all but the last stage; tiny inputs stop pooling instead of vanishing.
             if index + 1 < self.stages.len() && xs.dim(2)? >= 2 && xs.dim(3)? >= 2 {
-                xs = xs.max_pool2d(2)?;
+                xs = pool_rounding_up(&xs)?;
             }
         }
         global_average_pool(&xs)
     }
+}
+
+/// 2×2 max pooling that keeps odd edges (ceil(H/2)); zero padding after a ReLU never changes a
+/// maximum. Built from reshapes and max reductions because candle 0.11's `max_pool2d` backward
+/// scales gradients by 1/4 (it multiplies by the window's count of maxima instead of dividing),
+/// which the finite-difference test catches.
+fn pool_rounding_up(xs: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = xs.dims4()?;
+    let xs = xs
+        .pad_with_zeros(2, 0, h % 2)?
+        .pad_with_zeros(3, 0, w % 2)?;
+    let (b, c, h, w) = xs.dims4()?;
+    xs.reshape((b, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
 }

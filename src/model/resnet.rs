@@ -66,7 +66,7 @@ pub struct CifarResNet {
 impl CifarResNet {
     /// `depth` must be 6n + 2 (20, 32, 44, 56, 110).
     pub fn new(depth: usize, in_channels: usize, vb: VarBuilder) -> Result<Self> {
-        if depth < 8 || (depth - 2) % 6 != 0 {
+        if depth < 8 || !(depth - 2).is_multiple_of(6) {
             candle_core::bail!("CIFAR ResNet depth must be 6n + 2, got {depth}");
         }
         let per_stage = (depth - 2) / 6;

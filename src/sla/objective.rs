@@ -246,6 +246,28 @@ mod tests {
     }
 
     #[test]
+    fn with_one_transformation_sla_is_the_baseline() -> Result<()> {
+        let logits = Tensor::new(&[[0.3f64, -1.2, 0.8], [2.0, 0.1, -0.5]], &Device::Cpu)?;
+        let y = Tensor::new(&[2u32, 0], &Device::Cpu)?;
+        let outputs = Outputs {
+            primary: logits,
+            secondary: None,
+        };
+        let sla = objective(Mode::Sla, 3, 1);
+        let baseline = objective(Mode::Baseline, 3, 1);
+        assert_eq!(sla.head_sizes(), baseline.head_sizes());
+        let (a, b) = (sla.loss(&outputs, &y)?, baseline.loss(&outputs, &y)?);
+        assert_eq!(a.to_scalar::<f64>()?, b.to_scalar::<f64>()?);
+        let (p, q) = (sla.predictions(&outputs)?, baseline.predictions(&outputs)?);
+        assert_eq!(p.single.to_vec2::<f64>()?, q.single.to_vec2::<f64>()?);
+        assert_eq!(
+            p.aggregated.expect("agg").to_vec2::<f64>()?,
+            q.single.to_vec2::<f64>()?
+        );
+        Ok(())
+    }
+
+    #[test]
     fn mt_loss_adds_the_transformation_cross_entropy() -> Result<()> {
         let class_rows = [[0.3, -0.2, 0.5], [0.0, 1.0, -1.0]];
         let transform_rows = [[0.2, 0.1], [-0.4, 0.6]];

@@ -32,7 +32,10 @@ pub enum CheckpointError {
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     #[error("{path}: {source}")]
-    Tensor { path: String, source: candle_core::Error },
+    Tensor {
+        path: String,
+        source: candle_core::Error,
+    },
     #[error("{0}: no checkpoint here (missing {1})")]
     Missing(String, &'static str),
 }
@@ -46,15 +49,26 @@ fn tensor_error(path: &Path) -> impl FnOnce(candle_core::Error) -> CheckpointErr
 
 /// Save weights, optimiser buffers and state; the state file is written last, so a checkpoint whose
 /// state exists is complete.
-pub fn save(run: &Path, vars: &VarMap, buffers: &HashMap<String, Tensor>, state: &TrainingState) -> Result<(), CheckpointError> {
+pub fn save(
+    run: &Path,
+    vars: &VarMap,
+    buffers: &HashMap<String, Tensor>,
+    state: &TrainingState,
+) -> Result<(), CheckpointError> {
     let model = run.join(MODEL_FILE);
     let tmp = run.join("model.safetensors.tmp");
     vars.save(&tmp).map_err(tensor_error(&tmp))?;
-    fs::rename(&tmp, &model).map_err(|source| RunDirError::Io { path: model.clone(), source })?;
+    fs::rename(&tmp, &model).map_err(|source| RunDirError::Io {
+        path: model.clone(),
+        source,
+    })?;
     let optimizer = run.join(OPTIMIZER_FILE);
     let tmp = run.join("optimizer.safetensors.tmp");
     candle_core::safetensors::save(buffers, &tmp).map_err(tensor_error(&tmp))?;
-    fs::rename(&tmp, &optimizer).map_err(|source| RunDirError::Io { path: optimizer.clone(), source })?;
+    fs::rename(&tmp, &optimizer).map_err(|source| RunDirError::Io {
+        path: optimizer.clone(),
+        source,
+    })?;
     let json = serde_json::to_vec_pretty(state).map_err(|source| RunDirError::Json {
         path: run.join(STATE_FILE),
         source,
@@ -67,9 +81,15 @@ pub fn save(run: &Path, vars: &VarMap, buffers: &HashMap<String, Tensor>, state:
 pub fn load_state(run: &Path) -> Result<TrainingState, CheckpointError> {
     let path = run.join(STATE_FILE);
     if !path.exists() {
-        return Err(CheckpointError::Missing(run.display().to_string(), STATE_FILE));
+        return Err(CheckpointError::Missing(
+            run.display().to_string(),
+            STATE_FILE,
+        ));
     }
-    let bytes = fs::read(&path).map_err(|source| RunDirError::Io { path: path.clone(), source })?;
+    let bytes = fs::read(&path).map_err(|source| RunDirError::Io {
+        path: path.clone(),
+        source,
+    })?;
     Ok(serde_json::from_slice(&bytes).map_err(|source| RunDirError::Json { path, source })?)
 }
 
@@ -77,16 +97,25 @@ pub fn load_state(run: &Path) -> Result<TrainingState, CheckpointError> {
 pub fn load_weights(run: &Path, vars: &mut VarMap) -> Result<(), CheckpointError> {
     let path = run.join(MODEL_FILE);
     if !path.exists() {
-        return Err(CheckpointError::Missing(run.display().to_string(), MODEL_FILE));
+        return Err(CheckpointError::Missing(
+            run.display().to_string(),
+            MODEL_FILE,
+        ));
     }
     vars.load(&path).map_err(tensor_error(&path))
 }
 
 /// The optimiser's momentum buffers.
-pub fn load_buffers(run: &Path, device: &Device) -> Result<HashMap<String, Tensor>, CheckpointError> {
+pub fn load_buffers(
+    run: &Path,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, CheckpointError> {
     let path = run.join(OPTIMIZER_FILE);
     if !path.exists() {
-        return Err(CheckpointError::Missing(run.display().to_string(), OPTIMIZER_FILE));
+        return Err(CheckpointError::Missing(
+            run.display().to_string(),
+            OPTIMIZER_FILE,
+        ));
     }
     candle_core::safetensors::load(&path, device).map_err(tensor_error(&path))
 }

@@ -63,7 +63,11 @@ pub fn evaluate(
         per_view: vec![0; m],
         ..Default::default()
     };
-    let mut joint_confusion = if joint_mode { vec![0u32; k * k] } else { Vec::new() };
+    let mut joint_confusion = if joint_mode {
+        vec![0u32; k * k]
+    } else {
+        Vec::new()
+    };
     let mut class_confusion = vec![0u32; n * n];
     let sample_count = sample_count.min(data.len());
     let mut sample_predictions = Vec::with_capacity(sample_count * m);
@@ -71,7 +75,14 @@ pub fn evaluate(
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
-        let (images, labels) = make_batch(data, chunk, &Augmentation::none(), normalization, &mut rng, &model.device)?;
+        let (images, labels) = make_batch(
+            data,
+            chunk,
+            &Augmentation::none(),
+            normalization,
+            &mut rng,
+            &model.device,
+        )?;
         let expanded = model.expander.expand(&images)?;
         let features = model.net.features(&expanded, false)?;
         let outputs = objective.outputs(model.net.heads(), &features)?;
@@ -90,7 +101,11 @@ pub fn evaluate(
         if let Some(agg) = &aggregated {
             tally.agg += hits(agg, &label_values);
         }
-        let distilled = predictions.self_distilled.as_ref().map(argmax).transpose()?;
+        let distilled = predictions
+            .self_distilled
+            .as_ref()
+            .map(argmax)
+            .transpose()?;
         if let Some(sd) = &distilled {
             tally.sd += hits(sd, &label_values);
         }
@@ -138,16 +153,40 @@ pub fn evaluate(
 }
 
 /// The first `count` images of `data` expanded exactly as the model saw them (un-normalised u8).
-fn sample_grid(model: &Model, data: &Dataset, count: usize, predicted_labels: Vec<u32>) -> Result<SampleGrid> {
+fn sample_grid(
+    model: &Model,
+    data: &Dataset,
+    count: usize,
+    predicted_labels: Vec<u32>,
+) -> Result<SampleGrid> {
     let shape = data.shape;
     let m = model.objective.num_transforms;
     let len = shape.image_len();
-    let pixels: Vec<f32> = data.images[..count * len].iter().map(|&v| f32::from(v)).collect();
-    let images = Tensor::from_vec(pixels, (count, shape.channels, shape.height, shape.width), &model.device)?;
-    let expanded = model.expander.expand(&images)?.flatten_all()?.to_vec1::<f32>()?;
+    let pixels: Vec<f32> = data.images[..count * len]
+        .iter()
+        .map(|&v| f32::from(v))
+        .collect();
+    let images = Tensor::from_vec(
+        pixels,
+        (count, shape.channels, shape.height, shape.width),
+        &model.device,
+    )?;
+    let expanded = model
+        .expander
+        .expand(&images)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     let true_labels = data.labels[..count]
         .iter()
-        .flat_map(|&y| (0..m as u32).map(move |j| if model.objective.mode.is_joint() { y * m as u32 + j } else { y }))
+        .flat_map(|&y| {
+            (0..m as u32).map(move |j| {
+                if model.objective.mode.is_joint() {
+                    y * m as u32 + j
+                } else {
+                    y
+                }
+            })
+        })
         .collect();
     Ok(SampleGrid {
         samples: count,
@@ -155,7 +194,10 @@ fn sample_grid(model: &Model, data: &Dataset, count: usize, predicted_labels: Ve
         channels: shape.channels,
         height: shape.height,
         width: shape.width,
-        pixels: expanded.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect(),
+        pixels: expanded
+            .iter()
+            .map(|&v| v.round().clamp(0.0, 255.0) as u8)
+            .collect(),
         true_labels,
         predicted_labels,
     })

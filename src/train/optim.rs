@@ -15,7 +15,12 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    pub fn new(params: Vec<(String, Var)>, momentum: f64, weight_decay: f64, nesterov: bool) -> Self {
+    pub fn new(
+        params: Vec<(String, Var)>,
+        momentum: f64,
+        weight_decay: f64,
+        nesterov: bool,
+    ) -> Self {
         Self {
             params,
             buffers: HashMap::new(),
@@ -84,7 +89,10 @@ mod tests {
                 let d = if nesterov { g + 0.9 * b } else { b };
                 p -= lr * d;
                 let got = var.as_tensor().to_vec1::<f64>()?[0];
-                assert!((got - p).abs() < 1e-12, "nesterov={nesterov} step {step}: {got} vs {p}");
+                assert!(
+                    (got - p).abs() < 1e-12,
+                    "nesterov={nesterov} step {step}: {got} vs {p}"
+                );
             }
         }
         Ok(())

@@ -20,9 +20,15 @@ const STEPS_HEADER: &str = "step,epoch,loss,lr";
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{0} is not a run folder: it has no config.json")]
     NotARun(PathBuf),
 }
@@ -69,10 +75,8 @@ impl RunDir {
         write_atomically(&config_path, &json)?;
         let steps_path = path.join(STEPS_FILE);
         fs::write(&steps_path, format!("{STEPS_HEADER}\n")).map_err(io_error(&steps_path))?;
-        for file in [METRICS_FILE] {
-            let file_path = path.join(file);
-            File::create(&file_path).map_err(io_error(&file_path))?;
-        }
+        let metrics_path = path.join(METRICS_FILE);
+        File::create(&metrics_path).map_err(io_error(&metrics_path))?;
         Self::open_for_append(path)
     }
 
@@ -121,7 +125,13 @@ impl RunDir {
     }
 
     /// Log one step (`step` counts steps done, 1 after the first).
-    pub fn log_step(&mut self, step: u64, epoch: usize, loss: f64, lr: f64) -> Result<(), RunDirError> {
+    pub fn log_step(
+        &mut self,
+        step: u64,
+        epoch: usize,
+        loss: f64,
+        lr: f64,
+    ) -> Result<(), RunDirError> {
         let path = self.path.join(STEPS_FILE);
         writeln!(self.steps, "{step},{epoch},{loss},{lr}").map_err(io_error(&path))
     }
@@ -131,10 +141,11 @@ impl RunDir {
         let steps_path = self.path.join(STEPS_FILE);
         self.steps.flush().map_err(io_error(&steps_path))?;
         let metrics_path = self.path.join(METRICS_FILE);
-        let line = serde_json::to_string(&snapshot.metrics).map_err(|source| RunDirError::Json {
-            path: metrics_path.clone(),
-            source,
-        })?;
+        let line =
+            serde_json::to_string(&snapshot.metrics).map_err(|source| RunDirError::Json {
+                path: metrics_path.clone(),
+                source,
+            })?;
         let mut file = OpenOptions::new()
             .append(true)
             .open(&metrics_path)

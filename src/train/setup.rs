@@ -76,7 +76,13 @@ pub fn build_model(
     let device = crate::device::open_device(&config.device).map_err(TrainError::Device)?;
     let transforms = config.transforms.set()?;
     transforms.check_image_shape(shape.channels, shape.height, shape.width)?;
-    let expander = Expander::new(&transforms, shape.channels, shape.height, shape.width, &device)?;
+    let expander = Expander::new(
+        &transforms,
+        shape.channels,
+        shape.height,
+        shape.width,
+        &device,
+    )?;
     let objective = config.objective(num_classes, transforms.len());
     let mut vars = VarMap::new();
     let vb = seeded_var_builder(&vars, config.seed, DType::F32, &device);

@@ -54,8 +54,13 @@ pub enum TrainError {
 /// How a run starts: fresh into a new folder, or continuing the checkpoint in a folder.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunStart {
-    New { config: TrainConfig, run_dir: PathBuf },
-    Resume { run_dir: PathBuf },
+    New {
+        config: Box<TrainConfig>,
+        run_dir: PathBuf,
+    },
+    Resume {
+        run_dir: PathBuf,
+    },
 }
 
 /// A running trainer. Dropping it stops the run (with a checkpoint) and joins the thread.
@@ -109,10 +114,10 @@ impl TrainerHandle {
 impl Drop for TrainerHandle {
     fn drop(&mut self) {
         let _ = self.commands.send(TrainerCommand::Stop);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("the trainer thread panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("the trainer thread panicked");
         }
     }
 }
@@ -134,11 +139,15 @@ fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
 }
 
 /// Train synchronously, reporting through `emit` (which returns false once nobody listens).
-pub fn run(start: RunStart, commands: &Receiver<TrainerCommand>, emit: &mut dyn FnMut(TrainerEvent) -> bool) -> Result<Summary, TrainError> {
+pub fn run(
+    start: RunStart,
+    commands: &Receiver<TrainerCommand>,
+    emit: &mut dyn FnMut(TrainerEvent) -> bool,
+) -> Result<Summary, TrainError> {
     let (config, run_dir, resume) = match start {
         RunStart::New { config, run_dir } => {
             config.validate()?;
-            (config, run_dir, false)
+            (*config, run_dir, false)
         }
         RunStart::Resume { run_dir } => (super::run_dir::read_config(&run_dir)?, run_dir, true),
     };
@@ -155,8 +164,18 @@ pub fn run(start: RunStart, commands: &Receiver<TrainerCommand>, emit: &mut dyn 
         .into());
     }
     let num_classes = data.train.num_classes();
-    let model = build_model(&config, data.train.shape, num_classes, resume.then_some(run_dir.as_path()))?;
-    let mut sgd = Sgd::new(model.named_parameters(), config.momentum, config.weight_decay, config.nesterov);
+    let model = build_model(
+        &config,
+        data.train.shape,
+        num_classes,
+        resume.then_some(run_dir.as_path()),
+    )?;
+    let mut sgd = Sgd::new(
+        model.named_parameters(),
+        config.momentum,
+        config.weight_decay,
+        config.nesterov,
+    );
     let (state, mut run_folder) = if resume {
         let state = checkpoint::load_state(&run_dir)?;
         sgd.set_buffers(checkpoint::load_buffers(&run_dir, &model.device)?);
@@ -191,7 +210,12 @@ pub fn run(start: RunStart, commands: &Receiver<TrainerCommand>, emit: &mut dyn 
         total_steps,
         first_step: state.step,
     };
-    log::info!("training {} steps from step {} into {}", total_steps, state.step, run_dir.display());
+    log::info!(
+        "training {} steps from step {} into {}",
+        total_steps,
+        state.step,
+        run_dir.display()
+    );
     if !emit(TrainerEvent::Started(info)) {
         return Err(TrainError::Disconnected);
     }
@@ -264,7 +288,9 @@ impl Loop<'_> {
                     }
                     TrainerCommand::SaveCheckpoint => {
                         self.save_checkpoint(sgd, run_folder)?;
-                        emit(TrainerEvent::CheckpointSaved(run_folder.path().to_path_buf()));
+                        emit(TrainerEvent::CheckpointSaved(
+                            run_folder.path().to_path_buf(),
+                        ));
                     }
                     TrainerCommand::Stop => {
                         self.save_checkpoint(sgd, run_folder)?;
@@ -282,7 +308,10 @@ impl Loop<'_> {
             let epoch = (self.step / self.steps_per_epoch) as usize;
             let position = (self.step % self.steps_per_epoch) as usize;
             if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                order = Some((epoch, epoch_order(config.seed, epoch, self.data.train.len())));
+                order = Some((
+                    epoch,
+                    epoch_order(config.seed, epoch, self.data.train.len()),
+                ));
             }
             let indices = match &order {
                 Some((_, order)) => &order[position * batch..(position + 1) * batch],
@@ -307,16 +336,21 @@ impl Loop<'_> {
                 loss,
                 lr,
                 images_per_s: smoothed,
-                transformed_per_s: smoothed * if config.mode.expands_batches() { m as f64 } else { 1.0 },
+                transformed_per_s: smoothed
+                    * if config.mode.expands_batches() {
+                        m as f64
+                    } else {
+                        1.0
+                    },
             };
             if !emit(TrainerEvent::Step(stats)) {
                 return Err(TrainError::Disconnected);
             }
-            let epoch_done = self.step % self.steps_per_epoch == 0;
+            let epoch_done = self.step.is_multiple_of(self.steps_per_epoch);
             let last = self.step == total_steps;
             if epoch_done || last {
                 let completed_epochs = (self.step / self.steps_per_epoch) as usize;
-                if last || completed_epochs % config.eval_every == 0 {
+                if last || completed_epochs.is_multiple_of(config.eval_every) {
                     let train_loss = loss_sum / loss_count.max(1) as f64;
                     loss_sum = 0.0;
                     loss_count = 0;
@@ -337,7 +371,12 @@ impl Loop<'_> {
         })
     }
 
-    fn train_step(&self, sgd: &mut Sgd, indices: &[usize], total_steps: u64) -> Result<f64, TrainError> {
+    fn train_step(
+        &self,
+        sgd: &mut Sgd,
+        indices: &[usize],
+        total_steps: u64,
+    ) -> Result<f64, TrainError> {
         let config = self.config;
         let model = self.model;
         let mut rng = step_rng(config.seed, self.step);
@@ -358,7 +397,10 @@ impl Loop<'_> {
         let outputs = model.objective.outputs(model.net.heads(), &features)?;
         let loss = model.objective.loss(&outputs, &labels)?;
         let grads = loss.backward()?;
-        sgd.step(&grads, learning_rate(config.schedule, config.lr, self.step, total_steps))?;
+        sgd.step(
+            &grads,
+            learning_rate(config.schedule, config.lr, self.step, total_steps),
+        )?;
         Ok(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)
     }
 
@@ -372,11 +414,24 @@ impl Loop<'_> {
         )?;
         let validation_single_acc = match &self.data.validation {
             Some(validation) => Some(
-                evaluate(self.model, validation, &self.data.normalization, self.config.batch_size, 0)?.single_acc,
+                evaluate(
+                    self.model,
+                    validation,
+                    &self.data.normalization,
+                    self.config.batch_size,
+                    0,
+                )?
+                .single_acc,
             ),
             None => None,
         };
-        Ok(snapshot_from(self, epoch, train_loss, eval, validation_single_acc))
+        Ok(snapshot_from(
+            self,
+            epoch,
+            train_loss,
+            eval,
+            validation_single_acc,
+        ))
     }
 }
 
