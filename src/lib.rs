@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod download;
 pub mod model;
 pub mod sla;
 pub mod train;

@@ -1,5 +1,6 @@
 //! The command line: `sla train | eval | render | data | gui`; each subcommand in its own file.
 
+pub mod data;
 pub mod eval;
 pub mod train;
 
@@ -22,6 +23,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate a run's checkpoint with every inference mode it supports.
     Eval(eval::EvalArgs),
+    /// List, download or import datasets.
+    Data(data::DataArgs),
 }
 
 /// Run a parsed command line.
@@ -29,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Data(args)) => data::run(args),
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;
