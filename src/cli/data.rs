@@ -101,7 +101,7 @@ pub fn list_line(spec: &DatasetSpec, presence: &Presence) -> String {
     format!("{:<15} {state:<10} {size:>11}  {place}", spec.name)
 }
 
-fn get(manager: &Manager, name: &str, force: bool) -> anyhow::Result<()> {
+pub fn get(manager: &Manager, name: &str, force: bool) -> anyhow::Result<()> {
     let spec = download::spec(name)?;
     if !force && let Some(path) = manager.locate(&spec) {
         println!("{} is already present in {}", spec.title, path.display());

@@ -11,6 +11,7 @@ use crate::config::{ScheduleKind, TrainConfig, TransformChoice, TransformChoiceE
 use crate::data::{DatasetKind, DatasetSource};
 use crate::model::ModelKind;
 use crate::sla::{Mode, TransformPreset};
+use crate::train::setup::resolve_source;
 use crate::train::{EvalMetrics, RunStart, TrainerEvent, TrainerHandle};
 
 use super::percent;
@@ -89,6 +90,9 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its last checkpoint (its config is used).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Download the dataset first if it is not on this machine (MNIST, CIFAR-10/100).
+    #[arg(long)]
+    pub download: bool,
 }
 
 impl TrainArgs {
@@ -131,6 +135,27 @@ impl TrainArgs {
     }
 }
 
+/// A downloadable dataset that is missing is fetched with `--download`, or named with the command
+/// that fetches it.
+fn offer_download(args: &TrainArgs, config: &TrainConfig) -> anyhow::Result<()> {
+    let source = &config.dataset;
+    let downloadable = matches!(
+        source.kind,
+        DatasetKind::Mnist | DatasetKind::Cifar10 | DatasetKind::Cifar100
+    );
+    if !downloadable || resolve_source(source).dir.is_some() {
+        return Ok(());
+    }
+    let name = source.kind.name();
+    if !args.download {
+        bail!(
+            "{name} is not on this machine: add --download, run `sla data get {name}`, or pass --data-dir DIR"
+        );
+    }
+    let manager = crate::download::Manager::new(None)?;
+    super::data::get(&manager, name, false)
+}
+
 /// One line per evaluation, the same in the CLI and the logs.
 pub fn metrics_line(metrics: &EvalMetrics) -> String {
     let mut line = format!(
@@ -161,6 +186,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         (None, Some(run_dir)) => {
             let config = args.config()?;
             config.validate()?;
+            offer_download(&args, &config)?;
             RunStart::New {
                 config: Box::new(config),
                 run_dir: run_dir.clone(),

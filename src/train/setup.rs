@@ -6,7 +6,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
 use crate::config::TrainConfig;
-use crate::data::{self, Augmentation, Dataset, Normalization};
+use crate::data::{self, Augmentation, Dataset, DatasetKind, DatasetSource, Normalization};
 use crate::model::{Network, seeded_var_builder};
 use crate::sla::transform::Expander;
 use crate::sla::{Objective, TransformSet};
@@ -33,9 +33,23 @@ pub struct Model {
     pub net: Network,
 }
 
+/// The dataset source with its folder filled in from the dataset manager's cache (or the system
+/// copy) when the user named none.
+pub fn resolve_source(source: &DatasetSource) -> DatasetSource {
+    let mut resolved = source.clone();
+    let downloadable = matches!(
+        source.kind,
+        DatasetKind::Mnist | DatasetKind::Cifar10 | DatasetKind::Cifar100
+    );
+    if resolved.dir.is_none() && downloadable {
+        resolved.dir = crate::download::locate(source.kind.name(), None);
+    }
+    resolved
+}
+
 /// Load the dataset the config names, apply limits and the validation split.
 pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
-    let splits = data::load(&config.dataset)?;
+    let splits = data::load(&resolve_source(&config.dataset))?;
     let mut train = splits.train;
     let mut test = splits.test;
     if let Some(limit) = config.limit_train {
