@@ -4,4 +4,5 @@
 //! events, commands and plain-data snapshots; the GPU views (`gpu`) never see a tensor.
 
 pub mod data;
+pub mod gpu;
 pub mod train;
