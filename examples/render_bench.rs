@@ -188,6 +188,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ys,
             xs: None,
             colour: category_colour(i),
+            smooth: true,
         })
         .collect();
     let input = CurvesInput {

@@ -185,6 +185,56 @@ fn a_headless_adapter_is_found_and_can_write_storage_textures() {
     assert!(message.contains("mesa-vulkan-drivers"), "{message}");
 }
 
+#[test]
+fn the_device_eframe_would_create_can_build_every_renderer_on_every_adapter() {
+    let eframe::egui_wgpu::WgpuSetup::CreateNew(setup) = sla::gpu::wgpu_setup_for_compute() else {
+        panic!("the compute setup should let eframe create its device");
+    };
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapters = pollster::block_on(
+        instance.enumerate_adapters(wgpu::Backends::VULKAN | wgpu::Backends::GL),
+    );
+    assert!(
+        !adapters.is_empty(),
+        "no Vulkan or GL adapter: install mesa-vulkan-drivers"
+    );
+    for adapter in adapters {
+        let info = adapter.get_info();
+        let descriptor = (setup.device_descriptor)(&adapter);
+        // egui's own choice on GL allows no storage textures (pitfall 2); ours must.
+        assert!(
+            descriptor
+                .required_limits
+                .max_storage_textures_per_shader_stage
+                >= 1,
+            "{info:?}"
+        );
+        assert!(
+            descriptor
+                .required_limits
+                .max_storage_buffers_per_shader_stage
+                >= 4,
+            "{info:?}"
+        );
+        let (device, _queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .unwrap_or_else(|e| panic!("{} ({:?}): {e}", info.name, info.backend));
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let _views = (
+            InputGridRenderer::new(&device),
+            ConfusionRenderer::new(&device),
+            CurvesRenderer::new(&device),
+        );
+        let error = pollster::block_on(scope.pop());
+        assert!(
+            error.is_none(),
+            "{} ({:?}): {error:?}",
+            info.name,
+            info.backend
+        );
+        eprintln!("renderers build on {} ({:?})", info.name, info.backend);
+    }
+}
+
 // ---- input grid ------------------------------------------------------------------------------
 
 struct GridData {
@@ -570,6 +620,7 @@ fn a_flat_line_lands_on_the_hand_computed_rows() {
             ys: &ys,
             xs: None,
             colour: [255, 255, 255, 255],
+            smooth: true,
         }],
         smoothing: 0.0,
         raw_shadow: false,
@@ -623,6 +674,7 @@ fn a_single_spike_in_a_million_points_survives_downsampling() {
             ys: &ys,
             xs: None,
             colour: [255, 0, 0, 255],
+            smooth: true,
         }],
         smoothing: 0.0,
         raw_shadow: false,
@@ -677,16 +729,19 @@ fn several_series_with_gaps_sparse_x_log_y_and_smoothing_match_reference() {
                     ys: &loss,
                     xs: None,
                     colour: category_colour(0),
+                    smooth: true,
                 },
                 Series {
                     ys: &gappy,
                     xs: None,
                     colour: [255, 127, 14, 180],
+                    smooth: false,
                 },
                 Series {
                     ys: &sparse_y,
                     xs: Some(&sparse_x),
                     colour: category_colour(2),
+                    smooth: true,
                 },
             ],
             smoothing,
@@ -725,6 +780,7 @@ fn curves_reject_descending_x() {
             ys: &ys,
             xs: Some(&xs),
             colour: [255; 4],
+            smooth: true,
         }],
         smoothing: 0.0,
         raw_shadow: false,
@@ -752,6 +808,7 @@ fn renderers_reuse_and_grow_their_buffers_across_frames_and_targets() {
                 ys,
                 xs: None,
                 colour: category_colour(3),
+                smooth: true,
             }],
             smoothing: 0.5,
             raw_shadow: false,

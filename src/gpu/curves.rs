@@ -22,6 +22,8 @@ pub struct Series<'a> {
     pub xs: Option<&'a [f32]>,
     /// Gamma-space RGBA; alpha blends the line over what lies below.
     pub colour: [u8; 4],
+    /// Whether the chart's smoothing applies (per-step losses: yes; a few evaluation points: no).
+    pub smooth: bool,
 }
 
 /// Pixels around the plot area, left for axis labels that egui draws over the texture.
@@ -76,9 +78,9 @@ impl Default for CurvesView {
 #[derive(Clone, Debug)]
 pub struct CurvesInput<'a> {
     pub series: Vec<Series<'a>>,
-    /// Weight of the exponential moving average in [0, 1); 0 draws the raw data.
+    /// Weight of the exponential moving average in [0, 1) for series with `smooth`; 0 draws raw data.
     pub smoothing: f32,
-    /// With smoothing, also draw each raw series faded under its smoothed line.
+    /// With smoothing, also draw each smoothed series' raw data faded under its line.
     pub raw_shadow: bool,
     pub view: CurvesView,
 }
@@ -188,9 +190,9 @@ impl Prepared {
             x_offsets.push(count_u32(self.xs.len(), "x values")?);
             self.xs.extend_from_slice(xs);
         }
-        let smoothed = smoothing > 0.0;
-        if smoothed && raw_shadow {
-            for (s, &x_offset) in series.iter().zip(&x_offsets) {
+        let smoothed = |s: &Series<'_>| s.smooth && smoothing > 0.0;
+        if raw_shadow {
+            for (s, &x_offset) in series.iter().zip(&x_offsets).filter(|(s, _)| smoothed(s)) {
                 let [r, g, b, a] = s.colour;
                 // Faded so the smoothed line reads first; the raw data stays visible as context.
                 let faded = [r, g, b, (f32::from(a) * 0.3).round() as u8];
@@ -198,7 +200,7 @@ impl Prepared {
             }
         }
         for (s, &x_offset) in series.iter().zip(&x_offsets) {
-            self.push(s.ys, x_offset, s.colour, smoothed.then_some(smoothing))?;
+            self.push(s.ys, x_offset, s.colour, smoothed(s).then_some(smoothing))?;
         }
         count_u32(self.ys.len(), "y values")?;
         Ok(())

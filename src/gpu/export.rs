@@ -266,11 +266,13 @@ pub fn render_run(
                     ys: &loss,
                     xs: Some(&step_x),
                     colour: category_colour(0),
+                    smooth: true,
                 },
                 Series {
                     ys: &eval_loss,
                     xs: Some(&eval_x),
                     colour: category_colour(1),
+                    smooth: false,
                 },
             ],
             smoothing: LOSS_SMOOTHING,
@@ -288,6 +290,7 @@ pub fn render_run(
                     ys,
                     xs: Some(&eval_x),
                     colour: category_colour(i),
+                    smooth: false,
                 })
                 .collect(),
             smoothing: 0.0,

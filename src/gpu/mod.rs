@@ -113,6 +113,8 @@ pub fn shader_sources() -> Vec<ShaderSource> {
 }
 
 fn shader_module(device: &wgpu::Device, name: &'static str) -> wgpu::ShaderModule {
+    // Callers pass the static names listed in shader_sources; an unknown one would compile an empty
+    // module and fail pipeline creation loudly, which the renderer tests would show at once.
     let source = shader_sources()
         .into_iter()
         .find(|s| s.name == name)
