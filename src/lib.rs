@@ -8,6 +8,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod download;
+pub mod gpu;
 pub mod model;
 pub mod sla;
 pub mod train;

@@ -1,0 +1,314 @@
+//! Headless export: a run folder's four views written as PNG files with the same renderers as the GUI.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use super::style::category_colour;
+use super::{
+    BorderMode, ConfusionInput, ConfusionRenderer, ConfusionView, CurvesInput, CurvesRenderer,
+    CurvesView, GpuContext, GpuError, GridInput, GridLayout, InputGridRenderer, RenderTarget,
+    Series, ViewStyle, read_back,
+};
+use crate::train::{EvalMetrics, TrainingSnapshot};
+
+/// Side the confusion pictures aim for; cells are whole pixels, so large matrices come out a bit bigger.
+const CONFUSION_SIDE: u32 = 800;
+
+/// Size of each of the two charts stacked in `curves.png`.
+const CHART_SIZE: (u32, u32) = (1000, 360);
+
+/// Source images are scaled by a whole factor to about this many pixels.
+const TILE_SIDE: usize = 64;
+
+/// Smoothing of the loss chart: per-step losses are noisy.
+const LOSS_SMOOTHING: f32 = 0.9;
+
+/// One line of `steps.csv`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepRecord {
+    pub step: u64,
+    pub epoch: usize,
+    pub loss: f32,
+    pub lr: f32,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> GpuError + '_ {
+    move |source| GpuError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn format_error(path: &Path, line: usize, message: impl ToString) -> GpuError {
+    GpuError::RunFile {
+        path: path.to_path_buf(),
+        line,
+        message: message.to_string(),
+    }
+}
+
+/// Reads `snapshot.json`.
+pub fn read_snapshot(path: &Path) -> Result<TrainingSnapshot, GpuError> {
+    let file = fs::File::open(path).map_err(io_error(path))?;
+    serde_json::from_reader(BufReader::new(file)).map_err(|e| format_error(path, e.line(), e))
+}
+
+/// Reads `metrics.jsonl`, one `EvalMetrics` per non-empty line.
+pub fn read_metrics(path: &Path) -> Result<Vec<EvalMetrics>, GpuError> {
+    let file = fs::File::open(path).map_err(io_error(path))?;
+    let mut metrics = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io_error(path))?;
+        if !line.trim().is_empty() {
+            metrics.push(serde_json::from_str(&line).map_err(|e| format_error(path, i + 1, e))?);
+        }
+    }
+    Ok(metrics)
+}
+
+/// Reads `steps.csv` (`step,epoch,loss,lr`, columns found by the header's names).
+pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>, GpuError> {
+    let file = fs::File::open(path).map_err(io_error(path))?;
+    let mut lines = BufReader::new(file).lines();
+    let header = lines
+        .next()
+        .transpose()
+        .map_err(io_error(path))?
+        .ok_or_else(|| format_error(path, 1, "no header"))?;
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let column = |name: &str| {
+        names
+            .iter()
+            .position(|&n| n == name)
+            .ok_or_else(|| format_error(path, 1, format!("no `{name}` column in `{header}`")))
+    };
+    let (step, epoch, loss, lr) = (
+        column("step")?,
+        column("epoch")?,
+        column("loss")?,
+        column("lr")?,
+    );
+    let mut records = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let line = line.map_err(io_error(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let field = |c: usize| {
+            fields.get(c).copied().ok_or_else(|| {
+                format_error(
+                    path,
+                    i + 2,
+                    format!("{} fields, expected {}", fields.len(), names.len()),
+                )
+            })
+        };
+        let bad = |e: &dyn std::fmt::Display| format_error(path, i + 2, e);
+        records.push(StepRecord {
+            step: field(step)?.parse().map_err(|e| bad(&e))?,
+            epoch: field(epoch)?.parse().map_err(|e| bad(&e))?,
+            loss: field(loss)?.parse().map_err(|e| bad(&e))?,
+            lr: field(lr)?.parse().map_err(|e| bad(&e))?,
+        });
+    }
+    Ok(records)
+}
+
+/// A file that may be missing (a run that has not evaluated yet): missing is empty, anything else an error.
+fn optional<T>(
+    path: &Path,
+    read: fn(&Path) -> Result<Vec<T>, GpuError>,
+) -> Result<Vec<T>, GpuError> {
+    match read(path) {
+        Err(GpuError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            log::warn!("{} is missing; its chart stays empty", path.display());
+            Ok(Vec::new())
+        }
+        other => other,
+    }
+}
+
+/// The accuracy lines of a run, named, in chart order (each `None` evaluation is a gap).
+pub fn accuracy_series(
+    metrics: &[EvalMetrics],
+    transform_names: &[String],
+) -> Vec<(String, Vec<f32>)> {
+    let mut series = Vec::new();
+    let mut add = |name: String, pick: &dyn Fn(&EvalMetrics) -> Option<f64>| {
+        let values: Vec<Option<f64>> = metrics.iter().map(pick).collect();
+        if values.iter().any(Option::is_some) {
+            series.push((
+                name,
+                values
+                    .into_iter()
+                    .map(|v| v.map_or(f32::NAN, |v| v as f32))
+                    .collect(),
+            ));
+        }
+    };
+    add("single".into(), &|m| Some(m.single_acc));
+    add("aggregated".into(), &|m| m.agg_acc);
+    add("self-distilled".into(), &|m| m.sd_acc);
+    add("joint".into(), &|m| m.joint_acc);
+    let transforms = metrics
+        .iter()
+        .map(|m| m.per_transform_acc.len())
+        .max()
+        .unwrap_or(0);
+    for j in 0..transforms {
+        let name = transform_names
+            .get(j)
+            .cloned()
+            .unwrap_or_else(|| format!("t{j}"));
+        add(name, &|m| m.per_transform_acc.get(j).copied());
+    }
+    series
+}
+
+fn save_png(path: &Path, width: u32, height: u32, pixels: Vec<u8>) -> Result<(), GpuError> {
+    let image = image::RgbaImage::from_raw(width, height, pixels).ok_or_else(|| {
+        GpuError::InvalidInput(format!("{width}x{height} picture of the wrong size"))
+    })?;
+    image.save(path).map_err(|source| GpuError::Image {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Renders `inputs.png`, `confusion.png` (the joint matrix with its transformation blocks, or the class
+/// matrix for runs without joint labels), `confusion_classes.png` and `curves.png` (loss above,
+/// accuracies below) into `out_dir` from the run folder's `snapshot.json`, `metrics.jsonl` and `steps.csv`.
+pub fn render_run(
+    run_dir: &Path,
+    out_dir: &Path,
+    ctx: &GpuContext,
+) -> Result<Vec<PathBuf>, GpuError> {
+    let snapshot = read_snapshot(&run_dir.join("snapshot.json"))?;
+    let metrics = optional(&run_dir.join("metrics.jsonl"), read_metrics)?;
+    let steps = optional(&run_dir.join("steps.csv"), read_steps)?;
+    fs::create_dir_all(out_dir).map_err(io_error(out_dir))?;
+    let style = ViewStyle::dark();
+    let mut written = Vec::new();
+    let mut write =
+        |name: &str, width: u32, height: u32, pixels: Vec<u8>| -> Result<(), GpuError> {
+            let path = out_dir.join(name);
+            save_png(&path, width, height, pixels)?;
+            log::info!("wrote {}", path.display());
+            written.push(path);
+            Ok(())
+        };
+
+    let grid = &snapshot.samples;
+    let scale = (TILE_SIDE / grid.height.max(grid.width).max(1)).max(1) as u32;
+    let input = GridInput::from_sample_grid(
+        grid,
+        BorderMode::Correctness,
+        GridLayout::scaled(grid.width, grid.height, scale),
+        style,
+    );
+    let (width, height) = input.size();
+    let target = RenderTarget::new(&ctx.device, width, height)?;
+    let mut renderer = InputGridRenderer::new(&ctx.device);
+    ctx.submit(|encoder| renderer.render(ctx, encoder, &input, &target))?;
+    write("inputs.png", width, height, read_back(ctx, &target)?)?;
+
+    let n = snapshot.num_classes();
+    let m = snapshot.num_transforms().max(1);
+    let joint = (!snapshot.joint_confusion.is_empty()).then(|| ConfusionInput {
+        block: m,
+        ..ConfusionInput::classes(n * m, &snapshot.joint_confusion)
+    });
+    let classes = if snapshot.class_confusion.is_empty() {
+        joint.map(|j| ConfusionInput {
+            view: ConfusionView::ClassMarginal,
+            ..j
+        })
+    } else {
+        Some(ConfusionInput::classes(n, &snapshot.class_confusion))
+    };
+    let full = joint
+        .or(classes)
+        .ok_or_else(|| GpuError::InvalidInput("the snapshot holds no confusion matrix".into()))?;
+    let mut confusion = ConfusionRenderer::new(&ctx.device);
+    for (name, input) in [
+        ("confusion.png", Some(full)),
+        ("confusion_classes.png", classes),
+    ] {
+        let input = input.unwrap_or(full);
+        let (side, _) = input.matrix()?;
+        let side = u32::try_from(side).unwrap_or(u32::MAX);
+        let size = side.saturating_mul(CONFUSION_SIDE.div_ceil(side.max(1)));
+        let target = RenderTarget::new(&ctx.device, size, size)?;
+        ctx.submit(|encoder| confusion.render(ctx, encoder, &input, &target))?;
+        write(name, size, size, read_back(ctx, &target)?)?;
+    }
+
+    let step_x: Vec<f32> = steps.iter().map(|s| s.step as f32).collect();
+    let loss: Vec<f32> = steps.iter().map(|s| s.loss).collect();
+    let eval_x: Vec<f32> = metrics.iter().map(|m| m.step as f32).collect();
+    let eval_loss: Vec<f32> = metrics.iter().map(|m| m.eval_loss as f32).collect();
+    let accuracies = accuracy_series(&metrics, &snapshot.transform_names);
+    let x_range = step_x
+        .last()
+        .or(eval_x.last())
+        .map(|&last| (0.0, f64::from(last).max(1.0)));
+    let view = CurvesView {
+        x_range,
+        style,
+        ..CurvesView::default()
+    };
+    let charts = [
+        CurvesInput {
+            series: vec![
+                Series {
+                    ys: &loss,
+                    xs: Some(&step_x),
+                    colour: category_colour(0),
+                    smooth: true,
+                },
+                Series {
+                    ys: &eval_loss,
+                    xs: Some(&eval_x),
+                    colour: category_colour(1),
+                    smooth: false,
+                },
+            ],
+            smoothing: LOSS_SMOOTHING,
+            raw_shadow: true,
+            view: CurvesView {
+                log_y: true,
+                ..view
+            },
+        },
+        CurvesInput {
+            series: accuracies
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ys))| Series {
+                    ys,
+                    xs: Some(&eval_x),
+                    colour: category_colour(i),
+                    smooth: false,
+                })
+                .collect(),
+            smoothing: 0.0,
+            raw_shadow: false,
+            view: CurvesView {
+                y_range: Some((0.0, 1.0)),
+                ..view
+            },
+        },
+    ];
+    let (width, height) = CHART_SIZE;
+    let target = RenderTarget::new(&ctx.device, width, height)?;
+    let mut curves = CurvesRenderer::new(&ctx.device);
+    let mut stacked = Vec::with_capacity(width as usize * height as usize * 8);
+    for chart in &charts {
+        ctx.submit(|encoder| curves.render(ctx, encoder, chart, &target).map(|_| ()))?;
+        stacked.extend(read_back(ctx, &target)?);
+    }
+    write("curves.png", width, height * 2, stacked)?;
+    Ok(written)
+}
