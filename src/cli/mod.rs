@@ -2,6 +2,8 @@
 
 pub mod data;
 pub mod eval;
+pub mod gui;
+pub mod render;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -23,8 +25,12 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate a run's checkpoint with every inference mode it supports.
     Eval(eval::EvalArgs),
+    /// Draw a run folder's views (inputs, confusion matrices, curves) to PNG files.
+    Render(render::RenderArgs),
     /// List, download or import datasets.
     Data(data::DataArgs),
+    /// Open the desktop app (the default without a command).
+    Gui(Box<gui::GuiArgs>),
 }
 
 /// Run a parsed command line.
@@ -33,11 +39,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Data(args)) => data::run(args),
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
-            Ok(())
-        }
+        Some(Command::Render(args)) => render::run(args),
+        Some(Command::Gui(args)) => gui::run(*args),
+        None => crate::gui::run(crate::gui::GuiOptions::default()),
     }
 }
 

@@ -85,7 +85,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
     /// Run folder to create.
-    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
     /// Continue the run in this folder from its last checkpoint (its config is used).
     #[arg(long)]

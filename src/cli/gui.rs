@@ -1,0 +1,35 @@
+//! `sla gui` (and `sla` alone): open the desktop app, optionally starting a run at once.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::gui::GuiOptions;
+
+use super::train::TrainArgs;
+
+#[derive(Debug, Args)]
+pub struct GuiArgs {
+    /// Start training at once with the given (or default) settings.
+    #[arg(long)]
+    pub autostart: bool,
+    /// Close the window after this many epochs (for demos, tests and screenshots).
+    #[arg(long)]
+    pub exit_after_epochs: Option<usize>,
+    /// Save a PNG of the whole window before closing (with --exit-after-epochs).
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+pub fn run(args: GuiArgs) -> anyhow::Result<()> {
+    let config = args.train.config()?;
+    crate::gui::run(GuiOptions {
+        config,
+        run_dir: args.train.out.clone(),
+        autostart: args.autostart,
+        exit_after_epochs: args.exit_after_epochs,
+        screenshot: args.screenshot,
+    })
+}

@@ -1,0 +1,281 @@
+//! The app's state and frame loop: trainer events in, commands out, autostart and screenshots.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use eframe::egui;
+
+use crate::config::{TrainConfig, TransformChoice};
+use crate::sla::TransformPreset;
+use crate::train::{RunStart, TrainerCommand, TrainerHandle, trainer};
+
+use super::GuiOptions;
+use super::preview::{DatasetPreview, PreviewLoader};
+use super::run_state::{Phase, RunState};
+use super::views::{ConfusionSettings, GpuViews};
+
+pub struct SlaApp {
+    pub(super) config: TrainConfig,
+    /// Custom transformation set: rotations 0/90/180/270 × the six channel orders.
+    pub(super) custom_transforms: bool,
+    pub(super) custom_rotations: [bool; 4],
+    pub(super) custom_permutations: [bool; 6],
+    pub(super) run_dir_text: String,
+    pub(super) open_dir_text: String,
+    pub(super) data_dir_text: String,
+    pub(super) preview: Option<Result<DatasetPreview, String>>,
+    pub(super) loader: Option<PreviewLoader>,
+    pub(super) preview_revision: u64,
+    pub(super) trainer: Option<TrainerHandle>,
+    pub(super) state: RunState,
+    pub(super) views: Option<GpuViews>,
+    pub(super) smoothing: f32,
+    pub(super) log_y: bool,
+    pub(super) confusion: ConfusionSettings,
+    pub(super) selected_cell: Option<(usize, usize)>,
+    options: GuiOptions,
+    ctx: egui::Context,
+    screenshot_saved: Arc<AtomicBool>,
+    closing: bool,
+}
+
+impl SlaApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, options: GuiOptions) -> Self {
+        cc.egui_ctx.set_visuals(egui::Visuals::dark());
+        let views = cc.wgpu_render_state.as_ref().map(GpuViews::new);
+        if views.is_none() {
+            log::error!("no wgpu render state: the GPU views are off");
+        }
+        let config = options.config.clone();
+        let mut app = Self {
+            data_dir_text: config
+                .dataset
+                .dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            config,
+            custom_transforms: false,
+            custom_rotations: [true, false, false, false],
+            custom_permutations: [true, false, false, false, false, false],
+            run_dir_text: options
+                .run_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(default_run_dir),
+            open_dir_text: String::new(),
+            preview: None,
+            loader: None,
+            preview_revision: 0,
+            trainer: None,
+            state: RunState::default(),
+            views,
+            smoothing: 0.6,
+            log_y: false,
+            confusion: ConfusionSettings::default(),
+            selected_cell: None,
+            options,
+            ctx: cc.egui_ctx.clone(),
+            screenshot_saved: Arc::new(AtomicBool::new(false)),
+            closing: false,
+        };
+        if let TransformChoice::Custom { .. } = app.config.transforms {
+            app.config.transforms = TransformChoice::Preset(TransformPreset::Rotation);
+        }
+        app.reload_preview();
+        if app.options.autostart {
+            app.start();
+        }
+        app
+    }
+
+    /// The run state (for tests and the status bar).
+    pub fn run_state(&self) -> &RunState {
+        &self.state
+    }
+
+    /// Load the chosen dataset's preview on a background thread.
+    pub(super) fn reload_preview(&mut self) {
+        let ctx = self.ctx.clone();
+        match PreviewLoader::start(self.config.dataset.clone(), move || ctx.request_repaint()) {
+            Ok(loader) => {
+                self.loader = Some(loader);
+                self.preview = None;
+            }
+            Err(error) => self.preview = Some(Err(error)),
+        }
+    }
+
+    /// Why the current settings cannot start, if they cannot.
+    pub(super) fn start_blocker(&self) -> Option<String> {
+        if let Err(error) = self.config.validate() {
+            return Some(error.to_string());
+        }
+        match &self.preview {
+            None => return Some("the dataset is still loading".into()),
+            Some(Err(error)) => return Some(error.clone()),
+            Some(Ok(preview)) => {
+                let shape = preview.shape;
+                let set = self.config.transforms.set().ok()?;
+                if let Err(error) = set.check_image_shape(shape.channels, shape.height, shape.width) {
+                    return Some(error.to_string());
+                }
+                let train = self.config.limit_train.unwrap_or(usize::MAX).min(preview.train_len);
+                if train.saturating_sub(self.config.validation) < self.config.batch_size {
+                    return Some(format!(
+                        "the batch size {} is larger than the {} training images",
+                        self.config.batch_size, train
+                    ));
+                }
+            }
+        }
+        if self.run_dir_text.trim().is_empty() {
+            return Some("choose a run folder".into());
+        }
+        if Path::new(self.run_dir_text.trim()).join("config.json").exists() {
+            return Some("the run folder already holds a run: open it to resume, or choose another".into());
+        }
+        None
+    }
+
+    pub(super) fn start(&mut self) {
+        if let Some(reason) = self.start_blocker().filter(|_| self.preview.is_some()) {
+            self.state.message = Some(reason);
+            return;
+        }
+        let run_dir = PathBuf::from(self.run_dir_text.trim());
+        self.spawn(RunStart::New {
+            config: Box::new(self.config.clone()),
+            run_dir,
+        });
+    }
+
+    pub(super) fn resume(&mut self, run_dir: PathBuf) {
+        self.spawn(RunStart::Resume { run_dir });
+    }
+
+    fn spawn(&mut self, start: RunStart) {
+        let ctx = self.ctx.clone();
+        match TrainerHandle::spawn(start, move || ctx.request_repaint()) {
+            Ok(handle) => {
+                self.trainer = Some(handle);
+                self.state = RunState::loading();
+                self.selected_cell = None;
+            }
+            Err(error) => self.state.phase = Phase::Failed(error.to_string()),
+        }
+    }
+
+    pub(super) fn command(&mut self, command: TrainerCommand) {
+        if let Some(trainer) = &self.trainer {
+            trainer.send(command);
+        }
+    }
+
+    /// Open a run folder: resume it if it has a checkpoint and is not finished, else inspect it.
+    pub(super) fn open_run(&mut self, dir: &Path) {
+        if !dir.join("config.json").exists() {
+            self.state.message = Some(format!("{} is not a run folder (no config.json)", dir.display()));
+            return;
+        }
+        self.trainer = None;
+        self.state = RunState::from_folder(dir);
+        if let Ok(config) = crate::train::run_dir::read_config(dir) {
+            self.config = config;
+            self.reload_preview();
+        }
+    }
+
+    pub(super) fn can_resume(dir: &Path) -> bool {
+        trainer::is_resumable(dir)
+    }
+
+    fn drain_events(&mut self) {
+        if let Some(trainer) = &self.trainer {
+            for event in trainer.poll() {
+                self.state.apply(event);
+            }
+        }
+        if let Some(loader) = &self.loader
+            && let Some(result) = loader.poll()
+        {
+            self.preview = Some(result);
+            self.loader = None;
+            self.preview_revision += 1;
+        }
+    }
+
+    /// `--exit-after-epochs`: once enough epochs are evaluated (or the run ended), take the
+    /// screenshot if asked, then close.
+    fn exit_when_done(&mut self, ui: &egui::Ui) {
+        let Some(epochs) = self.options.exit_after_epochs else {
+            return;
+        };
+        let enough = self.state.metrics.last().is_some_and(|m| m.epoch >= epochs);
+        let ended = matches!(self.state.phase, Phase::Finished { .. } | Phase::Failed(_));
+        if !(enough || ended) {
+            return;
+        }
+        if !self.closing {
+            self.closing = true;
+            self.command(TrainerCommand::Stop);
+            match self.options.screenshot.clone() {
+                Some(path) => {
+                    let saved = self.screenshot_saved.clone();
+                    let ctx = ui.ctx().clone();
+                    ui.ctx().request_screenshot(move |image| {
+                        if let Err(error) = save_screenshot(&path, &image) {
+                            log::error!("screenshot: {error}");
+                        }
+                        saved.store(true, Ordering::SeqCst);
+                        ctx.request_repaint();
+                    });
+                }
+                None => self.screenshot_saved.store(true, Ordering::SeqCst),
+            }
+            ui.ctx().request_repaint();
+        } else if self.screenshot_saved.load(Ordering::SeqCst) {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+}
+
+fn save_screenshot(path: &Path, image: &egui::ColorImage) -> Result<(), String> {
+    let [width, height] = image.size;
+    let pixels: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
+    let buffer = image::RgbaImage::from_raw(width as u32, height as u32, pixels)
+        .ok_or_else(|| "screenshot of the wrong size".to_string())?;
+    buffer.save(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn default_run_dir() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("runs/run-{seconds}")
+}
+
+impl eframe::App for SlaApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.drain_events();
+        let typing = ui.ctx().memory(|m| m.focused().is_some());
+        if !typing && ui.input(|i| i.key_pressed(egui::Key::Space)) {
+            match self.state.phase {
+                Phase::Training => self.command(TrainerCommand::Pause),
+                Phase::Paused => self.command(TrainerCommand::Resume),
+                _ => {}
+            }
+        }
+        egui::Panel::top("status").show(ui, |ui| self.status_bar(ui));
+        egui::Panel::left("setup")
+            .resizable(true)
+            .default_size(310.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.setup_panel(ui));
+            });
+        egui::CentralPanel::default().show(ui, |ui| self.watch_panel(ui));
+        self.exit_when_done(ui);
+    }
+}

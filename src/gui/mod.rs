@@ -1,0 +1,52 @@
+//! The desktop app: set up a run, train it, and watch it through the GPU views.
+
+pub mod app;
+mod preview;
+pub mod run_state;
+mod setup_panel;
+mod views;
+mod watch_panel;
+
+use std::path::PathBuf;
+
+use eframe::egui;
+
+use crate::config::TrainConfig;
+
+pub use app::SlaApp;
+
+/// How the app starts (the `sla gui` flags).
+#[derive(Clone, Debug, Default)]
+pub struct GuiOptions {
+    pub config: TrainConfig,
+    /// Run folder for the next run (default: `runs/run-<time>`).
+    pub run_dir: Option<PathBuf>,
+    /// Start training at once.
+    pub autostart: bool,
+    /// Close after this many epochs have been evaluated.
+    pub exit_after_epochs: Option<usize>,
+    /// Save a PNG of the whole window when closing through `exit_after_epochs`.
+    pub screenshot: Option<PathBuf>,
+}
+
+/// Open the window and run until it closes.
+pub fn run(options: GuiOptions) -> anyhow::Result<()> {
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([800.0, 500.0])
+            .with_title("sla — Self-supervised Label Augmentation"),
+        renderer: eframe::Renderer::Wgpu,
+        wgpu_options: eframe::egui_wgpu::WgpuConfiguration {
+            wgpu_setup: crate::gpu::wgpu_setup_for_compute(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    eframe::run_native(
+        "sla",
+        native,
+        Box::new(move |cc| Ok(Box::new(SlaApp::new(cc, options)))),
+    )
+    .map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
+}

@@ -1,0 +1,102 @@
+//! The dataset preview: loaded on a background thread, and expanded by the chosen transformations
+//! into a sample grid before any training.
+
+use std::sync::mpsc::{self, Receiver};
+
+use candle_core::{Device, Tensor};
+
+use crate::data::{self, DatasetSource, ImageShape};
+use crate::sla::TransformSet;
+use crate::sla::transform::Expander;
+use crate::train::SampleGrid;
+use crate::train::setup::resolve_source;
+
+/// Facts about a loaded dataset and a few test images to show.
+pub struct DatasetPreview {
+    pub train_len: usize,
+    pub test_len: usize,
+    pub class_names: Vec<String>,
+    pub shape: ImageShape,
+    /// The first test image of each class (up to 8), CHW u8, and their labels.
+    pub images: Vec<u8>,
+    pub labels: Vec<u32>,
+}
+
+/// A dataset being loaded off the UI thread.
+pub struct PreviewLoader {
+    receiver: Receiver<Result<DatasetPreview, String>>,
+}
+
+const PREVIEW_SAMPLES: usize = 8;
+
+impl PreviewLoader {
+    pub fn start(source: DatasetSource, waker: impl Fn() + Send + 'static) -> Result<Self, String> {
+        let (sender, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("data-preview".into())
+            .spawn(move || {
+                let _ = sender.send(load(&source));
+                waker();
+            })
+            .map_err(|e| format!("cannot start the data loader: {e}"))?;
+        Ok(Self { receiver })
+    }
+
+    /// The result once the loader is done.
+    pub fn poll(&self) -> Option<Result<DatasetPreview, String>> {
+        self.receiver.try_recv().ok()
+    }
+}
+
+fn load(source: &DatasetSource) -> Result<DatasetPreview, String> {
+    let splits = data::load(&resolve_source(source)).map_err(|e| e.to_string())?;
+    let test = &splits.test;
+    let mut picked = Vec::new();
+    for class in 0..test.num_classes() as u32 {
+        if let Some(index) = test.labels.iter().position(|&l| l == class) {
+            picked.push(index);
+        }
+        if picked.len() == PREVIEW_SAMPLES {
+            break;
+        }
+    }
+    let images = picked.iter().flat_map(|&i| test.image(i).iter().copied()).collect();
+    Ok(DatasetPreview {
+        train_len: splits.train.len(),
+        test_len: test.len(),
+        class_names: splits.train.class_names.clone(),
+        shape: test.shape,
+        images,
+        labels: picked.iter().map(|&i| test.labels[i]).collect(),
+    })
+}
+
+impl DatasetPreview {
+    /// The preview images with their M transformed copies; labels are the joint labels y·M + j.
+    pub fn expanded(&self, transforms: &TransformSet) -> Result<SampleGrid, String> {
+        let shape = self.shape;
+        transforms
+            .check_image_shape(shape.channels, shape.height, shape.width)
+            .map_err(|e| e.to_string())?;
+        let count = self.labels.len();
+        let expand = || -> candle_core::Result<Vec<f32>> {
+            let expander = Expander::new(transforms, shape.channels, shape.height, shape.width, &Device::Cpu)?;
+            let pixels: Vec<f32> = self.images.iter().map(|&v| f32::from(v)).collect();
+            let images = Tensor::from_vec(pixels, (count, shape.channels, shape.height, shape.width), &Device::Cpu)?;
+            expander.expand(&images)?.flatten_all()?.to_vec1()
+        };
+        let pixels = expand().map_err(|e| e.to_string())?;
+        let m = transforms.len() as u32;
+        let labels: Vec<u32> = self.labels.iter().flat_map(|&y| (0..m).map(move |j| y * m + j)).collect();
+        Ok(SampleGrid {
+            samples: count,
+            num_transforms: transforms.len(),
+            channels: shape.channels,
+            height: shape.height,
+            width: shape.width,
+            pixels: pixels.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect(),
+            true_labels: labels.clone(),
+            predicted_labels: labels,
+        })
+    }
+}

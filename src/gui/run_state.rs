@@ -1,0 +1,158 @@
+//! What the GUI knows about the run it shows: drained from trainer events, or read from a run folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::train::run_dir;
+use crate::train::{EvalMetrics, RunInfo, StepStats, TrainerEvent, TrainingSnapshot};
+
+/// Where the run is in its life.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Phase {
+    Idle,
+    Loading,
+    Training,
+    Paused,
+    Finished { stopped_early: bool },
+    Failed(String),
+}
+
+/// The plain data every panel draws from; the trainer never sees it.
+pub struct RunState {
+    pub phase: Phase,
+    pub info: Option<RunInfo>,
+    pub last_step: Option<StepStats>,
+    /// (step, loss) of every step.
+    pub losses: Vec<(f32, f32)>,
+    pub metrics: Vec<EvalMetrics>,
+    pub snapshot: Option<Arc<TrainingSnapshot>>,
+    pub message: Option<String>,
+    /// Bumped whenever curves or snapshot change, so views re-render only then.
+    pub revision: u64,
+    started: Option<Instant>,
+}
+
+impl Default for RunState {
+    fn default() -> Self {
+        Self {
+            phase: Phase::Idle,
+            info: None,
+            last_step: None,
+            losses: Vec::new(),
+            metrics: Vec::new(),
+            snapshot: None,
+            message: None,
+            revision: 0,
+            started: None,
+        }
+    }
+}
+
+impl RunState {
+    pub fn loading() -> Self {
+        Self {
+            phase: Phase::Loading,
+            started: Some(Instant::now()),
+            ..Default::default()
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.phase, Phase::Loading | Phase::Training | Phase::Paused)
+    }
+
+    /// Fold one trainer event into the state.
+    pub fn apply(&mut self, event: TrainerEvent) {
+        match event {
+            TrainerEvent::Started(info) => {
+                self.phase = Phase::Training;
+                if info.first_step > 0 {
+                    self.reload_history(&info.run_dir.clone(), info.first_step);
+                }
+                self.info = Some(info);
+            }
+            TrainerEvent::Step(stats) => {
+                self.losses.push((stats.step as f32, stats.loss as f32));
+                self.last_step = Some(stats);
+                self.revision += 1;
+            }
+            TrainerEvent::Snapshot(snapshot) => {
+                self.metrics.push(snapshot.metrics.clone());
+                self.snapshot = Some(snapshot);
+                self.revision += 1;
+            }
+            TrainerEvent::Paused => self.phase = Phase::Paused,
+            TrainerEvent::Resumed => self.phase = Phase::Training,
+            TrainerEvent::CheckpointSaved(path) => {
+                self.message = Some(format!("checkpoint saved in {}", path.display()));
+            }
+            TrainerEvent::Finished(Ok(summary)) => {
+                self.phase = Phase::Finished {
+                    stopped_early: summary.stopped_early,
+                };
+                self.message = Some(format!(
+                    "{} after {} steps ({:.0} s)",
+                    if summary.stopped_early { "stopped" } else { "finished" },
+                    summary.steps,
+                    summary.elapsed_s
+                ));
+            }
+            TrainerEvent::Finished(Err(error)) => self.phase = Phase::Failed(error.to_string()),
+        }
+    }
+
+    /// Load the curves and latest snapshot a run folder already holds (to inspect or resume it).
+    pub fn reload_history(&mut self, run: &Path, up_to_step: u64) {
+        if let Ok(metrics) = run_dir::read_metrics(run) {
+            self.metrics = metrics.into_iter().filter(|m| m.step <= up_to_step).collect();
+        }
+        if let Ok(text) = std::fs::read_to_string(run.join(run_dir::STEPS_FILE)) {
+            self.losses = text
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let mut fields = line.split(',');
+                    let step: f32 = fields.next()?.parse().ok()?;
+                    let loss: f32 = fields.nth(1)?.parse().ok()?;
+                    Some((step, loss))
+                })
+                .filter(|(step, _)| *step as u64 <= up_to_step)
+                .collect();
+        }
+        if let Ok(snapshot) = run_dir::read_snapshot(run) {
+            self.snapshot = Some(Arc::new(snapshot));
+        }
+        self.revision += 1;
+    }
+
+    /// A finished run folder opened for inspection.
+    pub fn from_folder(run: &Path) -> Self {
+        let mut state = Self {
+            phase: Phase::Finished { stopped_early: false },
+            message: Some(format!("opened {}", run.display())),
+            ..Default::default()
+        };
+        state.reload_history(run, u64::MAX);
+        state
+    }
+
+    /// Estimated seconds left, from the smoothed rate, once a few steps are done.
+    pub fn eta_s(&self) -> Option<f64> {
+        let (info, stats) = (self.info.as_ref()?, self.last_step?);
+        if stats.step < info.first_step + 3 || stats.images_per_s <= 0.0 {
+            return None;
+        }
+        let steps_left = info.total_steps.saturating_sub(stats.step) as f64;
+        let images_per_step = info.train_images as f64 / info.steps_per_epoch.max(1) as f64;
+        Some(steps_left * images_per_step / stats.images_per_s)
+    }
+
+    pub fn elapsed_s(&self) -> f64 {
+        self.started.map_or(0.0, |s| s.elapsed().as_secs_f64())
+    }
+
+    pub fn run_dir(&self) -> Option<&PathBuf> {
+        self.info.as_ref().map(|i| &i.run_dir)
+    }
+}

@@ -1,0 +1,362 @@
+//! The left panel (dataset, transformations, objective, model, hyper-parameters, run controls) and
+//! the status bar.
+
+use std::path::PathBuf;
+
+use eframe::egui;
+
+use crate::config::{ScheduleKind, TransformChoice};
+use crate::data::DatasetKind;
+use crate::model::ModelKind;
+use crate::sla::transform::ALL_PERMUTATIONS;
+use crate::sla::{Mode, TransformPreset, TransformSet};
+use crate::train::TrainerCommand;
+
+use super::app::SlaApp;
+use super::run_state::Phase;
+
+const DATASETS: [DatasetKind; 6] = [
+    DatasetKind::FashionMini,
+    DatasetKind::FashionMnist,
+    DatasetKind::Mnist,
+    DatasetKind::Cifar10,
+    DatasetKind::Cifar100,
+    DatasetKind::Folder,
+];
+
+const ERROR_COLOUR: egui::Color32 = egui::Color32::from_rgb(240, 110, 100);
+
+impl SlaApp {
+    pub(super) fn setup_panel(&mut self, ui: &mut egui::Ui) {
+        let locked = self.state.is_active();
+        ui.add_enabled_ui(!locked, |ui| {
+            self.dataset_section(ui);
+            ui.separator();
+            self.transform_section(ui);
+            ui.separator();
+            self.objective_section(ui);
+            ui.separator();
+            self.hyper_parameter_section(ui);
+        });
+        ui.separator();
+        self.run_controls(ui);
+    }
+
+    fn dataset_section(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Dataset");
+        let before = self.config.dataset.clone();
+        egui::ComboBox::from_id_salt("dataset")
+            .selected_text(self.config.dataset.kind.name())
+            .show_ui(ui, |ui| {
+                for kind in DATASETS {
+                    ui.selectable_value(&mut self.config.dataset.kind, kind, kind.name());
+                }
+            });
+        if self.config.dataset.kind != DatasetKind::FashionMini {
+            ui.horizontal(|ui| {
+                ui.label("Folder");
+                let response = ui.text_edit_singleline(&mut self.data_dir_text).on_hover_text(
+                    "Leave empty for the Debian Fashion-MNIST or the dataset cache (sla data get NAME)",
+                );
+                if response.lost_focus() {
+                    let text = self.data_dir_text.trim();
+                    self.config.dataset.dir = (!text.is_empty()).then(|| PathBuf::from(text));
+                }
+            });
+        }
+        if self.config.dataset.kind == DatasetKind::Folder {
+            ui.horizontal(|ui| {
+                ui.label("Image size");
+                ui.add(egui::DragValue::new(&mut self.config.dataset.image_size).range(8..=256));
+            });
+        }
+        if self.config.dataset != before {
+            self.reload_preview();
+        }
+        match &self.preview {
+            None => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("loading…");
+                });
+            }
+            Some(Ok(p)) => {
+                ui.label(format!(
+                    "{} train / {} test images, {} classes, {}×{}×{}",
+                    p.train_len,
+                    p.test_len,
+                    p.class_names.len(),
+                    p.shape.channels,
+                    p.shape.height,
+                    p.shape.width
+                ));
+            }
+            Some(Err(error)) => {
+                ui.colored_label(ERROR_COLOUR, error);
+            }
+        }
+        ui.horizontal(|ui| {
+            ui.label("Limit train");
+            let mut limit = self.config.limit_train.unwrap_or(0);
+            ui.add(egui::DragValue::new(&mut limit).range(0..=1_000_000))
+                .on_hover_text("0 = all images");
+            self.config.limit_train = (limit > 0).then_some(limit);
+            ui.label("test");
+            let mut limit = self.config.limit_test.unwrap_or(0);
+            ui.add(egui::DragValue::new(&mut limit).range(0..=1_000_000));
+            self.config.limit_test = (limit > 0).then_some(limit);
+        });
+    }
+
+    fn channels(&self) -> Option<usize> {
+        match &self.preview {
+            Some(Ok(p)) => Some(p.shape.channels),
+            _ => None,
+        }
+    }
+
+    fn transform_section(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Transformations");
+        let grey = self.channels().is_some_and(|c| c != 3);
+        let grey_reason = "colour permutations need RGB images; this dataset is grey";
+        ui.checkbox(&mut self.custom_transforms, "Custom rotations × channel orders");
+        if self.custom_transforms {
+            egui::Grid::new("custom transforms").show(ui, |ui| {
+                for (index, degrees) in [0, 90, 180, 270].iter().enumerate() {
+                    ui.checkbox(&mut self.custom_rotations[index], format!("{degrees}°"));
+                }
+                ui.end_row();
+                for (index, permutation) in ALL_PERMUTATIONS.iter().enumerate() {
+                    let name: String = permutation.iter().map(|&c| ['R', 'G', 'B'][usize::from(c)]).collect();
+                    let enabled = index == 0 || !grey;
+                    ui.add_enabled(enabled, egui::Checkbox::new(&mut self.custom_permutations[index], name))
+                        .on_disabled_hover_text(grey_reason);
+                    if index == 2 {
+                        ui.end_row();
+                    }
+                }
+                ui.end_row();
+            });
+            let quarter_turns: Vec<u8> = (0..4u8).filter(|&i| self.custom_rotations[usize::from(i)]).collect();
+            let permutations: Vec<[u8; 3]> = ALL_PERMUTATIONS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.custom_permutations[*i] && !(grey && *i > 0))
+                .map(|(_, p)| *p)
+                .collect();
+            self.config.transforms = TransformChoice::Custom {
+                quarter_turns,
+                permutations,
+            };
+        } else {
+            let current = match self.config.transforms {
+                TransformChoice::Preset(preset) => preset,
+                TransformChoice::Custom { .. } => TransformPreset::Rotation,
+            };
+            let mut chosen = current;
+            egui::ComboBox::from_id_salt("preset")
+                .selected_text(current.name())
+                .show_ui(ui, |ui| {
+                    for preset in TransformPreset::ALL {
+                        let colour = TransformSet::preset(preset).transforms().iter().any(|t| t.is_colour_permutation());
+                        ui.add_enabled_ui(!(grey && colour), |ui| {
+                            ui.selectable_value(&mut chosen, preset, preset.name());
+                        })
+                        .response
+                        .on_disabled_hover_text(grey_reason);
+                    }
+                });
+            self.config.transforms = TransformChoice::Preset(chosen);
+        }
+        match self.config.transforms.set() {
+            Ok(set) => {
+                ui.label(format!("M = {}: {}", set.len(), set.names().join(", ")));
+            }
+            Err(error) => {
+                ui.colored_label(ERROR_COLOUR, error.to_string());
+            }
+        }
+    }
+
+    fn objective_section(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Objective and model");
+        egui::ComboBox::from_id_salt("mode")
+            .selected_text(self.config.mode.name())
+            .show_ui(ui, |ui| {
+                for mode in Mode::ALL {
+                    ui.selectable_value(&mut self.config.mode, mode, mode.name())
+                        .on_hover_text(mode.explanation());
+                }
+            });
+        ui.label(egui::RichText::new(self.config.mode.explanation()).small());
+        egui::ComboBox::from_id_salt("model")
+            .selected_text(self.config.model.name())
+            .show_ui(ui, |ui| {
+                for model in ModelKind::ALL {
+                    ui.selectable_value(&mut self.config.model, model, model.name());
+                }
+            });
+    }
+
+    fn hyper_parameter_section(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Training");
+        egui::Grid::new("hyper-parameters").num_columns(2).show(ui, |ui| {
+            ui.label("Epochs");
+            ui.add(egui::DragValue::new(&mut self.config.epochs).range(1..=10_000));
+            ui.end_row();
+            ui.label("Batch size");
+            ui.add(egui::DragValue::new(&mut self.config.batch_size).range(1..=4096));
+            ui.end_row();
+            ui.label("Learning rate");
+            ui.add(egui::DragValue::new(&mut self.config.lr).speed(0.001).range(1e-6..=10.0));
+            ui.end_row();
+            ui.label("Schedule");
+            egui::ComboBox::from_id_salt("schedule")
+                .selected_text(match self.config.schedule {
+                    ScheduleKind::MultiStep => "multi-step",
+                    ScheduleKind::Cosine => "cosine",
+                })
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.config.schedule, ScheduleKind::MultiStep, "multi-step");
+                    ui.selectable_value(&mut self.config.schedule, ScheduleKind::Cosine, "cosine");
+                });
+            ui.end_row();
+            ui.label("Momentum");
+            ui.add(egui::DragValue::new(&mut self.config.momentum).speed(0.01).range(0.0..=0.999));
+            ui.end_row();
+            ui.label("Weight decay");
+            ui.add(egui::DragValue::new(&mut self.config.weight_decay).speed(1e-5).range(0.0..=0.1));
+            ui.end_row();
+            if self.config.mode == Mode::SlaSd {
+                ui.label("Temperature");
+                ui.add(egui::DragValue::new(&mut self.config.temperature).speed(0.1).range(0.1..=20.0));
+                ui.end_row();
+            }
+            ui.label("Seed");
+            ui.add(egui::DragValue::new(&mut self.config.seed));
+            ui.end_row();
+            ui.label("Device");
+            egui::ComboBox::from_id_salt("device")
+                .selected_text(self.config.device.clone())
+                .show_ui(ui, |ui| {
+                    for device in crate::device::available_devices() {
+                        ui.selectable_value(&mut self.config.device, device.to_string(), device);
+                    }
+                });
+            ui.end_row();
+        });
+    }
+
+    fn run_controls(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Run");
+        ui.horizontal(|ui| {
+            ui.label("Folder");
+            ui.add_enabled(!self.state.is_active(), egui::TextEdit::singleline(&mut self.run_dir_text));
+        });
+        let blocker = self.start_blocker();
+        ui.horizontal_wrapped(|ui| {
+            match self.state.phase {
+                Phase::Training => {
+                    if ui.button("Pause").on_hover_text("Space").clicked() {
+                        self.command(TrainerCommand::Pause);
+                    }
+                }
+                Phase::Paused => {
+                    if ui.button("Resume").on_hover_text("Space").clicked() {
+                        self.command(TrainerCommand::Resume);
+                    }
+                }
+                _ => {
+                    let start = ui.add_enabled(blocker.is_none() && !self.state.is_active(), egui::Button::new("Start"));
+                    if start.clicked() {
+                        self.start();
+                    }
+                }
+            }
+            let active = self.state.is_active();
+            if ui.add_enabled(active, egui::Button::new("Stop")).on_hover_text("Finish the step, save a checkpoint, end").clicked() {
+                self.command(TrainerCommand::Stop);
+            }
+            if ui.add_enabled(active, egui::Button::new("Save checkpoint")).clicked() {
+                self.command(TrainerCommand::SaveCheckpoint);
+            }
+        });
+        if let Some(reason) = blocker.filter(|_| !self.state.is_active()) {
+            ui.colored_label(ERROR_COLOUR, reason);
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            ui.label("Open run");
+            ui.text_edit_singleline(&mut self.open_dir_text);
+        });
+        let dir = PathBuf::from(self.open_dir_text.trim());
+        ui.horizontal(|ui| {
+            let idle = !self.state.is_active() && !self.open_dir_text.trim().is_empty();
+            if ui.add_enabled(idle, egui::Button::new("Inspect")).clicked() {
+                self.open_run(&dir);
+            }
+            let resumable = idle && Self::can_resume(&dir);
+            if ui.add_enabled(resumable, egui::Button::new("Resume")).clicked() {
+                self.open_run(&dir);
+                self.resume(dir.clone());
+            }
+        });
+    }
+
+    pub(super) fn status_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            let phase = match &self.state.phase {
+                Phase::Idle => "idle".to_string(),
+                Phase::Loading => "loading data and building the model…".to_string(),
+                Phase::Training => "training".to_string(),
+                Phase::Paused => "paused".to_string(),
+                Phase::Finished { stopped_early: true } => "stopped".to_string(),
+                Phase::Finished { .. } => "finished".to_string(),
+                Phase::Failed(_) => "failed".to_string(),
+            };
+            ui.strong(phase);
+            if let (Some(info), Some(stats)) = (&self.state.info, self.state.last_step) {
+                ui.separator();
+                ui.label(format!(
+                    "epoch {}/{}  step {}/{}",
+                    stats.epoch + 1,
+                    info.total_steps / info.steps_per_epoch.max(1),
+                    stats.step,
+                    info.total_steps
+                ));
+                ui.separator();
+                ui.label(format!(
+                    "{:.0} img/s ({:.0} transformed/s)",
+                    stats.images_per_s, stats.transformed_per_s
+                ));
+                ui.separator();
+                ui.label(format!("loss {:.4}", stats.loss));
+                if let Some(eta) = self.state.eta_s() {
+                    ui.separator();
+                    ui.label(format!("ETA {}", format_duration(eta)));
+                }
+                ui.separator();
+                ui.label(format!("device {}", info.device));
+            }
+            if let Some(views) = &self.views {
+                ui.separator();
+                ui.label(egui::RichText::new(format!("views on {}", views.adapter())).small());
+            }
+            if let Phase::Failed(error) = &self.state.phase {
+                ui.colored_label(ERROR_COLOUR, error);
+            } else if let Some(message) = &self.state.message {
+                ui.separator();
+                ui.label(message);
+            }
+        });
+    }
+}
+
+fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,311 @@
+//! The central panel: loss and accuracy curves, the joint confusion matrix, the transformed-input
+//! grid and per-transformation accuracy, all drawn by the GPU views.
+
+use eframe::egui;
+
+use crate::gpu::confusion::{ConfusionView, cell_at};
+use crate::gpu::input_grid::BorderMode;
+use crate::gpu::style::category_colour;
+use crate::train::{EvalMetrics, SampleGrid};
+
+use super::app::SlaApp;
+use super::views::{CHARTS, Chart};
+
+const SERIES_COLOURS: [[u8; 4]; 4] = [
+    [90, 160, 255, 255],
+    [255, 170, 60, 255],
+    [120, 220, 120, 255],
+    [230, 100, 230, 255],
+];
+
+/// The loss chart and the accuracy chart from the run's data.
+pub(super) fn build_charts(losses: &[(f32, f32)], metrics: &[EvalMetrics], transform_names: &[String]) -> Vec<Chart> {
+    let eval_x: Vec<f32> = metrics.iter().map(|m| m.step as f32).collect();
+    let eval = |pick: &dyn Fn(&EvalMetrics) -> Option<f64>| -> Vec<f32> {
+        metrics.iter().map(|m| pick(m).map_or(f32::NAN, |v| v as f32)).collect()
+    };
+    let loss = Chart {
+        series: vec![
+            (
+                "train loss".into(),
+                losses.iter().map(|l| l.0).collect(),
+                losses.iter().map(|l| l.1).collect(),
+                SERIES_COLOURS[0],
+                true,
+            ),
+            ("test loss".into(), eval_x.clone(), eval(&|m| Some(m.eval_loss)), SERIES_COLOURS[1], false),
+        ],
+    };
+    let mut accuracy = Chart { series: Vec::new() };
+    let headline: [(&str, &dyn Fn(&EvalMetrics) -> Option<f64>); 3] = [
+        ("single", &|m| Some(m.single_acc)),
+        ("aggregated", &|m| m.agg_acc),
+        ("self-distilled", &|m| m.sd_acc),
+    ];
+    for (index, (name, pick)) in headline.into_iter().enumerate() {
+        if metrics.iter().any(|m| pick(m).is_some()) {
+            accuracy
+                .series
+                .push((name.into(), eval_x.clone(), eval(pick), SERIES_COLOURS[index], false));
+        }
+    }
+    for (j, name) in transform_names.iter().enumerate() {
+        let mut colour = category_colour(j);
+        colour[3] = 120;
+        accuracy.series.push((
+            format!("view {name}"),
+            eval_x.clone(),
+            eval(&|m| m.per_transform_acc.get(j).copied()),
+            colour,
+            false,
+        ));
+    }
+    vec![loss, accuracy]
+}
+
+impl SlaApp {
+    pub(super) fn watch_panel(&mut self, ui: &mut egui::Ui) {
+        if self.views.is_none() {
+            ui.colored_label(egui::Color32::RED, "The GPU views need the wgpu renderer; none is available.");
+            return;
+        }
+        let full = ui.available_size();
+        egui::ScrollArea::vertical().id_salt("watch").show(ui, |ui| {
+            ui.columns(2, |columns| {
+                self.curves_column(&mut columns[0], full.y);
+                self.confusion_column(&mut columns[1], full.y);
+                self.input_grid(&mut columns[1]);
+            });
+        });
+        if let Some(error) = self.views.as_ref().and_then(|v| v.error.clone()) {
+            ui.colored_label(egui::Color32::RED, format!("view error: {error}"));
+        }
+    }
+
+    fn transform_names(&self) -> Vec<String> {
+        match &self.state.snapshot {
+            Some(snapshot) => snapshot.transform_names.clone(),
+            None => self.config.transforms.set().map(|s| s.names()).unwrap_or_default(),
+        }
+    }
+
+    fn curves_column(&mut self, ui: &mut egui::Ui, height: f32) {
+        ui.horizontal(|ui| {
+            ui.strong("Curves");
+            ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99).text("smoothing"));
+            ui.checkbox(&mut self.log_y, "log y");
+        });
+        let revision = self.state.revision;
+        let names = self.transform_names();
+        let charts = build_charts(&self.state.losses, &self.state.metrics, &names);
+        let chart_height = ((height - 200.0) / 2.0).clamp(120.0, 320.0);
+        let x_max = self.state.info.as_ref().map(|i| i.total_steps as f64);
+        let size = egui::vec2(ui.available_width(), chart_height);
+        let (smoothing, log_y) = (self.smoothing, self.log_y);
+        if let Some(views) = &mut self.views {
+            for (index, chart) in charts.iter().enumerate().take(CHARTS) {
+                views.show_chart(ui, index, chart, smoothing, log_y, x_max, revision, size);
+            }
+        }
+        self.per_transform_accuracy(ui);
+    }
+
+    fn per_transform_accuracy(&self, ui: &mut egui::Ui) {
+        let Some(metrics) = self.state.metrics.last() else {
+            ui.label("Accuracy appears after the first evaluation.");
+            return;
+        };
+        let mut line = format!("single {:.1}%", 100.0 * metrics.single_acc);
+        if let Some(agg) = metrics.agg_acc {
+            line += &format!("   aggregated {:.1}% (gain {:+.1})", 100.0 * agg, 100.0 * (agg - metrics.single_acc));
+        }
+        if let Some(sd) = metrics.sd_acc {
+            line += &format!("   self-distilled {:.1}%", 100.0 * sd);
+        }
+        ui.label(line);
+        let names = self.transform_names();
+        let hardest = metrics
+            .per_transform_acc
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(j, _)| j);
+        egui::Grid::new("per-transform").show(ui, |ui| {
+            for (j, acc) in metrics.per_transform_acc.iter().enumerate() {
+                let name = names.get(j).cloned().unwrap_or_else(|| format!("t{j}"));
+                let label = if Some(j) == hardest && metrics.per_transform_acc.len() > 1 {
+                    egui::RichText::new(format!("{name} (hardest)")).color(egui::Color32::from_rgb(240, 160, 80))
+                } else {
+                    egui::RichText::new(name)
+                };
+                ui.label(label);
+                ui.add(egui::ProgressBar::new(*acc as f32).text(format!("{:.1}%", 100.0 * acc)).desired_width(160.0));
+                ui.end_row();
+            }
+        });
+    }
+
+    fn input_grid(&mut self, ui: &mut egui::Ui) {
+        let (grid, border, revision, title): (SampleGrid, BorderMode, u64, &str) = match &self.state.snapshot {
+            Some(snapshot) => (
+                snapshot.samples.clone(),
+                BorderMode::Correctness,
+                self.state.revision,
+                "Test images as the model saw them (green: right, red: wrong)",
+            ),
+            None => match &self.preview {
+                Some(Ok(preview)) => match self.config.transforms.set().map_err(|e| e.to_string()).and_then(|s| preview.expanded(&s)) {
+                    Ok(grid) => (grid, BorderMode::Transform, self.preview_revision ^ hash_transforms(&self.config), "Preview: each image with its M transformed copies"),
+                    Err(error) => {
+                        ui.colored_label(egui::Color32::from_rgb(240, 110, 100), error);
+                        return;
+                    }
+                },
+                _ => return,
+            },
+        };
+        ui.strong(title);
+        let names = self.transform_names();
+        let classes = match (&self.state.snapshot, &self.preview) {
+            (Some(s), _) => s.class_names.clone(),
+            (None, Some(Ok(p))) => p.class_names.clone(),
+            _ => Vec::new(),
+        };
+        let Some(views) = &mut self.views else { return };
+        egui::ScrollArea::vertical().id_salt("grid").show(ui, |ui| {
+            if let Some((response, layout)) = views.show_grid(ui, &grid, border, revision)
+                && let Some(pos) = response.hover_pos()
+            {
+                let scale = layout.size(grid.samples, grid.num_transforms).0 as f32 / response.rect.width();
+                let x = ((pos.x - response.rect.left()) * scale) as u32;
+                let y = ((pos.y - response.rect.top()) * scale) as u32;
+                if let Some((b, j)) = layout.tile_at(grid.samples, grid.num_transforms, x, y) {
+                    let tile = b * grid.num_transforms + j;
+                    let joint = grid.num_transforms > 1 && grid.true_labels.get(tile).copied().unwrap_or(0) as usize >= classes.len();
+                    let describe = |label: u32| describe_label(label, joint, grid.num_transforms, &classes, &names);
+                    let text = format!(
+                        "{} · {}\nlabel {}\npredicted {}",
+                        classes.get(grid.true_labels[tile] as usize / if joint { grid.num_transforms } else { 1 }).cloned().unwrap_or_default(),
+                        names.get(j).cloned().unwrap_or_default(),
+                        describe(grid.true_labels[tile]),
+                        describe(grid.predicted_labels[tile]),
+                    );
+                    response.on_hover_text(text);
+                }
+            }
+        });
+    }
+
+    fn confusion_column(&mut self, ui: &mut egui::Ui, height: f32) {
+        let Some(snapshot) = self.state.snapshot.clone() else {
+            ui.strong("Confusion matrix");
+            ui.label("It appears after the first evaluation.");
+            return;
+        };
+        let n = snapshot.num_classes();
+        let m = snapshot.num_transforms().max(1);
+        let joint = !snapshot.joint_confusion.is_empty();
+        ui.horizontal(|ui| {
+            ui.strong(if joint { "Joint confusion (N·M)" } else { "Class confusion" });
+            if joint {
+                ui.selectable_value(&mut self.confusion.view, ConfusionView::Full, "joint");
+                ui.selectable_value(&mut self.confusion.view, ConfusionView::ClassMarginal, "classes");
+                ui.selectable_value(&mut self.confusion.view, ConfusionView::TransformMarginal, "transformations");
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut self.confusion.normalise_rows, "row-normalised");
+            ui.checkbox(&mut self.confusion.log_scale, "log");
+        });
+        let (counts, k, block) = if joint {
+            (&snapshot.joint_confusion, n * m, m)
+        } else {
+            self.confusion.view = ConfusionView::Full;
+            (&snapshot.class_confusion, n, 1)
+        };
+        let side = ui.available_width().min(height * 0.55).max(100.0);
+        let settings = self.confusion;
+        let revision = self.state.revision;
+        let Some(views) = &mut self.views else { return };
+        let Some((response, drawn)) = views.show_confusion(ui, counts, k, block, settings, revision, side) else {
+            return;
+        };
+        let hovered = response.hover_pos().and_then(|pos| {
+            let x = ((pos.x - response.rect.left()) / response.rect.width() * 1000.0) as u32;
+            let y = ((pos.y - response.rect.top()) / response.rect.height() * 1000.0) as u32;
+            cell_at(drawn, 1000, 1000, x, y)
+        });
+        if hovered != self.confusion.highlight {
+            self.confusion.highlight = hovered;
+            ui.ctx().request_repaint();
+        }
+        let names = self.transform_names();
+        let label = |index: usize| -> String {
+            match (joint, self.confusion.view) {
+                (true, ConfusionView::Full) => describe_label(index as u32, true, m, &snapshot.class_names, &names),
+                (true, ConfusionView::TransformMarginal) => names.get(index).cloned().unwrap_or_default(),
+                _ => snapshot.class_names.get(index).cloned().unwrap_or_default(),
+            }
+        };
+        let matrix = marginal(counts, k, block, self.confusion.view);
+        if let Some((row, col)) = hovered {
+            let count = matrix[row * drawn + col];
+            let row_sum: u32 = matrix[row * drawn..(row + 1) * drawn].iter().sum();
+            let text = format!(
+                "true {}\npredicted {}\n{count} images ({:.1}% of the row)",
+                label(row),
+                label(col),
+                100.0 * f64::from(count) / f64::from(row_sum.max(1))
+            );
+            let response = response.on_hover_text(text);
+            if response.clicked() {
+                self.selected_cell = Some((row, col));
+            }
+        }
+        if let Some((row, col)) = self.selected_cell {
+            ui.label(format!(
+                "Selected: true {} → predicted {}: {} images",
+                label(row),
+                label(col),
+                matrix.get(row * drawn + col).copied().unwrap_or(0)
+            ));
+        }
+    }
+}
+
+/// Counts of the matrix as drawn: full, or summed over transformations or classes.
+fn marginal(counts: &[u32], k: usize, block: usize, view: ConfusionView) -> Vec<u32> {
+    let (side, index): (usize, Box<dyn Fn(usize) -> usize>) = match view {
+        ConfusionView::Full => (k, Box::new(|i| i)),
+        ConfusionView::ClassMarginal => (k / block, Box::new(move |i| i / block)),
+        ConfusionView::TransformMarginal => (block, Box::new(move |i| i % block)),
+    };
+    let mut out = vec![0u32; side * side];
+    for row in 0..k {
+        for col in 0..k {
+            out[index(row) * side + index(col)] += counts[row * k + col];
+        }
+    }
+    out
+}
+
+/// "class · transformation" for a joint label, or the class name.
+fn describe_label(label: u32, joint: bool, m: usize, classes: &[String], transforms: &[String]) -> String {
+    let label = label as usize;
+    if joint {
+        format!(
+            "{} · {} (joint {label})",
+            classes.get(label / m).cloned().unwrap_or_else(|| format!("class {}", label / m)),
+            transforms.get(label % m).cloned().unwrap_or_default()
+        )
+    } else {
+        classes.get(label).cloned().unwrap_or_else(|| format!("class {label}"))
+    }
+}
+
+fn hash_transforms(config: &crate::config::TrainConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    format!("{:?}", config.transforms).hash(&mut hasher);
+    hasher.finish()
+}
