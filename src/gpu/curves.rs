@@ -16,6 +16,7 @@ use super::{
 };
 
 /// One line: `ys[i]` at `xs[i]` (ascending), or at x = i when `xs` is `None`. Non-finite values are gaps.
+/// The GPU works in f32, so x stays exact up to 2^24 (16.7 million steps).
 #[derive(Clone, Copy, Debug)]
 pub struct Series<'a> {
     pub ys: &'a [f32],
@@ -268,8 +269,8 @@ fn resolve(
     let m = view.margins;
     let left = m.left.min(width - 1);
     let top = m.top.min(height - 1);
-    let plot_width = width.saturating_sub(left + m.right).max(1);
-    let plot_height = height.saturating_sub(top + m.bottom).max(1);
+    let plot_width = width.saturating_sub(left.saturating_add(m.right)).max(1);
+    let plot_height = height.saturating_sub(top.saturating_add(m.bottom)).max(1);
     let usable = |r: (f64, f64)| r.0.is_finite() && r.1.is_finite() && r.1 > r.0;
     let x_range = view
         .x_range

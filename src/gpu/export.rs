@@ -201,6 +201,9 @@ pub fn render_run(
         };
 
     let grid = &snapshot.samples;
+    if grid.samples == 0 {
+        log::warn!("the snapshot holds no sample images; inputs.png stays empty");
+    }
     let scale = (TILE_SIDE / grid.height.max(grid.width).max(1)).max(1) as u32;
     let input = GridInput::from_sample_grid(
         grid,
