@@ -878,6 +878,7 @@ fn fake_run(dir: &Path) -> TrainingSnapshot {
                     .iter()
                     .map(|a| a + 0.07 * e as f64)
                     .collect(),
+                validation_single_acc: None,
                 elapsed_s: e as f64,
             };
             serde_json::to_string(&m).expect("json")

@@ -4,4 +4,5 @@ mod cli;
 mod data;
 mod download;
 mod gpu;
+mod gui;
 mod training;

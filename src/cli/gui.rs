@@ -31,5 +31,6 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
         autostart: args.autostart,
         exit_after_epochs: args.exit_after_epochs,
         screenshot: args.screenshot,
+        deterministic: false,
     })
 }

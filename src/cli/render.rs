@@ -18,7 +18,8 @@ pub struct RenderArgs {
 }
 
 pub fn run(args: RenderArgs) -> anyhow::Result<()> {
-    let ctx = GpuContext::headless().context("no GPU adapter for rendering (on Debian: apt install mesa-vulkan-drivers)")?;
+    let ctx = GpuContext::headless()
+        .context("no GPU adapter for rendering (on Debian: apt install mesa-vulkan-drivers)")?;
     let written = render_run(&args.run, &args.out, &ctx)
         .with_context(|| format!("rendering {}", args.run.display()))?;
     println!("rendered on {}:", ctx.describe());

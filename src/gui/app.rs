@@ -95,6 +95,15 @@ impl SlaApp {
         &self.state
     }
 
+    /// Whether the dataset preview has loaded (successfully or not).
+    pub fn preview_loaded(&self) -> bool {
+        self.preview.is_some()
+    }
+
+    pub(super) fn deterministic(&self) -> bool {
+        self.options.deterministic
+    }
+
     /// Load the chosen dataset's preview on a background thread.
     pub(super) fn reload_preview(&mut self) {
         let ctx = self.ctx.clone();
@@ -118,10 +127,15 @@ impl SlaApp {
             Some(Ok(preview)) => {
                 let shape = preview.shape;
                 let set = self.config.transforms.set().ok()?;
-                if let Err(error) = set.check_image_shape(shape.channels, shape.height, shape.width) {
+                if let Err(error) = set.check_image_shape(shape.channels, shape.height, shape.width)
+                {
                     return Some(error.to_string());
                 }
-                let train = self.config.limit_train.unwrap_or(usize::MAX).min(preview.train_len);
+                let train = self
+                    .config
+                    .limit_train
+                    .unwrap_or(usize::MAX)
+                    .min(preview.train_len);
                 if train.saturating_sub(self.config.validation) < self.config.batch_size {
                     return Some(format!(
                         "the batch size {} is larger than the {} training images",
@@ -133,8 +147,13 @@ impl SlaApp {
         if self.run_dir_text.trim().is_empty() {
             return Some("choose a run folder".into());
         }
-        if Path::new(self.run_dir_text.trim()).join("config.json").exists() {
-            return Some("the run folder already holds a run: open it to resume, or choose another".into());
+        if Path::new(self.run_dir_text.trim())
+            .join("config.json")
+            .exists()
+        {
+            return Some(
+                "the run folder already holds a run: open it to resume, or choose another".into(),
+            );
         }
         None
     }
@@ -176,7 +195,10 @@ impl SlaApp {
     /// Open a run folder: resume it if it has a checkpoint and is not finished, else inspect it.
     pub(super) fn open_run(&mut self, dir: &Path) {
         if !dir.join("config.json").exists() {
-            self.state.message = Some(format!("{} is not a run folder (no config.json)", dir.display()));
+            self.state.message = Some(format!(
+                "{} is not a run folder (no config.json)",
+                dir.display()
+            ));
             return;
         }
         self.trainer = None;
@@ -195,6 +217,15 @@ impl SlaApp {
         if let Some(trainer) = &self.trainer {
             for event in trainer.poll() {
                 self.state.apply(event);
+            }
+            // A finished run keeps its folder; the next run gets a fresh one.
+            let finished = matches!(self.state.phase, Phase::Finished { .. } | Phase::Failed(_));
+            if finished
+                && Path::new(self.run_dir_text.trim())
+                    .join("config.json")
+                    .exists()
+            {
+                self.run_dir_text = default_run_dir();
             }
         }
         if let Some(loader) = &self.loader
@@ -246,7 +277,9 @@ fn save_screenshot(path: &Path, image: &egui::ColorImage) -> Result<(), String> 
     let pixels: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
     let buffer = image::RgbaImage::from_raw(width as u32, height as u32, pixels)
         .ok_or_else(|| "screenshot of the wrong size".to_string())?;
-    buffer.save(path).map_err(|e| format!("{}: {e}", path.display()))
+    buffer
+        .save(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn default_run_dir() -> String {

@@ -27,6 +27,8 @@ pub struct GuiOptions {
     pub exit_after_epochs: Option<usize>,
     /// Save a PNG of the whole window when closing through `exit_after_epochs`.
     pub screenshot: Option<PathBuf>,
+    /// Hide everything that depends on timing (rates, ETA, durations), for snapshot tests.
+    pub deterministic: bool,
 }
 
 /// Open the window and run until it closes.

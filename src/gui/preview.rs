@@ -60,7 +60,10 @@ fn load(source: &DatasetSource) -> Result<DatasetPreview, String> {
             break;
         }
     }
-    let images = picked.iter().flat_map(|&i| test.image(i).iter().copied()).collect();
+    let images = picked
+        .iter()
+        .flat_map(|&i| test.image(i).iter().copied())
+        .collect();
     Ok(DatasetPreview {
         train_len: splits.train.len(),
         test_len: test.len(),
@@ -80,21 +83,38 @@ impl DatasetPreview {
             .map_err(|e| e.to_string())?;
         let count = self.labels.len();
         let expand = || -> candle_core::Result<Vec<f32>> {
-            let expander = Expander::new(transforms, shape.channels, shape.height, shape.width, &Device::Cpu)?;
+            let expander = Expander::new(
+                transforms,
+                shape.channels,
+                shape.height,
+                shape.width,
+                &Device::Cpu,
+            )?;
             let pixels: Vec<f32> = self.images.iter().map(|&v| f32::from(v)).collect();
-            let images = Tensor::from_vec(pixels, (count, shape.channels, shape.height, shape.width), &Device::Cpu)?;
+            let images = Tensor::from_vec(
+                pixels,
+                (count, shape.channels, shape.height, shape.width),
+                &Device::Cpu,
+            )?;
             expander.expand(&images)?.flatten_all()?.to_vec1()
         };
         let pixels = expand().map_err(|e| e.to_string())?;
         let m = transforms.len() as u32;
-        let labels: Vec<u32> = self.labels.iter().flat_map(|&y| (0..m).map(move |j| y * m + j)).collect();
+        let labels: Vec<u32> = self
+            .labels
+            .iter()
+            .flat_map(|&y| (0..m).map(move |j| y * m + j))
+            .collect();
         Ok(SampleGrid {
             samples: count,
             num_transforms: transforms.len(),
             channels: shape.channels,
             height: shape.height,
             width: shape.width,
-            pixels: pixels.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect(),
+            pixels: pixels
+                .iter()
+                .map(|&v| v.round().clamp(0.0, 255.0) as u8)
+                .collect(),
             true_labels: labels.clone(),
             predicted_labels: labels,
         })

@@ -93,7 +93,11 @@ impl RunState {
                 };
                 self.message = Some(format!(
                     "{} after {} steps ({:.0} s)",
-                    if summary.stopped_early { "stopped" } else { "finished" },
+                    if summary.stopped_early {
+                        "stopped"
+                    } else {
+                        "finished"
+                    },
                     summary.steps,
                     summary.elapsed_s
                 ));
@@ -105,7 +109,10 @@ impl RunState {
     /// Load the curves and latest snapshot a run folder already holds (to inspect or resume it).
     pub fn reload_history(&mut self, run: &Path, up_to_step: u64) {
         if let Ok(metrics) = run_dir::read_metrics(run) {
-            self.metrics = metrics.into_iter().filter(|m| m.step <= up_to_step).collect();
+            self.metrics = metrics
+                .into_iter()
+                .filter(|m| m.step <= up_to_step)
+                .collect();
         }
         if let Ok(text) = std::fs::read_to_string(run.join(run_dir::STEPS_FILE)) {
             self.losses = text
@@ -129,7 +136,9 @@ impl RunState {
     /// A finished run folder opened for inspection.
     pub fn from_folder(run: &Path) -> Self {
         let mut state = Self {
-            phase: Phase::Finished { stopped_early: false },
+            phase: Phase::Finished {
+                stopped_early: false,
+            },
             message: Some(format!("opened {}", run.display())),
             ..Default::default()
         };

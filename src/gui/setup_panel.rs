@@ -43,7 +43,7 @@ impl SlaApp {
     }
 
     fn dataset_section(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Dataset");
+        let heading = ui.heading("Dataset");
         let before = self.config.dataset.clone();
         egui::ComboBox::from_id_salt("dataset")
             .selected_text(self.config.dataset.kind.name())
@@ -51,11 +51,13 @@ impl SlaApp {
                 for kind in DATASETS {
                     ui.selectable_value(&mut self.config.dataset.kind, kind, kind.name());
                 }
-            });
+            })
+            .response
+            .labelled_by(heading.id);
         if self.config.dataset.kind != DatasetKind::FashionMini {
             ui.horizontal(|ui| {
-                ui.label("Folder");
-                let response = ui.text_edit_singleline(&mut self.data_dir_text).on_hover_text(
+                let label = ui.label("Folder");
+                let response = ui.text_edit_singleline(&mut self.data_dir_text).labelled_by(label.id).on_hover_text(
                     "Leave empty for the Debian Fashion-MNIST or the dataset cache (sla data get NAME)",
                 );
                 if response.lost_focus() {
@@ -66,8 +68,9 @@ impl SlaApp {
         }
         if self.config.dataset.kind == DatasetKind::Folder {
             ui.horizontal(|ui| {
-                ui.label("Image size");
-                ui.add(egui::DragValue::new(&mut self.config.dataset.image_size).range(8..=256));
+                let label = ui.label("Image size");
+                ui.add(egui::DragValue::new(&mut self.config.dataset.image_size).range(8..=256))
+                    .labelled_by(label.id);
             });
         }
         if self.config.dataset != before {
@@ -96,14 +99,16 @@ impl SlaApp {
             }
         }
         ui.horizontal(|ui| {
-            ui.label("Limit train");
+            let label = ui.label("Limit train");
             let mut limit = self.config.limit_train.unwrap_or(0);
             ui.add(egui::DragValue::new(&mut limit).range(0..=1_000_000))
+                .labelled_by(label.id)
                 .on_hover_text("0 = all images");
             self.config.limit_train = (limit > 0).then_some(limit);
-            ui.label("test");
+            let label = ui.label("test");
             let mut limit = self.config.limit_test.unwrap_or(0);
-            ui.add(egui::DragValue::new(&mut limit).range(0..=1_000_000));
+            ui.add(egui::DragValue::new(&mut limit).range(0..=1_000_000))
+                .labelled_by(label.id);
             self.config.limit_test = (limit > 0).then_some(limit);
         });
     }
@@ -116,10 +121,13 @@ impl SlaApp {
     }
 
     fn transform_section(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Transformations");
+        let heading = ui.heading("Transformations");
         let grey = self.channels().is_some_and(|c| c != 3);
         let grey_reason = "colour permutations need RGB images; this dataset is grey";
-        ui.checkbox(&mut self.custom_transforms, "Custom rotations × channel orders");
+        ui.checkbox(
+            &mut self.custom_transforms,
+            "Custom rotations × channel orders",
+        );
         if self.custom_transforms {
             egui::Grid::new("custom transforms").show(ui, |ui| {
                 for (index, degrees) in [0, 90, 180, 270].iter().enumerate() {
@@ -127,17 +135,25 @@ impl SlaApp {
                 }
                 ui.end_row();
                 for (index, permutation) in ALL_PERMUTATIONS.iter().enumerate() {
-                    let name: String = permutation.iter().map(|&c| ['R', 'G', 'B'][usize::from(c)]).collect();
+                    let name: String = permutation
+                        .iter()
+                        .map(|&c| ['R', 'G', 'B'][usize::from(c)])
+                        .collect();
                     let enabled = index == 0 || !grey;
-                    ui.add_enabled(enabled, egui::Checkbox::new(&mut self.custom_permutations[index], name))
-                        .on_disabled_hover_text(grey_reason);
+                    ui.add_enabled(
+                        enabled,
+                        egui::Checkbox::new(&mut self.custom_permutations[index], name),
+                    )
+                    .on_disabled_hover_text(grey_reason);
                     if index == 2 {
                         ui.end_row();
                     }
                 }
                 ui.end_row();
             });
-            let quarter_turns: Vec<u8> = (0..4u8).filter(|&i| self.custom_rotations[usize::from(i)]).collect();
+            let quarter_turns: Vec<u8> = (0..4u8)
+                .filter(|&i| self.custom_rotations[usize::from(i)])
+                .collect();
             let permutations: Vec<[u8; 3]> = ALL_PERMUTATIONS
                 .iter()
                 .enumerate()
@@ -158,14 +174,19 @@ impl SlaApp {
                 .selected_text(current.name())
                 .show_ui(ui, |ui| {
                     for preset in TransformPreset::ALL {
-                        let colour = TransformSet::preset(preset).transforms().iter().any(|t| t.is_colour_permutation());
+                        let colour = TransformSet::preset(preset)
+                            .transforms()
+                            .iter()
+                            .any(|t| t.is_colour_permutation());
                         ui.add_enabled_ui(!(grey && colour), |ui| {
                             ui.selectable_value(&mut chosen, preset, preset.name());
                         })
                         .response
                         .on_disabled_hover_text(grey_reason);
                     }
-                });
+                })
+                .response
+                .labelled_by(heading.id);
             self.config.transforms = TransformChoice::Preset(chosen);
         }
         match self.config.transforms.set() {
@@ -179,7 +200,7 @@ impl SlaApp {
     }
 
     fn objective_section(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Objective and model");
+        let label = ui.heading("Objective and model");
         egui::ComboBox::from_id_salt("mode")
             .selected_text(self.config.mode.name())
             .show_ui(ui, |ui| {
@@ -187,7 +208,9 @@ impl SlaApp {
                     ui.selectable_value(&mut self.config.mode, mode, mode.name())
                         .on_hover_text(mode.explanation());
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
         ui.label(egui::RichText::new(self.config.mode.explanation()).small());
         egui::ComboBox::from_id_salt("model")
             .selected_text(self.config.model.name())
@@ -195,64 +218,113 @@ impl SlaApp {
                 for model in ModelKind::ALL {
                     ui.selectable_value(&mut self.config.model, model, model.name());
                 }
-            });
+            })
+            .response
+            .labelled_by(label.id);
     }
 
     fn hyper_parameter_section(&mut self, ui: &mut egui::Ui) {
         ui.heading("Training");
-        egui::Grid::new("hyper-parameters").num_columns(2).show(ui, |ui| {
-            ui.label("Epochs");
-            ui.add(egui::DragValue::new(&mut self.config.epochs).range(1..=10_000));
-            ui.end_row();
-            ui.label("Batch size");
-            ui.add(egui::DragValue::new(&mut self.config.batch_size).range(1..=4096));
-            ui.end_row();
-            ui.label("Learning rate");
-            ui.add(egui::DragValue::new(&mut self.config.lr).speed(0.001).range(1e-6..=10.0));
-            ui.end_row();
-            ui.label("Schedule");
-            egui::ComboBox::from_id_salt("schedule")
-                .selected_text(match self.config.schedule {
-                    ScheduleKind::MultiStep => "multi-step",
-                    ScheduleKind::Cosine => "cosine",
-                })
-                .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut self.config.schedule, ScheduleKind::MultiStep, "multi-step");
-                    ui.selectable_value(&mut self.config.schedule, ScheduleKind::Cosine, "cosine");
-                });
-            ui.end_row();
-            ui.label("Momentum");
-            ui.add(egui::DragValue::new(&mut self.config.momentum).speed(0.01).range(0.0..=0.999));
-            ui.end_row();
-            ui.label("Weight decay");
-            ui.add(egui::DragValue::new(&mut self.config.weight_decay).speed(1e-5).range(0.0..=0.1));
-            ui.end_row();
-            if self.config.mode == Mode::SlaSd {
-                ui.label("Temperature");
-                ui.add(egui::DragValue::new(&mut self.config.temperature).speed(0.1).range(0.1..=20.0));
+        egui::Grid::new("hyper-parameters")
+            .num_columns(2)
+            .show(ui, |ui| {
+                let label = ui.label("Epochs");
+                ui.add(egui::DragValue::new(&mut self.config.epochs).range(1..=10_000))
+                    .labelled_by(label.id);
                 ui.end_row();
-            }
-            ui.label("Seed");
-            ui.add(egui::DragValue::new(&mut self.config.seed));
-            ui.end_row();
-            ui.label("Device");
-            egui::ComboBox::from_id_salt("device")
-                .selected_text(self.config.device.clone())
-                .show_ui(ui, |ui| {
-                    for device in crate::device::available_devices() {
-                        ui.selectable_value(&mut self.config.device, device.to_string(), device);
-                    }
-                });
-            ui.end_row();
-        });
+                let label = ui.label("Batch size");
+                ui.add(egui::DragValue::new(&mut self.config.batch_size).range(1..=4096))
+                    .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Learning rate");
+                ui.add(
+                    egui::DragValue::new(&mut self.config.lr)
+                        .speed(0.001)
+                        .range(1e-6..=10.0),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Schedule");
+                egui::ComboBox::from_id_salt("schedule")
+                    .selected_text(match self.config.schedule {
+                        ScheduleKind::MultiStep => "multi-step",
+                        ScheduleKind::Cosine => "cosine",
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(
+                            &mut self.config.schedule,
+                            ScheduleKind::MultiStep,
+                            "multi-step",
+                        );
+                        ui.selectable_value(
+                            &mut self.config.schedule,
+                            ScheduleKind::Cosine,
+                            "cosine",
+                        );
+                    })
+                    .response
+                    .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Momentum");
+                ui.add(
+                    egui::DragValue::new(&mut self.config.momentum)
+                        .speed(0.01)
+                        .range(0.0..=0.999),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Weight decay");
+                ui.add(
+                    egui::DragValue::new(&mut self.config.weight_decay)
+                        .speed(1e-5)
+                        .range(0.0..=0.1),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                if self.config.mode == Mode::SlaSd {
+                    let label = ui.label("Temperature");
+                    ui.add(
+                        egui::DragValue::new(&mut self.config.temperature)
+                            .speed(0.1)
+                            .range(0.1..=20.0),
+                    )
+                    .labelled_by(label.id);
+                    ui.end_row();
+                }
+                let label = ui.label("Seed");
+                ui.add(egui::DragValue::new(&mut self.config.seed))
+                    .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Device");
+                egui::ComboBox::from_id_salt("device")
+                    .selected_text(self.config.device.clone())
+                    .show_ui(ui, |ui| {
+                        for device in crate::device::available_devices() {
+                            ui.selectable_value(
+                                &mut self.config.device,
+                                device.to_string(),
+                                device,
+                            );
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                ui.end_row();
+            });
     }
 
     fn run_controls(&mut self, ui: &mut egui::Ui) {
         ui.heading("Run");
-        ui.horizontal(|ui| {
-            ui.label("Folder");
-            ui.add_enabled(!self.state.is_active(), egui::TextEdit::singleline(&mut self.run_dir_text));
-        });
+        if !self.deterministic() {
+            ui.horizontal(|ui| {
+                let label = ui.label("Folder");
+                ui.add_enabled(
+                    !self.state.is_active(),
+                    egui::TextEdit::singleline(&mut self.run_dir_text),
+                )
+                .labelled_by(label.id);
+            });
+        }
         let blocker = self.start_blocker();
         ui.horizontal_wrapped(|ui| {
             match self.state.phase {
@@ -267,17 +339,27 @@ impl SlaApp {
                     }
                 }
                 _ => {
-                    let start = ui.add_enabled(blocker.is_none() && !self.state.is_active(), egui::Button::new("Start"));
+                    let start = ui.add_enabled(
+                        blocker.is_none() && !self.state.is_active(),
+                        egui::Button::new("Start"),
+                    );
                     if start.clicked() {
                         self.start();
                     }
                 }
             }
             let active = self.state.is_active();
-            if ui.add_enabled(active, egui::Button::new("Stop")).on_hover_text("Finish the step, save a checkpoint, end").clicked() {
+            if ui
+                .add_enabled(active, egui::Button::new("Stop"))
+                .on_hover_text("Finish the step, save a checkpoint, end")
+                .clicked()
+            {
                 self.command(TrainerCommand::Stop);
             }
-            if ui.add_enabled(active, egui::Button::new("Save checkpoint")).clicked() {
+            if ui
+                .add_enabled(active, egui::Button::new("Save checkpoint"))
+                .clicked()
+            {
                 self.command(TrainerCommand::SaveCheckpoint);
             }
         });
@@ -286,8 +368,9 @@ impl SlaApp {
         }
         ui.separator();
         ui.horizontal(|ui| {
-            ui.label("Open run");
-            ui.text_edit_singleline(&mut self.open_dir_text);
+            let label = ui.label("Open run");
+            ui.text_edit_singleline(&mut self.open_dir_text)
+                .labelled_by(label.id);
         });
         let dir = PathBuf::from(self.open_dir_text.trim());
         ui.horizontal(|ui| {
@@ -296,7 +379,10 @@ impl SlaApp {
                 self.open_run(&dir);
             }
             let resumable = idle && Self::can_resume(&dir);
-            if ui.add_enabled(resumable, egui::Button::new("Resume")).clicked() {
+            if ui
+                .add_enabled(resumable, egui::Button::new("Resume"))
+                .clicked()
+            {
                 self.open_run(&dir);
                 self.resume(dir.clone());
             }
@@ -310,7 +396,9 @@ impl SlaApp {
                 Phase::Loading => "loading data and building the model…".to_string(),
                 Phase::Training => "training".to_string(),
                 Phase::Paused => "paused".to_string(),
-                Phase::Finished { stopped_early: true } => "stopped".to_string(),
+                Phase::Finished {
+                    stopped_early: true,
+                } => "stopped".to_string(),
                 Phase::Finished { .. } => "finished".to_string(),
                 Phase::Failed(_) => "failed".to_string(),
             };
@@ -324,14 +412,16 @@ impl SlaApp {
                     stats.step,
                     info.total_steps
                 ));
-                ui.separator();
-                ui.label(format!(
-                    "{:.0} img/s ({:.0} transformed/s)",
-                    stats.images_per_s, stats.transformed_per_s
-                ));
+                if !self.deterministic() {
+                    ui.separator();
+                    ui.label(format!(
+                        "{:.0} img/s ({:.0} transformed/s)",
+                        stats.images_per_s, stats.transformed_per_s
+                    ));
+                }
                 ui.separator();
                 ui.label(format!("loss {:.4}", stats.loss));
-                if let Some(eta) = self.state.eta_s() {
+                if let Some(eta) = self.state.eta_s().filter(|_| !self.deterministic()) {
                     ui.separator();
                     ui.label(format!("ETA {}", format_duration(eta)));
                 }
@@ -344,7 +434,12 @@ impl SlaApp {
             }
             if let Phase::Failed(error) = &self.state.phase {
                 ui.colored_label(ERROR_COLOUR, error);
-            } else if let Some(message) = &self.state.message {
+            } else if let Some(message) = self
+                .state
+                .message
+                .as_ref()
+                .filter(|_| !self.deterministic())
+            {
                 ui.separator();
                 ui.label(message);
             }

@@ -18,7 +18,12 @@ struct Texture {
 
 impl Texture {
     /// Make sure the texture is `width`×`height`, re-pointing the same egui id at a new target on resize.
-    fn ensure<'a>(slot: &'a mut Option<Texture>, rs: &RenderState, width: u32, height: u32) -> Result<&'a Texture, GpuError> {
+    fn ensure<'a>(
+        slot: &'a mut Option<Texture>,
+        rs: &RenderState,
+        width: u32,
+        height: u32,
+    ) -> Result<&'a Texture, GpuError> {
         let resized = slot
             .as_ref()
             .is_none_or(|t| t.target.width() != width || t.target.height() != height);
@@ -27,14 +32,24 @@ impl Texture {
             let mut renderer = rs.renderer.write();
             let id = match slot.take() {
                 Some(old) => {
-                    renderer.update_egui_texture_from_wgpu_texture(&rs.device, &target.view, wgpu::FilterMode::Nearest, old.id);
+                    renderer.update_egui_texture_from_wgpu_texture(
+                        &rs.device,
+                        &target.view,
+                        wgpu::FilterMode::Nearest,
+                        old.id,
+                    );
                     old.id
                 }
-                None => renderer.register_native_texture(&rs.device, &target.view, wgpu::FilterMode::Nearest),
+                None => renderer.register_native_texture(
+                    &rs.device,
+                    &target.view,
+                    wgpu::FilterMode::Nearest,
+                ),
             };
             *slot = Some(Texture { target, id });
         }
-        slot.as_ref().ok_or(GpuError::InvalidInput("no texture".into()))
+        slot.as_ref()
+            .ok_or(GpuError::InvalidInput("no texture".into()))
     }
 }
 
@@ -97,7 +112,9 @@ impl GpuViews {
         Self {
             grid: InputGridRenderer::new(&ctx.device),
             confusion: ConfusionRenderer::new(&ctx.device),
-            curves: (0..CHARTS).map(|_| CurvesRenderer::new(&ctx.device)).collect(),
+            curves: (0..CHARTS)
+                .map(|_| CurvesRenderer::new(&ctx.device))
+                .collect(),
             ctx,
             render_state: render_state.clone(),
             grid_texture: None,
@@ -140,7 +157,8 @@ impl GpuViews {
         let input = GridInput::from_sample_grid(grid, border_mode, layout, ViewStyle::dark());
         let (width, height) = input.size();
         let key = Some((revision, border_mode));
-        let result = Texture::ensure(&mut self.grid_texture, &self.render_state, width, height).map(|t| t.id);
+        let result = Texture::ensure(&mut self.grid_texture, &self.render_state, width, height)
+            .map(|t| t.id);
         let id = match result {
             Ok(id) => id,
             Err(error) => {
@@ -150,7 +168,10 @@ impl GpuViews {
         };
         if self.drawn.grid != key {
             let result = match &self.grid_texture {
-                Some(texture) => self.ctx.submit(|encoder| self.grid.render(&self.ctx, encoder, &input, &texture.target)),
+                Some(texture) => self.ctx.submit(|encoder| {
+                    self.grid
+                        .render(&self.ctx, encoder, &input, &texture.target)
+                }),
                 None => Ok(()),
             };
             self.report(result);
@@ -158,7 +179,9 @@ impl GpuViews {
         }
         let available = ui.available_width().max(64.0);
         let shown = fit(width as f32, height as f32, available, f32::INFINITY);
-        let response = ui.add(egui::Image::new(egui::load::SizedTexture::new(id, shown)).sense(egui::Sense::hover()));
+        let response = ui.add(
+            egui::Image::new(egui::load::SizedTexture::new(id, shown)).sense(egui::Sense::hover()),
+        );
         Some((response, layout))
     }
 
@@ -192,7 +215,12 @@ impl GpuViews {
             }
         };
         let pixels = (drawn_side * CONFUSION_PIXELS.div_ceil(drawn_side.max(1))) as u32;
-        let id = match Texture::ensure(&mut self.confusion_texture, &self.render_state, pixels, pixels) {
+        let id = match Texture::ensure(
+            &mut self.confusion_texture,
+            &self.render_state,
+            pixels,
+            pixels,
+        ) {
             Ok(texture) => texture.id,
             Err(error) => {
                 self.report(Err(error));
@@ -202,14 +230,18 @@ impl GpuViews {
         let key = Some((revision, settings, k));
         if self.drawn.confusion != key {
             let result = match &self.confusion_texture {
-                Some(texture) => self.ctx.submit(|encoder| self.confusion.render(&self.ctx, encoder, &input, &texture.target)),
+                Some(texture) => self.ctx.submit(|encoder| {
+                    self.confusion
+                        .render(&self.ctx, encoder, &input, &texture.target)
+                }),
                 None => Ok(()),
             };
             self.report(result);
             self.drawn.confusion = key;
         }
         let response = ui.add(
-            egui::Image::new(egui::load::SizedTexture::new(id, egui::vec2(side, side))).sense(egui::Sense::click()),
+            egui::Image::new(egui::load::SizedTexture::new(id, egui::vec2(side, side)))
+                .sense(egui::Sense::click()),
         );
         Some((response, drawn_side))
     }
@@ -247,7 +279,12 @@ impl GpuViews {
             self.report(result);
             self.drawn.uploaded[index] = upload_key;
         }
-        let id = match Texture::ensure(&mut self.curve_textures[index], &self.render_state, width, height) {
+        let id = match Texture::ensure(
+            &mut self.curve_textures[index],
+            &self.render_state,
+            width,
+            height,
+        ) {
             Ok(texture) => texture.id,
             Err(error) => {
                 self.report(Err(error));
@@ -260,7 +297,14 @@ impl GpuViews {
             style: ViewStyle::dark(),
             ..Default::default()
         };
-        let key = Some((revision, width, height, log_y, smoothing_key, x_max.map(f64::to_bits)));
+        let key = Some((
+            revision,
+            width,
+            height,
+            log_y,
+            smoothing_key,
+            x_max.map(f64::to_bits),
+        ));
         let mut axes: Option<Axes> = None;
         if self.drawn.curves[index] != key {
             let renderer = &mut self.curves[index];
@@ -282,7 +326,7 @@ impl GpuViews {
 
 /// The largest size of aspect `width:height` inside `max_w`×`max_h`.
 fn fit(width: f32, height: f32, max_w: f32, max_h: f32) -> egui::Vec2 {
-    let scale = (max_w / width).min(max_h / height).min(2.0);
+    let scale = (max_w / width).min(max_h / height).min(1.0);
     egui::vec2(width * scale, height * scale)
 }
 
@@ -294,7 +338,10 @@ fn paint_axes(ui: &egui::Ui, rect: &egui::Rect, axes: &Axes, pixels_per_point: f
     let plot_bottom = to_point(axes.plot[1] + axes.plot[3]);
     for tick in &axes.x_ticks {
         painter.text(
-            egui::pos2(rect.left() + to_point(tick.pixel), rect.top() + plot_bottom + 2.0),
+            egui::pos2(
+                rect.left() + to_point(tick.pixel),
+                rect.top() + plot_bottom + 2.0,
+            ),
             egui::Align2::CENTER_TOP,
             format!("{:.0}", tick.value),
             font.clone(),
@@ -303,7 +350,10 @@ fn paint_axes(ui: &egui::Ui, rect: &egui::Rect, axes: &Axes, pixels_per_point: f
     }
     for tick in &axes.y_ticks {
         painter.text(
-            egui::pos2(rect.left() + to_point(axes.plot[0]) - 4.0, rect.top() + to_point(tick.pixel)),
+            egui::pos2(
+                rect.left() + to_point(axes.plot[0]) - 4.0,
+                rect.top() + to_point(tick.pixel),
+            ),
             egui::Align2::RIGHT_CENTER,
             format_tick(tick.value),
             font.clone(),
@@ -318,7 +368,13 @@ fn paint_axes(ui: &egui::Ui, rect: &egui::Rect, axes: &Axes, pixels_per_point: f
             continue;
         }
         let colour = egui::Color32::from_rgb(c[0], c[1], c[2]);
-        painter.text(egui::pos2(right, y), egui::Align2::RIGHT_TOP, name, font.clone(), colour);
+        painter.text(
+            egui::pos2(right, y),
+            egui::Align2::RIGHT_TOP,
+            name,
+            font.clone(),
+            colour,
+        );
         y += 12.0;
     }
 }

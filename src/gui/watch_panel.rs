@@ -19,10 +19,17 @@ const SERIES_COLOURS: [[u8; 4]; 4] = [
 ];
 
 /// The loss chart and the accuracy chart from the run's data.
-pub(super) fn build_charts(losses: &[(f32, f32)], metrics: &[EvalMetrics], transform_names: &[String]) -> Vec<Chart> {
+pub(super) fn build_charts(
+    losses: &[(f32, f32)],
+    metrics: &[EvalMetrics],
+    transform_names: &[String],
+) -> Vec<Chart> {
     let eval_x: Vec<f32> = metrics.iter().map(|m| m.step as f32).collect();
     let eval = |pick: &dyn Fn(&EvalMetrics) -> Option<f64>| -> Vec<f32> {
-        metrics.iter().map(|m| pick(m).map_or(f32::NAN, |v| v as f32)).collect()
+        metrics
+            .iter()
+            .map(|m| pick(m).map_or(f32::NAN, |v| v as f32))
+            .collect()
     };
     let loss = Chart {
         series: vec![
@@ -33,7 +40,13 @@ pub(super) fn build_charts(losses: &[(f32, f32)], metrics: &[EvalMetrics], trans
                 SERIES_COLOURS[0],
                 true,
             ),
-            ("test loss".into(), eval_x.clone(), eval(&|m| Some(m.eval_loss)), SERIES_COLOURS[1], false),
+            (
+                "test loss".into(),
+                eval_x.clone(),
+                eval(&|m| Some(m.eval_loss)),
+                SERIES_COLOURS[1],
+                false,
+            ),
         ],
     };
     let mut accuracy = Chart { series: Vec::new() };
@@ -44,9 +57,13 @@ pub(super) fn build_charts(losses: &[(f32, f32)], metrics: &[EvalMetrics], trans
     ];
     for (index, (name, pick)) in headline.into_iter().enumerate() {
         if metrics.iter().any(|m| pick(m).is_some()) {
-            accuracy
-                .series
-                .push((name.into(), eval_x.clone(), eval(pick), SERIES_COLOURS[index], false));
+            accuracy.series.push((
+                name.into(),
+                eval_x.clone(),
+                eval(pick),
+                SERIES_COLOURS[index],
+                false,
+            ));
         }
     }
     for (j, name) in transform_names.iter().enumerate() {
@@ -66,17 +83,22 @@ pub(super) fn build_charts(losses: &[(f32, f32)], metrics: &[EvalMetrics], trans
 impl SlaApp {
     pub(super) fn watch_panel(&mut self, ui: &mut egui::Ui) {
         if self.views.is_none() {
-            ui.colored_label(egui::Color32::RED, "The GPU views need the wgpu renderer; none is available.");
+            ui.colored_label(
+                egui::Color32::RED,
+                "The GPU views need the wgpu renderer; none is available.",
+            );
             return;
         }
         let full = ui.available_size();
-        egui::ScrollArea::vertical().id_salt("watch").show(ui, |ui| {
-            ui.columns(2, |columns| {
-                self.curves_column(&mut columns[0], full.y);
-                self.confusion_column(&mut columns[1], full.y);
-                self.input_grid(&mut columns[1]);
+        egui::ScrollArea::vertical()
+            .id_salt("watch")
+            .show(ui, |ui| {
+                ui.columns(2, |columns| {
+                    self.curves_column(&mut columns[0], full.y);
+                    self.confusion_column(&mut columns[1], full.y);
+                    self.input_grid(&mut columns[1]);
+                });
             });
-        });
         if let Some(error) = self.views.as_ref().and_then(|v| v.error.clone()) {
             ui.colored_label(egui::Color32::RED, format!("view error: {error}"));
         }
@@ -85,7 +107,12 @@ impl SlaApp {
     fn transform_names(&self) -> Vec<String> {
         match &self.state.snapshot {
             Some(snapshot) => snapshot.transform_names.clone(),
-            None => self.config.transforms.set().map(|s| s.names()).unwrap_or_default(),
+            None => self
+                .config
+                .transforms
+                .set()
+                .map(|s| s.names())
+                .unwrap_or_default(),
         }
     }
 
@@ -117,7 +144,11 @@ impl SlaApp {
         };
         let mut line = format!("single {:.1}%", 100.0 * metrics.single_acc);
         if let Some(agg) = metrics.agg_acc {
-            line += &format!("   aggregated {:.1}% (gain {:+.1})", 100.0 * agg, 100.0 * (agg - metrics.single_acc));
+            line += &format!(
+                "   aggregated {:.1}% (gain {:+.1})",
+                100.0 * agg,
+                100.0 * (agg - metrics.single_acc)
+            );
         }
         if let Some(sd) = metrics.sd_acc {
             line += &format!("   self-distilled {:.1}%", 100.0 * sd);
@@ -134,36 +165,53 @@ impl SlaApp {
             for (j, acc) in metrics.per_transform_acc.iter().enumerate() {
                 let name = names.get(j).cloned().unwrap_or_else(|| format!("t{j}"));
                 let label = if Some(j) == hardest && metrics.per_transform_acc.len() > 1 {
-                    egui::RichText::new(format!("{name} (hardest)")).color(egui::Color32::from_rgb(240, 160, 80))
+                    egui::RichText::new(format!("{name} (hardest)"))
+                        .color(egui::Color32::from_rgb(240, 160, 80))
                 } else {
                     egui::RichText::new(name)
                 };
                 ui.label(label);
-                ui.add(egui::ProgressBar::new(*acc as f32).text(format!("{:.1}%", 100.0 * acc)).desired_width(160.0));
+                ui.add(
+                    egui::ProgressBar::new(*acc as f32)
+                        .text(format!("{:.1}%", 100.0 * acc))
+                        .desired_width(160.0),
+                );
                 ui.end_row();
             }
         });
     }
 
     fn input_grid(&mut self, ui: &mut egui::Ui) {
-        let (grid, border, revision, title): (SampleGrid, BorderMode, u64, &str) = match &self.state.snapshot {
-            Some(snapshot) => (
-                snapshot.samples.clone(),
-                BorderMode::Correctness,
-                self.state.revision,
-                "Test images as the model saw them (green: right, red: wrong)",
-            ),
-            None => match &self.preview {
-                Some(Ok(preview)) => match self.config.transforms.set().map_err(|e| e.to_string()).and_then(|s| preview.expanded(&s)) {
-                    Ok(grid) => (grid, BorderMode::Transform, self.preview_revision ^ hash_transforms(&self.config), "Preview: each image with its M transformed copies"),
-                    Err(error) => {
-                        ui.colored_label(egui::Color32::from_rgb(240, 110, 100), error);
-                        return;
-                    }
+        let (grid, border, revision, title): (SampleGrid, BorderMode, u64, &str) =
+            match &self.state.snapshot {
+                Some(snapshot) => (
+                    snapshot.samples.clone(),
+                    BorderMode::Correctness,
+                    self.state.revision,
+                    "Test images as the model saw them (green: right, red: wrong)",
+                ),
+                None => match &self.preview {
+                    Some(Ok(preview)) => match self
+                        .config
+                        .transforms
+                        .set()
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| preview.expanded(&s))
+                    {
+                        Ok(grid) => (
+                            grid,
+                            BorderMode::Transform,
+                            self.preview_revision ^ hash_transforms(&self.config),
+                            "Preview: each image with its M transformed copies",
+                        ),
+                        Err(error) => {
+                            ui.colored_label(egui::Color32::from_rgb(240, 110, 100), error);
+                            return;
+                        }
+                    },
+                    _ => return,
                 },
-                _ => return,
-            },
-        };
+            };
         ui.strong(title);
         let names = self.transform_names();
         let classes = match (&self.state.snapshot, &self.preview) {
@@ -176,16 +224,27 @@ impl SlaApp {
             if let Some((response, layout)) = views.show_grid(ui, &grid, border, revision)
                 && let Some(pos) = response.hover_pos()
             {
-                let scale = layout.size(grid.samples, grid.num_transforms).0 as f32 / response.rect.width();
+                let scale =
+                    layout.size(grid.samples, grid.num_transforms).0 as f32 / response.rect.width();
                 let x = ((pos.x - response.rect.left()) * scale) as u32;
                 let y = ((pos.y - response.rect.top()) * scale) as u32;
                 if let Some((b, j)) = layout.tile_at(grid.samples, grid.num_transforms, x, y) {
                     let tile = b * grid.num_transforms + j;
-                    let joint = grid.num_transforms > 1 && grid.true_labels.get(tile).copied().unwrap_or(0) as usize >= classes.len();
-                    let describe = |label: u32| describe_label(label, joint, grid.num_transforms, &classes, &names);
+                    let joint = grid.num_transforms > 1
+                        && grid.true_labels.get(tile).copied().unwrap_or(0) as usize
+                            >= classes.len();
+                    let describe = |label: u32| {
+                        describe_label(label, joint, grid.num_transforms, &classes, &names)
+                    };
                     let text = format!(
                         "{} · {}\nlabel {}\npredicted {}",
-                        classes.get(grid.true_labels[tile] as usize / if joint { grid.num_transforms } else { 1 }).cloned().unwrap_or_default(),
+                        classes
+                            .get(
+                                grid.true_labels[tile] as usize
+                                    / if joint { grid.num_transforms } else { 1 }
+                            )
+                            .cloned()
+                            .unwrap_or_default(),
                         names.get(j).cloned().unwrap_or_default(),
                         describe(grid.true_labels[tile]),
                         describe(grid.predicted_labels[tile]),
@@ -206,11 +265,23 @@ impl SlaApp {
         let m = snapshot.num_transforms().max(1);
         let joint = !snapshot.joint_confusion.is_empty();
         ui.horizontal(|ui| {
-            ui.strong(if joint { "Joint confusion (N·M)" } else { "Class confusion" });
+            ui.strong(if joint {
+                "Joint confusion (N·M)"
+            } else {
+                "Class confusion"
+            });
             if joint {
                 ui.selectable_value(&mut self.confusion.view, ConfusionView::Full, "joint");
-                ui.selectable_value(&mut self.confusion.view, ConfusionView::ClassMarginal, "classes");
-                ui.selectable_value(&mut self.confusion.view, ConfusionView::TransformMarginal, "transformations");
+                ui.selectable_value(
+                    &mut self.confusion.view,
+                    ConfusionView::ClassMarginal,
+                    "classes",
+                );
+                ui.selectable_value(
+                    &mut self.confusion.view,
+                    ConfusionView::TransformMarginal,
+                    "transformations",
+                );
             }
         });
         ui.horizontal(|ui| {
@@ -227,7 +298,9 @@ impl SlaApp {
         let settings = self.confusion;
         let revision = self.state.revision;
         let Some(views) = &mut self.views else { return };
-        let Some((response, drawn)) = views.show_confusion(ui, counts, k, block, settings, revision, side) else {
+        let Some((response, drawn)) =
+            views.show_confusion(ui, counts, k, block, settings, revision, side)
+        else {
             return;
         };
         let hovered = response.hover_pos().and_then(|pos| {
@@ -242,8 +315,12 @@ impl SlaApp {
         let names = self.transform_names();
         let label = |index: usize| -> String {
             match (joint, self.confusion.view) {
-                (true, ConfusionView::Full) => describe_label(index as u32, true, m, &snapshot.class_names, &names),
-                (true, ConfusionView::TransformMarginal) => names.get(index).cloned().unwrap_or_default(),
+                (true, ConfusionView::Full) => {
+                    describe_label(index as u32, true, m, &snapshot.class_names, &names)
+                }
+                (true, ConfusionView::TransformMarginal) => {
+                    names.get(index).cloned().unwrap_or_default()
+                }
                 _ => snapshot.class_names.get(index).cloned().unwrap_or_default(),
             }
         };
@@ -290,16 +367,28 @@ fn marginal(counts: &[u32], k: usize, block: usize, view: ConfusionView) -> Vec<
 }
 
 /// "class · transformation" for a joint label, or the class name.
-fn describe_label(label: u32, joint: bool, m: usize, classes: &[String], transforms: &[String]) -> String {
+fn describe_label(
+    label: u32,
+    joint: bool,
+    m: usize,
+    classes: &[String],
+    transforms: &[String],
+) -> String {
     let label = label as usize;
     if joint {
         format!(
             "{} · {} (joint {label})",
-            classes.get(label / m).cloned().unwrap_or_else(|| format!("class {}", label / m)),
+            classes
+                .get(label / m)
+                .cloned()
+                .unwrap_or_else(|| format!("class {}", label / m)),
             transforms.get(label % m).cloned().unwrap_or_default()
         )
     } else {
-        classes.get(label).cloned().unwrap_or_else(|| format!("class {label}"))
+        classes
+            .get(label)
+            .cloned()
+            .unwrap_or_else(|| format!("class {label}"))
     }
 }
 
