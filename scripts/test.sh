@@ -24,3 +24,12 @@ chmod 0700 "$XDG_RUNTIME_DIR"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+
+# The real binary in a real window under Xvfb: one epoch on a small slice of the embedded set, then a
+# screenshot of the whole window, which must exist and not be blank.
+shot_dir="$(mktemp -d)"
+timeout 600 xvfb-run -a -s "-screen 0 1280x800x24" \
+    cargo run --locked --quiet -- gui --autostart --exit-after-epochs 1 \
+    --screenshot "$shot_dir/window.png" --epochs 1 --limit-train 500 --limit-test 100 --batch-size 50 \
+    --out "$shot_dir/run"
+cargo run --locked --quiet --example check_screenshot -- "$shot_dir/window.png"
