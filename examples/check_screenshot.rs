@@ -20,8 +20,15 @@ fn main() -> ExitCode {
     let mut colours: Vec<[u8; 3]> = image.pixels().map(|p| p.0).collect();
     colours.sort_unstable();
     colours.dedup();
-    println!("{path}: {width}x{height}, {} colours, {different} pixels unlike the corner", colours.len());
-    if width < 640 || height < 400 || colours.len() < 50 || different < (width * height / 10) as usize {
+    println!(
+        "{path}: {width}x{height}, {} colours, {different} pixels unlike the corner",
+        colours.len()
+    );
+    if width < 640
+        || height < 400
+        || colours.len() < 50
+        || different < (width * height / 10) as usize
+    {
         eprintln!("{path} looks blank");
         return ExitCode::FAILURE;
     }
