@@ -856,6 +856,7 @@ fn fake_run(dir: &Path) -> TrainingSnapshot {
         ],
         joint_confusion: joint_counts(n * m, 3),
         class_confusion: vec![40, 3, 1, 5, 30, 2, 0, 4, 44],
+        row_predictions: Vec::new(),
         samples: data.grid,
     };
     std::fs::write(

@@ -71,6 +71,45 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     assert_eq!(snapshot.joint_confusion.len(), 20 * 20);
     assert_eq!(snapshot.joint_confusion.iter().sum::<u32>(), 60 * 2);
     assert!(state.metrics[1].agg_acc.is_some());
-    // The window as a user sees it, drawn by egui-wgpu with the compute views on lavapipe.
+    // Click the joint confusion matrix's cell for (true: T-shirt/top · identity) in its row's most
+    // frequent prediction: the images behind it open, as many as the cell counts (up to 32).
+    let k = 20;
+    let row = 0;
+    let counts = &snapshot.joint_confusion[row * k..(row + 1) * k];
+    let (col, &count) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, c)| **c)
+        .expect("a row");
+    assert!(count > 0);
+    let rect = harness
+        .state()
+        .confusion_rect()
+        .expect("the matrix is shown");
+    let cell = rect.width() / k as f32;
+    let pos =
+        rect.left_top() + eframe::egui::vec2((col as f32 + 0.5) * cell, (row as f32 + 0.5) * cell);
+    click_at(&mut harness, pos);
+    let (selected, shown) = harness.state().selected_cell().expect("a selected cell");
+    assert_eq!(selected, (row, col));
+    assert_eq!(shown, (count as usize).min(32));
+    // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
     harness.snapshot("app_after_training");
+}
+
+fn click_at(harness: &mut Harness<'_, SlaApp>, pos: eframe::egui::Pos2) {
+    use eframe::egui::{Event, Modifiers, PointerButton};
+    harness.event(Event::PointerMoved(pos));
+    harness.step();
+    for pressed in [true, false] {
+        harness.event(Event::PointerButton {
+            pos,
+            button: PointerButton::Primary,
+            pressed,
+            modifiers: Modifiers::NONE,
+        });
+        harness.step();
+    }
+    harness.step();
+    harness.step();
 }

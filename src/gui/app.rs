@@ -34,6 +34,10 @@ pub struct SlaApp {
     pub(super) log_y: bool,
     pub(super) confusion: ConfusionSettings,
     pub(super) selected_cell: Option<(usize, usize)>,
+    /// Where the confusion matrix was drawn last frame, and how many images its selected cell
+    /// showed (read by tests that click the matrix).
+    pub(super) confusion_rect: Option<egui::Rect>,
+    pub(super) gallery_images: usize,
     options: GuiOptions,
     ctx: egui::Context,
     screenshot_saved: Arc<AtomicBool>,
@@ -75,6 +79,8 @@ impl SlaApp {
             log_y: false,
             confusion: ConfusionSettings::default(),
             selected_cell: None,
+            confusion_rect: None,
+            gallery_images: 0,
             options,
             ctx: cc.egui_ctx.clone(),
             screenshot_saved: Arc::new(AtomicBool::new(false)),
@@ -93,6 +99,16 @@ impl SlaApp {
     /// The run state (for tests and the status bar).
     pub fn run_state(&self) -> &RunState {
         &self.state
+    }
+
+    /// Where the confusion matrix is on screen.
+    pub fn confusion_rect(&self) -> Option<egui::Rect> {
+        self.confusion_rect
+    }
+
+    /// The selected confusion cell and the number of test images shown for it.
+    pub fn selected_cell(&self) -> Option<((usize, usize), usize)> {
+        self.selected_cell.map(|cell| (cell, self.gallery_images))
     }
 
     /// Whether the dataset preview has loaded (successfully or not).

@@ -20,6 +20,8 @@ pub struct DatasetPreview {
     /// The first test image of each class (up to 8), CHW u8, and their labels.
     pub images: Vec<u8>,
     pub labels: Vec<u32>,
+    /// The whole test set, to show the images behind a confusion cell.
+    pub test: std::sync::Arc<crate::data::Dataset>,
 }
 
 /// A dataset being loaded off the UI thread.
@@ -71,6 +73,7 @@ fn load(source: &DatasetSource) -> Result<DatasetPreview, String> {
         shape: test.shape,
         images,
         labels: picked.iter().map(|&i| test.labels[i]).collect(),
+        test: std::sync::Arc::new(splits.test),
     })
 }
 

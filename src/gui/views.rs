@@ -73,18 +73,42 @@ impl Default for ConfusionSettings {
     }
 }
 
+/// One line of a chart.
+pub struct ChartSeries {
+    pub name: String,
+    pub xs: Vec<f32>,
+    pub ys: Vec<f32>,
+    pub colour: [u8; 4],
+    /// Whether the smoothing slider applies (per-step losses, not evaluation points).
+    pub smooth: bool,
+}
+
+impl ChartSeries {
+    pub fn new(name: String, xs: Vec<f32>, ys: Vec<f32>, colour: [u8; 4], smooth: bool) -> Self {
+        Self {
+            name,
+            xs,
+            ys,
+            colour,
+            smooth,
+        }
+    }
+}
+
 /// One chart's data, owned, so it can be uploaded when it changes.
 pub struct Chart {
-    pub series: Vec<(String, Vec<f32>, Vec<f32>, [u8; 4], bool)>,
+    pub series: Vec<ChartSeries>,
 }
 
 pub struct GpuViews {
     ctx: GpuContext,
     render_state: RenderState,
     grid: InputGridRenderer,
+    gallery: InputGridRenderer,
     confusion: ConfusionRenderer,
     curves: Vec<CurvesRenderer>,
     grid_texture: Option<Texture>,
+    gallery_texture: Option<Texture>,
     confusion_texture: Option<Texture>,
     curve_textures: Vec<Option<Texture>>,
     drawn: DrawnState,
@@ -95,6 +119,7 @@ pub struct GpuViews {
 #[derive(Default, PartialEq)]
 struct DrawnState {
     grid: Option<(u64, BorderMode)>,
+    gallery: Option<u64>,
     confusion: Option<(u64, ConfusionSettings, usize)>,
     curves: Vec<Option<CurveKey>>,
     uploaded: Vec<Option<(u64, u32)>>,
@@ -111,6 +136,7 @@ impl GpuViews {
         let ctx = GpuContext::from_render_state(render_state);
         Self {
             grid: InputGridRenderer::new(&ctx.device),
+            gallery: InputGridRenderer::new(&ctx.device),
             confusion: ConfusionRenderer::new(&ctx.device),
             curves: (0..CHARTS)
                 .map(|_| CurvesRenderer::new(&ctx.device))
@@ -118,6 +144,7 @@ impl GpuViews {
             ctx,
             render_state: render_state.clone(),
             grid_texture: None,
+            gallery_texture: None,
             confusion_texture: None,
             curve_textures: (0..CHARTS).map(|_| None).collect(),
             drawn: DrawnState {
@@ -185,14 +212,49 @@ impl GpuViews {
         Some((response, layout))
     }
 
+    /// Draw the images behind a confusion cell (redrawn when `key` changes) and show them.
+    pub fn show_gallery(&mut self, ui: &mut egui::Ui, grid: &SampleGrid, key: u64) {
+        if grid.samples == 0 {
+            return;
+        }
+        let scale = (64 / grid.height.max(grid.width).max(1)).max(1) as u32;
+        let layout = GridLayout::scaled(grid.width, grid.height, scale);
+        let input = GridInput::from_sample_grid(grid, BorderMode::None, layout, ViewStyle::dark());
+        let (width, height) = input.size();
+        let id = match Texture::ensure(&mut self.gallery_texture, &self.render_state, width, height)
+        {
+            Ok(texture) => texture.id,
+            Err(error) => {
+                self.report(Err(error));
+                return;
+            }
+        };
+        if self.drawn.gallery != Some(key) {
+            let result = match &self.gallery_texture {
+                Some(texture) => self.ctx.submit(|encoder| {
+                    self.gallery
+                        .render(&self.ctx, encoder, &input, &texture.target)
+                }),
+                None => Ok(()),
+            };
+            self.report(result);
+            self.drawn.gallery = Some(key);
+        }
+        let shown = fit(
+            width as f32,
+            height as f32,
+            ui.available_width().max(64.0),
+            f32::INFINITY,
+        );
+        ui.add(egui::Image::new(egui::load::SizedTexture::new(id, shown)));
+    }
+
     /// Draw and show a confusion matrix in a square of `side` points; returns the response and the
     /// drawn matrix size.
     pub fn show_confusion(
         &mut self,
         ui: &mut egui::Ui,
-        counts: &[u32],
-        k: usize,
-        block: usize,
+        (counts, k, block): (&[u32], usize, usize),
         settings: ConfusionSettings,
         revision: u64,
         side: f32,
@@ -268,11 +330,11 @@ impl GpuViews {
             let series: Vec<Series<'_>> = chart
                 .series
                 .iter()
-                .map(|(_, xs, ys, colour, smooth)| Series {
-                    ys,
-                    xs: Some(xs),
-                    colour: *colour,
-                    smooth: *smooth,
+                .map(|line| Series {
+                    ys: &line.ys,
+                    xs: Some(&line.xs),
+                    colour: line.colour,
+                    smooth: line.smooth,
                 })
                 .collect();
             let result = self.curves[index].upload(&self.ctx, &series, smoothing, true);
@@ -363,15 +425,16 @@ fn paint_axes(ui: &egui::Ui, rect: &egui::Rect, axes: &Axes, pixels_per_point: f
     // Legend, top right inside the plot.
     let mut y = rect.top() + to_point(axes.plot[1]) + 4.0;
     let right = rect.left() + to_point(axes.plot[0] + axes.plot[2]) - 6.0;
-    for (name, _, ys, c, _) in &chart.series {
-        if ys.is_empty() {
+    for line in &chart.series {
+        if line.ys.is_empty() {
             continue;
         }
-        let colour = egui::Color32::from_rgb(c[0], c[1], c[2]);
+        let [r, g, b, _] = line.colour;
+        let colour = egui::Color32::from_rgb(r, g, b);
         painter.text(
             egui::pos2(right, y),
             egui::Align2::RIGHT_TOP,
-            name,
+            &line.name,
             font.clone(),
             colour,
         );

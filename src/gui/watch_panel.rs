@@ -6,10 +6,15 @@ use eframe::egui;
 use crate::gpu::confusion::{ConfusionView, cell_at};
 use crate::gpu::input_grid::BorderMode;
 use crate::gpu::style::category_colour;
-use crate::train::{EvalMetrics, SampleGrid};
+use candle_core::{Device, Tensor};
+
+use crate::data::Dataset;
+use crate::sla::TransformSet;
+use crate::sla::transform::Expander;
+use crate::train::{EvalMetrics, SampleGrid, TrainingSnapshot};
 
 use super::app::SlaApp;
-use super::views::{CHARTS, Chart};
+use super::views::{CHARTS, Chart, ChartSeries};
 
 const SERIES_COLOURS: [[u8; 4]; 4] = [
     [90, 160, 255, 255],
@@ -17,6 +22,9 @@ const SERIES_COLOURS: [[u8; 4]; 4] = [
     [120, 220, 120, 255],
     [230, 100, 230, 255],
 ];
+
+/// Picks one value out of an evaluation.
+type Pick<'a> = &'a dyn Fn(&EvalMetrics) -> Option<f64>;
 
 /// The loss chart and the accuracy chart from the run's data.
 pub(super) fn build_charts(
@@ -33,14 +41,14 @@ pub(super) fn build_charts(
     };
     let loss = Chart {
         series: vec![
-            (
+            ChartSeries::new(
                 "train loss".into(),
                 losses.iter().map(|l| l.0).collect(),
                 losses.iter().map(|l| l.1).collect(),
                 SERIES_COLOURS[0],
                 true,
             ),
-            (
+            ChartSeries::new(
                 "test loss".into(),
                 eval_x.clone(),
                 eval(&|m| Some(m.eval_loss)),
@@ -50,14 +58,14 @@ pub(super) fn build_charts(
         ],
     };
     let mut accuracy = Chart { series: Vec::new() };
-    let headline: [(&str, &dyn Fn(&EvalMetrics) -> Option<f64>); 3] = [
+    let headline: [(&str, Pick<'_>); 3] = [
         ("single", &|m| Some(m.single_acc)),
         ("aggregated", &|m| m.agg_acc),
         ("self-distilled", &|m| m.sd_acc),
     ];
     for (index, (name, pick)) in headline.into_iter().enumerate() {
         if metrics.iter().any(|m| pick(m).is_some()) {
-            accuracy.series.push((
+            accuracy.series.push(ChartSeries::new(
                 name.into(),
                 eval_x.clone(),
                 eval(pick),
@@ -69,7 +77,7 @@ pub(super) fn build_charts(
     for (j, name) in transform_names.iter().enumerate() {
         let mut colour = category_colour(j);
         colour[3] = 120;
-        accuracy.series.push((
+        accuracy.series.push(ChartSeries::new(
             format!("view {name}"),
             eval_x.clone(),
             eval(&|m| m.per_transform_acc.get(j).copied()),
@@ -299,10 +307,11 @@ impl SlaApp {
         let revision = self.state.revision;
         let Some(views) = &mut self.views else { return };
         let Some((response, drawn)) =
-            views.show_confusion(ui, counts, k, block, settings, revision, side)
+            views.show_confusion(ui, (counts, k, block), settings, revision, side)
         else {
             return;
         };
+        self.confusion_rect = Some(response.rect);
         let hovered = response.hover_pos().and_then(|pos| {
             let x = ((pos.x - response.rect.left()) / response.rect.width() * 1000.0) as u32;
             let y = ((pos.y - response.rect.top()) / response.rect.height() * 1000.0) as u32;
@@ -339,15 +348,120 @@ impl SlaApp {
                 self.selected_cell = Some((row, col));
             }
         }
-        if let Some((row, col)) = self.selected_cell {
-            ui.label(format!(
-                "Selected: true {} → predicted {}: {} images",
-                label(row),
-                label(col),
-                matrix.get(row * drawn + col).copied().unwrap_or(0)
-            ));
+        if let Some((row, col)) = self.selected_cell.filter(|(r, c)| r.max(c) < &drawn) {
+            ui.horizontal(|ui| {
+                ui.label(format!(
+                    "True {}, predicted {}: {} images, as the model saw them",
+                    label(row),
+                    label(col),
+                    matrix.get(row * drawn + col).copied().unwrap_or(0)
+                ));
+                if ui.small_button("close").clicked() {
+                    self.selected_cell = None;
+                }
+            });
+            let view = if joint {
+                self.confusion.view
+            } else {
+                ConfusionView::Full
+            };
+            let transforms = self.config.transforms.set().ok();
+            if let Some(Ok(preview)) = &self.preview
+                && let Some(transforms) = &transforms
+                && let Some((gallery, count)) =
+                    cell_gallery(&snapshot, &preview.test, transforms, view, (row, col))
+                && let Some(views) = &mut self.views
+            {
+                let key = self.state.revision.wrapping_mul(1_000_003)
+                    ^ ((row * 100_003 + col) as u64)
+                    ^ ((view as u64) << 60);
+                self.gallery_images = count;
+                views.show_gallery(ui, &gallery, key);
+            }
         }
     }
+}
+
+/// Tiles shown for a clicked confusion cell at most.
+const GALLERY_TILES: usize = 32;
+const GALLERY_COLUMNS: usize = 8;
+
+/// The evaluation rows behind cell (row, col) of the drawn matrix: each test image under the
+/// transformation it was seen with, up to `GALLERY_TILES`, eight to a row. For non-joint runs the
+/// class matrix is the identity view's, so only those rows count.
+fn cell_gallery(
+    snapshot: &TrainingSnapshot,
+    test: &Dataset,
+    transforms: &TransformSet,
+    view: ConfusionView,
+    cell: (usize, usize),
+) -> Option<(SampleGrid, usize)> {
+    let joint = !snapshot.joint_confusion.is_empty();
+    let m = transforms.len();
+    if snapshot.num_transforms() != m {
+        return None;
+    }
+    let index = |label: usize| match view {
+        ConfusionView::Full => label,
+        ConfusionView::ClassMarginal => label / m,
+        ConfusionView::TransformMarginal => label % m,
+    };
+    let shape = test.shape;
+    let expander = Expander::new(
+        transforms,
+        shape.channels,
+        shape.height,
+        shape.width,
+        &Device::Cpu,
+    )
+    .ok()?;
+    let mut pixels = Vec::new();
+    let mut count = 0;
+    for (row, &predicted) in snapshot.row_predictions.iter().enumerate() {
+        let (image, j) = (row / m, row % m);
+        if image >= test.len() {
+            break;
+        }
+        let y = test.labels[image] as usize;
+        let truth = if joint { y * m + j } else { y };
+        if (!joint && j != 0) || index(truth) != cell.0 || index(predicted as usize) != cell.1 {
+            continue;
+        }
+        let source: Vec<f32> = test.image(image).iter().map(|&v| f32::from(v)).collect();
+        let views = Tensor::from_vec(
+            source,
+            (1, shape.channels, shape.height, shape.width),
+            &Device::Cpu,
+        )
+        .and_then(|t| expander.expand(&t))
+        .and_then(|t| t.get(j))
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .ok()?;
+        pixels.extend(views.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8));
+        count += 1;
+        if count == GALLERY_TILES {
+            break;
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let columns = count.min(GALLERY_COLUMNS);
+    let rows = count.div_ceil(columns);
+    pixels.resize(rows * columns * shape.image_len(), 0);
+    let labels = vec![0; rows * columns];
+    let grid = SampleGrid {
+        samples: rows,
+        num_transforms: columns,
+        channels: shape.channels,
+        height: shape.height,
+        width: shape.width,
+        pixels,
+        true_labels: labels.clone(),
+        predicted_labels: labels,
+    };
+    Some((grid, count))
 }
 
 /// Counts of the matrix as drawn: full, or summed over transformations or classes.

@@ -25,6 +25,8 @@ pub struct Evaluation {
     pub class_confusion: Vec<u32>,
     /// The first few images with their M views and predictions.
     pub samples: SampleGrid,
+    /// The prediction of every row (image b, view j at b·M + j): joint label or class.
+    pub row_predictions: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -71,6 +73,7 @@ pub fn evaluate(
     let mut class_confusion = vec![0u32; n * n];
     let sample_count = sample_count.min(data.len());
     let mut sample_predictions = Vec::with_capacity(sample_count * m);
+    let mut all_predictions = Vec::with_capacity(data.len() * m);
     // Evaluation batches are never augmented; the RNG is required by the batcher and unused.
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -136,6 +139,7 @@ pub fn evaluate(
         };
         let wanted = sample_count * m - sample_predictions.len();
         sample_predictions.extend(row_predictions.iter().take(wanted));
+        all_predictions.extend_from_slice(&row_predictions);
     }
     let count = tally.images.max(1) as f64;
     let samples = sample_grid(model, data, sample_count, sample_predictions)?;
@@ -149,6 +153,7 @@ pub fn evaluate(
         joint_confusion,
         class_confusion,
         samples,
+        row_predictions: all_predictions,
     })
 }
 

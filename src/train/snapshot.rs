@@ -59,6 +59,11 @@ pub struct TrainingSnapshot {
     /// Class confusion counts, row-major N×N (row = true, column = predicted) of the run's headline
     /// inference: aggregated for SLA, self-distilled for SLA+SD, single otherwise.
     pub class_confusion: Vec<u32>,
+    /// The prediction for every evaluation row (test image b under transformation j at `b·M + j`):
+    /// the joint label for SLA modes, the class otherwise. Lets a view open the images behind any
+    /// confusion cell.
+    #[serde(default)]
+    pub row_predictions: Vec<u32>,
     pub samples: SampleGrid,
 }
 

@@ -460,6 +460,7 @@ fn snapshot_from(
         transform_names: state.model.transforms.names(),
         joint_confusion: eval.joint_confusion,
         class_confusion: eval.class_confusion,
+        row_predictions: eval.row_predictions,
         samples: eval.samples,
     }
 }
