@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use eframe::egui;
 
@@ -41,7 +42,9 @@ pub struct SlaApp {
     options: GuiOptions,
     ctx: egui::Context,
     screenshot_saved: Arc<AtomicBool>,
-    closing: bool,
+    /// When `--exit-after-epochs` began closing, and when the screenshot was last asked for.
+    closing: Option<Instant>,
+    screenshot_asked: Option<Instant>,
 }
 
 impl SlaApp {
@@ -84,7 +87,8 @@ impl SlaApp {
             options,
             ctx: cc.egui_ctx.clone(),
             screenshot_saved: Arc::new(AtomicBool::new(false)),
-            closing: false,
+            closing: None,
+            screenshot_asked: None,
         };
         if let TransformChoice::Custom { .. } = app.config.transforms {
             app.config.transforms = TransformChoice::Preset(TransformPreset::Rotation);
@@ -264,27 +268,47 @@ impl SlaApp {
         if !(enough || ended) {
             return;
         }
-        if !self.closing {
-            self.closing = true;
+        if self.closing.is_none() {
+            self.closing = Some(Instant::now());
             self.command(TrainerCommand::Stop);
-            match self.options.screenshot.clone() {
-                Some(path) => {
-                    let saved = self.screenshot_saved.clone();
-                    let ctx = ui.ctx().clone();
-                    ui.ctx().request_screenshot(move |image| {
-                        if let Err(error) = save_screenshot(&path, &image) {
-                            log::error!("screenshot: {error}");
-                        }
-                        saved.store(true, Ordering::SeqCst);
-                        ctx.request_repaint();
-                    });
+        }
+        let Some(path) = self.options.screenshot.clone() else {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+            return;
+        };
+        if self.screenshot_saved.load(Ordering::SeqCst) {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+            return;
+        }
+        // Ask again if a request went unanswered (a frame painted while the window was not yet
+        // exposed can drop it), and keep frames coming until the picture arrives.
+        if self
+            .screenshot_asked
+            .is_none_or(|asked| asked.elapsed() > Duration::from_secs(2))
+        {
+            self.screenshot_asked = Some(Instant::now());
+            let saved = self.screenshot_saved.clone();
+            let ctx = ui.ctx().clone();
+            ui.ctx().request_screenshot(move |image| {
+                if saved.load(Ordering::SeqCst) {
+                    return;
                 }
-                None => self.screenshot_saved.store(true, Ordering::SeqCst),
-            }
-            ui.ctx().request_repaint();
-        } else if self.screenshot_saved.load(Ordering::SeqCst) {
+                match save_screenshot(&path, &image) {
+                    Ok(()) => log::info!("screenshot saved in {}", path.display()),
+                    Err(error) => log::error!("screenshot: {error}"),
+                }
+                saved.store(true, Ordering::SeqCst);
+                ctx.request_repaint();
+            });
+        }
+        if self
+            .closing
+            .is_some_and(|since| since.elapsed() > Duration::from_secs(60))
+        {
+            log::error!("no screenshot arrived within a minute; closing without one");
             ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
         }
+        ui.ctx().request_repaint_after(Duration::from_millis(100));
     }
 }
 
