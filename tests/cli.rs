@@ -77,6 +77,34 @@ fn train_then_eval_reports_every_inference_mode() {
     ] {
         assert!(stdout.contains(needle), "{needle} missing from {stdout}");
     }
+    // The same run's views, drawn headless by the GPU renderers.
+    let views = dir.path().join("views");
+    let (ok, stdout, stderr) = sla(&[
+        "render",
+        "--run",
+        run,
+        "--out",
+        views.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("rendered on"), "{stdout}");
+    for (name, min_side) in [
+        ("inputs.png", 100),
+        ("confusion.png", 40),
+        ("confusion_classes.png", 10),
+        ("curves.png", 200),
+    ] {
+        let image = image::open(views.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .to_rgba8();
+        assert!(
+            image.width() >= min_side && image.height() >= min_side,
+            "{name} is {:?}",
+            image.dimensions()
+        );
+        let first = image.get_pixel(0, 0);
+        assert!(image.pixels().any(|p| p != first), "{name} is blank");
+    }
     // The run folder is not overwritten by a second `train --out`.
     let (ok, _, stderr) = sla(&["train", "--epochs", "1", "--out", run]);
     assert!(!ok);
