@@ -196,7 +196,10 @@ impl SlaApp {
 
     fn spawn(&mut self, start: RunStart) {
         let ctx = self.ctx.clone();
-        match TrainerHandle::spawn(start, move || ctx.request_repaint()) {
+        // At most five frames a second from training events: drawing the window (in software, on
+        // machines without a GPU) must not take the cores the trainer needs.
+        let waker = move || ctx.request_repaint_after(Duration::from_millis(200));
+        match TrainerHandle::spawn(start, waker) {
             Ok(handle) => {
                 self.trainer = Some(handle);
                 self.state = RunState::loading();
