@@ -12,6 +12,7 @@ use crate::sla::TransformPreset;
 use crate::train::{RunStart, TrainerCommand, TrainerHandle, trainer};
 
 use super::GuiOptions;
+use super::download_job::DownloadJob;
 use super::preview::{DatasetPreview, PreviewLoader};
 use super::run_state::{Phase, RunState};
 use super::views::{ConfusionSettings, GpuViews};
@@ -27,6 +28,7 @@ pub struct SlaApp {
     pub(super) data_dir_text: String,
     pub(super) preview: Option<Result<DatasetPreview, String>>,
     pub(super) loader: Option<PreviewLoader>,
+    pub(super) download: Option<DownloadJob>,
     pub(super) preview_revision: u64,
     pub(super) trainer: Option<TrainerHandle>,
     pub(super) state: RunState,
@@ -74,6 +76,7 @@ impl SlaApp {
             open_dir_text: String::new(),
             preview: None,
             loader: None,
+            download: None,
             preview_revision: 0,
             trainer: None,
             state: RunState::default(),
@@ -209,6 +212,16 @@ impl SlaApp {
         }
     }
 
+    /// Download the chosen dataset into the cache, with progress in the dataset section.
+    pub(super) fn start_download(&mut self) {
+        let ctx = self.ctx.clone();
+        let waker = move || ctx.request_repaint_after(Duration::from_millis(100));
+        match DownloadJob::start(self.config.dataset.kind.name(), waker) {
+            Ok(job) => self.download = Some(job),
+            Err(error) => self.state.message = Some(error),
+        }
+    }
+
     pub(super) fn command(&mut self, command: TrainerCommand) {
         if let Some(trainer) = &self.trainer {
             trainer.send(command);
@@ -250,6 +263,16 @@ impl SlaApp {
             {
                 self.run_dir_text = default_run_dir();
             }
+        }
+        if let Some(job) = &self.download
+            && let Some(result) = job.finished()
+        {
+            self.state.message = Some(match result {
+                Ok(()) => format!("{} is ready", job.title),
+                Err(error) => format!("{}: {error}", job.title),
+            });
+            self.download = None;
+            self.reload_preview();
         }
         if let Some(loader) = &self.loader
             && let Some(result) = loader.poll()

@@ -98,6 +98,7 @@ impl SlaApp {
                 ui.colored_label(ERROR_COLOUR, error);
             }
         }
+        self.download_controls(ui);
         ui.horizontal(|ui| {
             let label = ui.label("Limit train");
             let mut limit = self.config.limit_train.unwrap_or(0);
@@ -111,6 +112,50 @@ impl SlaApp {
                 .labelled_by(label.id);
             self.config.limit_test = (limit > 0).then_some(limit);
         });
+    }
+
+    /// A missing downloadable set offers its download; a running one shows progress and Cancel.
+    fn download_controls(&mut self, ui: &mut egui::Ui) {
+        if let Some(job) = &self.download {
+            let (text, fraction) = job.status();
+            ui.label(text);
+            ui.horizontal(|ui| {
+                match fraction {
+                    Some(f) => ui.add(
+                        egui::ProgressBar::new(f)
+                            .desired_width(200.0)
+                            .show_percentage(),
+                    ),
+                    None => ui.spinner(),
+                };
+                if ui.button("Cancel").clicked() {
+                    job.cancel();
+                }
+            });
+            return;
+        }
+        let downloadable = matches!(
+            self.config.dataset.kind,
+            DatasetKind::Mnist | DatasetKind::Cifar10 | DatasetKind::Cifar100
+        );
+        let missing = self.config.dataset.dir.is_none()
+            && crate::download::locate(self.config.dataset.kind.name(), None).is_none();
+        if downloadable && missing && matches!(self.preview, Some(Err(_))) {
+            let size = crate::download::spec(self.config.dataset.kind.name())
+                .ok()
+                .and_then(|spec| spec.files.iter().map(|f| f.size).sum::<Option<u64>>())
+                .map(|bytes| format!(" ({:.0} MiB)", bytes as f64 / 1048576.0))
+                .unwrap_or_default();
+            if ui
+                .button(format!(
+                    "Download {}{size}",
+                    self.config.dataset.kind.name()
+                ))
+                .clicked()
+            {
+                self.start_download();
+            }
+        }
     }
 
     fn channels(&self) -> Option<usize> {
