@@ -9,5 +9,6 @@ pub mod data;
 pub mod device;
 pub mod download;
 pub mod model;
+pub mod ops;
 pub mod sla;
 pub mod train;

@@ -3,4 +3,5 @@
 mod cli;
 mod data;
 mod download;
+mod ops;
 mod training;

@@ -1,5 +1,6 @@
 //! The command line: `sla train | eval | render | data | gui`; each subcommand in its own file.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod train;
@@ -25,6 +26,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// List, download or import datasets.
     Data(data::DataArgs),
+    /// Time training steps on random data (fast or stock CPU ops).
+    Bench(bench::BenchArgs),
 }
 
 /// Run a parsed command line.
@@ -33,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Data(args)) => data::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;
