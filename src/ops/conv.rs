@@ -78,6 +78,21 @@ impl Geometry {
         (lo, hi.max(lo))
     }
 
+    /// Stride 1 with "same" padding: the input gradient is then a forward convolution of dY with
+    /// the flipped, transposed kernel, which writes dX directly instead of scattering columns.
+    fn transposed(&self) -> Option<Geometry> {
+        let same = self.stride == 1 && self.k % 2 == 1 && self.pad == self.k / 2 && self.k > 1;
+        same.then_some(Geometry {
+            cin: self.cout,
+            h: self.ho,
+            w: self.wo,
+            cout: self.cin,
+            ho: self.h,
+            wo: self.w,
+            ..*self
+        })
+    }
+
     /// The 1×1, stride-1, unpadded case, whose im2col is the image itself.
     fn is_pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
@@ -204,6 +219,22 @@ fn matmul<T: Real>(
     }
 }
 
+/// `W̃[ci, (co·k + ky)·k + kx] = W[co, ci, k−1−ky, k−1−kx]`: the kernel of the transposed convolution.
+fn flipped_kernel<T: Real>(weight: &[T], g: &Geometry) -> Vec<T> {
+    let k = g.k;
+    let mut out = Vec::with_capacity(weight.len());
+    for ci in 0..g.cin {
+        for co in 0..g.cout {
+            for ky in 0..k {
+                for kx in 0..k {
+                    out.push(weight[((co * g.cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn forward<T: Real>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
     let (kk, hw) = g.col_dims();
     let image = g.cin * g.h * g.w;
@@ -248,13 +279,22 @@ fn backward<T: Real>(x: &[T], weight: &[T], dy: &[T], g: &Geometry) -> (Vec<T>, 
     // Fixed groups of images, each with its own partial dW, summed in order afterwards: the result
     // does not depend on how rayon schedules the groups, so training runs are reproducible.
     let group = g.batch.div_ceil(32).max(1);
+    let transposed = g.transposed().map(|t| (t, flipped_kernel(weight, g)));
     let partials: Vec<Vec<T>> = dx
         .par_chunks_mut(group * image)
         .enumerate()
         .map(|(index, dx_group)| {
             let mut dw = vec![zero; g.cout * kk];
             let mut col = vec![zero; if g.is_pointwise() { 0 } else { kk * hw }];
-            let mut dcol = vec![zero; if g.is_pointwise() { 0 } else { kk * hw }];
+            // Columns of dY for the transposed convolution, or of dX for col2im.
+            let mut dcol = vec![
+                zero;
+                match (&transposed, g.is_pointwise()) {
+                    (Some((t, _)), _) => t.col_dims().0 * t.col_dims().1,
+                    (None, true) => 0,
+                    (None, false) => kk * hw,
+                }
+            ];
             for (offset, dx) in dx_group.chunks_mut(image).enumerate() {
                 let b = index * group + offset;
                 let x = &x[b * image..][..image];
@@ -281,16 +321,37 @@ fn backward<T: Real>(x: &[T], weight: &[T], dy: &[T], g: &Geometry) -> (Vec<T>, 
                     },
                     true,
                 );
+                let dyo = Operand {
+                    data: dy,
+                    row_stride: hw,
+                    col_stride: 1,
+                };
+                if let Some((t, flipped)) = &transposed {
+                    // dX[cin, HW] = W̃[cin, cout·k·k] · im2col(dY)
+                    let (tk, thw) = t.col_dims();
+                    im2col(dy, t, &mut dcol);
+                    matmul(
+                        (g.cin, thw, tk),
+                        dx,
+                        Operand {
+                            data: flipped,
+                            row_stride: tk,
+                            col_stride: 1,
+                        },
+                        Operand {
+                            data: &dcol,
+                            row_stride: thw,
+                            col_stride: 1,
+                        },
+                        false,
+                    );
+                    continue;
+                }
                 // dcol[kk, hw] = Wᵀ[kk, cout] · dY[cout, hw]
                 let wt = Operand {
                     data: weight,
                     row_stride: 1,
                     col_stride: kk,
-                };
-                let dyo = Operand {
-                    data: dy,
-                    row_stride: hw,
-                    col_stride: 1,
                 };
                 if g.is_pointwise() {
                     matmul((kk, hw, g.cout), dx, wt, dyo, false);
