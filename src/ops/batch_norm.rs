@@ -175,15 +175,7 @@ fn forward<T: Real>(
             }
         }
     };
-    let (scale, shift): (Vec<T>, Vec<T>) = (0..channels)
-        .map(|ch| {
-            let a = gamma[ch].to_f64() / (stats.var[ch] + eps).sqrt();
-            (
-                T::from_f64(a),
-                T::from_f64(beta[ch].to_f64() - stats.mean[ch] * a),
-            )
-        })
-        .unzip();
+    let (scale, shift) = affine(gamma, beta, &stats, eps);
     let zero = T::from_f64(0.0);
     let mut out = vec![zero; x.len()];
     out.par_chunks_mut(inner)
@@ -206,6 +198,20 @@ fn forward<T: Real>(
     (out, stats)
 }
 
+/// Per channel `y = x·scale + shift`; the backward pass recomputes the ReLU mask with the very same
+/// expression, bit for bit, instead of reading the output back.
+fn affine<T: Real>(gamma: &[T], beta: &[T], stats: &BatchNormStats, eps: f64) -> (Vec<T>, Vec<T>) {
+    (0..gamma.len())
+        .map(|ch| {
+            let a = gamma[ch].to_f64() / (stats.var[ch] + eps).sqrt();
+            (
+                T::from_f64(a),
+                T::from_f64(beta[ch].to_f64() - stats.mean[ch] * a),
+            )
+        })
+        .unzip()
+}
+
 struct Gradients<T> {
     dx: Vec<T>,
     dgamma: Vec<T>,
@@ -215,9 +221,9 @@ struct Gradients<T> {
 #[allow(clippy::too_many_arguments)]
 fn backward<T: Real>(
     x: &[T],
-    y: &[T],
     dy: &[T],
     gamma: &[T],
+    beta: &[T],
     stats: &BatchNormStats,
     (batch, channels, inner): (usize, usize, usize),
     eps: f64,
@@ -225,6 +231,8 @@ fn backward<T: Real>(
     batch_statistics: bool,
 ) -> Gradients<T> {
     let zero = T::from_f64(0.0);
+    let (scale, shift) = affine(gamma, beta, stats, eps);
+    let active = |x: T, ch: usize| !relu || x * scale[ch] + shift[ch] > zero;
     // Per channel: Σg and Σg·x, where g is dy masked by the ReLU.
     let sums: Vec<(f64, f64)> = (0..channels)
         .into_par_iter()
@@ -234,28 +242,24 @@ fn backward<T: Real>(
             let (mut tail_g, mut tail_gx) = (0.0, 0.0);
             for b in 0..batch {
                 let start = (b * channels + ch) * inner;
-                let (x, y, dy) = (
-                    &x[start..start + inner],
-                    &y[start..start + inner],
-                    &dy[start..start + inner],
-                );
+                let (x, dy) = (&x[start..start + inner], &dy[start..start + inner]);
                 let full = inner / 8 * 8;
                 for i in (0..full).step_by(8) {
                     for lane in 0..8 {
-                        let g = if relu && y[i + lane] <= zero {
-                            0.0
-                        } else {
+                        let g = if active(x[i + lane], ch) {
                             dy[i + lane].to_f64()
+                        } else {
+                            0.0
                         };
                         sg[lane] += g;
                         sgx[lane] += g * x[i + lane].to_f64();
                     }
                 }
                 for i in full..inner {
-                    let g = if relu && y[i] <= zero {
-                        0.0
-                    } else {
+                    let g = if active(x[i], ch) {
                         dy[i].to_f64()
+                    } else {
+                        0.0
                     };
                     tail_g += g;
                     tail_gx += g * x[i].to_f64();
@@ -297,15 +301,12 @@ fn backward<T: Real>(
         .enumerate()
         .with_min_len(min_chunks(inner))
         .for_each(|(index, dx)| {
-            let (a, b, c) = coefficients[index % channels];
+            let ch = index % channels;
+            let (a, b, c) = coefficients[ch];
             let start = index * inner;
-            let (x, y, dy) = (
-                &x[start..start + inner],
-                &y[start..start + inner],
-                &dy[start..start + inner],
-            );
+            let (x, dy) = (&x[start..start + inner], &dy[start..start + inner]);
             for i in 0..inner {
-                let g = if relu && y[i] <= zero { zero } else { dy[i] };
+                let g = if active(x[i], ch) { dy[i] } else { zero };
                 dx[i] = a * g + b * x[i] + c;
             }
         });
@@ -350,7 +351,7 @@ impl BatchNormOp {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        res: &Tensor,
+        beta: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dims = split_dims(x.shape())?;
@@ -358,14 +359,14 @@ impl BatchNormOp {
         let batch_statistics = matches!(self.statistics, Statistics::Batch(_));
         let start = std::time::Instant::now();
         let grads = with_slice::<T, _>(x, |x| {
-            with_slice::<T, _>(res, |y| {
+            with_slice::<T, _>(beta, |beta| {
                 with_slice::<T, _>(grad, |dy| {
                     with_slice::<T, _>(gamma, |gamma| {
                         Ok(backward(
                             x,
-                            y,
                             dy,
                             gamma,
+                            beta,
                             &stats,
                             dims,
                             self.eps,
@@ -425,13 +426,13 @@ impl candle_core::CustomOp3 for BatchNormOp {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
-        res: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         match x.dtype() {
-            candle_core::DType::F32 => self.backward_typed::<f32>(x, gamma, res, grad),
-            candle_core::DType::F64 => self.backward_typed::<f64>(x, gamma, res, grad),
+            candle_core::DType::F32 => self.backward_typed::<f32>(x, gamma, beta, grad),
+            candle_core::DType::F64 => self.backward_typed::<f64>(x, gamma, beta, grad),
             other => candle_core::bail!("fast batch norm: unsupported dtype {other:?}"),
         }
     }
