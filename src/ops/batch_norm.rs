@@ -114,24 +114,65 @@ fn split_dims(shape: &Shape) -> Result<(usize, usize, usize)> {
     Ok((dims[0], dims[1], dims[2..].iter().product()))
 }
 
-/// Sum and sum of squares in f64 with eight lanes, so the loop vectorises.
-fn sum_and_squares<T: Real>(xs: &[T]) -> (f64, f64) {
-    let mut sum = [0f64; 8];
-    let mut squares = [0f64; 8];
-    let chunks = xs.chunks_exact(8);
+const LANES: usize = 16;
+
+/// Σ(x − shift) and Σ(x − shift)², accumulated in T over 16 lanes (so the loop vectorises) and
+/// returned in f64; the shift (a value of the same channel) keeps the one-pass variance accurate.
+fn sum_and_squares<T: Real>(xs: &[T], shift: T) -> (f64, f64) {
+    let zero = T::from_f64(0.0);
+    let mut sum = [zero; LANES];
+    let mut squares = [zero; LANES];
+    let chunks = xs.chunks_exact(LANES);
     let rest = chunks.remainder();
     for chunk in chunks {
-        for lane in 0..8 {
-            let v = chunk[lane].to_f64();
+        for lane in 0..LANES {
+            let v = chunk[lane] - shift;
             sum[lane] += v;
             squares[lane] += v * v;
         }
     }
-    let (mut s, mut q) = (sum.iter().sum::<f64>(), squares.iter().sum::<f64>());
-    for v in rest {
-        let v = v.to_f64();
+    let (mut s, mut q) = (0f64, 0f64);
+    for lane in 0..LANES {
+        s += sum[lane].to_f64();
+        q += squares[lane].to_f64();
+    }
+    for &v in rest {
+        let v = (v - shift).to_f64();
         s += v;
         q += v * v;
+    }
+    (s, q)
+}
+
+/// Σg and Σg·(x − mean) where g = dy on the active side of the ReLU (x·sa + sb > 0).
+fn masked_sums<T: Real>(x: &[T], dy: &[T], (sa, sb): (T, T), mean: T) -> (f64, f64) {
+    let zero = T::from_f64(0.0);
+    let mut sg = [zero; LANES];
+    let mut sgx = [zero; LANES];
+    let xc = x.chunks_exact(LANES);
+    let dc = dy.chunks_exact(LANES);
+    let (xr, dr) = (xc.remainder(), dc.remainder());
+    for (xs, ds) in xc.zip(dc) {
+        for lane in 0..LANES {
+            let g = if xs[lane] * sa + sb > zero {
+                ds[lane]
+            } else {
+                zero
+            };
+            sg[lane] += g;
+            sgx[lane] += g * (xs[lane] - mean);
+        }
+    }
+    let (mut s, mut q) = (0f64, 0f64);
+    for lane in 0..LANES {
+        s += sg[lane].to_f64();
+        q += sgx[lane].to_f64();
+    }
+    for (&xv, &d) in xr.iter().zip(dr) {
+        if xv * sa + sb > zero {
+            s += d.to_f64();
+            q += (d * (xv - mean)).to_f64();
+        }
     }
     (s, q)
 }
@@ -158,14 +199,19 @@ fn forward<T: Real>(
                 .into_par_iter()
                 .map(|ch| {
                     let (mut s, mut q) = (0.0, 0.0);
+                    let shift = x.get(ch * inner).copied().unwrap_or(T::from_f64(0.0));
                     for b in 0..batch {
-                        let (bs, bq) = sum_and_squares(&x[(b * channels + ch) * inner..][..inner]);
+                        let (bs, bq) =
+                            sum_and_squares(&x[(b * channels + ch) * inner..][..inner], shift);
                         s += bs;
                         q += bq;
                     }
                     let n = count.max(1) as f64;
-                    let mean = s / n;
-                    (mean, (q / n - mean * mean).max(0.0))
+                    let shifted_mean = s / n;
+                    (
+                        shift.to_f64() + shifted_mean,
+                        (q / n - shifted_mean * shifted_mean).max(0.0),
+                    )
                 })
                 .collect();
             BatchNormStats {
@@ -232,43 +278,34 @@ fn backward<T: Real>(
 ) -> Gradients<T> {
     let zero = T::from_f64(0.0);
     let (scale, shift) = affine(gamma, beta, stats, eps);
-    let active = |x: T, ch: usize| !relu || x * scale[ch] + shift[ch] > zero;
-    // Per channel: Σg and Σg·x, where g is dy masked by the ReLU.
+    // Without ReLU every value is active: 0·x + 1 > 0.
+    let mask: Vec<(T, T)> = (0..channels)
+        .map(|ch| {
+            if relu {
+                (scale[ch], shift[ch])
+            } else {
+                (zero, T::from_f64(1.0))
+            }
+        })
+        .collect();
+    // Per channel: Σg and Σg·(x − mean), where g is dy masked by the ReLU.
     let sums: Vec<(f64, f64)> = (0..channels)
         .into_par_iter()
         .map(|ch| {
-            let mut sg = [0f64; 8];
-            let mut sgx = [0f64; 8];
-            let (mut tail_g, mut tail_gx) = (0.0, 0.0);
+            let mean = T::from_f64(stats.mean[ch]);
+            let (mut sum_g, mut sum_gx) = (0.0, 0.0);
             for b in 0..batch {
                 let start = (b * channels + ch) * inner;
-                let (x, dy) = (&x[start..start + inner], &dy[start..start + inner]);
-                let full = inner / 8 * 8;
-                for i in (0..full).step_by(8) {
-                    for lane in 0..8 {
-                        let g = if active(x[i + lane], ch) {
-                            dy[i + lane].to_f64()
-                        } else {
-                            0.0
-                        };
-                        sg[lane] += g;
-                        sgx[lane] += g * x[i + lane].to_f64();
-                    }
-                }
-                for i in full..inner {
-                    let g = if active(x[i], ch) {
-                        dy[i].to_f64()
-                    } else {
-                        0.0
-                    };
-                    tail_g += g;
-                    tail_gx += g * x[i].to_f64();
-                }
+                let (s, q) = masked_sums(
+                    &x[start..start + inner],
+                    &dy[start..start + inner],
+                    mask[ch],
+                    mean,
+                );
+                sum_g += s;
+                sum_gx += q;
             }
-            (
-                sg.iter().sum::<f64>() + tail_g,
-                sgx.iter().sum::<f64>() + tail_gx,
-            )
+            (sum_g, sum_gx)
         })
         .collect();
     let n = (batch * inner).max(1) as f64;
@@ -277,10 +314,10 @@ fn backward<T: Real>(
     // dx = a·g + b·x + c per channel.
     let mut coefficients = Vec::with_capacity(channels);
     for ch in 0..channels {
-        let (sum_g, sum_gx) = sums[ch];
+        let (sum_g, sum_g_centred) = sums[ch];
         let mean = stats.mean[ch];
         let invstd = 1.0 / (stats.var[ch] + eps).sqrt();
-        let sum_g_xhat = (sum_gx - mean * sum_g) * invstd;
+        let sum_g_xhat = sum_g_centred * invstd;
         dgamma.push(T::from_f64(sum_g_xhat));
         dbeta.push(T::from_f64(sum_g));
         let a = gamma[ch].to_f64() * invstd;
@@ -303,11 +340,12 @@ fn backward<T: Real>(
         .for_each(|(index, dx)| {
             let ch = index % channels;
             let (a, b, c) = coefficients[ch];
+            let (sa, sb) = mask[ch];
             let start = index * inner;
             let (x, dy) = (&x[start..start + inner], &dy[start..start + inner]);
-            for i in 0..inner {
-                let g = if active(x[i], ch) { dy[i] } else { zero };
-                dx[i] = a * g + b * x[i] + c;
+            for ((d, &xv), &g) in dx.iter_mut().zip(x).zip(dy) {
+                let g = if xv * sa + sb > zero { g } else { zero };
+                *d = a * g + b * xv + c;
             }
         });
     Gradients { dx, dgamma, dbeta }
