@@ -74,6 +74,7 @@ fn forward<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<T> {
     out
 }
 
+/// (dy, dx); dx is left empty for the identity shortcut, whose gradient is dy.
 fn backward<T: Real>(out: &[T], grad: &[T], d: Dims, downsample: bool) -> (Vec<T>, Vec<T>) {
     let (b, c, h, w, xc, xh, xw) = d;
     let zero = T::from_f64(0.0);
@@ -84,8 +85,7 @@ fn backward<T: Real>(out: &[T], grad: &[T], d: Dims, downsample: bool) -> (Vec<T
         .map(|(&o, &g)| if o > zero { g } else { zero })
         .collect();
     if !downsample {
-        let dx = dy.clone();
-        return (dy, dx);
+        return (dy, Vec::new());
     }
     let mut dx = vec![zero; b * xc * xh * xw];
     dx.par_chunks_mut(xh * xw)
@@ -116,10 +116,14 @@ impl AddRelu {
             with_slice::<T, _>(grad, |grad| Ok(backward(out, grad, d, self.downsample)))
         })?;
         record(Phase::AddReluBackward, start);
-        Ok((
-            Some(Tensor::from_vec(dy, y.shape(), y.device())?),
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-        ))
+        let dy = Tensor::from_vec(dy, y.shape(), y.device())?;
+        // The identity shortcut's gradient is dy itself: share the tensor instead of copying it.
+        let dx = if self.downsample {
+            Tensor::from_vec(dx, x.shape(), x.device())?
+        } else {
+            dy.clone()
+        };
+        Ok((Some(dy), Some(dx)))
     }
 }
 
