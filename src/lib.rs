@@ -11,5 +11,6 @@ pub mod download;
 pub mod gpu;
 pub mod gui;
 pub mod model;
+pub mod ops;
 pub mod sla;
 pub mod train;

@@ -5,4 +5,5 @@ mod data;
 mod download;
 mod gpu;
 mod gui;
+mod ops;
 mod training;

@@ -1,5 +1,6 @@
 //! The command line: `sla train | eval | render | data | gui`; each subcommand in its own file.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod gui;
@@ -31,6 +32,8 @@ pub enum Command {
     Data(data::DataArgs),
     /// Open the desktop app (the default without a command).
     Gui(Box<gui::GuiArgs>),
+    /// Time training steps on random data (fast or stock CPU ops).
+    Bench(bench::BenchArgs),
 }
 
 /// Run a parsed command line.
@@ -41,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Data(args)) => data::run(args),
         Some(Command::Render(args)) => render::run(args),
         Some(Command::Gui(args)) => gui::run(*args),
+        Some(Command::Bench(args)) => bench::run(args),
         None => crate::gui::run(crate::gui::GuiOptions::default()),
     }
 }

@@ -1,14 +1,14 @@
 //! A small fast CNN for demos: three conv–BN–ReLU stages (16, 32, 64 channels) and global pooling.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{BatchNorm, Conv2d, Module, ModuleT, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::layers::{batch_norm, conv, global_average_pool};
+use super::layers::{Conv, Norm, batch_norm, conv, global_average_pool};
 
 const WIDTHS: [usize; 3] = [16, 32, 64];
 
 pub struct SmallCnn {
-    stages: Vec<(Conv2d, BatchNorm)>,
+    stages: Vec<(Conv, Norm)>,
 }
 
 impl SmallCnn {
@@ -33,7 +33,7 @@ impl SmallCnn {
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut xs = xs.clone();
         for (index, (conv, bn)) in self.stages.iter().enumerate() {
-            xs = bn.forward_t(&conv.forward(&xs)?, train)?.relu()?;
+            xs = bn.forward_t(&conv.forward(&xs)?, train, true)?;
             // Pool after all but the last stage; tiny inputs stop pooling instead of vanishing.
             if index + 1 < self.stages.len() && xs.dim(2)? >= 2 && xs.dim(3)? >= 2 {
                 xs = pool_rounding_up(&xs)?;

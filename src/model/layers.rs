@@ -1,8 +1,64 @@
 //! Layers with the reference implementation's initialisation: He-normal convolutions (fan-out),
-//! PyTorch-default linear heads, and batch norm with PyTorch's defaults.
+//! PyTorch-default linear heads, and batch norm with PyTorch's defaults; on the CPU the convolution
+//! and batch norm run on the fast ops of `crate::ops`, elsewhere on candle's own.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
+use candle_nn::{
+    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Init, Linear, Module, ModuleT, VarBuilder,
+};
+
+use crate::ops;
+
+/// A convolution without bias that picks the fast CPU op or candle's.
+pub struct Conv {
+    inner: Conv2d,
+}
+
+impl Conv {
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if ops::use_fast(xs) {
+            let config = self.inner.config();
+            ops::conv2d(xs, self.inner.weight(), config.stride, config.padding)
+        } else {
+            self.inner.forward(xs)
+        }
+    }
+}
+
+/// Batch norm, optionally followed by a ReLU (fused on the CPU).
+pub struct Norm {
+    inner: BatchNorm,
+}
+
+impl Norm {
+    pub fn forward_t(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        if let (true, Some((gamma, beta))) = (ops::use_fast(xs), self.inner.weight_and_bias()) {
+            let bn = &self.inner;
+            return if train {
+                let (out, stats) = ops::batch_norm_train(xs, gamma, beta, bn.eps(), relu)?;
+                ops::batch_norm::update_running_stats(
+                    bn.running_mean(),
+                    bn.running_var(),
+                    &stats,
+                    bn.momentum(),
+                )?;
+                Ok(out)
+            } else {
+                ops::batch_norm_eval(
+                    xs,
+                    gamma,
+                    beta,
+                    bn.running_mean(),
+                    bn.running_var(),
+                    bn.eps(),
+                    relu,
+                )
+            };
+        }
+        let out = self.inner.forward_t(xs, train)?;
+        if relu { out.relu() } else { Ok(out) }
+    }
+}
 
 /// 3×3 (or k×k) convolution without bias, weights ~ N(0, √(2 / (k·k·out))) as the reference's CIFAR ResNet.
 pub fn conv(
@@ -11,7 +67,7 @@ pub fn conv(
     kernel: usize,
     stride: usize,
     vb: VarBuilder,
-) -> Result<Conv2d> {
+) -> Result<Conv> {
     let stdev = (2.0 / (kernel * kernel * out_channels) as f64).sqrt();
     let weight = vb.get_with_hints(
         (out_channels, in_channels, kernel, kernel),
@@ -23,18 +79,22 @@ pub fn conv(
         stride,
         ..Default::default()
     };
-    Ok(Conv2d::new(weight, None, config))
+    Ok(Conv {
+        inner: Conv2d::new(weight, None, config),
+    })
 }
 
 /// Batch norm with PyTorch's defaults (eps 1e-5, momentum 0.1, γ = 1, β = 0).
-pub fn batch_norm(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
+pub fn batch_norm(channels: usize, vb: VarBuilder) -> Result<Norm> {
     let config = BatchNormConfig {
         eps: 1e-5,
         remove_mean: true,
         affine: true,
         momentum: 0.1,
     };
-    candle_nn::batch_norm(channels, config, vb)
+    Ok(Norm {
+        inner: candle_nn::batch_norm(channels, config, vb)?,
+    })
 }
 
 /// A linear head with PyTorch's default init: weight and bias ~ U(−1/√fan_in, 1/√fan_in).

@@ -1,18 +1,19 @@
 //! The CIFAR ResNet family (20/32/44/56/110) with option-A shortcuts, for any input size and channel count.
 
 use candle_core::{IndexOp, Result, Tensor};
-use candle_nn::{BatchNorm, Conv2d, Module, ModuleT, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::layers::{batch_norm, conv, global_average_pool};
+use super::layers::{Conv, Norm, batch_norm, conv, global_average_pool};
+use crate::ops;
 
 const WIDTHS: [usize; 3] = [16, 32, 64];
 
 /// Two 3×3 conv–BN pairs and a shortcut; option A on downsampling: subsample by 2, zero-pad channels.
 struct BasicBlock {
-    conv1: Conv2d,
-    bn1: BatchNorm,
-    conv2: Conv2d,
-    bn2: BatchNorm,
+    conv1: Conv,
+    bn1: Norm,
+    conv2: Conv,
+    bn2: Norm,
     downsample: bool,
     extra_channels: usize,
 }
@@ -30,11 +31,13 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let out = self.bn1.forward_t(&self.conv1.forward(xs)?, train, true)?;
         let out = self
-            .bn1
-            .forward_t(&self.conv1.forward(xs)?, train)?
-            .relu()?;
-        let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
+            .bn2
+            .forward_t(&self.conv2.forward(&out)?, train, false)?;
+        if ops::use_fast(&out) {
+            return ops::add_relu(&out, xs, self.downsample);
+        }
         let shortcut = if self.downsample {
             subsample(xs)?.pad_with_zeros(1, 0, self.extra_channels)?
         } else {
@@ -58,8 +61,8 @@ fn subsample(xs: &Tensor) -> Result<Tensor> {
 
 /// The CIFAR ResNet of depth 6n + 2: a 16-channel stem, three stages of n blocks (16, 32, 64 channels).
 pub struct CifarResNet {
-    stem: Conv2d,
-    stem_bn: BatchNorm,
+    stem: Conv,
+    stem_bn: Norm,
     blocks: Vec<BasicBlock>,
 }
 
@@ -94,8 +97,7 @@ impl CifarResNet {
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut xs = self
             .stem_bn
-            .forward_t(&self.stem.forward(xs)?, train)?
-            .relu()?;
+            .forward_t(&self.stem.forward(xs)?, train, true)?;
         for block in &self.blocks {
             xs = block.forward_t(&xs, train)?;
         }

@@ -1,0 +1,276 @@
+//! `sla bench`: times full training steps (expansion, forward, loss, backward, SGD) on random data
+//! and reports ms per step, images per second, peak memory and where the time went.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::model::{ModelKind, Network, seeded_var_builder};
+use crate::ops;
+use crate::sla::transform::Expander;
+use crate::sla::{Mode, Objective, TransformPreset, TransformSet};
+use crate::train::optim::Sgd;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchMode {
+    /// Plain training: B images, 10 classes.
+    Baseline,
+    /// SLA with the 4 rotations: B images become 4·B, 40 joint classes.
+    Sla,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpsChoice {
+    /// The project's fast CPU ops (the default on the CPU).
+    Fast,
+    /// candle's stock ops, for comparison.
+    Stock,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = ModelKind::Resnet32)]
+    pub model: ModelKind,
+    #[arg(long, value_enum, default_value_t = BenchMode::Sla)]
+    pub mode: BenchMode,
+    /// Original images per step (SLA multiplies them by 4).
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Which implementation of the CPU ops to time.
+    #[arg(long, value_enum, default_value_t = OpsChoice::Fast)]
+    pub ops: OpsChoice,
+    /// The machine's peak FLOP/s in GFLOP/s, to report the fraction the convolutions reach.
+    #[arg(long)]
+    pub peak_gflops: Option<f64>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct PhaseTime {
+    name: &'static str,
+    ms_per_step: f64,
+    calls_per_step: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    model: &'static str,
+    mode: BenchMode,
+    ops: OpsChoice,
+    threads: usize,
+    batch_size: usize,
+    images_per_step: usize,
+    steps: usize,
+    min_ms: f64,
+    median_ms: f64,
+    original_images_per_s: f64,
+    transformed_images_per_s: f64,
+    peak_rss_mb: Option<f64>,
+    conv_gflop_per_step: f64,
+    conv_gflops: f64,
+    peak_fraction: Option<f64>,
+    breakdown: Vec<PhaseTime>,
+    other_ms_per_step: f64,
+    last_loss: f64,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.steps == 0 || args.batch_size == 0 {
+        anyhow::bail!("--steps and --batch-size must be at least 1");
+    }
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    // candle's own CPU ops size their thread use from this variable.
+    // SAFETY: the command line runs single-threaded up to here; no other thread reads the environment.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting the worker threads")?;
+    let report = pool.install(|| match args.ops {
+        OpsChoice::Fast => measure(&args, threads),
+        OpsChoice::Stock => ops::with_stock_ops(|| measure(&args, threads)),
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn measure(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
+    let device = Device::Cpu;
+    let (mode, preset, classes) = match args.mode {
+        BenchMode::Baseline => (Mode::Baseline, TransformPreset::None, 10),
+        BenchMode::Sla => (Mode::Sla, TransformPreset::Rotation, 10),
+    };
+    let set = TransformSet::preset(preset);
+    let objective = Objective {
+        mode,
+        num_classes: classes,
+        num_transforms: set.len(),
+        temperature: 1.0,
+        beta: 1.0,
+        large_loss: false,
+    };
+    let expander = Expander::new(&set, 3, 32, 32, &device)?;
+    let vars = VarMap::new();
+    let vb = seeded_var_builder(&vars, 0, DType::F32, &device);
+    let net = Network::new(args.model, 3, &objective.head_sizes(), vb)?;
+    let mut params: Vec<_> = vars
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("parameter map lock poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut sgd = Sgd::new(params, 0.9, 1e-4, false);
+    let images = Tensor::randn(0f32, 1f32, (args.batch_size, 3, 32, 32), &device)?;
+    let labels: Vec<u32> = (0..args.batch_size as u32).map(|i| i % 10).collect();
+    let labels = Tensor::from_vec(labels, args.batch_size, &device)?;
+
+    let mut step = || -> anyhow::Result<f64> {
+        let inputs = if mode.expands_batches() {
+            expander.expand(&images)?
+        } else {
+            images.clone()
+        };
+        let features = net.features(&inputs, true)?;
+        let outputs = objective.outputs(net.heads(), &features)?;
+        let loss = objective.loss(&outputs, &labels)?;
+        let grads = loss.backward()?;
+        sgd.step(&grads, 0.1)?;
+        Ok(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+    };
+    let mut last_loss = f64::NAN;
+    for _ in 0..args.warmup {
+        last_loss = step()?;
+    }
+    reset_peak_rss();
+    ops::profile::reset_profile();
+    let mut times = Vec::with_capacity(args.steps);
+    for _ in 0..args.steps {
+        let start = Instant::now();
+        last_loss = step()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let peak_rss_mb = peak_rss_mb();
+    times.sort_by(f64::total_cmp);
+    let median_ms = if times.len() % 2 == 1 {
+        times[times.len() / 2]
+    } else {
+        0.5 * (times[times.len() / 2 - 1] + times[times.len() / 2])
+    };
+    let per_step = args.steps as f64;
+    let breakdown: Vec<PhaseTime> = ops::profile::snapshot()
+        .into_iter()
+        .map(|(phase, seconds, calls)| PhaseTime {
+            name: phase.name(),
+            ms_per_step: seconds * 1e3 / per_step,
+            calls_per_step: calls as f64 / per_step,
+        })
+        .collect();
+    let total_ms: f64 = times.iter().sum::<f64>() / per_step;
+    let ops_ms: f64 = breakdown.iter().map(|p| p.ms_per_step).sum();
+    let conv_gflop_per_step = ops::profile::conv_flops() as f64 * 1e-9 / per_step;
+    let conv_gflops = conv_gflop_per_step / (median_ms * 1e-3);
+    let images_per_step = args.batch_size * set.len();
+    Ok(Report {
+        model: args.model.name(),
+        mode: args.mode,
+        ops: args.ops,
+        threads,
+        batch_size: args.batch_size,
+        images_per_step,
+        steps: args.steps,
+        min_ms: times[0],
+        median_ms,
+        original_images_per_s: args.batch_size as f64 / (median_ms * 1e-3),
+        transformed_images_per_s: images_per_step as f64 / (median_ms * 1e-3),
+        peak_rss_mb,
+        conv_gflop_per_step,
+        conv_gflops,
+        peak_fraction: args.peak_gflops.map(|peak| conv_gflops / peak),
+        breakdown,
+        other_ms_per_step: total_ms - ops_ms,
+        last_loss,
+    })
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "sla bench {} {:?} ({:?} ops, {} threads): {} images/step ({} original)",
+        r.model, r.mode, r.ops, r.threads, r.images_per_step, r.batch_size
+    );
+    println!(
+        "  ms/step: min {:.1}  median {:.1}  ({} steps)",
+        r.min_ms, r.median_ms, r.steps
+    );
+    println!(
+        "  images/s (median): {:.1} original, {:.1} transformed",
+        r.original_images_per_s, r.transformed_images_per_s
+    );
+    match r.peak_rss_mb {
+        Some(mb) => println!("  peak resident memory: {mb:.0} MB"),
+        None => println!("  peak resident memory: unknown on this system"),
+    }
+    if r.conv_gflop_per_step > 0.0 {
+        print!(
+            "  convolutions: {:.1} GFLOP/step, {:.1} GFLOP/s over the whole step",
+            r.conv_gflop_per_step, r.conv_gflops
+        );
+        match r.peak_fraction {
+            Some(f) => println!(" ({:.1}% of the given peak)", 100.0 * f),
+            None => println!(),
+        }
+        println!("  per-op time (ms/step):");
+        for phase in &r.breakdown {
+            println!(
+                "    {:<40} {:>9.1}  ({:.0} calls)",
+                phase.name, phase.ms_per_step, phase.calls_per_step
+            );
+        }
+        println!(
+            "    {:<40} {:>9.1}",
+            "everything else (candle ops, autograd, SGD)", r.other_ms_per_step
+        );
+    }
+    println!("  last loss: {:.4}", r.last_loss);
+}
+
+/// Linux: the kernel's peak-RSS mark restarts when "5" is written to clear_refs.
+fn reset_peak_rss() {
+    if let Err(error) = std::fs::write("/proc/self/clear_refs", "5") {
+        log::debug!("cannot reset the peak RSS mark: {error}");
+    }
+}
+
+/// VmHWM of this process in MB (Linux), if readable.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

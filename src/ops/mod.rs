@@ -1,0 +1,153 @@
+//! Fast CPU training ops as candle `CustomOp`s with real backward passes: fused batch norm (+ ReLU),
+//! fused residual add (+ option-A shortcut) + ReLU, and convolution.
+//!
+//! The model calls [`use_fast`] to pick these on the CPU and candle's own ops elsewhere (CUDA/Metal),
+//! or when a thread asked for the stock path with [`with_stock_ops`] (the benchmark and the
+//! equivalence tests compare the two).
+
+pub mod batch_norm;
+pub mod conv;
+pub mod residual;
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, WithDType};
+
+pub use batch_norm::{BatchNormStats, batch_norm_eval, batch_norm_train};
+pub use conv::conv2d;
+pub use residual::add_relu;
+
+thread_local! {
+    static STOCK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with candle's stock ops on this thread (the reference path for comparisons).
+pub fn with_stock_ops<R>(f: impl FnOnce() -> R) -> R {
+    let previous = STOCK.with(|s| s.replace(true));
+    let result = f();
+    STOCK.with(|s| s.set(previous));
+    result
+}
+
+/// Whether the fast ops handle this tensor: a CPU tensor of f32 or f64, and no stock request
+/// (from [`with_stock_ops`] or the environment variable `SLA_OPS=stock`).
+pub fn use_fast(xs: &Tensor) -> bool {
+    static STOCK_BY_ENV: OnceLock<bool> = OnceLock::new();
+    let stock_by_env =
+        *STOCK_BY_ENV.get_or_init(|| std::env::var("SLA_OPS").is_ok_and(|v| v == "stock"));
+    xs.device().is_cpu()
+        && matches!(xs.dtype(), DType::F32 | DType::F64)
+        && !stock_by_env
+        && !STOCK.with(|s| s.get())
+}
+
+/// The float types the kernels are written for.
+pub(crate) trait Real: WithDType + Default + std::iter::Sum {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// The contiguous slice of a CPU storage that a layout describes.
+pub(crate) fn contiguous_slice<'a, T: WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> Result<&'a [T]> {
+    let data = storage.as_slice::<T>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("fast ops need contiguous inputs"),
+    }
+}
+
+/// Call `f` with the contiguous CPU data of `tensor` (copied into a contiguous tensor first if needed).
+pub(crate) fn with_slice<T: WithDType, R>(
+    tensor: &Tensor,
+    f: impl FnOnce(&[T]) -> Result<R>,
+) -> Result<R> {
+    let tensor = tensor.contiguous()?;
+    let (storage, layout) = tensor.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(contiguous_slice(cpu, layout)?),
+        _ => candle_core::bail!("fast ops run on the CPU only"),
+    }
+}
+
+/// Time spent in each fast op since the last [`reset_profile`], for the benchmark's breakdown.
+pub mod profile {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Phase {
+        ConvForward,
+        ConvBackward,
+        BatchNormForward,
+        BatchNormBackward,
+        AddReluForward,
+        AddReluBackward,
+    }
+
+    pub const PHASES: [Phase; 6] = [
+        Phase::ConvForward,
+        Phase::ConvBackward,
+        Phase::BatchNormForward,
+        Phase::BatchNormBackward,
+        Phase::AddReluForward,
+        Phase::AddReluBackward,
+    ];
+
+    impl Phase {
+        pub fn name(self) -> &'static str {
+            match self {
+                Phase::ConvForward => "conv forward",
+                Phase::ConvBackward => "conv backward (input + weight grad)",
+                Phase::BatchNormForward => "batch norm (+relu) forward",
+                Phase::BatchNormBackward => "batch norm (+relu) backward",
+                Phase::AddReluForward => "residual add+relu forward",
+                Phase::AddReluBackward => "residual add+relu backward",
+            }
+        }
+    }
+
+    static NANOS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+    static CALLS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+    static CONV_FLOPS: AtomicU64 = AtomicU64::new(0);
+
+    pub(crate) fn record(phase: Phase, start: Instant) {
+        let index = phase as usize;
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        NANOS[index].fetch_add(nanos, Ordering::Relaxed);
+        CALLS[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_conv_flops(flops: u64) {
+        CONV_FLOPS.fetch_add(flops, Ordering::Relaxed);
+    }
+
+    pub fn reset_profile() {
+        for counter in NANOS.iter().chain(&CALLS) {
+            counter.store(0, Ordering::Relaxed);
+        }
+        CONV_FLOPS.store(0, Ordering::Relaxed);
+    }
+
+    /// (phase, seconds, calls) since the last reset.
+    pub fn snapshot() -> Vec<(Phase, f64, u64)> {
+        PHASES
+            .iter()
+            .map(|&p| {
+                let i = p as usize;
+                (
+                    p,
+                    NANOS[i].load(Ordering::Relaxed) as f64 * 1e-9,
+                    CALLS[i].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Multiply-add FLOPs (2 per MAC) the fast convolutions did since the last reset.
+    pub fn conv_flops() -> u64 {
+        CONV_FLOPS.load(Ordering::Relaxed)
+    }
+}

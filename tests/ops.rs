@@ -1,0 +1,267 @@
+//! The fast CPU ops against candle's own ops: values and gradients in f64 and f32 on odd shapes,
+//! and whole-network gradients of the fast path against the stock path.
+
+use candle_core::{DType, Device, IndexOp, Result, Tensor, Var};
+use candle_nn::{BatchNorm, Module, ModuleT, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use sla::model::{ModelKind, Network, seeded_var_builder};
+use sla::ops;
+
+fn random(shape: &[usize], seed: u64, dtype: DType) -> Result<Tensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let count = shape.iter().product();
+    let values: Vec<f64> = (0..count).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(dtype)
+}
+
+/// max |a − b| ≤ tol · max(1, max |b|), with the worst difference in the message.
+fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<()> {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+    let a = a.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let b = b.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let scale = b.iter().fold(1f64, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        worst <= tol * scale,
+        "{what}: differs by {worst:e} (scale {scale:e}, tolerance {tol:e})"
+    );
+    Ok(())
+}
+
+fn tolerance(dtype: DType) -> f64 {
+    if dtype == DType::F64 { 1e-10 } else { 2e-5 }
+}
+
+/// A scalar loss whose gradient w.r.t. `out` is a fixed random tensor, so every element matters.
+fn weighted_sum(out: &Tensor, seed: u64) -> Result<Tensor> {
+    let weights = random(out.dims(), seed, out.dtype())?;
+    (out * weights)?.sum_all()
+}
+
+#[test]
+fn batch_norm_train_matches_candle_with_and_without_relu() -> Result<()> {
+    for dtype in [DType::F64, DType::F32] {
+        for (shape, relu) in [
+            (vec![3, 5, 7, 9], true),
+            (vec![4, 3, 5, 5], false),
+            (vec![2, 7, 1, 3], true),
+            (vec![5, 4, 11, 13], false),
+        ] {
+            let what = format!("{dtype:?} {shape:?} relu={relu}");
+            let channels = shape[1];
+            let x = Var::from_tensor(&((random(&shape, 1, dtype)? * 3.0)? + 0.5)?)?;
+            let gamma = Var::from_tensor(&(random(&[channels], 2, dtype)? + 1.0)?)?;
+            let beta = Var::from_tensor(&random(&[channels], 3, dtype)?)?;
+            let rm = random(&[channels], 4, dtype)?;
+            let rv = (random(&[channels], 5, dtype)? + 2.0)?;
+
+            let reference = BatchNorm::new_with_momentum(
+                channels,
+                rm.copy()?,
+                rv.copy()?,
+                gamma.as_tensor().clone(),
+                beta.as_tensor().clone(),
+                1e-5,
+                0.1,
+            )?;
+            let mut expected = reference.forward_t(x.as_tensor(), true)?;
+            if relu {
+                expected = expected.relu()?;
+            }
+            let expected_grads = weighted_sum(&expected, 9)?.backward()?;
+
+            let (rm_fast, rv_fast) = (Var::from_tensor(&rm)?, Var::from_tensor(&rv)?);
+            let (out, stats) = ops::batch_norm_train(x.as_tensor(), &gamma, &beta, 1e-5, relu)?;
+            ops::batch_norm::update_running_stats(&rm_fast, &rv_fast, &stats, 0.1)?;
+            assert!(out.is_contiguous(), "{what}: output contiguous");
+            let grads = weighted_sum(&out, 9)?.backward()?;
+
+            let tol = tolerance(dtype);
+            assert_close(&format!("{what} output"), &out, &expected, tol)?;
+            assert_close(
+                &format!("{what} running mean"),
+                &rm_fast,
+                reference.running_mean(),
+                tol,
+            )?;
+            assert_close(
+                &format!("{what} running var"),
+                &rv_fast,
+                reference.running_var(),
+                tol,
+            )?;
+            for (name, var) in [("dx", &x), ("dγ", &gamma), ("dβ", &beta)] {
+                let got = grads.get(var).expect("fast gradient");
+                let want = expected_grads.get(var).expect("reference gradient");
+                assert_close(&format!("{what} {name}"), got, want, tol)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn batch_norm_eval_matches_candle() -> Result<()> {
+    for dtype in [DType::F64, DType::F32] {
+        let shape = [3, 6, 5, 7];
+        let x = Var::from_tensor(&random(&shape, 11, dtype)?)?;
+        let gamma = Var::from_tensor(&(random(&[6], 12, dtype)? + 1.0)?)?;
+        let beta = Var::from_tensor(&random(&[6], 13, dtype)?)?;
+        let rm = random(&[6], 14, dtype)?;
+        let rv = (random(&[6], 15, dtype)? + 1.5)?;
+        let reference = BatchNorm::new(
+            6,
+            rm.clone(),
+            rv.clone(),
+            gamma.as_tensor().clone(),
+            beta.as_tensor().clone(),
+            1e-5,
+        )?;
+        let expected = reference.forward_t(x.as_tensor(), false)?.relu()?;
+        let expected_grads = weighted_sum(&expected, 16)?.backward()?;
+        let out = ops::batch_norm_eval(x.as_tensor(), &gamma, &beta, &rm, &rv, 1e-5, true)?;
+        let grads = weighted_sum(&out, 16)?.backward()?;
+        let tol = tolerance(dtype);
+        assert_close("eval output", &out, &expected, tol)?;
+        for var in [&x, &gamma, &beta] {
+            assert_close(
+                "eval gradient",
+                grads.get(var).expect("fast"),
+                expected_grads.get(var).expect("reference"),
+                tol,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Option A as the stock model builds it: every second pixel, then zero channels.
+fn option_a(x: &Tensor, extra: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let x = x.pad_with_zeros(2, 0, h % 2)?.pad_with_zeros(3, 0, w % 2)?;
+    let (b, c, h, w) = x.dims4()?;
+    x.reshape((b, c, h / 2, 2, w / 2, 2))?
+        .i((.., .., .., 0, .., 0))?
+        .pad_with_zeros(1, 0, extra)
+}
+
+#[test]
+fn residual_add_relu_matches_candle_for_identity_and_option_a() -> Result<()> {
+    for dtype in [DType::F64, DType::F32] {
+        for (y_shape, x_shape, downsample) in [
+            ([3, 5, 7, 9], [3, 5, 7, 9], false),
+            ([2, 6, 4, 5], [2, 3, 7, 9], true),
+            ([2, 8, 3, 3], [2, 8, 6, 6], true),
+        ] {
+            let what = format!("{dtype:?} {y_shape:?}←{x_shape:?}");
+            let y = Var::from_tensor(&random(&y_shape, 21, dtype)?)?;
+            let x = Var::from_tensor(&random(&x_shape, 22, dtype)?)?;
+            let shortcut = if downsample {
+                option_a(&x, y_shape[1] - x_shape[1])?
+            } else {
+                x.as_tensor().clone()
+            };
+            let expected = (y.as_tensor() + shortcut)?.relu()?;
+            let expected_grads = weighted_sum(&expected, 23)?.backward()?;
+            let out = ops::add_relu(&y, &x, downsample)?;
+            let grads = weighted_sum(&out, 23)?.backward()?;
+            let tol = tolerance(dtype);
+            assert_close(&format!("{what} output"), &out, &expected, tol)?;
+            for (name, var) in [("dy", &y), ("dx", &x)] {
+                assert_close(
+                    &format!("{what} {name}"),
+                    grads.get(var).expect("fast"),
+                    expected_grads.get(var).expect("reference"),
+                    tol,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn conv2d_matches_candle_values_and_gradients() -> Result<()> {
+    for dtype in [DType::F64, DType::F32] {
+        // (input, out channels, kernel, stride, padding)
+        for (x_shape, cout, k, stride, pad) in [
+            ([3, 3, 9, 7], 5, 3, 1, 1),
+            ([2, 4, 9, 9], 6, 3, 2, 1),
+            ([2, 5, 8, 6], 3, 3, 2, 1),
+            ([3, 6, 5, 7], 4, 1, 1, 0),
+            ([2, 3, 7, 7], 5, 1, 2, 0),
+            ([1, 2, 4, 5], 3, 3, 1, 0),
+        ] {
+            let what = format!("{dtype:?} {x_shape:?} → {cout}, k{k} s{stride} p{pad}");
+            let x = Var::from_tensor(&random(&x_shape, 31, dtype)?)?;
+            let w = Var::from_tensor(&random(&[cout, x_shape[1], k, k], 32, dtype)?)?;
+            let expected = x.as_tensor().conv2d(&w, pad, stride, 1, 1)?;
+            let expected_grads = weighted_sum(&expected, 33)?.backward()?;
+            let out = ops::conv2d(&x, &w, stride, pad)?;
+            let grads = weighted_sum(&out, 33)?.backward()?;
+            let tol = tolerance(dtype);
+            assert_close(&format!("{what} output"), &out, &expected, tol)?;
+            for (name, var) in [("dx", &x), ("dw", &w)] {
+                assert_close(
+                    &format!("{what} {name}"),
+                    grads.get(var).expect("fast"),
+                    expected_grads.get(var).expect("reference"),
+                    tol,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loss and every parameter gradient of one training step, by parameter name.
+fn network_gradients(kind: ModelKind, dtype: DType) -> Result<(f64, Vec<(String, Tensor)>)> {
+    let vars = VarMap::new();
+    let vb = seeded_var_builder(&vars, 7, dtype, &Device::Cpu);
+    let net = Network::new(kind, 3, &[10], vb)?;
+    let xs = random(&[4, 3, 11, 11], 41, dtype)?;
+    let labels = Tensor::new(&[1u32, 7, 3, 3], &Device::Cpu)?;
+    let features = net.features(&xs, true)?;
+    let logits = net.heads()[0].forward(&features)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+    let grads = loss.backward()?;
+    let data = vars.data().lock().expect("var map lock");
+    let mut named: Vec<(String, Tensor)> = data
+        .iter()
+        .map(|(name, var)| {
+            // Running statistics have no gradient: compare their updated values instead.
+            let value = grads
+                .get(var)
+                .cloned()
+                .unwrap_or_else(|| var.as_tensor().copy().expect("copy"));
+            (name.clone(), value)
+        })
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((loss.to_dtype(DType::F64)?.to_scalar::<f64>()?, named))
+}
+
+#[test]
+fn whole_network_gradients_agree_with_the_stock_path_in_f64() -> Result<()> {
+    for kind in [ModelKind::Resnet20, ModelKind::Cnn] {
+        let (fast_loss, fast) = network_gradients(kind, DType::F64)?;
+        let (stock_loss, stock) = ops::with_stock_ops(|| network_gradients(kind, DType::F64))?;
+        assert!((fast_loss - stock_loss).abs() < 1e-10, "{kind:?} loss");
+        assert_eq!(fast.len(), stock.len());
+        for ((name, a), (_, b)) in fast.iter().zip(&stock) {
+            // Relative to the tensor's largest entry: tiny gradients deep in the net stay meaningful.
+            let scale = b.abs()?.max_all()?.to_scalar::<f64>()?.max(1e-30);
+            let worst = (a - b)?.abs()?.max_all()?.to_scalar::<f64>()?;
+            assert!(
+                worst <= 1e-8 * scale,
+                "{kind:?} {name}: {worst:e} vs scale {scale:e}"
+            );
+        }
+    }
+    Ok(())
+}
