@@ -3,7 +3,7 @@
 
 use std::sync::mpsc::{self, Receiver};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 use crate::data::{self, DatasetSource, ImageShape};
 use crate::sla::TransformSet;
@@ -85,23 +85,21 @@ impl DatasetPreview {
             .check_image_shape(shape.channels, shape.height, shape.width)
             .map_err(|e| e.to_string())?;
         let count = self.labels.len();
-        let expand = || -> candle_core::Result<Vec<f32>> {
-            let expander = Expander::new(
-                transforms,
-                shape.channels,
-                shape.height,
-                shape.width,
-                &Device::Cpu,
-            )?;
-            let pixels: Vec<f32> = self.images.iter().map(|&v| f32::from(v)).collect();
-            let images = Tensor::from_vec(
-                pixels,
-                (count, shape.channels, shape.height, shape.width),
-                &Device::Cpu,
-            )?;
-            expander.expand(&images)?.flatten_all()?.to_vec1()
-        };
-        let pixels = expand().map_err(|e| e.to_string())?;
+        let expander = Expander::new(
+            transforms,
+            shape.channels,
+            shape.height,
+            shape.width,
+            &Device::Cpu,
+        )
+        .map_err(|e| e.to_string())?;
+        let pixels = expander
+            .expand_bytes(
+                &self.images,
+                count,
+                (shape.channels, shape.height, shape.width),
+            )
+            .map_err(|e| e.to_string())?;
         let m = transforms.len() as u32;
         let labels: Vec<u32> = self
             .labels
@@ -114,10 +112,7 @@ impl DatasetPreview {
             channels: shape.channels,
             height: shape.height,
             width: shape.width,
-            pixels: pixels
-                .iter()
-                .map(|&v| v.round().clamp(0.0, 255.0) as u8)
-                .collect(),
+            pixels,
             true_labels: labels.clone(),
             predicted_labels: labels,
         })

@@ -6,7 +6,7 @@ use eframe::egui;
 use crate::gpu::confusion::{ConfusionView, cell_at};
 use crate::gpu::input_grid::BorderMode;
 use crate::gpu::style::category_colour;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 use crate::data::Dataset;
 use crate::sla::TransformSet;
@@ -427,18 +427,15 @@ fn cell_gallery(
         if (!joint && j != 0) || index(truth) != cell.0 || index(predicted as usize) != cell.1 {
             continue;
         }
-        let source: Vec<f32> = test.image(image).iter().map(|&v| f32::from(v)).collect();
-        let views = Tensor::from_vec(
-            source,
-            (1, shape.channels, shape.height, shape.width),
-            &Device::Cpu,
-        )
-        .and_then(|t| expander.expand(&t))
-        .and_then(|t| t.get(j))
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1::<f32>())
-        .ok()?;
-        pixels.extend(views.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8));
+        let views = expander
+            .expand_bytes(
+                test.image(image),
+                1,
+                (shape.channels, shape.height, shape.width),
+            )
+            .ok()?;
+        let len = shape.image_len();
+        pixels.extend_from_slice(&views[j * len..(j + 1) * len]);
         count += 1;
         if count == GALLERY_TILES {
             break;

@@ -311,6 +311,22 @@ impl Expander {
         self.num_transforms
     }
 
+    /// Expand `count` u8 CHW images of shape `(c, h, w)` (un-normalised, as shown to users):
+    /// `count · M` images in the same row order as `expand`.
+    pub fn expand_bytes(
+        &self,
+        images: &[u8],
+        count: usize,
+        (c, h, w): (usize, usize, usize),
+    ) -> candle_core::Result<Vec<u8>> {
+        let pixels: Vec<f32> = images.iter().map(|&v| f32::from(v)).collect();
+        let device = self.table.device();
+        let batch = Tensor::from_vec(pixels, (count, c, h, w), device)?;
+        let expanded = self.expand(&batch)?.flatten_all()?.to_vec1::<f32>()?;
+        // Gathering copies values exactly, so every value is still a whole number in 0..=255.
+        Ok(expanded.iter().map(|&v| v as u8).collect())
+    }
+
     pub fn expand(&self, images: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c, h, w) = images.dims4()?;
         if self.num_transforms == 1 {

@@ -167,20 +167,11 @@ fn sample_grid(
     let shape = data.shape;
     let m = model.objective.num_transforms;
     let len = shape.image_len();
-    let pixels: Vec<f32> = data.images[..count * len]
-        .iter()
-        .map(|&v| f32::from(v))
-        .collect();
-    let images = Tensor::from_vec(
-        pixels,
-        (count, shape.channels, shape.height, shape.width),
-        &model.device,
+    let pixels = model.expander.expand_bytes(
+        &data.images[..count * len],
+        count,
+        (shape.channels, shape.height, shape.width),
     )?;
-    let expanded = model
-        .expander
-        .expand(&images)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
     let true_labels = data.labels[..count]
         .iter()
         .flat_map(|&y| {
@@ -199,10 +190,7 @@ fn sample_grid(
         channels: shape.channels,
         height: shape.height,
         width: shape.width,
-        pixels: expanded
-            .iter()
-            .map(|&v| v.round().clamp(0.0, 255.0) as u8)
-            .collect(),
+        pixels,
         true_labels,
         predicted_labels,
     })
