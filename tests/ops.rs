@@ -265,3 +265,48 @@ fn whole_network_gradients_agree_with_the_stock_path_in_f64() -> Result<()> {
     }
     Ok(())
 }
+
+fn bench_args(ops: sla::cli::bench::OpsChoice) -> sla::cli::bench::BenchArgs {
+    sla::cli::bench::BenchArgs {
+        model: ModelKind::Cnn,
+        mode: sla::cli::bench::BenchMode::Sla,
+        batch_size: 4,
+        steps: 2,
+        warmup: 0,
+        threads: None,
+        ops,
+        peak_gflops: Some(100.0),
+        default_allocator: true,
+        json: false,
+    }
+}
+
+/// The benchmark's counts against a hand count: the CNN on 32×32 RGB does 3→16 at 32×32,
+/// 16→32 at 16×16 and 32→64 at 8×8, i.e. 2,801,664 MACs per image forward; forward + both
+/// gradients are 6 FLOP per MAC, and SLA turns 4 images into 16.
+#[test]
+fn bench_counts_the_convolution_work_of_a_step() -> anyhow::Result<()> {
+    use sla::cli::bench::{OpsChoice, measure};
+    let report = measure(&bench_args(OpsChoice::Fast), 1)?;
+    assert_eq!(report.images_per_step, 16);
+    let macs_per_image = 16 * 3 * 9 * 1024 + 32 * 16 * 9 * 256 + 64 * 32 * 9 * 64;
+    assert_eq!(macs_per_image, 2_801_664);
+    let expected_gflop = (6 * macs_per_image * 16) as f64 * 1e-9;
+    assert!((report.conv_gflop_per_step - expected_gflop).abs() < 1e-9 * expected_gflop.max(1.0));
+    let calls: Vec<f64> = report.breakdown.iter().map(|p| p.calls_per_step).collect();
+    assert_eq!(
+        calls,
+        [3.0, 3.0, 3.0, 3.0, 0.0, 0.0],
+        "conv, BN per stage; no residuals"
+    );
+    assert!(report.min_ms > 0.0 && report.min_ms <= report.median_ms);
+    assert!(report.last_loss.is_finite() && report.last_loss > 0.0);
+    let fraction = report.peak_fraction.expect("peak given");
+    assert!((fraction - report.conv_gflops / 100.0).abs() < 1e-12);
+
+    // The stock path runs none of the fast ops.
+    let stock = measure(&bench_args(OpsChoice::Stock), 1)?;
+    assert_eq!(stock.conv_gflop_per_step, 0.0);
+    assert!(stock.breakdown.iter().all(|p| p.calls_per_step == 0.0));
+    Ok(())
+}

@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use clap::{Args, ValueEnum};
@@ -57,38 +56,43 @@ pub struct BenchArgs {
     /// The machine's peak FLOP/s in GFLOP/s, to report the fraction the convolutions reach.
     #[arg(long)]
     pub peak_gflops: Option<f64>,
+    /// Leave glibc's default of returning large freed buffers to the OS (slower; for comparison).
+    #[arg(long)]
+    pub default_allocator: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// One fast op's share of a step.
 #[derive(Debug, Serialize)]
-struct PhaseTime {
-    name: &'static str,
-    ms_per_step: f64,
-    calls_per_step: f64,
+pub struct PhaseTime {
+    pub name: &'static str,
+    pub ms_per_step: f64,
+    pub calls_per_step: f64,
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
-    model: &'static str,
-    mode: BenchMode,
-    ops: OpsChoice,
-    threads: usize,
-    batch_size: usize,
-    images_per_step: usize,
-    steps: usize,
-    min_ms: f64,
-    median_ms: f64,
-    original_images_per_s: f64,
-    transformed_images_per_s: f64,
-    peak_rss_mb: Option<f64>,
-    conv_gflop_per_step: f64,
-    conv_gflops: f64,
-    peak_fraction: Option<f64>,
-    breakdown: Vec<PhaseTime>,
-    other_ms_per_step: f64,
-    last_loss: f64,
+/// What `sla bench` measured.
+pub struct Report {
+    pub model: &'static str,
+    pub mode: BenchMode,
+    pub ops: OpsChoice,
+    pub threads: usize,
+    pub batch_size: usize,
+    pub images_per_step: usize,
+    pub steps: usize,
+    pub min_ms: f64,
+    pub median_ms: f64,
+    pub original_images_per_s: f64,
+    pub transformed_images_per_s: f64,
+    pub peak_rss_mb: Option<f64>,
+    pub conv_gflop_per_step: f64,
+    pub conv_gflops: f64,
+    pub peak_fraction: Option<f64>,
+    pub breakdown: Vec<PhaseTime>,
+    pub other_ms_per_step: f64,
+    pub last_loss: f64,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -103,14 +107,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // candle's own CPU ops size their thread use from this variable.
     // SAFETY: the command line runs single-threaded up to here; no other thread reads the environment.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
-    let pool = rayon::ThreadPoolBuilder::new()
+    if !args.default_allocator {
+        ops::keep_freed_memory();
+    }
+    // The global pool, so the steps themselves run on this (main) thread, as in training.
+    if let Err(error) = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .build()
-        .context("starting the worker threads")?;
-    let report = pool.install(|| match args.ops {
-        OpsChoice::Fast => measure(&args, threads),
-        OpsChoice::Stock => ops::with_stock_ops(|| measure(&args, threads)),
-    })?;
+        .build_global()
+    {
+        log::warn!("could not size the worker threads: {error}");
+    }
+    let report = measure(&args, threads)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -119,7 +126,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
+/// Time `args.steps` training steps on this thread (the fast or stock ops as `args.ops` says).
+pub fn measure(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
+    match args.ops {
+        OpsChoice::Fast => measure_steps(args, threads),
+        OpsChoice::Stock => ops::with_stock_ops(|| measure_steps(args, threads)),
+    }
+}
+
+fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
     let device = Device::Cpu;
     let (mode, preset, classes) = match args.mode {
         BenchMode::Baseline => (Mode::Baseline, TransformPreset::None, 10),

@@ -74,7 +74,7 @@ pub(crate) fn with_slice<T: WithDType, R>(
 
 /// Time spent in each fast op since the last [`reset_profile`], for the benchmark's breakdown.
 pub mod profile {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::cell::RefCell;
     use std::time::Instant;
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,45 +109,71 @@ pub mod profile {
         }
     }
 
-    static NANOS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
-    static CALLS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
-    static CONV_FLOPS: AtomicU64 = AtomicU64::new(0);
+    /// Per thread: ops record on the thread that called them (their parallel work is inside), so
+    /// a benchmark on one thread is not disturbed by work on others.
+    #[derive(Default)]
+    struct Counters {
+        nanos: [u64; 6],
+        calls: [u64; 6],
+        conv_flops: u64,
+    }
+
+    thread_local! {
+        static COUNTERS: RefCell<Counters> = RefCell::new(Counters::default());
+    }
 
     pub(crate) fn record(phase: Phase, start: Instant) {
         let index = phase as usize;
         let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        NANOS[index].fetch_add(nanos, Ordering::Relaxed);
-        CALLS[index].fetch_add(1, Ordering::Relaxed);
+        COUNTERS.with_borrow_mut(|c| {
+            c.nanos[index] += nanos;
+            c.calls[index] += 1;
+        });
     }
 
     pub(crate) fn add_conv_flops(flops: u64) {
-        CONV_FLOPS.fetch_add(flops, Ordering::Relaxed);
+        COUNTERS.with_borrow_mut(|c| c.conv_flops += flops);
     }
 
+    /// Start counting afresh on this thread.
     pub fn reset_profile() {
-        for counter in NANOS.iter().chain(&CALLS) {
-            counter.store(0, Ordering::Relaxed);
-        }
-        CONV_FLOPS.store(0, Ordering::Relaxed);
+        COUNTERS.with_borrow_mut(|c| *c = Counters::default());
     }
 
-    /// (phase, seconds, calls) since the last reset.
+    /// (phase, seconds, calls) on this thread since the last reset.
     pub fn snapshot() -> Vec<(Phase, f64, u64)> {
-        PHASES
-            .iter()
-            .map(|&p| {
-                let i = p as usize;
-                (
-                    p,
-                    NANOS[i].load(Ordering::Relaxed) as f64 * 1e-9,
-                    CALLS[i].load(Ordering::Relaxed),
-                )
-            })
-            .collect()
+        COUNTERS.with_borrow(|c| {
+            PHASES
+                .iter()
+                .map(|&p| (p, c.nanos[p as usize] as f64 * 1e-9, c.calls[p as usize]))
+                .collect()
+        })
     }
 
     /// Multiply-add FLOPs (2 per MAC) the fast convolutions did since the last reset.
     pub fn conv_flops() -> u64 {
-        CONV_FLOPS.load(Ordering::Relaxed)
+        COUNTERS.with_borrow(|c| c.conv_flops)
+    }
+}
+
+/// Keep freed memory in the process instead of handing it back to the OS (glibc on Linux).
+///
+/// A training step allocates and frees the same activation-sized buffers every time; glibc serves
+/// buffers over 32 MB with fresh `mmap`s, so each step pays page faults and kernel zeroing for
+/// them (about a third of an SLA step measured under load). With mmap off for the main arena and
+/// no trimming, the heap's freed blocks are reused. Call once at start-up, before other threads.
+/// Elsewhere it does nothing.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes glibc's allocation policy; it is thread-safe and takes
+        // plain integers.
+        let ok = unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+        };
+        if !ok {
+            log::debug!("glibc refused the allocation policy; keeping its defaults");
+        }
     }
 }
