@@ -3,6 +3,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Before any thread starts: training reuses freed activation buffers instead of page-faulting.
+    sla::ops::keep_freed_memory();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = sla::cli::Cli::parse();
     match sla::cli::run(cli) {
