@@ -110,3 +110,65 @@ fn train_then_eval_reports_every_inference_mode() {
     assert!(!ok);
     assert!(stderr.contains("already holds a run"), "{stderr}");
 }
+
+#[test]
+fn a_tiny_experiment_writes_its_table_json_and_figures_and_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exp = dir.path().join("exp");
+    let exp_str = exp.to_str().expect("utf-8 path");
+    let args = [
+        "experiment",
+        "--modes",
+        "baseline,sla",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "200",
+        "--limit-test",
+        "40",
+        "--batch-size",
+        "40",
+        "--out",
+        exp_str,
+    ];
+    let (ok, stdout, stderr) = sla(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("results in"), "{stdout}");
+    let table = std::fs::read_to_string(exp.join("results.md")).expect("results.md");
+    assert!(
+        table.contains("| mode | single | aggregated | self-distilled |"),
+        "{table}"
+    );
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| baseline") || l.starts_with("| sla"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    // Baseline has no aggregated accuracy; SLA has one.
+    assert!(rows[0].contains("| – |"), "{}", rows[0]);
+    assert!(!rows[1].contains("| – | – |"), "{}", rows[1]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(exp.join("results.json")).expect("results.json"))
+            .expect("json");
+    let modes = json["modes"].as_array().expect("modes");
+    assert_eq!(modes.len(), 2);
+    assert_eq!(modes[1]["mode"], "sla");
+    let single = modes[1]["single_acc"]["mean"].as_f64().expect("mean");
+    assert!((0.0..=1.0).contains(&single));
+    assert_eq!(modes[1]["single_acc"]["n"], 1);
+    for run in ["baseline-seed1", "sla-seed1"] {
+        assert!(exp.join(run).join("metrics.jsonl").exists(), "{run}");
+        for figure in ["curves.png", "confusion.png", "inputs.png"] {
+            assert!(
+                exp.join("figures").join(run).join(figure).exists(),
+                "{run}/{figure}"
+            );
+        }
+    }
+    // Run again: every run is complete, nothing is retrained.
+    let (ok, stdout, stderr) = sla(&args);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.matches("already complete").count(), 2, "{stdout}");
+}

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod experiment;
 pub mod gui;
 pub mod render;
 pub mod train;
@@ -26,6 +27,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate a run's checkpoint with every inference mode it supports.
     Eval(eval::EvalArgs),
+    /// Train several modes on the same data and seeds and tabulate their accuracies.
+    Experiment(Box<experiment::ExperimentArgs>),
     /// Draw a run folder's views (inputs, confusion matrices, curves) to PNG files.
     Render(render::RenderArgs),
     /// List, download or import datasets.
@@ -43,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Data(args)) => data::run(args),
         Some(Command::Render(args)) => render::run(args),
+        Some(Command::Experiment(args)) => experiment::run(*args),
         Some(Command::Gui(args)) => gui::run(*args),
         Some(Command::Bench(args)) => bench::run(args),
         None => crate::gui::run(crate::gui::GuiOptions::default()),
