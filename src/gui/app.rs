@@ -37,6 +37,8 @@ pub struct SlaApp {
     pub(super) log_y: bool,
     pub(super) confusion: ConfusionSettings,
     pub(super) selected_cell: Option<(usize, usize)>,
+    /// The curves' data, keyed by (run revision, number of views).
+    pub(super) charts: Option<((u64, usize), Vec<super::views::Chart>)>,
     /// Where the confusion matrix was drawn last frame, and how many images its selected cell
     /// showed (read by tests that click the matrix).
     pub(super) confusion_rect: Option<egui::Rect>,
@@ -85,6 +87,7 @@ impl SlaApp {
             log_y: false,
             confusion: ConfusionSettings::default(),
             selected_cell: None,
+            charts: None,
             confusion_rect: None,
             gallery_images: 0,
             options,

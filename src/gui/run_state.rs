@@ -2,10 +2,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::train::run_dir;
 use crate::train::{EvalMetrics, RunInfo, StepStats, TrainerEvent, TrainingSnapshot};
+
+static REVISIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_revision() -> u64 {
+    REVISIONS.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Where the run is in its life.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,7 +35,8 @@ pub struct RunState {
     pub metrics: Vec<EvalMetrics>,
     pub snapshot: Option<Arc<TrainingSnapshot>>,
     pub message: Option<String>,
-    /// Bumped whenever curves or snapshot change, so views re-render only then.
+    /// Changes whenever curves or snapshot change, so views re-render only then. Drawn from one
+    /// process-wide counter, so a new run never reuses an old run's revision (and its cached pictures).
     pub revision: u64,
     started: Option<Instant>,
 }
@@ -43,7 +51,7 @@ impl Default for RunState {
             metrics: Vec::new(),
             snapshot: None,
             message: None,
-            revision: 0,
+            revision: next_revision(),
             started: None,
         }
     }
@@ -75,12 +83,12 @@ impl RunState {
             TrainerEvent::Step(stats) => {
                 self.losses.push((stats.step as f32, stats.loss as f32));
                 self.last_step = Some(stats);
-                self.revision += 1;
+                self.revision = next_revision();
             }
             TrainerEvent::Snapshot(snapshot) => {
                 self.metrics.push(snapshot.metrics.clone());
                 self.snapshot = Some(snapshot);
-                self.revision += 1;
+                self.revision = next_revision();
             }
             TrainerEvent::Paused => self.phase = Phase::Paused,
             TrainerEvent::Resumed => self.phase = Phase::Training,
@@ -130,7 +138,7 @@ impl RunState {
         if let Ok(snapshot) = run_dir::read_snapshot(run) {
             self.snapshot = Some(Arc::new(snapshot));
         }
-        self.revision += 1;
+        self.revision = next_revision();
     }
 
     /// A finished run folder opened for inspection.

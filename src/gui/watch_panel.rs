@@ -3,7 +3,7 @@
 
 use eframe::egui;
 
-use crate::gpu::confusion::{ConfusionView, cell_at};
+use crate::gpu::confusion::{ConfusionInput, ConfusionView, cell_at};
 use crate::gpu::input_grid::BorderMode;
 use crate::gpu::style::category_colour;
 use candle_core::Device;
@@ -132,7 +132,15 @@ impl SlaApp {
         });
         let revision = self.state.revision;
         let names = self.transform_names();
-        let charts = build_charts(&self.state.losses, &self.state.metrics, &names);
+        // Rebuilt only when the run's data changes: copying a long loss history every frame is waste.
+        let key = (revision, names.len());
+        if self.charts.as_ref().is_none_or(|(k, _)| *k != key) {
+            let charts = build_charts(&self.state.losses, &self.state.metrics, &names);
+            self.charts = Some((key, charts));
+        }
+        let Some((_, charts)) = self.charts.take() else {
+            return;
+        };
         let chart_height = ((height - 200.0) / 2.0).clamp(120.0, 320.0);
         let x_max = self.state.info.as_ref().map(|i| i.total_steps as f64);
         let size = egui::vec2(ui.available_width(), chart_height);
@@ -142,6 +150,7 @@ impl SlaApp {
                 views.show_chart(ui, index, chart, smoothing, log_y, x_max, revision, size);
             }
         }
+        self.charts = Some((key, charts));
         self.per_transform_accuracy(ui);
     }
 
@@ -333,7 +342,16 @@ impl SlaApp {
                 _ => snapshot.class_names.get(index).cloned().unwrap_or_default(),
             }
         };
-        let matrix = marginal(counts, k, block, self.confusion.view);
+        // The drawn matrix (marginals summed as the renderer sums them), for hover and selection text.
+        let drawn_input = ConfusionInput {
+            k,
+            block,
+            view: self.confusion.view,
+            ..ConfusionInput::classes(k, counts)
+        };
+        let Ok((_, matrix)) = drawn_input.matrix() else {
+            return;
+        };
         if let Some((row, col)) = hovered {
             let count = matrix[row * drawn + col];
             let row_sum: u32 = matrix[row * drawn..(row + 1) * drawn].iter().sum();
@@ -459,22 +477,6 @@ fn cell_gallery(
         predicted_labels: labels,
     };
     Some((grid, count))
-}
-
-/// Counts of the matrix as drawn: full, or summed over transformations or classes.
-fn marginal(counts: &[u32], k: usize, block: usize, view: ConfusionView) -> Vec<u32> {
-    let (side, index): (usize, Box<dyn Fn(usize) -> usize>) = match view {
-        ConfusionView::Full => (k, Box::new(|i| i)),
-        ConfusionView::ClassMarginal => (k / block, Box::new(move |i| i / block)),
-        ConfusionView::TransformMarginal => (block, Box::new(move |i| i % block)),
-    };
-    let mut out = vec![0u32; side * side];
-    for row in 0..k {
-        for col in 0..k {
-            out[index(row) * side + index(col)] += counts[row * k + col];
-        }
-    }
-    out
 }
 
 /// "class · transformation" for a joint label, or the class name.
