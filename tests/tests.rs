@@ -1,6 +1,7 @@
 //! The integration tests, one binary with a module per area.
 
 mod cli;
+mod conv;
 mod data;
 mod download;
 mod gpu;

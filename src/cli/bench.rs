@@ -53,7 +53,8 @@ pub struct BenchArgs {
     /// Which implementation of the CPU ops to time.
     #[arg(long, value_enum, default_value_t = OpsChoice::Fast)]
     pub ops: OpsChoice,
-    /// The machine's peak FLOP/s in GFLOP/s, to report the fraction the convolutions reach.
+    /// The machine's peak FLOP/s in GFLOP/s, to report the fraction the convolutions reach
+    /// (default: measured, with multiply-add chains on every thread).
     #[arg(long)]
     pub peak_gflops: Option<f64>,
     /// Leave glibc's default of returning large freed buffers to the OS (slower; for comparison).
@@ -89,7 +90,16 @@ pub struct Report {
     pub peak_rss_mb: Option<f64>,
     pub conv_gflop_per_step: f64,
     pub conv_gflops: f64,
+    /// FLOP/s while the convolutions run (their FLOPs over their own time).
+    pub conv_kernel_gflops: f64,
+    /// The peak the fractions are of: given, or measured on this machine.
+    pub peak_gflops: Option<f64>,
     pub peak_fraction: Option<f64>,
+    /// The SIMD instruction set of the fast kernels.
+    pub simd: String,
+    /// Convolution passes per step on the direct SIMD kernels, and on the im2col path.
+    pub conv_direct_passes: f64,
+    pub conv_im2col_passes: f64,
     pub breakdown: Vec<PhaseTime>,
     pub other_ms_per_step: f64,
     pub last_loss: f64,
@@ -211,6 +221,25 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
     let ops_ms: f64 = breakdown.iter().map(|p| p.ms_per_step).sum();
     let conv_gflop_per_step = ops::profile::conv_flops() as f64 * 1e-9 / per_step;
     let conv_gflops = conv_gflop_per_step / (median_ms * 1e-3);
+    let conv_ms: f64 = breakdown
+        .iter()
+        .filter(|p| p.name.starts_with("conv"))
+        .map(|p| p.ms_per_step)
+        .sum();
+    let conv_kernel_gflops = if conv_ms > 0.0 {
+        conv_gflop_per_step / (conv_ms * 1e-3)
+    } else {
+        0.0
+    };
+    let (direct_passes, im2col_passes) = ops::profile::conv_passes();
+    let peak = match (args.peak_gflops, args.ops) {
+        (Some(peak), _) => Some(peak),
+        (None, OpsChoice::Fast) => Some(ops::simd::measure_peak_gflops(
+            ops::simd::current(),
+            threads,
+        )),
+        (None, OpsChoice::Stock) => None,
+    };
     let images_per_step = args.batch_size * set.len();
     Ok(Report {
         model: args.model.name(),
@@ -227,7 +256,12 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         peak_rss_mb,
         conv_gflop_per_step,
         conv_gflops,
-        peak_fraction: args.peak_gflops.map(|peak| conv_gflops / peak),
+        conv_kernel_gflops,
+        peak_gflops: peak,
+        peak_fraction: peak.map(|peak| conv_gflops / peak),
+        simd: format!("{:?}", ops::simd::current()),
+        conv_direct_passes: direct_passes as f64 / per_step,
+        conv_im2col_passes: im2col_passes as f64 / per_step,
         breakdown,
         other_ms_per_step: total_ms - ops_ms,
         last_loss,
@@ -256,10 +290,21 @@ fn print_report(r: &Report) {
             "  convolutions: {:.1} GFLOP/step, {:.1} GFLOP/s over the whole step",
             r.conv_gflop_per_step, r.conv_gflops
         );
-        match r.peak_fraction {
-            Some(f) => println!(" ({:.1}% of the given peak)", 100.0 * f),
-            None => println!(),
+        match (r.peak_fraction, r.peak_gflops) {
+            (Some(f), Some(peak)) => println!(" ({:.1}% of the {peak:.0} GFLOP/s peak)", 100.0 * f),
+            _ => println!(),
         }
+        print!(
+            "  convolution kernels: {:.1} GFLOP/s while running",
+            r.conv_kernel_gflops
+        );
+        if let Some(peak) = r.peak_gflops {
+            print!(" ({:.1}% of peak)", 100.0 * r.conv_kernel_gflops / peak);
+        }
+        println!(
+            "; {:.0} passes/step on the direct {} kernels, {:.0} on im2col + GEMM",
+            r.conv_direct_passes, r.simd, r.conv_im2col_passes
+        );
         println!("  per-op time (ms/step):");
         for phase in &r.breakdown {
             println!(

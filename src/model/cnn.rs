@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::{Conv, Norm, batch_norm, conv, global_average_pool};
+use super::layers::{Channels, Conv, Norm, batch_norm, conv, global_average_pool};
 
 const WIDTHS: [usize; 3] = [16, 32, 64];
 
@@ -30,16 +30,18 @@ impl SmallCnn {
         WIDTHS[WIDTHS.len() - 1]
     }
 
-    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+    /// Features `[B, 64]` of images in the `channels` layout.
+    pub fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
+        let (rows, cols) = channels.spatial_dims();
         let mut xs = xs.clone();
         for (index, (conv, bn)) in self.stages.iter().enumerate() {
-            xs = bn.forward_t(&conv.forward(&xs)?, train, true)?;
+            xs = bn.forward_t(&conv.forward(&xs, channels)?, train, true, channels)?;
             // Pool after all but the last stage; tiny inputs stop pooling instead of vanishing.
-            if index + 1 < self.stages.len() && xs.dim(2)? >= 2 && xs.dim(3)? >= 2 {
-                xs = pool_rounding_up(&xs)?;
+            if index + 1 < self.stages.len() && xs.dim(rows)? >= 2 && xs.dim(cols)? >= 2 {
+                xs = pool_rounding_up(&xs, channels)?;
             }
         }
-        global_average_pool(&xs)
+        global_average_pool(&xs, channels)
     }
 }
 
@@ -47,11 +49,15 @@ impl SmallCnn {
 /// maximum. Built from reshapes and max reductions because candle 0.11's `max_pool2d` backward
 /// scales gradients by 1/4 (it multiplies by the window's count of maxima instead of dividing),
 /// which the finite-difference test catches.
-fn pool_rounding_up(xs: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = xs.dims4()?;
+fn pool_rounding_up(xs: &Tensor, channels: Channels) -> Result<Tensor> {
+    let (rows, cols) = channels.spatial_dims();
+    let (h, w) = (xs.dim(rows)?, xs.dim(cols)?);
     let xs = xs
-        .pad_with_zeros(2, 0, h % 2)?
-        .pad_with_zeros(3, 0, w % 2)?;
-    let (b, c, h, w) = xs.dims4()?;
-    xs.reshape((b, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
+        .pad_with_zeros(rows, 0, h % 2)?
+        .pad_with_zeros(cols, 0, w % 2)?;
+    let (b, d1, d2, d3) = xs.dims4()?;
+    match channels {
+        Channels::First => xs.reshape((b, d1, d2 / 2, 2, d3 / 2, 2))?.max(5)?.max(3),
+        Channels::Last => xs.reshape((b, d1 / 2, 2, d2 / 2, 2, d3))?.max(4)?.max(2),
+    }
 }

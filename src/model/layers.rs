@@ -1,6 +1,7 @@
 //! Layers with the reference implementation's initialisation: He-normal convolutions (fan-out),
 //! PyTorch-default linear heads, and batch norm with PyTorch's defaults; on the CPU the convolution
-//! and batch norm run on the fast ops of `crate::ops`, elsewhere on candle's own.
+//! and batch norm run on the fast ops of `crate::ops` with channels-last activations, elsewhere on
+//! candle's own with channels-first ones.
 
 use candle_core::{Result, Tensor};
 use candle_nn::{
@@ -9,18 +10,55 @@ use candle_nn::{
 
 use crate::ops;
 
-/// A convolution without bias that picks the fast CPU op or candle's.
+/// Where the activations keep their channel axis. The fast CPU ops work channels-last (`[B, H, W,
+/// C]`) from the first convolution to the pooling, so no layer repacks its input; candle's own ops
+/// (CUDA, Metal, and the stock reference path) work channels-first (`[B, C, H, W]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channels {
+    First,
+    Last,
+}
+
+impl Channels {
+    /// The layout a network uses for these input images.
+    pub fn for_input(xs: &Tensor) -> Self {
+        if ops::use_fast(xs) {
+            Channels::Last
+        } else {
+            Channels::First
+        }
+    }
+
+    /// Images `[B, C, H, W]` in this layout (one repack of the input for channels-last).
+    pub fn from_channels_first(self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Channels::First => Ok(xs.clone()),
+            Channels::Last => xs.permute((0, 2, 3, 1))?.contiguous(),
+        }
+    }
+
+    /// The (row, column) dimensions of a 4-D activation.
+    pub fn spatial_dims(self) -> (usize, usize) {
+        match self {
+            Channels::First => (2, 3),
+            Channels::Last => (1, 2),
+        }
+    }
+}
+
+/// A convolution without bias: the fast CPU op on channels-last activations, candle's otherwise.
 pub struct Conv {
     inner: Conv2d,
 }
 
 impl Conv {
-    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if ops::use_fast(xs) {
-            let config = self.inner.config();
-            ops::conv2d(xs, self.inner.weight(), config.stride, config.padding)
-        } else {
-            self.inner.forward(xs)
+    pub fn forward(&self, xs: &Tensor, channels: Channels) -> Result<Tensor> {
+        match channels {
+            Channels::Last => {
+                let config = self.inner.config();
+                ops::conv2d(xs, self.inner.weight(), config.stride, config.padding)
+            }
+            Channels::First => self.inner.forward(xs),
         }
     }
 }
@@ -31,8 +69,17 @@ pub struct Norm {
 }
 
 impl Norm {
-    pub fn forward_t(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
-        if let (true, Some((gamma, beta))) = (ops::use_fast(xs), self.inner.weight_and_bias()) {
+    pub fn forward_t(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        relu: bool,
+        channels: Channels,
+    ) -> Result<Tensor> {
+        if channels == Channels::Last {
+            let Some((gamma, beta)) = self.inner.weight_and_bias() else {
+                candle_core::bail!("channels-last batch norm needs an affine layer");
+            };
             let bn = &self.inner;
             return if train {
                 let (out, stats) = ops::batch_norm_train(xs, gamma, beta, bn.eps(), relu)?;
@@ -109,7 +156,8 @@ pub fn linear(in_features: usize, out_features: usize, vb: VarBuilder) -> Result
     Ok(Linear::new(weight, Some(bias)))
 }
 
-/// Global average pooling `[B, C, H, W]` → `[B, C]`.
-pub fn global_average_pool(xs: &Tensor) -> Result<Tensor> {
-    xs.mean((2, 3))
+/// Global average pooling to `[B, C]`.
+pub fn global_average_pool(xs: &Tensor, channels: Channels) -> Result<Tensor> {
+    let (rows, cols) = channels.spatial_dims();
+    xs.mean((rows, cols))
 }

@@ -98,10 +98,13 @@ impl Network {
     }
 
     /// Backbone features `[B, F]` of images `[B, C, H, W]`; `train` selects batch statistics in BN.
+    /// On the CPU the images are repacked channels-last once, here, for the fast ops.
     pub fn features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let channels = layers::Channels::for_input(xs);
+        let xs = channels.from_channels_first(xs)?;
         match &self.backbone {
-            Backbone::Cnn(net) => net.forward_t(xs, train),
-            Backbone::ResNet(net) => net.forward_t(xs, train),
+            Backbone::Cnn(net) => net.forward_t(&xs, train, channels),
+            Backbone::ResNet(net) => net.forward_t(&xs, train, channels),
         }
     }
 

@@ -3,7 +3,7 @@
 use candle_core::{IndexOp, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::{Conv, Norm, batch_norm, conv, global_average_pool};
+use super::layers::{Channels, Conv, Norm, batch_norm, conv, global_average_pool};
 use crate::ops;
 
 const WIDTHS: [usize; 3] = [16, 32, 64];
@@ -30,12 +30,14 @@ impl BasicBlock {
         })
     }
 
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let out = self.bn1.forward_t(&self.conv1.forward(xs)?, train, true)?;
+    fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
         let out = self
-            .bn2
-            .forward_t(&self.conv2.forward(&out)?, train, false)?;
-        if ops::use_fast(&out) {
+            .bn1
+            .forward_t(&self.conv1.forward(xs, channels)?, train, true, channels)?;
+        let out =
+            self.bn2
+                .forward_t(&self.conv2.forward(&out, channels)?, train, false, channels)?;
+        if channels == Channels::Last {
             return ops::add_relu(&out, xs, self.downsample);
         }
         let shortcut = if self.downsample {
@@ -94,14 +96,15 @@ impl CifarResNet {
         WIDTHS[2]
     }
 
-    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let mut xs = self
-            .stem_bn
-            .forward_t(&self.stem.forward(xs)?, train, true)?;
+    /// Features `[B, 64]` of images in the `channels` layout.
+    pub fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
+        let mut xs =
+            self.stem_bn
+                .forward_t(&self.stem.forward(xs, channels)?, train, true, channels)?;
         for block in &self.blocks {
-            xs = block.forward_t(&xs, train)?;
+            xs = block.forward_t(&xs, train, channels)?;
         }
-        global_average_pool(&xs)
+        global_average_pool(&xs, channels)
     }
 }
 
@@ -142,7 +145,7 @@ mod tests {
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let net = CifarResNet::new(20, 1, vb)?;
         let xs = Tensor::randn(0f32, 1., (2, 1, 28, 28), &Device::Cpu)?;
-        assert_eq!(net.forward_t(&xs, true)?.dims(), [2, 64]);
+        assert_eq!(net.forward_t(&xs, true, Channels::First)?.dims(), [2, 64]);
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 pub mod batch_norm;
 pub mod conv;
 pub mod residual;
+pub mod simd;
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -43,9 +44,32 @@ pub fn use_fast(xs: &Tensor) -> bool {
 }
 
 /// The float types the kernels are written for.
-pub(crate) trait Real: WithDType + Default + std::iter::Sum {}
-impl Real for f32 {}
-impl Real for f64 {}
+pub(crate) trait Real: WithDType + Default + std::iter::Sum {
+    /// The data as f32, when this type is f32 (what the SIMD kernels take).
+    fn as_f32(data: &[Self]) -> Option<&[f32]>;
+    /// f32 data as this type, when this type is f32.
+    fn from_f32(data: Vec<f32>) -> Option<Vec<Self>>;
+}
+
+impl Real for f32 {
+    fn as_f32(data: &[f32]) -> Option<&[f32]> {
+        Some(data)
+    }
+
+    fn from_f32(data: Vec<f32>) -> Option<Vec<f32>> {
+        Some(data)
+    }
+}
+
+impl Real for f64 {
+    fn as_f32(_: &[f64]) -> Option<&[f32]> {
+        None
+    }
+
+    fn from_f32(_: Vec<f32>) -> Option<Vec<f64>> {
+        None
+    }
+}
 
 /// The contiguous slice of a CPU storage that a layout describes.
 pub(crate) fn contiguous_slice<'a, T: WithDType>(
@@ -116,6 +140,9 @@ pub mod profile {
         nanos: [u64; 6],
         calls: [u64; 6],
         conv_flops: u64,
+        /// Convolution passes (forward, input or weight gradient) on the direct SIMD kernels, and on
+        /// the general im2col path.
+        conv_passes: [u64; 2],
     }
 
     thread_local! {
@@ -133,6 +160,15 @@ pub mod profile {
 
     pub(crate) fn add_conv_flops(flops: u64) {
         COUNTERS.with_borrow_mut(|c| c.conv_flops += flops);
+    }
+
+    pub(crate) fn count_conv_pass(direct: bool) {
+        COUNTERS.with_borrow_mut(|c| c.conv_passes[usize::from(!direct)] += 1);
+    }
+
+    /// Convolution passes since the last reset: (on the direct SIMD kernels, on the im2col path).
+    pub fn conv_passes() -> (u64, u64) {
+        COUNTERS.with_borrow(|c| (c.conv_passes[0], c.conv_passes[1]))
     }
 
     /// Start counting afresh on this thread.

@@ -1,0 +1,356 @@
+//! Direct f32 convolution kernels on channels-last images, written once over `pulp`'s SIMD types and
+//! compiled for each instruction set (see [`crate::ops::simd`]).
+//!
+//! Both kernels keep a register tile of accumulators and stream the operands past it, with no
+//! im2col matrix in between:
+//! - [`SlidingConv`]: `out[oy, ox0..ox0+P, chunk] = Σ_{ky, kx, ci} x[oy·s+ky, (ox0+p)·s+kx, ci] ·
+//!   W[ky, kx, ci, chunk]`: P output pixels × V vectors of output channels. For one kernel row ky the
+//!   (kx, ci) pairs are contiguous in a channels-last image, so the inner loop runs over k·Cin values.
+//!   It is the forward pass, and (on the flipped, transposed kernel) the stride-1 input gradient.
+//! - [`WeightGrad`]: `dW[ky, kx, ci0..ci0+R, chunk] += Σ_{oy, ox} x[oy·s+ky, ox·s+kx, ci] ·
+//!   dY[oy, ox, chunk]`: R input channels × V vectors of output channels, summed over the pixels.
+//!
+//! The images are padded copies (zeros around, plus a tail) so the tiles never test bounds: a tile
+//! that runs past the row end computes a few throw-away pixels, which are not stored.
+
+use pulp::{Simd, WithSimd};
+
+use crate::ops::simd::Isa;
+
+/// Floats after a padded image, so a weight-gradient tile may read R channels past the last pixel.
+const TAIL: usize = 64;
+
+/// A register tile: `vectors` SIMD vectors of output channels by `pixels` pixels (or input channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Tile {
+    pub lanes: usize,
+    pub vectors: usize,
+    pub pixels: usize,
+}
+
+impl Tile {
+    /// The tile for `channels` output channels on `isa`, or `None` when they are not a multiple of
+    /// its vector width. 16 accumulators where there are 32 registers, 8 where there are 16.
+    pub fn for_channels(isa: Isa, channels: usize) -> Option<Tile> {
+        let (lanes, registers) = match isa {
+            Isa::Scalar => (1, 16),
+            Isa::Avx2 => (8, 16),
+            Isa::Avx512 => (16, 32),
+            Isa::Neon => (4, 32),
+        };
+        if channels == 0 || !channels.is_multiple_of(lanes) {
+            return None;
+        }
+        let vectors_total = channels / lanes;
+        let vectors = [4, 2, 1]
+            .into_iter()
+            .find(|v| vectors_total.is_multiple_of(*v))
+            .unwrap_or(1);
+        let accumulators = if registers >= 32 { 16 } else { 8 };
+        Some(Tile {
+            lanes,
+            vectors,
+            pixels: accumulators / vectors,
+        })
+    }
+
+    /// Output channels per chunk (one pass of the tile).
+    pub fn width(&self) -> usize {
+        self.lanes * self.vectors
+    }
+}
+
+/// A padded channels-last image in a reusable buffer.
+pub(super) struct Padded {
+    pub data: Vec<f32>,
+    /// Padded width in pixels.
+    pub width: usize,
+}
+
+impl Padded {
+    pub fn new() -> Self {
+        Self {
+            data: Vec::new(),
+            width: 0,
+        }
+    }
+
+    /// Copy `x` (`[h, w, c]`) into a `rows × width` frame of zeros at offset (pad, pad).
+    pub fn fill(
+        &mut self,
+        x: &[f32],
+        (h, w, c): (usize, usize, usize),
+        pad: usize,
+        rows: usize,
+        width: usize,
+    ) {
+        self.width = width;
+        self.data.clear();
+        self.data.resize(rows * width * c + TAIL, 0.0);
+        for y in 0..h.min(rows.saturating_sub(pad)) {
+            let src = &x[y * w * c..][..w * c];
+            let start = ((y + pad) * width + pad) * c;
+            let len = (w * c).min((width - pad) * c);
+            self.data[start..start + len].copy_from_slice(&src[..len]);
+        }
+    }
+
+    /// Rows of the frame.
+    pub fn rows(&self, channels: usize) -> usize {
+        (self.data.len() - TAIL) / (self.width * channels).max(1)
+    }
+}
+
+/// The frame (rows, width) a kernel with this tile needs to read for a `k`×`k` stride-`s` output of
+/// `ho`×`wo` pixels without bounds checks.
+pub(super) fn frame(
+    tile: &Tile,
+    (ho, wo): (usize, usize),
+    k: usize,
+    stride: usize,
+) -> (usize, usize) {
+    let computed = wo.div_ceil(tile.pixels) * tile.pixels;
+    ((ho - 1) * stride + k, (computed - 1) * stride + k)
+}
+
+/// Pack OIHW-indexed weights, given by `weight(co, ci, ky, kx)`, into
+/// `[Cout / width][ky][kx][ci][width]` for [`SlidingConv`].
+pub(super) fn pack_sliding(
+    tile: &Tile,
+    (cout, cin, k): (usize, usize, usize),
+    weight: impl Fn(usize, usize, usize, usize) -> f32,
+) -> Vec<f32> {
+    let width = tile.width();
+    let mut packed = Vec::with_capacity(cout * cin * k * k);
+    for chunk in 0..cout / width {
+        for ky in 0..k {
+            for kx in 0..k {
+                for ci in 0..cin {
+                    for lane in 0..width {
+                        packed.push(weight(chunk * width + lane, ci, ky, kx));
+                    }
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// One image of a sliding-window convolution: see the module documentation.
+pub(super) struct SlidingConv<'a> {
+    pub tile: Tile,
+    pub input: &'a Padded,
+    pub cin: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub ho: usize,
+    pub wo: usize,
+    /// From [`pack_sliding`].
+    pub weights: &'a [f32],
+    pub cout: usize,
+    /// `[ho, wo, cout]`.
+    pub out: &'a mut [f32],
+}
+
+impl SlidingConv<'_> {
+    /// Whether every read and write of [`sliding`] stays inside the slices.
+    fn fits(&self) -> bool {
+        let (rows, width) = frame(&self.tile, (self.ho, self.wo), self.k, self.stride);
+        self.input.width >= width
+            && self.input.rows(self.cin) >= rows
+            && self.weights.len() >= self.cout * self.cin * self.k * self.k
+            && self.out.len() >= self.ho * self.wo * self.cout
+            && self.cout.is_multiple_of(self.tile.width())
+    }
+}
+
+impl WithSimd for SlidingConv<'_> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> bool {
+        if S::F32_LANES != self.tile.lanes || !self.fits() {
+            return false;
+        }
+        // SAFETY: `fits` checked the frame, weight and output sizes the loops index.
+        unsafe {
+            match (self.tile.vectors, self.tile.pixels) {
+                (1, 16) => sliding::<S, 1, 16>(simd, self),
+                (2, 8) => sliding::<S, 2, 8>(simd, self),
+                (4, 4) => sliding::<S, 4, 4>(simd, self),
+                (1, 8) => sliding::<S, 1, 8>(simd, self),
+                (2, 4) => sliding::<S, 2, 4>(simd, self),
+                (4, 2) => sliding::<S, 4, 2>(simd, self),
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+#[inline(always)]
+unsafe fn load<S: Simd>(ptr: *const f32) -> S::f32s {
+    // SAFETY: the caller keeps F32_LANES floats from `ptr` inside one slice.
+    unsafe { ptr.cast::<S::f32s>().read_unaligned() }
+}
+
+#[inline(always)]
+unsafe fn store<S: Simd>(ptr: *mut f32, value: S::f32s) {
+    // SAFETY: the caller keeps F32_LANES floats from `ptr` inside one slice.
+    unsafe { ptr.cast::<S::f32s>().write_unaligned(value) }
+}
+
+/// # Safety
+/// `c.fits()` must hold.
+#[inline(always)]
+unsafe fn sliding<S: Simd, const V: usize, const P: usize>(simd: S, c: SlidingConv<'_>) {
+    let lanes = S::F32_LANES;
+    let width = V * lanes;
+    let span = c.k * c.cin;
+    let pitch = c.input.width * c.cin;
+    let step = c.stride * c.cin;
+    let input = c.input.data.as_ptr();
+    let out = c.out.as_mut_ptr();
+    let zero = simd.splat_f32s(0.0);
+    for oy in 0..c.ho {
+        for chunk in 0..c.cout / width {
+            let weights = unsafe { c.weights.as_ptr().add(chunk * c.k * span * width) };
+            for ox0 in (0..c.wo).step_by(P) {
+                let mut acc = [[zero; V]; P];
+                for ky in 0..c.k {
+                    // SAFETY (all offsets below): the frame holds rows (ho−1)·s + k and columns
+                    // (⌈wo/P⌉·P − 1)·s + k, the packed weights k·k·Cin·width per chunk.
+                    let row = unsafe { input.add((oy * c.stride + ky) * pitch + ox0 * step) };
+                    let wrow = unsafe { weights.add(ky * span * width) };
+                    for j in 0..span {
+                        let mut w = [zero; V];
+                        for (v, w) in w.iter_mut().enumerate() {
+                            *w = unsafe { load::<S>(wrow.add(j * width + v * lanes)) };
+                        }
+                        for (p, acc) in acc.iter_mut().enumerate() {
+                            let a = simd.splat_f32s(unsafe { *row.add(p * step + j) });
+                            for v in 0..V {
+                                acc[v] = simd.mul_add_e_f32s(a, w[v], acc[v]);
+                            }
+                        }
+                    }
+                }
+                let valid = P.min(c.wo - ox0);
+                for (p, acc) in acc.iter().enumerate().take(valid) {
+                    let dst = unsafe { out.add((oy * c.wo + ox0 + p) * c.cout + chunk * width) };
+                    for (v, &value) in acc.iter().enumerate() {
+                        unsafe { store::<S>(dst.add(v * lanes), value) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One image's contribution to the weight gradient: see the module documentation.
+pub(super) struct WeightGrad<'a> {
+    pub tile: Tile,
+    pub input: &'a Padded,
+    pub cin: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub ho: usize,
+    pub wo: usize,
+    /// `[ho, wo, cout]`.
+    pub dy: &'a [f32],
+    pub cout: usize,
+    /// `[k, k, cin, cout]`, added to.
+    pub dw: &'a mut [f32],
+}
+
+impl WeightGrad<'_> {
+    fn fits(&self) -> bool {
+        let rows = (self.ho - 1) * self.stride + self.k;
+        let width = (self.wo - 1) * self.stride + self.k;
+        self.input.width >= width
+            && self.input.rows(self.cin) >= rows
+            && self.tile.pixels <= TAIL
+            && self.dy.len() >= self.ho * self.wo * self.cout
+            && self.dw.len() >= self.k * self.k * self.cin * self.cout
+            && self.cout.is_multiple_of(self.tile.width())
+    }
+}
+
+impl WithSimd for WeightGrad<'_> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> bool {
+        if S::F32_LANES != self.tile.lanes || !self.fits() {
+            return false;
+        }
+        // SAFETY: `fits` checked the frame (with its tail), dY and dW sizes the loops index.
+        unsafe {
+            match (self.tile.vectors, self.tile.pixels) {
+                (1, 16) => weight_grad::<S, 1, 16>(simd, self),
+                (2, 8) => weight_grad::<S, 2, 8>(simd, self),
+                (4, 4) => weight_grad::<S, 4, 4>(simd, self),
+                (1, 8) => weight_grad::<S, 1, 8>(simd, self),
+                (2, 4) => weight_grad::<S, 2, 4>(simd, self),
+                (4, 2) => weight_grad::<S, 4, 2>(simd, self),
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// # Safety
+/// `c.fits()` must hold.
+#[inline(always)]
+unsafe fn weight_grad<S: Simd, const V: usize, const R: usize>(simd: S, c: WeightGrad<'_>) {
+    let lanes = S::F32_LANES;
+    let width = V * lanes;
+    let pitch = c.input.width * c.cin;
+    let step = c.stride * c.cin;
+    let input = c.input.data.as_ptr();
+    let dy = c.dy.as_ptr();
+    let dw = c.dw.as_mut_ptr();
+    let zero = simd.splat_f32s(0.0);
+    for ky in 0..c.k {
+        for kx in 0..c.k {
+            for ci0 in (0..c.cin).step_by(R) {
+                for chunk in 0..c.cout / width {
+                    let mut acc = [[zero; V]; R];
+                    for oy in 0..c.ho {
+                        // SAFETY (all offsets below): rows (ho−1)·s + k and columns (wo−1)·s + k
+                        // lie in the frame; reading R channels from ci0 may run up to R floats
+                        // past the last pixel, into the frame's tail.
+                        let row =
+                            unsafe { input.add((oy * c.stride + ky) * pitch + kx * c.cin + ci0) };
+                        let grad = unsafe { dy.add(oy * c.wo * c.cout + chunk * width) };
+                        for ox in 0..c.wo {
+                            let mut d = [zero; V];
+                            for (v, d) in d.iter_mut().enumerate() {
+                                *d = unsafe { load::<S>(grad.add(ox * c.cout + v * lanes)) };
+                            }
+                            let x = unsafe { row.add(ox * step) };
+                            for (r, acc) in acc.iter_mut().enumerate() {
+                                let a = simd.splat_f32s(unsafe { *x.add(r) });
+                                for v in 0..V {
+                                    acc[v] = simd.mul_add_e_f32s(a, d[v], acc[v]);
+                                }
+                            }
+                        }
+                    }
+                    let valid = R.min(c.cin - ci0);
+                    for (r, acc) in acc.iter().enumerate().take(valid) {
+                        let dst = unsafe {
+                            dw.add(((ky * c.k + kx) * c.cin + ci0 + r) * c.cout + chunk * width)
+                        };
+                        for (v, &value) in acc.iter().enumerate() {
+                            let ptr = unsafe { dst.add(v * lanes) };
+                            let sum = simd.add_f32s(unsafe { load::<S>(ptr) }, value);
+                            unsafe { store::<S>(ptr, sum) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! 2-D convolution without bias on channels-last images (`[B, H, W, Cin]`, weights kept in candle's
+//! `[Cout, Cin, k, k]`), forward and both gradients.
+//!
+//! f32 runs on the direct SIMD kernels of [`direct`] whenever the channel counts are a multiple of
+//! the vector width (every layer of the CIFAR ResNets and the small CNN but the 3-channel stem's
+//! input gradient, which training never needs); everything else runs on [`im2col`]. Images run in
+//! parallel on rayon; each kernel call is single-threaded, so no pass waits on another.
+
+mod direct;
+mod im2col;
+
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::profile::{Phase, add_conv_flops, count_conv_pass, record};
+use super::simd::{self, Isa};
+use super::{Real, contiguous_slice, with_slice};
+use direct::{Padded, SlidingConv, Tile, WeightGrad};
+
+/// Convolution of the channels-last `x` `[B, H, W, Cin]` with `weight` `[Cout, Cin, k, k]`, giving
+/// `[B, Ho, Wo, Cout]`.
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, Conv { stride, padding })
+}
+
+struct Conv {
+    stride: usize,
+    padding: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geometry {
+    fn new(x: &Shape, weight: &Shape, stride: usize, pad: usize) -> Result<Self> {
+        let (batch, h, w, cin) = x.dims4()?;
+        let (cout, wcin, k, k2) = weight.dims4()?;
+        if wcin != cin || k != k2 || k == 0 || stride == 0 || h + 2 * pad < k || w + 2 * pad < k {
+            candle_core::bail!(
+                "conv2d: channels-last input {x:?} and weight {weight:?} (stride {stride}, \
+                 padding {pad}) do not fit"
+            );
+        }
+        Ok(Self {
+            batch,
+            h,
+            w,
+            cin,
+            cout,
+            k,
+            stride,
+            pad,
+            ho: (h + 2 * pad - k) / stride + 1,
+            wo: (w + 2 * pad - k) / stride + 1,
+        })
+    }
+
+    fn macs(&self) -> u64 {
+        (self.batch * self.cout * self.cin * self.k * self.k * self.ho * self.wo) as u64
+    }
+
+    fn input_len(&self) -> usize {
+        self.h * self.w * self.cin
+    }
+
+    fn output_len(&self) -> usize {
+        self.ho * self.wo * self.cout
+    }
+
+    /// The input pixel that kernel tap (ky, kx) of output pixel (oy, ox) reads, if inside the image.
+    fn input_pixel(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * self.stride + ky).checked_sub(self.pad)?;
+        let ix = (ox * self.stride + kx).checked_sub(self.pad)?;
+        (iy < self.h && ix < self.w).then_some((iy, ix))
+    }
+
+    /// For stride 1, the input gradient is the convolution of dY (padded by k − 1 − pad) with the
+    /// flipped, transposed kernel: this is its geometry.
+    fn transposed(&self) -> Option<Geometry> {
+        (self.stride == 1 && self.pad < self.k).then_some(Geometry {
+            h: self.ho,
+            w: self.wo,
+            cin: self.cout,
+            cout: self.cin,
+            pad: self.k - 1 - self.pad,
+            ho: self.h,
+            wo: self.w,
+            ..*self
+        })
+    }
+}
+
+/// `[Cout, Cin, k, k]` → `[k, k, Cin, Cout]` (HWIO), the layout of the im2col path.
+fn to_hwio<T: Real>(weight: &[T], g: &Geometry) -> Vec<T> {
+    let mut out = Vec::with_capacity(weight.len());
+    for ky in 0..g.k {
+        for kx in 0..g.k {
+            for ci in 0..g.cin {
+                for co in 0..g.cout {
+                    out.push(weight[((co * g.cin + ci) * g.k + ky) * g.k + kx]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `[k, k, Cin, Cout]` → `[Cout, Cin, k, k]`.
+fn from_hwio<T: Real>(hwio: &[T], g: &Geometry) -> Vec<T> {
+    let mut out = Vec::with_capacity(hwio.len());
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            for ky in 0..g.k {
+                for kx in 0..g.k {
+                    out.push(hwio[((ky * g.k + kx) * g.cin + ci) * g.cout + co]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The weight gradient in HWIO, summed over fixed groups of images, each with its own partial sum
+/// added in order afterwards: the result does not depend on how rayon schedules the groups, so
+/// training is reproducible. `per_image` adds one image's share and says whether it could.
+fn weight_grad_groups<T: Real, S>(
+    g: &Geometry,
+    scratch: impl Fn() -> S + Sync,
+    per_image: impl Fn(usize, &mut [T], &mut S) -> bool + Sync,
+) -> Option<Vec<T>> {
+    let zero = T::from_f64(0.0);
+    let len = g.k * g.k * g.cin * g.cout;
+    let group = g.batch.div_ceil(32).max(1);
+    let partials: Option<Vec<Vec<T>>> = (0..g.batch.div_ceil(group))
+        .into_par_iter()
+        .map(|index| {
+            let mut dw = vec![zero; len];
+            let mut scratch = scratch();
+            for b in index * group..((index + 1) * group).min(g.batch) {
+                if !per_image(b, &mut dw, &mut scratch) {
+                    return None;
+                }
+            }
+            Some(dw)
+        })
+        .collect();
+    let mut dw = vec![zero; len];
+    for partial in &partials? {
+        for (a, &b) in dw.iter_mut().zip(partial) {
+            *a += b;
+        }
+    }
+    Some(dw)
+}
+
+fn image<T>(data: &[T], index: usize, len: usize) -> &[T] {
+    &data[index * len..][..len]
+}
+
+/// The general forward path: im2col + GEMM per image.
+fn forward_im2col<T: Real>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
+    let hwio = to_hwio(weight, g);
+    let mut out = vec![T::from_f64(0.0); g.batch * g.output_len()];
+    out.par_chunks_mut(g.output_len())
+        .zip(x.par_chunks(g.input_len()))
+        .for_each_init(
+            || im2col::Scratch::new(g),
+            |scratch, (out, x)| im2col::forward_image(x, &hwio, g, out, scratch),
+        );
+    out
+}
+
+/// The general input gradient: columns of dY·Wᵀ folded back per image.
+fn input_grad_im2col<T: Real>(dy: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
+    let hwio = to_hwio(weight, g);
+    let mut dx = vec![T::from_f64(0.0); g.batch * g.input_len()];
+    dx.par_chunks_mut(g.input_len())
+        .zip(dy.par_chunks(g.output_len()))
+        .for_each_init(
+            || im2col::Scratch::new(g),
+            |scratch, (dx, dy)| im2col::input_grad_image(dy, &hwio, g, dx, scratch),
+        );
+    dx
+}
+
+/// The general weight gradient, in candle's `[Cout, Cin, k, k]`.
+fn weight_grad_im2col<T: Real>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
+    let hwio = weight_grad_groups::<T, _>(
+        g,
+        || im2col::Scratch::new(g),
+        |b, dw, scratch| {
+            let (x, dy) = (image(x, b, g.input_len()), image(dy, b, g.output_len()));
+            im2col::weight_grad_image(x, dy, g, dw, scratch);
+            true
+        },
+    );
+    // The closure never fails, so the groups always give a gradient.
+    from_hwio(&hwio.unwrap_or_default(), g)
+}
+
+/// The direct f32 forward pass, or `None` when the shapes do not suit the kernels.
+fn forward_direct(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
+    let tile = Tile::for_channels(isa, g.cout)?;
+    let packed = direct::pack_sliding(&tile, (g.cout, g.cin, g.k), |co, ci, ky, kx| {
+        weight[((co * g.cin + ci) * g.k + ky) * g.k + kx]
+    });
+    let (rows, width) = direct::frame(&tile, (g.ho, g.wo), g.k, g.stride);
+    let mut out = vec![0f32; g.batch * g.output_len()];
+    let done = out
+        .par_chunks_mut(g.output_len())
+        .zip(x.par_chunks(g.input_len()))
+        .map_init(Padded::new, |padded, (out, x)| {
+            padded.fill(x, (g.h, g.w, g.cin), g.pad, rows, width);
+            let kernel = SlidingConv {
+                tile,
+                input: padded,
+                cin: g.cin,
+                k: g.k,
+                stride: g.stride,
+                ho: g.ho,
+                wo: g.wo,
+                weights: &packed,
+                cout: g.cout,
+                out,
+            };
+            simd::dispatch(isa, kernel).unwrap_or(false)
+        })
+        .all(|done| done);
+    done.then_some(out)
+}
+
+/// The direct f32 input gradient for stride 1 (a forward pass over dY with the flipped, transposed
+/// kernel), or `None` when the shapes do not suit the kernels.
+fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
+    let t = g.transposed()?;
+    let tile = Tile::for_channels(isa, t.cout)?;
+    let k = g.k;
+    let packed = direct::pack_sliding(&tile, (t.cout, t.cin, k), |ci, co, ky, kx| {
+        weight[((co * g.cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
+    });
+    let (rows, width) = direct::frame(&tile, (t.ho, t.wo), k, 1);
+    let mut dx = vec![0f32; g.batch * g.input_len()];
+    let done = dx
+        .par_chunks_mut(g.input_len())
+        .zip(dy.par_chunks(g.output_len()))
+        .map_init(Padded::new, |padded, (dx, dy)| {
+            padded.fill(dy, (t.h, t.w, t.cin), t.pad, rows, width);
+            let kernel = SlidingConv {
+                tile,
+                input: padded,
+                cin: t.cin,
+                k,
+                stride: 1,
+                ho: t.ho,
+                wo: t.wo,
+                weights: &packed,
+                cout: t.cout,
+                out: dx,
+            };
+            simd::dispatch(isa, kernel).unwrap_or(false)
+        })
+        .all(|done| done);
+    done.then_some(dx)
+}
+
+/// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
+/// the kernels (also for fewer input channels than a tile has rows, where most of it would idle).
+fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
+    let tile = Tile::for_channels(isa, g.cout)?;
+    if g.cin < tile.pixels {
+        return None;
+    }
+    let rows = (g.ho - 1) * g.stride + g.k;
+    let width = (g.wo - 1) * g.stride + g.k;
+    let hwio = weight_grad_groups::<f32, _>(g, Padded::new, |b, dw, padded| {
+        padded.fill(
+            image(x, b, g.input_len()),
+            (g.h, g.w, g.cin),
+            g.pad,
+            rows,
+            width,
+        );
+        let kernel = WeightGrad {
+            tile,
+            input: padded,
+            cin: g.cin,
+            k: g.k,
+            stride: g.stride,
+            ho: g.ho,
+            wo: g.wo,
+            dy: image(dy, b, g.output_len()),
+            cout: g.cout,
+            dw,
+        };
+        simd::dispatch(isa, kernel).unwrap_or(false)
+    })?;
+    Some(from_hwio(&hwio, g))
+}
+
+impl Conv {
+    /// (dX, dW); dX only when `x` is part of the graph (not for the network's input images).
+    fn backward_typed<T: Real>(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = Geometry::new(x.shape(), weight.shape(), self.stride, self.padding)?;
+        let want_dx = x.track_op();
+        let isa = simd::current();
+        let start = std::time::Instant::now();
+        let (dx, dw) = with_slice::<T, _>(x, |x| {
+            with_slice::<T, _>(weight, |w| {
+                with_slice::<T, _>(grad, |dy| {
+                    let direct = |dx: bool| -> Option<Vec<T>> {
+                        let (x, w, dy) = (T::as_f32(x)?, T::as_f32(w)?, T::as_f32(dy)?);
+                        let out = if dx {
+                            input_grad_direct(dy, w, &g, isa)?
+                        } else {
+                            weight_grad_direct(x, dy, &g, isa)?
+                        };
+                        T::from_f32(out)
+                    };
+                    let either = |dx: bool, general: &dyn Fn() -> Vec<T>| {
+                        let result = direct(dx);
+                        count_conv_pass(result.is_some());
+                        result.unwrap_or_else(general)
+                    };
+                    let dx = want_dx.then(|| either(true, &|| input_grad_im2col(dy, w, &g)));
+                    let dw = either(false, &|| weight_grad_im2col(x, dy, &g));
+                    Ok((dx, dw))
+                })
+            })
+        })?;
+        record(Phase::ConvBackward, start);
+        add_conv_flops(if want_dx { 4 } else { 2 } * g.macs());
+        let dx = dx
+            .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
+            .transpose()?;
+        Ok((
+            dx,
+            Some(Tensor::from_vec(dw, weight.shape(), weight.device())?),
+        ))
+    }
+}
+
+impl candle_core::CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        "fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(l1.shape(), l2.shape(), self.stride, self.padding)?;
+        let start = std::time::Instant::now();
+        let storage = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                let (x, w) = (contiguous_slice(s1, l1)?, contiguous_slice(s2, l2)?);
+                let direct = forward_direct(x, w, &g, simd::current());
+                count_conv_pass(direct.is_some());
+                CpuStorage::F32(direct.unwrap_or_else(|| forward_im2col(x, w, &g)))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                count_conv_pass(false);
+                CpuStorage::F64(forward_im2col::<f64>(
+                    contiguous_slice(s1, l1)?,
+                    contiguous_slice(s2, l2)?,
+                    &g,
+                ))
+            }
+            _ => candle_core::bail!("fast conv2d: f32 or f64 inputs of one dtype"),
+        };
+        record(Phase::ConvForward, start);
+        add_conv_flops(2 * g.macs());
+        Ok((storage, Shape::from((g.batch, g.ho, g.wo, g.cout))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        match x.dtype() {
+            candle_core::DType::F32 => self.backward_typed::<f32>(x, weight, grad),
+            candle_core::DType::F64 => self.backward_typed::<f64>(x, weight, grad),
+            other => candle_core::bail!("fast conv2d: unsupported dtype {other:?}"),
+        }
+    }
+}
