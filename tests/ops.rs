@@ -212,7 +212,7 @@ fn batch_norm_eval_matches_candle() -> Result<()> {
     Ok(())
 }
 
-/// Option A as the stock model builds it: every second pixel, then zero channels.
+/// Option A as the stock model builds it, on NCHW: every second pixel, then zero channels.
 fn option_a(x: &Tensor, extra: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let x = x.pad_with_zeros(2, 0, h % 2)?.pad_with_zeros(3, 0, w % 2)?;
@@ -222,25 +222,31 @@ fn option_a(x: &Tensor, extra: usize) -> Result<Tensor> {
         .pad_with_zeros(1, 0, extra)
 }
 
+/// The fast op on NHWC tensors against the stock sum on their NCHW views, permuted back.
 #[test]
 fn residual_add_relu_matches_candle_for_identity_and_option_a() -> Result<()> {
     for dtype in [DType::F64, DType::F32] {
+        // [B, H, W, C]: odd sizes, odd and even x maps, and 19 channels fed by 11.
         for (y_shape, x_shape, downsample) in [
-            ([3, 5, 7, 9], [3, 5, 7, 9], false),
-            ([2, 6, 4, 5], [2, 3, 7, 9], true),
-            ([2, 8, 3, 3], [2, 8, 6, 6], true),
+            ([3, 7, 9, 5], [3, 7, 9, 5], false),
+            ([2, 4, 5, 6], [2, 7, 9, 3], true),
+            ([2, 3, 3, 8], [2, 6, 6, 8], true),
+            ([3, 3, 4, 19], [3, 5, 7, 11], true),
         ] {
             let what = format!("{dtype:?} {y_shape:?}←{x_shape:?}");
             let y = Var::from_tensor(&random(&y_shape, 21, dtype)?)?;
             let x = Var::from_tensor(&random(&x_shape, 22, dtype)?)?;
+            let x_nchw = channels_first(x.as_tensor())?;
             let shortcut = if downsample {
-                option_a(&x, y_shape[1] - x_shape[1])?
+                option_a(&x_nchw, y_shape[3] - x_shape[3])?
             } else {
-                x.as_tensor().clone()
+                x_nchw
             };
-            let expected = (y.as_tensor() + shortcut)?.relu()?;
+            let expected = (channels_first(y.as_tensor())? + shortcut)?.relu()?;
+            let expected = channels_last(&expected)?;
             let expected_grads = weighted_sum(&expected, 23)?.backward()?;
             let out = ops::add_relu(&y, &x, downsample)?;
+            assert!(out.is_contiguous(), "{what}: output contiguous");
             let grads = weighted_sum(&out, 23)?.backward()?;
             let tol = tolerance(dtype);
             assert_close(&format!("{what} output"), &out, &expected, tol)?;
