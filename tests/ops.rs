@@ -43,17 +43,59 @@ fn weighted_sum(out: &Tensor, seed: u64) -> Result<Tensor> {
     (out * weights)?.sum_all()
 }
 
+/// A channels-last `[B, …, C]` tensor as candle's channels-first `[B, C, …]` (a view).
+fn channels_first(x: &Tensor) -> Result<Tensor> {
+    let rank = x.rank();
+    let mut order = vec![0, rank - 1];
+    order.extend(1..rank - 1);
+    x.permute(order)
+}
+
+/// The inverse of [`channels_first`].
+fn channels_last(x: &Tensor) -> Result<Tensor> {
+    let rank = x.rank();
+    let mut order = vec![0];
+    order.extend(2..rank);
+    order.push(1);
+    x.permute(order)
+}
+
+/// Per-channel mean and biased variance of a channels-last tensor, two-pass in f64.
+fn channel_moments(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
+    let channels = x.dim(x.rank() - 1)?;
+    let rows = x
+        .to_dtype(DType::F64)?
+        .reshape(((), channels))?
+        .to_vec2::<f64>()?;
+    let n = rows.len() as f64;
+    let mean: Vec<f64> = (0..channels)
+        .map(|c| rows.iter().map(|r| r[c]).sum::<f64>() / n)
+        .collect();
+    let var = (0..channels)
+        .map(|c| rows.iter().map(|r| (r[c] - mean[c]).powi(2)).sum::<f64>() / n)
+        .collect();
+    Ok((mean, var))
+}
+
+/// Fast batch norm on channels-last tensors against candle-nn's on the channels-first view.
 #[test]
 fn batch_norm_train_matches_candle_with_and_without_relu() -> Result<()> {
     for dtype in [DType::F64, DType::F32] {
+        // [B, H, W, C] with odd sizes, 19 and 21 channels (vector groups of 16 plus a rest), more
+        // rows than one parallel chunk ([8, 21, 23, 5], [5, 13, 15, 19]), and [B, C].
         for (shape, relu) in [
-            (vec![3, 5, 7, 9], true),
-            (vec![4, 3, 5, 5], false),
-            (vec![2, 7, 1, 3], true),
-            (vec![5, 4, 11, 13], false),
+            (vec![3, 7, 9, 5], true),
+            (vec![4, 5, 5, 3], false),
+            (vec![2, 1, 3, 7], true),
+            (vec![5, 11, 13, 4], false),
+            (vec![8, 21, 23, 5], true),
+            (vec![5, 13, 15, 19], false),
+            (vec![3, 5, 7, 19], true),
+            (vec![37, 21], true),
+            (vec![13, 6], false),
         ] {
             let what = format!("{dtype:?} {shape:?} relu={relu}");
-            let channels = shape[1];
+            let channels = shape[shape.len() - 1];
             let x = Var::from_tensor(&((random(&shape, 1, dtype)? * 3.0)? + 0.5)?)?;
             let gamma = Var::from_tensor(&(random(&[channels], 2, dtype)? + 1.0)?)?;
             let beta = Var::from_tensor(&random(&[channels], 3, dtype)?)?;
@@ -69,10 +111,11 @@ fn batch_norm_train_matches_candle_with_and_without_relu() -> Result<()> {
                 1e-5,
                 0.1,
             )?;
-            let mut expected = reference.forward_t(x.as_tensor(), true)?;
+            let mut expected = reference.forward_t(&channels_first(x.as_tensor())?, true)?;
             if relu {
                 expected = expected.relu()?;
             }
+            let expected = channels_last(&expected)?;
             let expected_grads = weighted_sum(&expected, 9)?.backward()?;
 
             let (rm_fast, rv_fast) = (Var::from_tensor(&rm)?, Var::from_tensor(&rv)?);
@@ -83,6 +126,28 @@ fn batch_norm_train_matches_candle_with_and_without_relu() -> Result<()> {
 
             let tol = tolerance(dtype);
             assert_close(&format!("{what} output"), &out, &expected, tol)?;
+
+            let (mean, var) = channel_moments(x.as_tensor())?;
+            assert_eq!(stats.count, x.elem_count() / channels, "{what}: count");
+            let as_tensor = |v: &[f64]| Tensor::new(v, &Device::Cpu);
+            assert_close(
+                &format!("{what} batch mean"),
+                &as_tensor(&stats.mean)?,
+                &as_tensor(&mean)?,
+                tol,
+            )?;
+            assert_close(
+                &format!("{what} batch var"),
+                &as_tensor(&stats.var)?,
+                &as_tensor(&var)?,
+                tol,
+            )?;
+            // Fixed chunking and in-order sums: a second pass gives the same bits.
+            let (again, stats_again) =
+                ops::batch_norm_train(x.as_tensor(), &gamma, &beta, 1e-5, relu)?;
+            assert_eq!(stats, stats_again, "{what}: statistics reproducible");
+            assert_close(&format!("{what} output again"), &again, &out, 0.0)?;
+
             assert_close(
                 &format!("{what} running mean"),
                 &rm_fast,
@@ -108,39 +173,46 @@ fn batch_norm_train_matches_candle_with_and_without_relu() -> Result<()> {
 #[test]
 fn batch_norm_eval_matches_candle() -> Result<()> {
     for dtype in [DType::F64, DType::F32] {
-        let shape = [3, 6, 5, 7];
-        let x = Var::from_tensor(&random(&shape, 11, dtype)?)?;
-        let gamma = Var::from_tensor(&(random(&[6], 12, dtype)? + 1.0)?)?;
-        let beta = Var::from_tensor(&random(&[6], 13, dtype)?)?;
-        let rm = random(&[6], 14, dtype)?;
-        let rv = (random(&[6], 15, dtype)? + 1.5)?;
-        let reference = BatchNorm::new(
-            6,
-            rm.clone(),
-            rv.clone(),
-            gamma.as_tensor().clone(),
-            beta.as_tensor().clone(),
-            1e-5,
-        )?;
-        let expected = reference.forward_t(x.as_tensor(), false)?.relu()?;
-        let expected_grads = weighted_sum(&expected, 16)?.backward()?;
-        let out = ops::batch_norm_eval(x.as_tensor(), &gamma, &beta, &rm, &rv, 1e-5, true)?;
-        let grads = weighted_sum(&out, 16)?.backward()?;
-        let tol = tolerance(dtype);
-        assert_close("eval output", &out, &expected, tol)?;
-        for var in [&x, &gamma, &beta] {
-            assert_close(
-                "eval gradient",
-                grads.get(var).expect("fast"),
-                expected_grads.get(var).expect("reference"),
-                tol,
+        for shape in [vec![3, 5, 7, 6], vec![9, 19]] {
+            let what = format!("eval {dtype:?} {shape:?}");
+            let channels = shape[shape.len() - 1];
+            let x = Var::from_tensor(&random(&shape, 11, dtype)?)?;
+            let gamma = Var::from_tensor(&(random(&[channels], 12, dtype)? + 1.0)?)?;
+            let beta = Var::from_tensor(&random(&[channels], 13, dtype)?)?;
+            let rm = random(&[channels], 14, dtype)?;
+            let rv = (random(&[channels], 15, dtype)? + 1.5)?;
+            let reference = BatchNorm::new(
+                channels,
+                rm.clone(),
+                rv.clone(),
+                gamma.as_tensor().clone(),
+                beta.as_tensor().clone(),
+                1e-5,
             )?;
+            let expected = reference
+                .forward_t(&channels_first(x.as_tensor())?, false)?
+                .relu()?;
+            let expected = channels_last(&expected)?;
+            let expected_grads = weighted_sum(&expected, 16)?.backward()?;
+            let out = ops::batch_norm_eval(x.as_tensor(), &gamma, &beta, &rm, &rv, 1e-5, true)?;
+            assert!(out.is_contiguous(), "{what}: output contiguous");
+            let grads = weighted_sum(&out, 16)?.backward()?;
+            let tol = tolerance(dtype);
+            assert_close(&format!("{what} output"), &out, &expected, tol)?;
+            for (name, var) in [("dx", &x), ("dγ", &gamma), ("dβ", &beta)] {
+                assert_close(
+                    &format!("{what} {name}"),
+                    grads.get(var).expect("fast"),
+                    expected_grads.get(var).expect("reference"),
+                    tol,
+                )?;
+            }
         }
     }
     Ok(())
 }
 
-/// Option A as the stock model builds it: every second pixel, then zero channels.
+/// Option A as the stock model builds it, on NCHW: every second pixel, then zero channels.
 fn option_a(x: &Tensor, extra: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let x = x.pad_with_zeros(2, 0, h % 2)?.pad_with_zeros(3, 0, w % 2)?;
@@ -150,25 +222,31 @@ fn option_a(x: &Tensor, extra: usize) -> Result<Tensor> {
         .pad_with_zeros(1, 0, extra)
 }
 
+/// The fast op on NHWC tensors against the stock sum on their NCHW views, permuted back.
 #[test]
 fn residual_add_relu_matches_candle_for_identity_and_option_a() -> Result<()> {
     for dtype in [DType::F64, DType::F32] {
+        // [B, H, W, C]: odd sizes, odd and even x maps, and 19 channels fed by 11.
         for (y_shape, x_shape, downsample) in [
-            ([3, 5, 7, 9], [3, 5, 7, 9], false),
-            ([2, 6, 4, 5], [2, 3, 7, 9], true),
-            ([2, 8, 3, 3], [2, 8, 6, 6], true),
+            ([3, 7, 9, 5], [3, 7, 9, 5], false),
+            ([2, 4, 5, 6], [2, 7, 9, 3], true),
+            ([2, 3, 3, 8], [2, 6, 6, 8], true),
+            ([3, 3, 4, 19], [3, 5, 7, 11], true),
         ] {
             let what = format!("{dtype:?} {y_shape:?}←{x_shape:?}");
             let y = Var::from_tensor(&random(&y_shape, 21, dtype)?)?;
             let x = Var::from_tensor(&random(&x_shape, 22, dtype)?)?;
+            let x_nchw = channels_first(x.as_tensor())?;
             let shortcut = if downsample {
-                option_a(&x, y_shape[1] - x_shape[1])?
+                option_a(&x_nchw, y_shape[3] - x_shape[3])?
             } else {
-                x.as_tensor().clone()
+                x_nchw
             };
-            let expected = (y.as_tensor() + shortcut)?.relu()?;
+            let expected = (channels_first(y.as_tensor())? + shortcut)?.relu()?;
+            let expected = channels_last(&expected)?;
             let expected_grads = weighted_sum(&expected, 23)?.backward()?;
             let out = ops::add_relu(&y, &x, downsample)?;
+            assert!(out.is_contiguous(), "{what}: output contiguous");
             let grads = weighted_sum(&out, 23)?.backward()?;
             let tol = tolerance(dtype);
             assert_close(&format!("{what} output"), &out, &expected, tol)?;

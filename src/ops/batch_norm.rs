@@ -1,6 +1,14 @@
-//! Batch norm over `[B, C, …]` fused with an optional ReLU: training mode (batch statistics, handed
-//! back for the running-statistics update) and eval mode, with a one-pass backward; output contiguous.
+//! Batch norm over channels-last tensors (`[B, H, W, C]`, or any `[…, C]` such as `[B, C]`) fused
+//! with an optional ReLU: training mode (batch statistics, handed back for the running-statistics
+//! update) and eval mode, with a one-pass backward; output contiguous.
+//!
+//! With the channel last, the data is a sequence of rows of C channels: the kernels keep per-channel
+//! sums in arrays with one lane per channel, so the loops over a row vectorise, and split the rows
+//! into fixed chunks for rayon whose partial sums are combined in order, so results do not depend
+//! on scheduling. Outputs are written once, in parallel, without a zeroing pass first
+//! ([`fill_parallel`], shared with the residual op).
 
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, Var};
@@ -14,7 +22,7 @@ use super::{Real, contiguous_slice, with_slice};
 pub struct BatchNormStats {
     pub mean: Vec<f64>,
     pub var: Vec<f64>,
-    /// Values per channel (B·H·W), for the unbiased running variance.
+    /// Values per channel (B·H·W: every dimension but the last), for the unbiased running variance.
     pub count: usize,
 }
 
@@ -31,7 +39,8 @@ struct BatchNormOp {
     statistics: Statistics,
 }
 
-/// Training-mode batch norm (+ ReLU) with batch statistics; returns the output and the statistics.
+/// Training-mode batch norm (+ ReLU) of a channels-last `xs` (`[…, C]`, rank ≥ 2) with batch
+/// statistics per channel over all other dimensions; returns the output and the statistics.
 pub fn batch_norm_train(
     xs: &Tensor,
     gamma: &Tensor,
@@ -50,7 +59,7 @@ pub fn batch_norm_train(
     Ok((out, stats))
 }
 
-/// Eval-mode batch norm (+ ReLU) with the running statistics.
+/// Eval-mode batch norm (+ ReLU) of a channels-last `xs` (`[…, C]`) with the running statistics.
 pub fn batch_norm_eval(
     xs: &Tensor,
     gamma: &Tensor,
@@ -105,143 +114,245 @@ fn lock(shared: &Mutex<BatchNormStats>) -> Result<std::sync::MutexGuard<'_, Batc
         .map_err(|_| candle_core::Error::Msg("batch-norm statistics lock poisoned".into()))
 }
 
-/// Batch, channels and values per (image, channel) of a `[B, C, …]` shape.
-fn split_dims(shape: &Shape) -> Result<(usize, usize, usize)> {
-    let dims = shape.dims();
-    if dims.len() < 2 {
-        candle_core::bail!("batch norm needs [B, C, …], got {dims:?}");
+/// The channel count of a channels-last `[…, C]` shape; every other dimension is a row of C values.
+fn channel_count(shape: &Shape) -> Result<usize> {
+    match shape.dims() {
+        [outer @ .., channels] if !outer.is_empty() && *channels > 0 => Ok(*channels),
+        dims => candle_core::bail!("batch norm needs channels last, […, C ≥ 1], got {dims:?}"),
     }
-    Ok((dims[0], dims[1], dims[2..].iter().product()))
 }
 
-const LANES: usize = 16;
+/// Rows summed in the element type before the sums move into f64: short enough that f32 sums of
+/// shifted values stay accurate, long enough that the f64 flush costs nothing.
+const BLOCK_ROWS: usize = 64;
 
-/// Σ(x − shift) and Σ(x − shift)², accumulated in T over 16 lanes (so the loop vectorises) and
-/// returned in f64; the shift (a value of the same channel) keeps the one-pass variance accurate.
-fn sum_and_squares<T: Real>(xs: &[T], shift: T) -> (f64, f64) {
+/// About this many values per parallel chunk. The chunking depends on the shape alone, and the
+/// chunks' partial sums are added in chunk order, so the statistics and gradients are the same
+/// bit for bit however rayon schedules the chunks: training is reproducible.
+const CHUNK_VALUES: usize = 1 << 14;
+
+/// Rows per parallel chunk: whole blocks, at least one.
+fn chunk_rows(channels: usize) -> usize {
+    BLOCK_ROWS * (CHUNK_VALUES / (BLOCK_ROWS * channels.max(1))).max(1)
+}
+
+/// Split the channels of a row into groups of 16, 8, 4 and 1 adjacent channels: each group's loop
+/// runs over a compile-time number of lanes (one per channel) and vectorises, also when the channel
+/// count is not a multiple of the vector width.
+fn for_each_group(channels: usize, mut f: impl FnMut(usize, usize)) {
+    let mut start = 0;
+    while start < channels {
+        let left = channels - start;
+        let width = if left >= 16 {
+            16
+        } else if left >= 8 {
+            8
+        } else if left >= 4 {
+            4
+        } else {
+            1
+        };
+        f(start, width);
+        start += width;
+    }
+}
+
+/// Adds Σ(x − shift) and Σ(x − shift)² over the rows of `block` for channels `start..start + W`;
+/// the shift (the channel's first value) keeps the one-pass variance accurate.
+fn moments_group<T: Real, const W: usize>(
+    block: &[T],
+    start: usize,
+    shift: &[T],
+    (sums, squares): (&mut [f64], &mut [f64]),
+) {
     let zero = T::from_f64(0.0);
-    let mut sum = [zero; LANES];
-    let mut squares = [zero; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for lane in 0..LANES {
-            let v = chunk[lane] - shift;
-            sum[lane] += v;
-            squares[lane] += v * v;
+    let channels = shift.len();
+    let mut s = [zero; W];
+    let mut q = [zero; W];
+    let shift: [T; W] = std::array::from_fn(|lane| shift[start + lane]);
+    for row in block.chunks_exact(channels) {
+        let v = &row[start..start + W];
+        for lane in 0..W {
+            let d = v[lane] - shift[lane];
+            s[lane] += d;
+            q[lane] += d * d;
         }
     }
-    let (mut s, mut q) = (0f64, 0f64);
-    for lane in 0..LANES {
-        s += sum[lane].to_f64();
-        q += squares[lane].to_f64();
+    for lane in 0..W {
+        sums[start + lane] += s[lane].to_f64();
+        squares[start + lane] += q[lane].to_f64();
     }
-    for &v in rest {
-        let v = (v - shift).to_f64();
-        s += v;
-        q += v * v;
-    }
-    (s, q)
 }
 
-/// Σg and Σg·(x − mean) where g = dy on the active side of the ReLU (x·sa + sb > 0).
-fn masked_sums<T: Real>(x: &[T], dy: &[T], (sa, sb): (T, T), mean: T) -> (f64, f64) {
+/// Per channel: the values of a row that pass the ReLU (`x·scale + shift > 0`, the forward pass's
+/// own expression) and the centre of the backward sums.
+struct Mask<'a, T> {
+    scale: &'a [T],
+    shift: &'a [T],
+    mean: &'a [T],
+}
+
+/// Adds Σg and Σg·(x − mean) over the rows of a block for channels `start..start + W`, where g is
+/// dy on the active side of the ReLU.
+fn gradient_sums_group<T: Real, const W: usize>(
+    (x, dy): (&[T], &[T]),
+    start: usize,
+    mask: &Mask<'_, T>,
+    (sum_g, sum_gx): (&mut [f64], &mut [f64]),
+) {
     let zero = T::from_f64(0.0);
-    let mut sg = [zero; LANES];
-    let mut sgx = [zero; LANES];
-    let xc = x.chunks_exact(LANES);
-    let dc = dy.chunks_exact(LANES);
-    let (xr, dr) = (xc.remainder(), dc.remainder());
-    for (xs, ds) in xc.zip(dc) {
-        for lane in 0..LANES {
-            let g = if xs[lane] * sa + sb > zero {
-                ds[lane]
+    let channels = mask.scale.len();
+    let mut sg = [zero; W];
+    let mut sgx = [zero; W];
+    let scale: [T; W] = std::array::from_fn(|lane| mask.scale[start + lane]);
+    let shift: [T; W] = std::array::from_fn(|lane| mask.shift[start + lane]);
+    let mean: [T; W] = std::array::from_fn(|lane| mask.mean[start + lane]);
+    for (xr, dr) in x.chunks_exact(channels).zip(dy.chunks_exact(channels)) {
+        let (xv, dv) = (&xr[start..start + W], &dr[start..start + W]);
+        for lane in 0..W {
+            // Both loads before the comparison: with a load inside the branch the compiler keeps a
+            // branch per value (mispredicted half the time) instead of a vector select.
+            let (xl, d) = (xv[lane], dv[lane]);
+            let g = if xl * scale[lane] + shift[lane] > zero {
+                d
             } else {
                 zero
             };
             sg[lane] += g;
-            sgx[lane] += g * (xs[lane] - mean);
+            sgx[lane] += g * (xl - mean[lane]);
         }
     }
-    let (mut s, mut q) = (0f64, 0f64);
-    for lane in 0..LANES {
-        s += sg[lane].to_f64();
-        q += sgx[lane].to_f64();
+    for lane in 0..W {
+        sum_g[start + lane] += sg[lane].to_f64();
+        sum_gx[start + lane] += sgx[lane].to_f64();
     }
-    for (&xv, &d) in xr.iter().zip(dr) {
-        if xv * sa + sb > zero {
-            s += d.to_f64();
-            q += (d * (xv - mean)).to_f64();
-        }
-    }
-    (s, q)
 }
 
-/// Rayon splits of at least this many values keep per-task overhead small on 8×8 maps.
-fn min_chunks(inner: usize) -> usize {
-    (4096 / inner.max(1)).max(1)
+/// Adds the f64 partial sums of each chunk (two per-channel vectors each) in chunk order.
+fn combine(partials: &[f64], channels: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut first = vec![0f64; channels];
+    let mut second = vec![0f64; channels];
+    for partial in partials.chunks_exact(2 * channels) {
+        let (a, b) = partial.split_at(channels);
+        for (total, v) in first.iter_mut().zip(a) {
+            *total += v;
+        }
+        for (total, v) in second.iter_mut().zip(b) {
+            *total += v;
+        }
+    }
+    (first, second)
+}
+
+/// Per-channel mean and biased variance over the rows of a channels-last `x`.
+fn batch_moments<T: Real>(x: &[T], channels: usize) -> BatchNormStats {
+    let rows = x.len() / channels;
+    let zero = T::from_f64(0.0);
+    let shift: Vec<T> = match x.get(..channels) {
+        Some(first_row) => first_row.to_vec(),
+        None => vec![zero; channels],
+    };
+    let chunk = chunk_rows(channels) * channels;
+    let mut partials = vec![0f64; x.len().div_ceil(chunk) * 2 * channels];
+    partials
+        .par_chunks_mut(2 * channels)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(partial, x)| {
+            let (sums, squares) = partial.split_at_mut(channels);
+            for block in x.chunks(BLOCK_ROWS * channels) {
+                for_each_group(channels, |start, width| {
+                    let acc = (&mut *sums, &mut *squares);
+                    match width {
+                        16 => moments_group::<T, 16>(block, start, &shift, acc),
+                        8 => moments_group::<T, 8>(block, start, &shift, acc),
+                        4 => moments_group::<T, 4>(block, start, &shift, acc),
+                        _ => moments_group::<T, 1>(block, start, &shift, acc),
+                    }
+                });
+            }
+        });
+    let (sums, squares) = combine(&partials, channels);
+    let n = rows.max(1) as f64;
+    let (mean, var) = (0..channels)
+        .map(|ch| {
+            let shifted_mean = sums[ch] / n;
+            (
+                shift[ch].to_f64() + shifted_mean,
+                (squares[ch] / n - shifted_mean * shifted_mean).max(0.0),
+            )
+        })
+        .unzip();
+    BatchNormStats {
+        mean,
+        var,
+        count: rows,
+    }
 }
 
 fn forward<T: Real>(
     x: &[T],
     gamma: &[T],
     beta: &[T],
-    (batch, channels, inner): (usize, usize, usize),
+    channels: usize,
     eps: f64,
     relu: bool,
     fixed: Option<&BatchNormStats>,
 ) -> (Vec<T>, BatchNormStats) {
-    let count = batch * inner;
     let stats = match fixed {
         Some(stats) => stats.clone(),
-        None => {
-            let moments: Vec<(f64, f64)> = (0..channels)
-                .into_par_iter()
-                .map(|ch| {
-                    let (mut s, mut q) = (0.0, 0.0);
-                    let shift = x.get(ch * inner).copied().unwrap_or(T::from_f64(0.0));
-                    for b in 0..batch {
-                        let (bs, bq) =
-                            sum_and_squares(&x[(b * channels + ch) * inner..][..inner], shift);
-                        s += bs;
-                        q += bq;
-                    }
-                    let n = count.max(1) as f64;
-                    let shifted_mean = s / n;
-                    (
-                        shift.to_f64() + shifted_mean,
-                        (q / n - shifted_mean * shifted_mean).max(0.0),
-                    )
-                })
-                .collect();
-            BatchNormStats {
-                mean: moments.iter().map(|m| m.0).collect(),
-                var: moments.iter().map(|m| m.1).collect(),
-                count,
+        None => batch_moments(x, channels),
+    };
+    let (scale, shift) = affine(gamma, beta, &stats, eps);
+    let chunk = chunk_rows(channels) * channels;
+    let (scale, shift) = (&scale[..channels], &shift[..channels]);
+    let kernel = |index: usize, out: &mut [MaybeUninit<T>]| {
+        let zero = T::from_f64(0.0);
+        let x = &x[index * chunk..][..out.len()];
+        let rows = out.chunks_exact_mut(channels).zip(x.chunks_exact(channels));
+        if relu {
+            for (o, x) in rows {
+                for (((o, &v), &a), &b) in o.iter_mut().zip(x).zip(scale).zip(shift) {
+                    let y = v * a + b;
+                    o.write(if y > zero { y } else { zero });
+                }
+            }
+        } else {
+            for (o, x) in rows {
+                for (((o, &v), &a), &b) in o.iter_mut().zip(x).zip(scale).zip(shift) {
+                    o.write(v * a + b);
+                }
             }
         }
     };
-    let (scale, shift) = affine(gamma, beta, &stats, eps);
-    let zero = T::from_f64(0.0);
-    let mut out = vec![zero; x.len()];
-    out.par_chunks_mut(inner)
-        .zip(x.par_chunks(inner))
-        .enumerate()
-        .with_min_len(min_chunks(inner))
-        .for_each(|(index, (out, x))| {
-            let (a, b) = (scale[index % channels], shift[index % channels]);
-            if relu {
-                for (o, &v) in out.iter_mut().zip(x) {
-                    let y = v * a + b;
-                    *o = if y > zero { y } else { zero };
-                }
-            } else {
-                for (o, &v) in out.iter_mut().zip(x) {
-                    *o = v * a + b;
-                }
-            }
-        });
+    // SAFETY: chunk `index` of the output and its slice of x have the same length, a multiple of
+    // the channel count (as are chunk and x.len()), and scale and shift were cut to the channel
+    // count above, so the zips visit every output element and write each once.
+    let out = unsafe { fill_parallel(x.len(), chunk, kernel) };
     (out, stats)
+}
+
+/// A vector of `len` values written in parallel, `chunk` values per rayon task, by
+/// `fill(index, part)` for the chunk of values `index·chunk..`, without zeroing it first:
+/// `vec![0; len]` clears the whole output on the calling thread (glibc's calloc zeroes reused heap
+/// memory), a serial pass over an activation-sized buffer while the other cores wait.
+///
+/// # Safety
+///
+/// `fill` must write every element of `part` (or panic).
+pub(super) unsafe fn fill_parallel<T: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let mut values = Vec::with_capacity(len);
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(index, part)| fill(index, part));
+    // SAFETY: the capacity is at least len, and by the caller's contract `fill` initialised every
+    // one of the first len elements (a panic in it unwinds before this line).
+    unsafe { values.set_len(len) };
+    values
 }
 
 /// Per channel `y = x·scale + shift`; the backward pass recomputes the ReLU mask with the very same
@@ -271,7 +382,7 @@ fn backward<T: Real>(
     gamma: &[T],
     beta: &[T],
     stats: &BatchNormStats,
-    (batch, channels, inner): (usize, usize, usize),
+    channels: usize,
     eps: f64,
     relu: bool,
     batch_statistics: bool,
@@ -279,75 +390,95 @@ fn backward<T: Real>(
     let zero = T::from_f64(0.0);
     let (scale, shift) = affine(gamma, beta, stats, eps);
     // Without ReLU every value is active: 0·x + 1 > 0.
-    let mask: Vec<(T, T)> = (0..channels)
-        .map(|ch| {
-            if relu {
-                (scale[ch], shift[ch])
-            } else {
-                (zero, T::from_f64(1.0))
-            }
-        })
-        .collect();
+    let (mask_scale, mask_shift) = if relu {
+        (scale, shift)
+    } else {
+        (vec![zero; channels], vec![T::from_f64(1.0); channels])
+    };
+    let mean: Vec<T> = stats.mean.iter().map(|&m| T::from_f64(m)).collect();
+    let mask = Mask {
+        scale: &mask_scale,
+        shift: &mask_shift,
+        mean: &mean,
+    };
     // Per channel: Σg and Σg·(x − mean), where g is dy masked by the ReLU.
-    let sums: Vec<(f64, f64)> = (0..channels)
-        .into_par_iter()
-        .map(|ch| {
-            let mean = T::from_f64(stats.mean[ch]);
-            let (mut sum_g, mut sum_gx) = (0.0, 0.0);
-            for b in 0..batch {
-                let start = (b * channels + ch) * inner;
-                let (s, q) = masked_sums(
-                    &x[start..start + inner],
-                    &dy[start..start + inner],
-                    mask[ch],
-                    mean,
-                );
-                sum_g += s;
-                sum_gx += q;
+    let chunk = chunk_rows(channels) * channels;
+    let mut partials = vec![0f64; x.len().div_ceil(chunk) * 2 * channels];
+    partials
+        .par_chunks_mut(2 * channels)
+        .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
+        .for_each(|(partial, (x, dy))| {
+            let (sum_g, sum_gx) = partial.split_at_mut(channels);
+            let block = BLOCK_ROWS * channels;
+            for rows in x.chunks(block).zip(dy.chunks(block)) {
+                for_each_group(channels, |start, width| {
+                    let acc = (&mut *sum_g, &mut *sum_gx);
+                    match width {
+                        16 => gradient_sums_group::<T, 16>(rows, start, &mask, acc),
+                        8 => gradient_sums_group::<T, 8>(rows, start, &mask, acc),
+                        4 => gradient_sums_group::<T, 4>(rows, start, &mask, acc),
+                        _ => gradient_sums_group::<T, 1>(rows, start, &mask, acc),
+                    }
+                });
             }
-            (sum_g, sum_gx)
-        })
-        .collect();
-    let n = (batch * inner).max(1) as f64;
+        });
+    let (sums_g, sums_gx) = combine(&partials, channels);
+    let n = stats.count.max(1) as f64;
     let mut dgamma = Vec::with_capacity(channels);
     let mut dbeta = Vec::with_capacity(channels);
-    // dx = a·g + b·x + c per channel.
-    let mut coefficients = Vec::with_capacity(channels);
+    // dx = a·g + b·x + c per channel, kept as three vectors so the row loop vectorises.
+    let mut coef_a = Vec::with_capacity(channels);
+    let mut coef_b = Vec::with_capacity(channels);
+    let mut coef_c = Vec::with_capacity(channels);
     for ch in 0..channels {
-        let (sum_g, sum_g_centred) = sums[ch];
-        let mean = stats.mean[ch];
+        let (sum_g, sum_g_centred) = (sums_g[ch], sums_gx[ch]);
         let invstd = 1.0 / (stats.var[ch] + eps).sqrt();
         let sum_g_xhat = sum_g_centred * invstd;
         dgamma.push(T::from_f64(sum_g_xhat));
         dbeta.push(T::from_f64(sum_g));
         let a = gamma[ch].to_f64() * invstd;
+        coef_a.push(T::from_f64(a));
         if batch_statistics {
             let k = a / n;
             let b = -k * sum_g_xhat * invstd;
-            coefficients.push((
-                T::from_f64(a),
-                T::from_f64(b),
-                T::from_f64(-k * sum_g - b * mean),
-            ));
+            coef_b.push(T::from_f64(b));
+            coef_c.push(T::from_f64(-k * sum_g - b * stats.mean[ch]));
         } else {
-            coefficients.push((T::from_f64(a), zero, zero));
+            coef_b.push(zero);
+            coef_c.push(zero);
         }
     }
-    let mut dx = vec![zero; x.len()];
-    dx.par_chunks_mut(inner)
-        .enumerate()
-        .with_min_len(min_chunks(inner))
-        .for_each(|(index, dx)| {
-            let ch = index % channels;
-            let (a, b, c) = coefficients[ch];
-            let (sa, sb) = mask[ch];
-            let start = index * inner;
-            let (x, dy) = (&x[start..start + inner], &dy[start..start + inner]);
-            for ((d, &xv), &g) in dx.iter_mut().zip(x).zip(dy) {
-                let g = if xv * sa + sb > zero { g } else { zero };
-                *d = a * g + b * xv + c;
+    let kernel = |index: usize, dx: &mut [MaybeUninit<T>]| {
+        let zero = T::from_f64(0.0);
+        let start = index * chunk;
+        let (x, dy) = (&x[start..][..dx.len()], &dy[start..][..dx.len()]);
+        let rows = dx
+            .chunks_exact_mut(channels)
+            .zip(x.chunks_exact(channels).zip(dy.chunks_exact(channels)));
+        // Every per-row slice cut to the channel count, so the indexing needs no checks and the
+        // loop over channels vectorises.
+        let (sa, sb) = (&mask_scale[..channels], &mask_shift[..channels]);
+        let (a, b, c) = (
+            &coef_a[..channels],
+            &coef_b[..channels],
+            &coef_c[..channels],
+        );
+        for (d, (x, g)) in rows {
+            let (d, x, g) = (&mut d[..channels], &x[..channels], &g[..channels]);
+            for ch in 0..channels {
+                // Loads first, as in `gradient_sums_group`, so the mask is a vector select.
+                let (xv, gv) = (x[ch], g[ch]);
+                let gv = if xv * sa[ch] + sb[ch] > zero {
+                    gv
+                } else {
+                    zero
+                };
+                d[ch].write(a[ch] * gv + b[ch] * xv + c[ch]);
             }
-        });
+        }
+    };
+    // SAFETY: as in `forward`: chunks of whole rows, and `ch` runs over every channel of each row.
+    let dx = unsafe { fill_parallel(x.len(), chunk, kernel) };
     Gradients { dx, dgamma, dbeta }
 }
 
@@ -364,12 +495,12 @@ impl BatchNormOp {
         x: &[T],
         gamma: &[T],
         beta: &[T],
-        dims: (usize, usize, usize),
+        channels: usize,
     ) -> Result<Vec<T>> {
-        if gamma.len() != dims.1 || beta.len() != dims.1 {
+        if gamma.len() != channels || beta.len() != channels {
             candle_core::bail!(
                 "batch norm: {} channels but γ has {} and β {}",
-                dims.1,
+                channels,
                 gamma.len(),
                 beta.len()
             );
@@ -378,7 +509,7 @@ impl BatchNormOp {
             Statistics::Fixed(stats) => Some(stats),
             Statistics::Batch(_) => None,
         };
-        let (out, stats) = forward(x, gamma, beta, dims, self.eps, self.relu, fixed);
+        let (out, stats) = forward(x, gamma, beta, channels, self.eps, self.relu, fixed);
         if let Statistics::Batch(shared) = &self.statistics {
             *lock(shared)? = stats;
         }
@@ -392,7 +523,7 @@ impl BatchNormOp {
         beta: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dims = split_dims(x.shape())?;
+        let channels = channel_count(x.shape())?;
         let stats = self.fixed_or_batch()?;
         let batch_statistics = matches!(self.statistics, Statistics::Batch(_));
         let start = std::time::Instant::now();
@@ -406,7 +537,7 @@ impl BatchNormOp {
                             gamma,
                             beta,
                             &stats,
-                            dims,
+                            channels,
                             self.eps,
                             self.relu,
                             batch_statistics,
@@ -419,8 +550,8 @@ impl BatchNormOp {
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(grads.dx, x.shape(), device)?),
-            Some(Tensor::from_vec(grads.dgamma, dims.1, device)?),
-            Some(Tensor::from_vec(grads.dbeta, dims.1, device)?),
+            Some(Tensor::from_vec(grads.dgamma, channels, device)?),
+            Some(Tensor::from_vec(grads.dbeta, channels, device)?),
         ))
     }
 }
@@ -439,20 +570,20 @@ impl candle_core::CustomOp3 for BatchNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dims = split_dims(l1.shape())?;
+        let channels = channel_count(l1.shape())?;
         let start = std::time::Instant::now();
         let storage = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(self.forward_typed::<f32>(
                 contiguous_slice(s1, l1)?,
                 contiguous_slice(s2, l2)?,
                 contiguous_slice(s3, l3)?,
-                dims,
+                channels,
             )?),
             CpuStorage::F64(_) => CpuStorage::F64(self.forward_typed::<f64>(
                 contiguous_slice(s1, l1)?,
                 contiguous_slice(s2, l2)?,
                 contiguous_slice(s3, l3)?,
-                dims,
+                channels,
             )?),
             _ => candle_core::bail!("fast batch norm: f32 or f64 only"),
         };

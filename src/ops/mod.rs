@@ -1,5 +1,6 @@
-//! Fast CPU training ops as candle `CustomOp`s with real backward passes: fused batch norm (+ ReLU),
-//! fused residual add (+ option-A shortcut) + ReLU, and convolution.
+//! Fast CPU training ops as candle `CustomOp`s with real backward passes: fused batch norm (+ ReLU)
+//! and fused residual add (+ option-A shortcut) + ReLU, both on channels-last (NHWC, `[…, C]`)
+//! tensors, and convolution.
 //!
 //! The model calls [`use_fast`] to pick these on the CPU and candle's own ops elsewhere (CUDA/Metal),
 //! or when a thread asked for the stock path with [`with_stock_ops`] (the benchmark and the

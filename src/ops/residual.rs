@@ -1,9 +1,13 @@
-//! The end of a residual block, `relu(y + shortcut(x))`, in one pass: the shortcut is the identity
-//! or option A (every second pixel, channels beyond x's count zero), never materialised.
+//! The end of a residual block, `relu(y + shortcut(x))`, in one pass over channels-last (NHWC)
+//! tensors: the shortcut is the identity or option A (every second pixel, channels beyond x's count
+//! zero), never materialised.
+
+use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::batch_norm::fill_parallel;
 use super::profile::{Phase, record};
 use super::{Real, contiguous_slice, with_slice};
 
@@ -11,94 +15,145 @@ struct AddRelu {
     downsample: bool,
 }
 
-/// `relu(y + x)`, or with `downsample`, `relu(y + pad_channels(x[:, :, ::2, ::2]))` (option A).
-/// `y`: `[B, C, H', W']`; `x`: `[B, C, H', W']`, or `[B, C' ≤ C, H, W]` with H' = ⌈H/2⌉, W' = ⌈W/2⌉.
+/// `relu(y + x)`, or with `downsample`, `relu(y + pad_channels(x[:, ::2, ::2, :]))` (option A),
+/// on channels-last tensors. `y`: `[B, H', W', C]`; `x`: `[B, H', W', C]`, or `[B, H, W, C']`
+/// with 1 ≤ C' ≤ C, H' = ⌈H/2⌉, W' = ⌈W/2⌉. Gradients flow to both.
 pub fn add_relu(y: &Tensor, x: &Tensor, downsample: bool) -> Result<Tensor> {
     y.contiguous()?
         .apply_op2(&x.contiguous()?, AddRelu { downsample })
 }
 
-/// Shapes of y and x as (batch, y channels, y rows, y cols, x channels, x rows, x cols).
+/// Shapes of y and x as (batch, y rows, y cols, y channels, x rows, x cols, x channels).
 type Dims = (usize, usize, usize, usize, usize, usize, usize);
 
 fn dims(y: &Shape, x: &Shape, downsample: bool) -> Result<Dims> {
-    let (b, c, h, w) = y.dims4()?;
-    let (xb, xc, xh, xw) = x.dims4()?;
+    let (b, h, w, c) = y.dims4()?;
+    let (xb, xh, xw, xc) = x.dims4()?;
     let fits = if downsample {
-        xb == b && xc <= c && xh.div_ceil(2) == h && xw.div_ceil(2) == w
+        xb == b && (1..=c).contains(&xc) && xh.div_ceil(2) == h && xw.div_ceil(2) == w
     } else {
-        (xb, xc, xh, xw) == (b, c, h, w)
+        (xb, xh, xw, xc) == (b, h, w, c)
     };
     if !fits {
         candle_core::bail!(
-            "residual add: shapes {y:?} and {x:?} do not fit (downsample {downsample})"
+            "residual add: NHWC shapes {y:?} and {x:?} do not fit (downsample {downsample})"
         );
     }
-    Ok((b, c, h, w, xc, xh, xw))
+    Ok((b, h, w, c, xh, xw, xc))
+}
+
+/// Rayon splits of at least this many values keep per-task overhead small on 8×8 maps.
+const MIN_TASK_VALUES: usize = 4096;
+
+/// Image rows (of `row_len` values) per rayon task.
+fn min_rows(row_len: usize) -> usize {
+    (MIN_TASK_VALUES / row_len.max(1)).max(1)
+}
+
+/// max(v, 0). A plain function rather than a closure over a local zero: through a captured
+/// reference the compiler reloaded the zero for every value and kept the loops scalar.
+#[inline]
+fn relu<T: Real>(v: T) -> T {
+    let zero = T::from_f64(0.0);
+    if v > zero { v } else { zero }
 }
 
 fn forward<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<T> {
-    let (_, c, h, w, xc, xh, xw) = d;
-    let zero = T::from_f64(0.0);
-    let relu = |v: T| if v > zero { v } else { zero };
-    let mut out = vec![zero; y.len()];
+    let (_, h, w, c, xh, xw, xc) = d;
     if !downsample {
-        out.par_chunks_mut(4096)
-            .zip(y.par_chunks(4096).zip(x.par_chunks(4096)))
-            .for_each(|(o, (y, x))| {
-                for ((o, &a), &b) in o.iter_mut().zip(y).zip(x) {
-                    *o = relu(a + b);
-                }
-            });
-        return out;
+        return y
+            .par_iter()
+            .zip(x.par_iter())
+            .with_min_len(MIN_TASK_VALUES)
+            .map(|(&a, &b)| relu(a + b))
+            .collect();
     }
-    out.par_chunks_mut(h * w)
-        .zip(y.par_chunks(h * w))
-        .enumerate()
-        .for_each(|(index, (o, y))| {
-            let (b, ch) = (index / c, index % c);
-            if ch >= xc {
-                for (o, &a) in o.iter_mut().zip(y) {
-                    *o = relu(a);
+    // Per output image row: its pixels add x's pixels (2i, 2j), whose C' channels are contiguous,
+    // so the channel loops vectorise; channels C'.. pass y through the ReLU alone.
+    let row_len = w * c;
+    if y.is_empty() {
+        return Vec::new();
+    }
+    let rows_per_task = min_rows(row_len);
+    let kernel = |task: usize, out: &mut [MaybeUninit<T>]| {
+        let first_row = task * rows_per_task;
+        let y = &y[first_row * row_len..][..out.len()];
+        for ((o, y), index) in out
+            .chunks_exact_mut(row_len)
+            .zip(y.chunks_exact(row_len))
+            .zip(first_row..)
+        {
+            let (b, i) = (index / h, index % h);
+            let x_row = &x[(b * xh + 2 * i) * xw * xc..][..xw * xc];
+            for ((o, y), shortcut) in o
+                .chunks_exact_mut(c)
+                .zip(y.chunks_exact(c))
+                .zip(x_row.chunks(2 * xc))
+            {
+                let (o_in, o_pad) = o.split_at_mut(xc);
+                let (y_in, y_pad) = y.split_at(xc);
+                for ((o, &a), &s) in o_in.iter_mut().zip(y_in).zip(&shortcut[..xc]) {
+                    o.write(relu(a + s));
                 }
-                return;
-            }
-            let plane = &x[(b * xc + ch) * xh * xw..][..xh * xw];
-            for i in 0..h {
-                let row = &plane[2 * i * xw..][..xw];
-                for j in 0..w {
-                    o[i * w + j] = relu(y[i * w + j] + row[2 * j]);
+                for (o, &a) in o_pad.iter_mut().zip(y_pad) {
+                    o.write(relu(a));
                 }
             }
-        });
-    out
+        }
+    };
+    // SAFETY: tasks cover whole output rows (row_len divides every task's length, as it divides
+    // y.len()); a row has w pixels of c channels, x's row has ⌈xw/2⌉ = w pixel pairs (the last maybe
+    // a single pixel, still ≥ xc values), and each pixel writes its xc + (c − xc) values.
+    unsafe { fill_parallel(y.len(), rows_per_task * row_len, kernel) }
 }
 
 /// (dy, dx); dx is left empty for the identity shortcut, whose gradient is dy.
 fn backward<T: Real>(out: &[T], grad: &[T], d: Dims, downsample: bool) -> (Vec<T>, Vec<T>) {
-    let (b, c, h, w, xc, xh, xw) = d;
-    let zero = T::from_f64(0.0);
+    let (b, h, w, c, xh, xw, xc) = d;
     let dy: Vec<T> = out
         .par_iter()
         .zip(grad.par_iter())
-        .with_min_len(4096)
-        .map(|(&o, &g)| if o > zero { g } else { zero })
+        .with_min_len(MIN_TASK_VALUES)
+        .map(|(&o, &g)| {
+            if o > T::from_f64(0.0) {
+                g
+            } else {
+                T::from_f64(0.0)
+            }
+        })
         .collect();
     if !downsample {
         return (dy, Vec::new());
     }
-    let mut dx = vec![zero; b * xc * xh * xw];
-    dx.par_chunks_mut(xh * xw)
-        .enumerate()
-        .for_each(|(index, plane)| {
-            let (bi, ch) = (index / xc, index % xc);
-            let g = &dy[(bi * c + ch) * h * w..][..h * w];
-            for i in 0..h {
-                for j in 0..w {
-                    plane[2 * i * xw + 2 * j] = g[i * w + j];
-                }
+    // Option A: x's pixel (2i, 2j) gets dy's pixel (i, j), channels 0..C'; every other value of x
+    // is zero. Rows of x in parallel, written once each (no zeroing pass first).
+    let x_row_len = xw * xc;
+    if x_row_len == 0 {
+        return (dy, Vec::new());
+    }
+    let rows_per_task = min_rows(x_row_len);
+    let kernel = |task: usize, dx: &mut [MaybeUninit<T>]| {
+        let zero = MaybeUninit::new(T::from_f64(0.0));
+        let first_row = task * rows_per_task;
+        for (row, index) in dx.chunks_exact_mut(x_row_len).zip(first_row..) {
+            let (bi, xi) = (index / xh, index % xh);
+            if xi % 2 == 1 {
+                row.fill(zero);
+                continue;
             }
-        });
+            let g = &dy[(bi * h + xi / 2) * w * c..][..w * c];
+            // Pixel pairs (2j, 2j + 1); with an odd width the last chunk is pixel 2j alone.
+            for (pair, g) in row.chunks_mut(2 * xc).zip(g.chunks_exact(c)) {
+                let (even, odd) = pair.split_at_mut(xc);
+                even.write_copy_of_slice(&g[..xc]);
+                odd.fill(zero);
+            }
+        }
+    };
+    // SAFETY: tasks cover whole rows of x (x_row_len divides each task's length); odd rows are
+    // filled; an even row's ⌈xw/2⌉ = w chunks of up to two pixels pair with dy's w pixels, and each
+    // writes its first pixel from dy and the rest with zeros.
+    let dx = unsafe { fill_parallel(b * xh * x_row_len, rows_per_task * x_row_len, kernel) };
     (dy, dx)
 }
 
