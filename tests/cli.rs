@@ -172,3 +172,74 @@ fn a_tiny_experiment_writes_its_table_json_and_figures_and_resumes() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout.matches("already complete").count(), 2, "{stdout}");
 }
+
+/// Final (train loss, single accuracy, aggregated accuracy) of a run folder.
+fn final_metrics(run: &std::path::Path) -> (f64, f64, f64) {
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
+    let last: serde_json::Value =
+        serde_json::from_str(metrics.lines().last().expect("a line")).expect("json");
+    let number = |key: &str| last[key].as_f64().unwrap_or(f64::NAN);
+    (
+        number("train_loss"),
+        number("single_acc"),
+        number("agg_acc"),
+    )
+}
+
+/// The same short SLA run on the fast CPU ops and on candle's stock ops (`SLA_OPS=stock`): same
+/// seed, same data, so they differ only by f32 rounding in the ops' order of summation.
+#[test]
+fn a_short_run_on_the_fast_ops_matches_the_stock_ops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut results = Vec::new();
+    for ops in ["fast", "stock"] {
+        let run = dir.path().join(ops);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sla"));
+        command.args([
+            "train",
+            "--model",
+            "cnn",
+            "--mode",
+            "sla",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "20",
+            "--limit-train",
+            "400",
+            "--limit-test",
+            "200",
+            "--seed",
+            "3",
+            "--out",
+            run.to_str().expect("utf-8 path"),
+        ]);
+        if ops == "stock" {
+            command.env("SLA_OPS", "stock");
+        } else {
+            command.env_remove("SLA_OPS");
+        }
+        let out = command.output().expect("run sla");
+        assert!(
+            out.status.success(),
+            "{ops}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        results.push(final_metrics(&run));
+    }
+    let ((fast_loss, fast_single, fast_agg), (stock_loss, stock_single, stock_agg)) =
+        (results[0], results[1]);
+    assert!(
+        (fast_loss - stock_loss).abs() < 0.02 * stock_loss,
+        "train loss {fast_loss} vs {stock_loss}"
+    );
+    // 200 test images: 0.05 is 10 images, well inside the noise of a one-epoch run.
+    assert!(
+        (fast_single - stock_single).abs() <= 0.05,
+        "single {fast_single} vs {stock_single}"
+    );
+    assert!(
+        (fast_agg - stock_agg).abs() <= 0.05,
+        "aggregated {fast_agg} vs {stock_agg}"
+    );
+}

@@ -6,7 +6,7 @@
 //! sums in arrays with one lane per channel, so the loops over a row vectorise, and split the rows
 //! into fixed chunks for rayon whose partial sums are combined in order, so results do not depend
 //! on scheduling. Outputs are written once, in parallel, without a zeroing pass first
-//! ([`fill_parallel`], shared with the residual op).
+//! ([`super::fill_parallel`]).
 
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, Var};
 use rayon::prelude::*;
 
 use super::profile::{Phase, record};
-use super::{Real, contiguous_slice, with_slice};
+use super::{Real, contiguous_slice, fill_parallel, with_slice};
 
 /// Per-channel batch mean and biased variance of one training-mode forward pass.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -329,30 +329,6 @@ fn forward<T: Real>(
     // count above, so the zips visit every output element and write each once.
     let out = unsafe { fill_parallel(x.len(), chunk, kernel) };
     (out, stats)
-}
-
-/// A vector of `len` values written in parallel, `chunk` values per rayon task, by
-/// `fill(index, part)` for the chunk of values `index·chunk..`, without zeroing it first:
-/// `vec![0; len]` clears the whole output on the calling thread (glibc's calloc zeroes reused heap
-/// memory), a serial pass over an activation-sized buffer while the other cores wait.
-///
-/// # Safety
-///
-/// `fill` must write every element of `part` (or panic).
-pub(super) unsafe fn fill_parallel<T: Send>(
-    len: usize,
-    chunk: usize,
-    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
-) -> Vec<T> {
-    let mut values = Vec::with_capacity(len);
-    values.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk.max(1))
-        .enumerate()
-        .for_each(|(index, part)| fill(index, part));
-    // SAFETY: the capacity is at least len, and by the caller's contract `fill` initialised every
-    // one of the first len elements (a panic in it unwinds before this line).
-    unsafe { values.set_len(len) };
-    values
 }
 
 /// Per channel `y = x·scale + shift`; the backward pass recomputes the ReLU mask with the very same

@@ -12,9 +12,11 @@ pub mod residual;
 pub mod simd;
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, WithDType};
+use rayon::prelude::*;
 
 pub use batch_norm::{BatchNormStats, batch_norm_eval, batch_norm_train};
 pub use conv::conv2d;
@@ -70,6 +72,30 @@ impl Real for f64 {
     fn from_f32(_: Vec<f32>) -> Option<Vec<f64>> {
         None
     }
+}
+
+/// A vector of `len` values written in parallel, `chunk` values per rayon task, by
+/// `fill(index, part)` for the chunk of values `index·chunk..`, without zeroing it first:
+/// `vec![0; len]` clears the whole output on the calling thread (glibc's calloc zeroes reused heap
+/// memory), a serial pass over an activation-sized buffer while the other cores wait.
+///
+/// # Safety
+///
+/// `fill` must write every element of `part` (or panic).
+pub(crate) unsafe fn fill_parallel<T: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let mut values = Vec::with_capacity(len);
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(index, part)| fill(index, part));
+    // SAFETY: the capacity is at least len, and by the caller's contract `fill` initialised every
+    // one of the first len elements (a panic in it unwinds before this line).
+    unsafe { values.set_len(len) };
+    values
 }
 
 /// The contiguous slice of a CPU storage that a layout describes.

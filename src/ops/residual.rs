@@ -7,9 +7,8 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::batch_norm::fill_parallel;
 use super::profile::{Phase, record};
-use super::{Real, contiguous_slice, with_slice};
+use super::{Real, contiguous_slice, fill_parallel, with_slice};
 
 struct AddRelu {
     downsample: bool,

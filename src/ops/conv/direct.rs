@@ -13,6 +13,8 @@
 //! The images are padded copies (zeros around, plus a tail) so the tiles never test bounds: a tile
 //! that runs past the row end computes a few throw-away pixels, which are not stored.
 
+use std::mem::MaybeUninit;
+
 use pulp::{Simd, WithSimd};
 
 use crate::ops::simd::Isa;
@@ -148,8 +150,8 @@ pub(super) struct SlidingConv<'a> {
     /// From [`pack_sliding`].
     pub weights: &'a [f32],
     pub cout: usize,
-    /// `[ho, wo, cout]`.
-    pub out: &'a mut [f32],
+    /// `[ho, wo, cout]`, written whole (left uninitialised only when the kernel refuses).
+    pub out: &'a mut [MaybeUninit<f32>],
 }
 
 impl SlidingConv<'_> {
@@ -210,7 +212,7 @@ unsafe fn sliding<S: Simd, const V: usize, const P: usize>(simd: S, c: SlidingCo
     let pitch = c.input.width * c.cin;
     let step = c.stride * c.cin;
     let input = c.input.data.as_ptr();
-    let out = c.out.as_mut_ptr();
+    let out = c.out.as_mut_ptr().cast::<f32>();
     let zero = simd.splat_f32s(0.0);
     for oy in 0..c.ho {
         for chunk in 0..c.cout / width {

@@ -9,12 +9,16 @@
 mod direct;
 mod im2col;
 
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::profile::{Phase, add_conv_flops, count_conv_pass, record};
 use super::simd::{self, Isa};
-use super::{Real, contiguous_slice, with_slice};
+use super::{Real, contiguous_slice, fill_parallel, with_slice};
 use direct::{Padded, SlidingConv, Tile, WeightGrad};
 
 /// Convolution of the channels-last `x` `[B, H, W, Cin]` with `weight` `[Cout, Cin, k, k]`, giving
@@ -210,19 +214,55 @@ fn weight_grad_im2col<T: Real>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     from_hwio(&hwio.unwrap_or_default(), g)
 }
 
+thread_local! {
+    /// Each rayon worker's padded copy of the image it works on, reused from image to image.
+    static PADDED: RefCell<Padded> = RefCell::new(Padded::new());
+}
+
+/// Run the sliding kernel over every image, writing each output once (no zeroing pass first), or
+/// `None` if the kernel refused (it cannot on the shapes [`Tile::for_channels`] admits).
+fn sliding_all_images(
+    input: &[f32],
+    input_dims: (usize, usize, usize),
+    pad: usize,
+    output_len: usize,
+    batch: usize,
+    make: impl Fn(&Padded, &mut [MaybeUninit<f32>]) -> bool + Sync,
+    frame: (usize, usize),
+) -> Option<Vec<f32>> {
+    let (h, w, c) = input_dims;
+    let refused = AtomicBool::new(false);
+    let fill = |index: usize, out: &mut [MaybeUninit<f32>]| {
+        let image = &input[index * h * w * c..][..h * w * c];
+        let done = PADDED.with_borrow_mut(|padded| {
+            padded.fill(image, input_dims, pad, frame.0, frame.1);
+            make(padded, out)
+        });
+        if !done {
+            out.fill(MaybeUninit::new(0.0));
+            refused.store(true, Ordering::Relaxed);
+        }
+    };
+    // SAFETY: `make` writes every element of its image's output when it returns true (the sliding
+    // kernel covers every pixel and channel chunk), and `fill` zeroes the output otherwise.
+    let out = unsafe { fill_parallel(batch * output_len, output_len, fill) };
+    (!refused.load(Ordering::Relaxed)).then_some(out)
+}
+
 /// The direct f32 forward pass, or `None` when the shapes do not suit the kernels.
 fn forward_direct(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
     let tile = Tile::for_channels(isa, g.cout)?;
     let packed = direct::pack_sliding(&tile, (g.cout, g.cin, g.k), |co, ci, ky, kx| {
         weight[((co * g.cin + ci) * g.k + ky) * g.k + kx]
     });
-    let (rows, width) = direct::frame(&tile, (g.ho, g.wo), g.k, g.stride);
-    let mut out = vec![0f32; g.batch * g.output_len()];
-    let done = out
-        .par_chunks_mut(g.output_len())
-        .zip(x.par_chunks(g.input_len()))
-        .map_init(Padded::new, |padded, (out, x)| {
-            padded.fill(x, (g.h, g.w, g.cin), g.pad, rows, width);
+    let frame = direct::frame(&tile, (g.ho, g.wo), g.k, g.stride);
+    sliding_all_images(
+        x,
+        (g.h, g.w, g.cin),
+        g.pad,
+        g.output_len(),
+        g.batch,
+        |padded, out| {
             let kernel = SlidingConv {
                 tile,
                 input: padded,
@@ -236,9 +276,9 @@ fn forward_direct(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<V
                 out,
             };
             simd::dispatch(isa, kernel).unwrap_or(false)
-        })
-        .all(|done| done);
-    done.then_some(out)
+        },
+        frame,
+    )
 }
 
 /// The direct f32 input gradient for stride 1 (a forward pass over dY with the flipped, transposed
@@ -250,13 +290,14 @@ fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Opti
     let packed = direct::pack_sliding(&tile, (t.cout, t.cin, k), |ci, co, ky, kx| {
         weight[((co * g.cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
     });
-    let (rows, width) = direct::frame(&tile, (t.ho, t.wo), k, 1);
-    let mut dx = vec![0f32; g.batch * g.input_len()];
-    let done = dx
-        .par_chunks_mut(g.input_len())
-        .zip(dy.par_chunks(g.output_len()))
-        .map_init(Padded::new, |padded, (dx, dy)| {
-            padded.fill(dy, (t.h, t.w, t.cin), t.pad, rows, width);
+    let frame = direct::frame(&tile, (t.ho, t.wo), k, 1);
+    sliding_all_images(
+        dy,
+        (t.h, t.w, t.cin),
+        t.pad,
+        t.output_len(),
+        t.batch,
+        |padded, out| {
             let kernel = SlidingConv {
                 tile,
                 input: padded,
@@ -267,12 +308,12 @@ fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Opti
                 wo: t.wo,
                 weights: &packed,
                 cout: t.cout,
-                out: dx,
+                out,
             };
             simd::dispatch(isa, kernel).unwrap_or(false)
-        })
-        .all(|done| done);
-    done.then_some(dx)
+        },
+        frame,
+    )
 }
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
