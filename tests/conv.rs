@@ -101,6 +101,9 @@ fn check_cases(dtype: DType, tol: f64) -> Result<(u64, u64)> {
 
 #[test]
 fn conv2d_matches_candle_on_every_instruction_set() -> Result<()> {
+    // NEON is part of every aarch64 CPU: the kernels must find and test it there.
+    #[cfg(target_arch = "aarch64")]
+    assert!(simd::available().contains(&Isa::Neon));
     for isa in simd::available() {
         let (direct, general) = simd::with_isa(isa, || check_cases(DType::F32, 2e-5))?;
         // 10 cases × 3 passes. With vectors of 4 to 16 floats the direct kernels take the 7
