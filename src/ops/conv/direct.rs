@@ -89,11 +89,14 @@ impl Padded {
         self.width = width;
         self.data.clear();
         self.data.resize(rows * width * c + TAIL, 0.0);
+        // Only the part of the image inside the frame: a kernel never reads beyond it.
+        let len = w.min(width.saturating_sub(pad)) * c;
+        if len == 0 {
+            return;
+        }
         for y in 0..h.min(rows.saturating_sub(pad)) {
-            let src = &x[y * w * c..][..w * c];
             let start = ((y + pad) * width + pad) * c;
-            let len = (w * c).min((width - pad) * c);
-            self.data[start..start + len].copy_from_slice(&src[..len]);
+            self.data[start..start + len].copy_from_slice(&x[y * w * c..][..len]);
         }
     }
 
