@@ -93,7 +93,8 @@ impl Geometry {
     /// For stride 1, the input gradient is the convolution of dY (padded by k − 1 − pad) with the
     /// flipped, transposed kernel: this is its geometry.
     fn transposed(&self) -> Option<Geometry> {
-        (self.stride == 1 && self.pad < self.k).then_some(Geometry {
+        // `then`, not `then_some`: k − 1 − pad exists only when the condition holds.
+        (self.stride == 1 && self.pad < self.k).then(|| Geometry {
             h: self.ho,
             w: self.wo,
             cin: self.cout,
