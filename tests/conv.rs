@@ -2,36 +2,12 @@
 //! instruction set this CPU has, in f32 (direct SIMD kernels where the channels allow) and f64
 //! (the im2col path), on odd shapes.
 
-use candle_core::{DType, Device, Result, Tensor, Var};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use candle_core::{DType, Result, Tensor, Var};
 
 use sla::ops;
+
+use crate::support::{assert_close, random};
 use sla::ops::simd::{self, Isa};
-
-fn random(shape: &[usize], seed: u64, dtype: DType) -> Result<Tensor> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let count = shape.iter().product();
-    let values: Vec<f64> = (0..count).map(|_| rng.random_range(-1.0..1.0)).collect();
-    Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(dtype)
-}
-
-/// max |a − b| ≤ tol · max(1, max |b|).
-fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<()> {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let a = a.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let b = b.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let scale = b.iter().fold(1f64, |m, v| m.max(v.abs()));
-    let worst = a
-        .iter()
-        .zip(&b)
-        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
-    assert!(
-        worst <= tol * scale,
-        "{what}: differs by {worst:e} (scale {scale:e}, tolerance {tol:e})"
-    );
-    Ok(())
-}
 
 fn to_channels_last(x: &Tensor) -> Result<Tensor> {
     x.permute((0, 2, 3, 1))?.contiguous()

@@ -7,4 +7,5 @@ mod download;
 mod gpu;
 mod gui;
 mod ops;
+mod support;
 mod training;

@@ -220,50 +220,23 @@ thread_local! {
     static PADDED: RefCell<Padded> = RefCell::new(Padded::new());
 }
 
-/// Run the sliding kernel over every image, writing each output once (no zeroing pass first), or
-/// `None` if the kernel refused (it cannot on the shapes [`Tile::for_channels`] admits).
-fn sliding_all_images(
+/// The convolution `g` of every image with the sliding kernel, weights given by
+/// `weight(co, ci, ky, kx)`, each output written once (no zeroing pass first); `None` when the
+/// shapes do not suit the kernels.
+fn sliding_direct(
     input: &[f32],
-    input_dims: (usize, usize, usize),
-    pad: usize,
-    output_len: usize,
-    batch: usize,
-    make: impl Fn(&Padded, &mut [MaybeUninit<f32>]) -> bool + Sync,
-    frame: (usize, usize),
+    g: &Geometry,
+    weight: impl Fn(usize, usize, usize, usize) -> f32,
+    isa: Isa,
 ) -> Option<Vec<f32>> {
-    let (h, w, c) = input_dims;
+    let tile = Tile::for_channels(isa, g.cout)?;
+    let packed = direct::pack_sliding(&tile, (g.cout, g.cin, g.k), weight);
+    let (rows, width) = direct::frame(&tile, (g.ho, g.wo), g.k, g.stride);
     let refused = AtomicBool::new(false);
     let fill = |index: usize, out: &mut [MaybeUninit<f32>]| {
-        let image = &input[index * h * w * c..][..h * w * c];
+        let image = &input[index * g.input_len()..][..g.input_len()];
         let done = PADDED.with_borrow_mut(|padded| {
-            padded.fill(image, input_dims, pad, frame.0, frame.1);
-            make(padded, out)
-        });
-        if !done {
-            out.fill(MaybeUninit::new(0.0));
-            refused.store(true, Ordering::Relaxed);
-        }
-    };
-    // SAFETY: `make` writes every element of its image's output when it returns true (the sliding
-    // kernel covers every pixel and channel chunk), and `fill` zeroes the output otherwise.
-    let out = unsafe { fill_parallel(batch * output_len, output_len, fill) };
-    (!refused.load(Ordering::Relaxed)).then_some(out)
-}
-
-/// The direct f32 forward pass, or `None` when the shapes do not suit the kernels.
-fn forward_direct(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
-    let tile = Tile::for_channels(isa, g.cout)?;
-    let packed = direct::pack_sliding(&tile, (g.cout, g.cin, g.k), |co, ci, ky, kx| {
-        weight[((co * g.cin + ci) * g.k + ky) * g.k + kx]
-    });
-    let frame = direct::frame(&tile, (g.ho, g.wo), g.k, g.stride);
-    sliding_all_images(
-        x,
-        (g.h, g.w, g.cin),
-        g.pad,
-        g.output_len(),
-        g.batch,
-        |padded, out| {
+            padded.fill(image, (g.h, g.w, g.cin), g.pad, rows, width);
             let kernel = SlidingConv {
                 tile,
                 input: padded,
@@ -274,47 +247,35 @@ fn forward_direct(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<V
                 wo: g.wo,
                 weights: &packed,
                 cout: g.cout,
-                out,
+                out: &mut *out,
             };
             simd::dispatch(isa, kernel).unwrap_or(false)
-        },
-        frame,
-    )
+        });
+        if !done {
+            out.fill(MaybeUninit::new(0.0));
+            refused.store(true, Ordering::Relaxed);
+        }
+    };
+    // SAFETY: the sliding kernel writes every pixel and channel chunk of its image's output when
+    // it returns true (the shapes `Tile::for_channels` admits), and `fill` zeroes it otherwise.
+    let out = unsafe { fill_parallel(g.batch * g.output_len(), g.output_len(), fill) };
+    (!refused.load(Ordering::Relaxed)).then_some(out)
+}
+
+/// The direct f32 forward pass, or `None` when the shapes do not suit the kernels.
+fn forward_direct(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
+    let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * g.k + ky) * g.k + kx];
+    sliding_direct(x, g, at, isa)
 }
 
 /// The direct f32 input gradient for stride 1 (a forward pass over dY with the flipped, transposed
 /// kernel), or `None` when the shapes do not suit the kernels.
 fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
     let t = g.transposed()?;
-    let tile = Tile::for_channels(isa, t.cout)?;
     let k = g.k;
-    let packed = direct::pack_sliding(&tile, (t.cout, t.cin, k), |ci, co, ky, kx| {
-        weight[((co * g.cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
-    });
-    let frame = direct::frame(&tile, (t.ho, t.wo), k, 1);
-    sliding_all_images(
-        dy,
-        (t.h, t.w, t.cin),
-        t.pad,
-        t.output_len(),
-        t.batch,
-        |padded, out| {
-            let kernel = SlidingConv {
-                tile,
-                input: padded,
-                cin: t.cin,
-                k,
-                stride: 1,
-                ho: t.ho,
-                wo: t.wo,
-                weights: &packed,
-                cout: t.cout,
-                out,
-            };
-            simd::dispatch(isa, kernel).unwrap_or(false)
-        },
-        frame,
-    )
+    let flipped =
+        |ci, co, ky, kx| weight[((co * g.cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
+    sliding_direct(dy, &t, flipped, isa)
 }
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit

@@ -1,0 +1,30 @@
+//! Helpers the op tests share: seeded random tensors and a scaled closeness check.
+
+use candle_core::{DType, Device, Result, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Uniform values in [−1, 1) from a seeded generator.
+pub fn random(shape: &[usize], seed: u64, dtype: DType) -> Result<Tensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let count = shape.iter().product();
+    let values: Vec<f64> = (0..count).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(dtype)
+}
+
+/// max |a − b| ≤ tol · max(1, max |b|), with the worst difference in the message.
+pub fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<()> {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+    let a = a.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let b = b.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let scale = b.iter().fold(1f64, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        worst <= tol * scale,
+        "{what}: differs by {worst:e} (scale {scale:e}, tolerance {tol:e})"
+    );
+    Ok(())
+}
