@@ -22,6 +22,23 @@ use crate::ops::simd::Isa;
 /// Floats after a padded image, so a weight-gradient tile may read R channels past the last pixel.
 const TAIL: usize = 64;
 
+/// Call `kernel::<S, V, P>(simd, op)` with the constant tile shape of `op.tile`: one arm per shape
+/// [`Tile::for_channels`] gives, so each kernel is compiled for exactly those. Returns `false` from
+/// the enclosing function for any other shape.
+macro_rules! with_tile_shape {
+    ($kernel:ident, $simd_type:ty, $simd:expr, $op:expr) => {
+        match ($op.tile.vectors, $op.tile.pixels) {
+            (1, 16) => $kernel::<$simd_type, 1, 16>($simd, $op),
+            (2, 8) => $kernel::<$simd_type, 2, 8>($simd, $op),
+            (4, 4) => $kernel::<$simd_type, 4, 4>($simd, $op),
+            (1, 8) => $kernel::<$simd_type, 1, 8>($simd, $op),
+            (2, 4) => $kernel::<$simd_type, 2, 4>($simd, $op),
+            (4, 2) => $kernel::<$simd_type, 4, 2>($simd, $op),
+            _ => return false,
+        }
+    };
+}
+
 /// A register tile: `vectors` SIMD vectors of output channels by `pixels` pixels (or input channels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Tile {
@@ -178,17 +195,7 @@ impl WithSimd for SlidingConv<'_> {
             return false;
         }
         // SAFETY: `fits` checked the frame, weight and output sizes the loops index.
-        unsafe {
-            match (self.tile.vectors, self.tile.pixels) {
-                (1, 16) => sliding::<S, 1, 16>(simd, self),
-                (2, 8) => sliding::<S, 2, 8>(simd, self),
-                (4, 4) => sliding::<S, 4, 4>(simd, self),
-                (1, 8) => sliding::<S, 1, 8>(simd, self),
-                (2, 4) => sliding::<S, 2, 4>(simd, self),
-                (4, 2) => sliding::<S, 4, 2>(simd, self),
-                _ => return false,
-            }
-        }
+        unsafe { with_tile_shape!(sliding, S, simd, self) }
         true
     }
 }
@@ -290,17 +297,7 @@ impl WithSimd for WeightGrad<'_> {
             return false;
         }
         // SAFETY: `fits` checked the frame (with its tail), dY and dW sizes the loops index.
-        unsafe {
-            match (self.tile.vectors, self.tile.pixels) {
-                (1, 16) => weight_grad::<S, 1, 16>(simd, self),
-                (2, 8) => weight_grad::<S, 2, 8>(simd, self),
-                (4, 4) => weight_grad::<S, 4, 4>(simd, self),
-                (1, 8) => weight_grad::<S, 1, 8>(simd, self),
-                (2, 4) => weight_grad::<S, 2, 4>(simd, self),
-                (4, 2) => weight_grad::<S, 4, 2>(simd, self),
-                _ => return false,
-            }
-        }
+        unsafe { with_tile_shape!(weight_grad, S, simd, self) }
         true
     }
 }
