@@ -81,7 +81,9 @@ fn every_objective_gradient_matches_finite_differences() -> candle_core::Result<
     let (n, side) = (3, 8);
     let set = TransformSet::preset(TransformPreset::Rotation);
     let expander = Expander::new(&set, 1, side, side, &device)?;
-    let images = Tensor::randn(0f64, 1.0, (4, 1, side, side), &device)?;
+    // Seeded: with fresh random images each run, a ±1e-5 probe now and then crosses a ReLU or
+    // max-pool kink and the central difference stops being a derivative.
+    let images = crate::support::random(&[4, 1, side, side], 19, DType::F64)?;
     let labels = Tensor::new(&[0u32, 2, 1, 2], &device)?;
     for mode in Mode::ALL {
         let obj = objective(mode, n, set.len());
