@@ -8,7 +8,7 @@ use crate::sla::{Mode, Objective, TransformError, TransformPreset, TransformSet}
 
 /// Which transformation set: a reference preset or a custom rotations × permutations product.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum TransformChoice {
     Preset(TransformPreset),
     Custom {
@@ -83,8 +83,10 @@ pub enum ScheduleKind {
     Cosine,
 }
 
+/// Keys missing from a saved config take their defaults (older runs lack newer settings); unknown
+/// keys are refused, so a misspelt one is never silently replaced by its default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub dataset: DatasetSource,
     /// Train on the first N training images only.
@@ -116,6 +118,8 @@ pub struct TrainConfig {
     pub device: String,
     /// Evaluate every this many epochs (and always after the last).
     pub eval_every: usize,
+    /// Also save a checkpoint every this many steps (0: only at the end of each epoch).
+    pub checkpoint_every: usize,
 }
 
 impl Default for TrainConfig {
@@ -142,9 +146,17 @@ impl Default for TrainConfig {
             seed: 0,
             device: "cpu".to_string(),
             eval_every: 1,
+            checkpoint_every: 0,
         }
     }
 }
+
+/// Upper bounds on sizes, far beyond any real use, so that a typo (an extra zero or three) is an
+/// error at once instead of an allocation of terabytes or a run of centuries.
+pub const MAX_EPOCHS: usize = 100_000;
+pub const MAX_BATCH_SIZE: usize = 65_536;
+pub const MAX_IMAGE_SIZE: usize = 1024;
+pub const MAX_TEMPERATURE: f64 = 1e6;
 
 /// A setting that makes no sense, with the reason.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -164,11 +176,20 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
 impl TrainConfig {
     /// Check every setting that can be checked without the data.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.epochs == 0 {
-            return Err(invalid("epochs", "must be at least 1"));
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return Err(invalid(
+                "epochs",
+                format!("must be between 1 and {MAX_EPOCHS}, got {}", self.epochs),
+            ));
         }
-        if self.batch_size == 0 {
-            return Err(invalid("batch size", "must be at least 1"));
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(invalid(
+                "batch size",
+                format!(
+                    "must be between 1 and {MAX_BATCH_SIZE}, got {}",
+                    self.batch_size
+                ),
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(invalid(
@@ -191,7 +212,10 @@ impl TrainConfig {
                 format!("must be 0 or more, got {}", self.weight_decay),
             ));
         }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+        if !(self.temperature.is_finite()
+            && self.temperature > 0.0
+            && self.temperature <= MAX_TEMPERATURE)
+        {
             return Err(invalid(
                 "temperature",
                 format!("must be positive, got {}", self.temperature),
@@ -203,8 +227,14 @@ impl TrainConfig {
                 format!("must be 0 or more, got {}", self.beta),
             ));
         }
-        if self.eval_every == 0 {
-            return Err(invalid("eval every", "must be at least 1 epoch"));
+        if !(1..=MAX_EPOCHS).contains(&self.eval_every) {
+            return Err(invalid(
+                "eval every",
+                format!(
+                    "must be between 1 and {MAX_EPOCHS} epochs, got {}",
+                    self.eval_every
+                ),
+            ));
         }
         if self.limit_train == Some(0) || self.limit_test == Some(0) {
             return Err(invalid(
@@ -212,8 +242,16 @@ impl TrainConfig {
                 "a limit of 0 images leaves nothing to train or test on",
             ));
         }
-        if self.dataset.kind == DatasetKind::Folder && self.dataset.image_size == 0 {
-            return Err(invalid("image size", "must be at least 1 pixel"));
+        if self.dataset.kind == DatasetKind::Folder
+            && !(1..=MAX_IMAGE_SIZE).contains(&self.dataset.image_size)
+        {
+            return Err(invalid(
+                "image size",
+                format!(
+                    "must be between 1 and {MAX_IMAGE_SIZE} pixels, got {}",
+                    self.dataset.image_size
+                ),
+            ));
         }
         self.transforms
             .set()
@@ -247,6 +285,25 @@ mod tests {
         let json = serde_json::to_string(&config).expect("serialise");
         let back: TrainConfig = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_and_a_missing_one_takes_its_default() {
+        let error = serde_json::from_str::<TrainConfig>(r#"{"epochz": 3}"#).expect_err("typo");
+        assert!(
+            error.to_string().contains("unknown field `epochz`"),
+            "{error}"
+        );
+        let error =
+            serde_json::from_str::<TrainConfig>(r#"{"dataset": {"kind": "mnist", "dirr": "x"}}"#)
+                .expect_err("nested typo");
+        assert!(
+            error.to_string().contains("unknown field `dirr`"),
+            "{error}"
+        );
+        let config: TrainConfig = serde_json::from_str(r#"{"epochs": 3}"#).expect("partial");
+        assert_eq!(config.epochs, 3);
+        assert_eq!(config.checkpoint_every, 0);
     }
 
     #[test]
@@ -302,6 +359,31 @@ mod tests {
                     ..Default::default()
                 },
                 "device",
+            ),
+            (
+                TrainConfig {
+                    batch_size: 10_000_000,
+                    ..Default::default()
+                },
+                "batch size",
+            ),
+            (
+                TrainConfig {
+                    epochs: 1 << 40,
+                    ..Default::default()
+                },
+                "epochs",
+            ),
+            (
+                TrainConfig {
+                    dataset: DatasetSource {
+                        kind: DatasetKind::Folder,
+                        dir: Some("images".into()),
+                        image_size: 100_000,
+                    },
+                    ..Default::default()
+                },
+                "image size",
             ),
             (
                 TrainConfig {

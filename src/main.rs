@@ -10,10 +10,15 @@ fn main() -> std::process::ExitCode {
     match sla::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            // One line: the error and its causes, no backtrace.
-            let causes: Vec<String> = error.chain().map(ToString::to_string).collect();
-            eprintln!("error: {}", causes.join(": "));
-            std::process::ExitCode::FAILURE
+            eprintln!("error: {}", sla::cli::error_line(&error));
+            if error
+                .downcast_ref::<sla::cli::interrupt::Interrupted>()
+                .is_some()
+            {
+                std::process::ExitCode::from(sla::cli::interrupt::INTERRUPTED_EXIT as u8)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod conv;
+mod crash;
 mod data;
 mod download;
 mod gpu;

@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::data::DatasetKind;
+use crate::run::read_config;
+use crate::train::checkpoint;
 use crate::train::evaluate::evaluate;
-use crate::train::run_dir::read_config;
 use crate::train::setup::{build_model, load_data};
 
 use super::percent;
@@ -45,20 +46,24 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         config.device = device.clone();
     }
     let data = load_data(&config)?;
+    let checkpoint = checkpoint::require(&args.run)?;
     let model = build_model(
         &config,
         data.test.shape,
         data.train.num_classes(),
-        Some(&args.run),
+        Some(&checkpoint),
     )
     .with_context(|| format!("loading the checkpoint of {}", args.run.display()))?;
+    let never_stop = || false;
     let result = evaluate(
         &model,
         &data.test,
         &data.normalization,
         config.batch_size,
         0,
-    )?;
+        &never_stop,
+    )?
+    .context("the evaluation was stopped")?;
     println!(
         "{} on {} ({} test images), mode {}, {} transformations",
         config.model.name(),

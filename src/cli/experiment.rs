@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 
 use anyhow::{Context, bail};
@@ -11,12 +13,13 @@ use serde::Serialize;
 
 use crate::config::TrainConfig;
 use crate::gpu::{GpuContext, render_run};
+use crate::run::{self, EvalMetrics};
 use crate::sla::Mode;
+use crate::train::TrainerEvent;
 use crate::train::checkpoint;
-use crate::train::run_dir::{CONFIG_FILE, read_metrics};
 use crate::train::trainer::{self, RunStart};
-use crate::train::{EvalMetrics, TrainerEvent};
 
+use super::interrupt::{Interrupted, stop_on_interrupt};
 use super::train::{TrainArgs, metrics_line};
 
 #[derive(Debug, Args)]
@@ -87,26 +90,58 @@ fn run_name(mode: Mode, seed: u64) -> String {
     format!("{}-seed{seed}", mode.name())
 }
 
-/// Train one run to its end, starting, resuming or skipping it as its folder says.
-fn train_run(config: &TrainConfig, dir: &Path) -> anyhow::Result<()> {
-    let start = if trainer::is_resumable(dir) {
-        let state = checkpoint::load_state(dir)?;
-        let done = read_metrics(dir)?
-            .last()
-            .is_some_and(|m| m.epoch >= config.epochs);
+/// Settings that may differ between an experiment's earlier runs and this command: they change where
+/// and how often a run reports, not what it trains.
+const FREE_SETTINGS: [&str; 3] = ["device", "eval_every", "checkpoint_every"];
+
+/// The settings of an existing run that differ from what this command asks for.
+fn changed_settings(existing: &TrainConfig, wanted: &TrainConfig) -> anyhow::Result<Vec<String>> {
+    let (serde_json::Value::Object(old), serde_json::Value::Object(new)) = (
+        serde_json::to_value(existing)?,
+        serde_json::to_value(wanted)?,
+    ) else {
+        bail!("a config is not a JSON object");
+    };
+    Ok(new
+        .iter()
+        .filter(|(key, _)| !FREE_SETTINGS.contains(&key.as_str()))
+        .filter(|(key, value)| old.get(*key) != Some(*value))
+        .map(|(key, value)| {
+            let was = old.get(key).cloned().unwrap_or(serde_json::Value::Null);
+            format!("{key} {was} (asked: {value})")
+        })
+        .collect())
+}
+
+/// Train one run to its end, starting, resuming or skipping it as its folder says. A folder trained
+/// with other settings is refused, so its results are never labelled with this command's flags.
+fn train_run(config: &TrainConfig, dir: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
+    let start = if run::is_run_folder(dir) {
+        let existing = run::read_config(dir)?;
+        let changes = changed_settings(&existing, config)?;
+        if !changes.is_empty() {
+            bail!(
+                "{} was trained with other settings: {}. Use another --out, or the flags it was run with",
+                dir.display(),
+                changes.join(", ")
+            );
+        }
+        let state = checkpoint::find(dir)?.map(|c| c.state);
+        let done = state.as_ref().is_some_and(|s| !s.pending_evaluation)
+            && run::read_metrics(dir)?
+                .records
+                .last()
+                .is_some_and(|m| m.epoch >= config.epochs);
+        let step = state.map_or(0, |s| s.step);
         if done {
-            println!("{}: already complete at step {}", dir.display(), state.step);
+            println!("{}: already complete at step {step}", dir.display());
             return Ok(());
         }
-        println!("{}: resuming from step {}", dir.display(), state.step);
+        println!("{}: resuming from step {step}", dir.display());
         RunStart::Resume {
             run_dir: dir.to_path_buf(),
         }
     } else {
-        if dir.join(CONFIG_FILE).exists() {
-            // Started but no checkpoint yet: nothing worth keeping.
-            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
         RunStart::New {
             config: Box::new(config.clone()),
             run_dir: dir.to_path_buf(),
@@ -119,7 +154,15 @@ fn train_run(config: &TrainConfig, dir: &Path) -> anyhow::Result<()> {
         }
         true
     };
-    trainer::run(start, &inbox, &mut report)?;
+    let summary = trainer::run_until(start, &inbox, stop, &mut report)?;
+    if summary.stopped_early {
+        return Err(Interrupted(format!(
+            "{} saved at step {}; run the same command again to continue",
+            dir.display(),
+            summary.steps
+        ))
+        .into());
+    }
     Ok(())
 }
 
@@ -189,6 +232,8 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
     let base = args.train.config()?;
     base.validate()?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_interrupt(stop.clone());
     let mut results = Vec::new();
     for &mode in &args.modes {
         let mut runs = Vec::new();
@@ -201,9 +246,15 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
                 ..base.clone()
             };
             let dir = out.join(&name);
-            train_run(&config, &dir).with_context(|| format!("run {name}"))?;
-            let last = read_metrics(&dir)?
-                .pop()
+            train_run(&config, &dir, &stop).with_context(|| format!("run {name}"))?;
+            let metrics = run::read_metrics(&dir)?;
+            if let Some(torn) = &metrics.torn_tail {
+                eprintln!("warning: {torn}");
+            }
+            let last = metrics
+                .records
+                .last()
+                .cloned()
                 .with_context(|| format!("run {name} has no evaluation"))?;
             runs.push((name, last));
         }

@@ -5,10 +5,31 @@ pub mod data;
 pub mod eval;
 pub mod experiment;
 pub mod gui;
+pub mod interrupt;
 pub mod render;
 pub mod train;
 
 use clap::{Parser, Subcommand};
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        #[derive(Debug, thiserror::Error)]
+        #[error("data/x.gz: {0}")]
+        struct Repeats(#[source] std::io::Error);
+        let error = Err::<(), _>(Repeats(io))
+            .context("loading the data")
+            .expect_err("error");
+        assert_eq!(
+            super::error_line(&error),
+            "loading the data: data/x.gz: No such file"
+        );
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +72,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(args)) => bench::run(args),
         None => crate::gui::run(crate::gui::GuiOptions::default()),
     }
+}
+
+/// An error and its causes on one line, each said once: many errors repeat their cause in their own
+/// message (`"{path}: {source}"`), and printing the chain as well would say it twice.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line += ": ";
+        }
+        line += &cause;
+    }
+    line
 }
 
 /// Format a fraction in [0, 1] as a percentage.

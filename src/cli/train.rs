@@ -84,6 +84,9 @@ pub struct TrainArgs {
     /// Evaluate every N epochs.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
+    /// Also save a checkpoint every N steps (0: at the end of each epoch only).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
     /// Run folder to create.
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
@@ -131,6 +134,7 @@ impl TrainArgs {
             seed: self.seed,
             device: self.device.clone(),
             eval_every: self.eval_every,
+            checkpoint_every: self.checkpoint_every,
         })
     }
 }
@@ -195,11 +199,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         (None, None) => bail!("pass --out RUN_DIR for a new run or --resume RUN_DIR"),
     };
     let trainer = TrainerHandle::spawn(start, || {}).context("starting the trainer")?;
+    super::interrupt::stop_on_interrupt(trainer.stop_flag());
+    let mut run_dir = None;
     let bar = ProgressBar::new_spinner().with_message("loading data");
     bar.enable_steady_tick(Duration::from_millis(200));
     while let Some(event) = trainer.next_event() {
         match event {
             TrainerEvent::Started(info) => {
+                run_dir = Some(info.run_dir.clone());
                 bar.set_length(info.total_steps);
                 bar.set_position(info.first_step);
                 bar.reset_eta();
@@ -238,6 +245,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             TrainerEvent::Finished(result) => {
                 bar.finish_and_clear();
                 let summary = result?;
+                if summary.stopped_early && super::interrupt::interrupted() {
+                    let how = match &run_dir {
+                        Some(dir) => format!(
+                            "checkpoint saved at step {}; continue with `sla train --resume {}`",
+                            summary.steps,
+                            dir.display()
+                        ),
+                        None => "stopped before training began".to_string(),
+                    };
+                    return Err(super::interrupt::Interrupted(how).into());
+                }
                 println!(
                     "done: {} steps in {:.1} s{}",
                     summary.steps,

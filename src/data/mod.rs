@@ -74,7 +74,7 @@ impl std::fmt::Display for DatasetKind {
 /// for image folders the side every image is resized to. Fields missing from a config take their
 /// defaults (fashion-mini, no folder, 32 pixels).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatasetSource {
     pub kind: DatasetKind,
     pub dir: Option<PathBuf>,

@@ -1,7 +1,6 @@
 //! Headless export: a run folder's four views written as PNG files with the same renderers as the GUI.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::style::category_colour;
@@ -10,7 +9,7 @@ use super::{
     CurvesView, GpuContext, GpuError, GridInput, GridLayout, InputGridRenderer, RenderTarget,
     Series, ViewStyle, read_back,
 };
-use crate::train::{EvalMetrics, TrainingSnapshot};
+use crate::run::{self, EvalMetrics, Log, RunError};
 
 /// Side the confusion pictures aim for; cells are whole pixels, so large matrices come out a bit bigger.
 const CONFUSION_SIDE: u32 = 800;
@@ -24,109 +23,24 @@ const TILE_SIDE: usize = 64;
 /// Smoothing of the loss chart: per-step losses are noisy.
 const LOSS_SMOOTHING: f32 = 0.9;
 
-/// One line of `steps.csv`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepRecord {
-    pub step: u64,
-    pub epoch: usize,
-    pub loss: f32,
-    pub lr: f32,
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> GpuError + '_ {
-    move |source| GpuError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn format_error(path: &Path, line: usize, message: impl ToString) -> GpuError {
-    GpuError::RunFile {
-        path: path.to_path_buf(),
-        line,
-        message: message.to_string(),
-    }
-}
-
-/// Reads `snapshot.json`.
-pub fn read_snapshot(path: &Path) -> Result<TrainingSnapshot, GpuError> {
-    let file = fs::File::open(path).map_err(io_error(path))?;
-    serde_json::from_reader(BufReader::new(file)).map_err(|e| format_error(path, e.line(), e))
-}
-
-/// Reads `metrics.jsonl`, one `EvalMetrics` per non-empty line.
-pub fn read_metrics(path: &Path) -> Result<Vec<EvalMetrics>, GpuError> {
-    let file = fs::File::open(path).map_err(io_error(path))?;
-    let mut metrics = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io_error(path))?;
-        if !line.trim().is_empty() {
-            metrics.push(serde_json::from_str(&line).map_err(|e| format_error(path, i + 1, e))?);
-        }
-    }
-    Ok(metrics)
-}
-
-/// Reads `steps.csv` (`step,epoch,loss,lr`, columns found by the header's names).
-pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>, GpuError> {
-    let file = fs::File::open(path).map_err(io_error(path))?;
-    let mut lines = BufReader::new(file).lines();
-    let header = lines
-        .next()
-        .transpose()
-        .map_err(io_error(path))?
-        .ok_or_else(|| format_error(path, 1, "no header"))?;
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
-    let column = |name: &str| {
-        names
-            .iter()
-            .position(|&n| n == name)
-            .ok_or_else(|| format_error(path, 1, format!("no `{name}` column in `{header}`")))
-    };
-    let (step, epoch, loss, lr) = (
-        column("step")?,
-        column("epoch")?,
-        column("loss")?,
-        column("lr")?,
-    );
-    let mut records = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let line = line.map_err(io_error(path))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let field = |c: usize| {
-            fields.get(c).copied().ok_or_else(|| {
-                format_error(
-                    path,
-                    i + 2,
-                    format!("{} fields, expected {}", fields.len(), names.len()),
-                )
-            })
-        };
-        let bad = |e: &dyn std::fmt::Display| format_error(path, i + 2, e);
-        records.push(StepRecord {
-            step: field(step)?.parse().map_err(|e| bad(&e))?,
-            epoch: field(epoch)?.parse().map_err(|e| bad(&e))?,
-            loss: field(loss)?.parse().map_err(|e| bad(&e))?,
-            lr: field(lr)?.parse().map_err(|e| bad(&e))?,
-        });
-    }
-    Ok(records)
-}
-
-/// A file that may be missing (a run that has not evaluated yet): missing is empty, anything else an error.
+/// A log that may be missing (a run that has not evaluated yet) is empty; a torn final line is
+/// skipped with a warning; anything else is an error.
 fn optional<T>(
-    path: &Path,
-    read: fn(&Path) -> Result<Vec<T>, GpuError>,
+    run_dir: &Path,
+    read: fn(&Path) -> Result<Log<T>, RunError>,
 ) -> Result<Vec<T>, GpuError> {
-    match read(path) {
-        Err(GpuError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            log::warn!("{} is missing; its chart stays empty", path.display());
+    match read(run_dir) {
+        Ok(log) => {
+            if let Some(torn) = &log.torn_tail {
+                log::warn!("{torn}");
+            }
+            Ok(log.records)
+        }
+        Err(error) if error.is_not_found() => {
+            log::warn!("{error}; its chart stays empty");
             Ok(Vec::new())
         }
-        other => other,
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -185,10 +99,13 @@ pub fn render_run(
     out_dir: &Path,
     ctx: &GpuContext,
 ) -> Result<Vec<PathBuf>, GpuError> {
-    let snapshot = read_snapshot(&run_dir.join("snapshot.json"))?;
-    let metrics = optional(&run_dir.join("metrics.jsonl"), read_metrics)?;
-    let steps = optional(&run_dir.join("steps.csv"), read_steps)?;
-    fs::create_dir_all(out_dir).map_err(io_error(out_dir))?;
+    let snapshot = run::read_snapshot(run_dir)?;
+    let metrics = optional(run_dir, run::read_metrics)?;
+    let steps = optional(run_dir, run::read_steps)?;
+    fs::create_dir_all(out_dir).map_err(|source| GpuError::Io {
+        path: out_dir.to_path_buf(),
+        source,
+    })?;
     let style = ViewStyle::dark();
     let mut written = Vec::new();
     let mut write =
@@ -249,7 +166,7 @@ pub fn render_run(
     }
 
     let step_x: Vec<f32> = steps.iter().map(|s| s.step as f32).collect();
-    let loss: Vec<f32> = steps.iter().map(|s| s.loss).collect();
+    let loss: Vec<f32> = steps.iter().map(|s| s.loss as f32).collect();
     let eval_x: Vec<f32> = metrics.iter().map(|m| m.step as f32).collect();
     let eval_loss: Vec<f32> = metrics.iter().map(|m| m.eval_loss as f32).collect();
     let accuracies = accuracy_series(&metrics, &snapshot.transform_names);

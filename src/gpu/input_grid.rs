@@ -5,7 +5,7 @@ use eframe::wgpu;
 use super::buffer::GrowableBuffer;
 use super::gpu_data::GridParams;
 use super::{GpuContext, GpuError, RenderTarget, ViewStyle, pack_rgba, style};
-use crate::train::SampleGrid;
+use crate::run::SampleGrid;
 
 /// What a tile's border colour says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

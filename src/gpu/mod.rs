@@ -65,12 +65,8 @@ pub enum GpuError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: line {line}: {message}")]
-    RunFile {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
     #[error("{path}: {source}")]
     Image {
         path: PathBuf,

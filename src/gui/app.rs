@@ -173,10 +173,7 @@ impl SlaApp {
         if self.run_dir_text.trim().is_empty() {
             return Some("choose a run folder".into());
         }
-        if Path::new(self.run_dir_text.trim())
-            .join("config.json")
-            .exists()
-        {
+        if crate::run::is_run_folder(Path::new(self.run_dir_text.trim())) {
             return Some(
                 "the run folder already holds a run: open it to resume, or choose another".into(),
             );
@@ -233,19 +230,17 @@ impl SlaApp {
 
     /// Open a run folder: resume it if it has a checkpoint and is not finished, else inspect it.
     pub(super) fn open_run(&mut self, dir: &Path) {
-        if !dir.join("config.json").exists() {
-            self.state.message = Some(format!(
-                "{} is not a run folder (no config.json)",
-                dir.display()
-            ));
-            return;
-        }
+        let config = match crate::run::read_config(dir) {
+            Ok(config) => config,
+            Err(error) => {
+                self.state.message = Some(error.to_string());
+                return;
+            }
+        };
         self.trainer = None;
         self.state = RunState::from_folder(dir);
-        if let Ok(config) = crate::train::run_dir::read_config(dir) {
-            self.config = config;
-            self.reload_preview();
-        }
+        self.config = config;
+        self.reload_preview();
     }
 
     pub(super) fn can_resume(dir: &Path) -> bool {
@@ -253,17 +248,13 @@ impl SlaApp {
     }
 
     fn drain_events(&mut self) {
-        if let Some(trainer) = &self.trainer {
+        if let Some(trainer) = &mut self.trainer {
             for event in trainer.poll() {
                 self.state.apply(event);
             }
             // A finished run keeps its folder; the next run gets a fresh one.
             let finished = matches!(self.state.phase, Phase::Finished { .. } | Phase::Failed(_));
-            if finished
-                && Path::new(self.run_dir_text.trim())
-                    .join("config.json")
-                    .exists()
-            {
+            if finished && crate::run::is_run_folder(Path::new(self.run_dir_text.trim())) {
                 self.run_dir_text = default_run_dir();
             }
         }

@@ -24,23 +24,24 @@ impl DownloadJob {
         let (sender, done) = mpsc::channel();
         let shared = progress.clone();
         let title = spec.title.clone();
-        std::thread::Builder::new()
-            .name("dataset-download".into())
-            .spawn(move || {
+        crate::worker::spawn("dataset-download", move || {
+            let result = crate::worker::catch_panic(|| {
                 let mut report = |p: &Progress| {
                     if let Ok(mut slot) = shared.lock() {
                         *slot = Some(p.clone());
                     }
                     waker();
                 };
-                let result = manager
+                manager
                     .fetch(&spec, &mut report)
                     .map(|_| ())
-                    .map_err(|e| e.to_string());
-                let _ = sender.send(result);
-                waker();
+                    .map_err(|e| e.to_string())
             })
-            .map_err(|e| format!("cannot start the download: {e}"))?;
+            .unwrap_or_else(|panic| Err(format!("the download failed unexpectedly: {panic}")));
+            let _ = sender.send(result);
+            waker();
+        })
+        .map_err(|e| format!("cannot start the download: {e}"))?;
         Ok(Self {
             title,
             progress,

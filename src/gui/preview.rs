@@ -6,9 +6,9 @@ use std::sync::mpsc::{self, Receiver};
 use candle_core::Device;
 
 use crate::data::{self, DatasetSource, ImageShape};
+use crate::run::SampleGrid;
 use crate::sla::TransformSet;
 use crate::sla::transform::Expander;
-use crate::train::SampleGrid;
 use crate::train::setup::resolve_source;
 
 /// Facts about a loaded dataset and a few test images to show.
@@ -34,13 +34,14 @@ const PREVIEW_SAMPLES: usize = 8;
 impl PreviewLoader {
     pub fn start(source: DatasetSource, waker: impl Fn() + Send + 'static) -> Result<Self, String> {
         let (sender, receiver) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("data-preview".into())
-            .spawn(move || {
-                let _ = sender.send(load(&source));
-                waker();
-            })
-            .map_err(|e| format!("cannot start the data loader: {e}"))?;
+        crate::worker::spawn("data-preview", move || {
+            let result = crate::worker::catch_panic(|| load(&source)).unwrap_or_else(|panic| {
+                Err(format!("loading the data failed unexpectedly: {panic}"))
+            });
+            let _ = sender.send(result);
+            waker();
+        })
+        .map_err(|e| format!("cannot start the data loader: {e}"))?;
         Ok(Self { receiver })
     }
 

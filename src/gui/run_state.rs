@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::train::run_dir;
-use crate::train::{EvalMetrics, RunInfo, StepStats, TrainerEvent, TrainingSnapshot};
+use crate::run::{self, EvalMetrics, RunError, TrainingSnapshot};
+use crate::train::{RunInfo, StepStats, TrainerEvent};
 
 static REVISIONS: AtomicU64 = AtomicU64::new(1);
 
@@ -115,28 +115,44 @@ impl RunState {
     }
 
     /// Load the curves and latest snapshot a run folder already holds (to inspect or resume it).
+    /// Whatever cannot be read is said in `message`, never dropped: a torn final log line (a run
+    /// killed mid-write) is skipped with a note, a corrupt file leaves its view empty with the reason.
     pub fn reload_history(&mut self, run: &Path, up_to_step: u64) {
-        if let Ok(metrics) = run_dir::read_metrics(run) {
-            self.metrics = metrics
-                .into_iter()
-                .filter(|m| m.step <= up_to_step)
-                .collect();
+        let mut problems = Vec::new();
+        let note = |problems: &mut Vec<String>, error: RunError| {
+            if !error.is_not_found() {
+                problems.push(error.to_string());
+            }
+        };
+        match run::read_metrics(run) {
+            Ok(log) => {
+                problems.extend(log.torn_tail.map(|t| t.to_string()));
+                self.metrics = log
+                    .records
+                    .into_iter()
+                    .filter(|m| m.step <= up_to_step)
+                    .collect();
+            }
+            Err(error) => note(&mut problems, error),
         }
-        if let Ok(text) = std::fs::read_to_string(run.join(run_dir::STEPS_FILE)) {
-            self.losses = text
-                .lines()
-                .skip(1)
-                .filter_map(|line| {
-                    let mut fields = line.split(',');
-                    let step: f32 = fields.next()?.parse().ok()?;
-                    let loss: f32 = fields.nth(1)?.parse().ok()?;
-                    Some((step, loss))
-                })
-                .filter(|(step, _)| *step as u64 <= up_to_step)
-                .collect();
+        match run::read_steps(run) {
+            Ok(log) => {
+                problems.extend(log.torn_tail.map(|t| t.to_string()));
+                self.losses = log
+                    .records
+                    .iter()
+                    .filter(|r| r.step <= up_to_step)
+                    .map(|r| (r.step as f32, r.loss as f32))
+                    .collect();
+            }
+            Err(error) => note(&mut problems, error),
         }
-        if let Ok(snapshot) = run_dir::read_snapshot(run) {
-            self.snapshot = Some(Arc::new(snapshot));
+        match run::read_snapshot(run) {
+            Ok(snapshot) => self.snapshot = Some(Arc::new(snapshot)),
+            Err(error) => note(&mut problems, error),
+        }
+        if !problems.is_empty() {
+            self.message = Some(problems.join("\n"));
         }
         self.revision = next_revision();
     }

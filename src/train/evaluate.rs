@@ -8,7 +8,7 @@ use crate::data::{Augmentation, Dataset, Normalization, make_batch};
 use crate::sla::{Mode, joint};
 
 use super::setup::Model;
-use super::snapshot::SampleGrid;
+use crate::run::SampleGrid;
 
 /// Everything one pass over an evaluation set measures.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,14 +49,19 @@ fn hits(predicted: &[u32], labels: &[u32]) -> usize {
 }
 
 /// Evaluate `model` on `data` in batches of `batch_size` source images. Every batch is expanded by
-/// all M transformations, so per-transformation accuracy exists for every mode.
+/// all M transformations, so per-transformation accuracy exists for every mode. `should_stop` is asked
+/// before every batch: a long evaluation must not hold up a user who stops the run (`Ok(None)`).
 pub fn evaluate(
     model: &Model,
     data: &Dataset,
     normalization: &Normalization,
     batch_size: usize,
     sample_count: usize,
-) -> Result<Evaluation> {
+    should_stop: &dyn Fn() -> bool,
+) -> Result<Option<Evaluation>> {
+    if data.is_empty() {
+        candle_core::bail!("the evaluation set holds no images");
+    }
     let objective = &model.objective;
     let (n, m) = (objective.num_classes, objective.num_transforms);
     let k = n * m;
@@ -78,6 +83,9 @@ pub fn evaluate(
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
+        if should_stop() {
+            return Ok(None);
+        }
         let (images, labels) = make_batch(
             data,
             chunk,
@@ -143,7 +151,7 @@ pub fn evaluate(
     }
     let count = tally.images.max(1) as f64;
     let samples = sample_grid(model, data, sample_count, sample_predictions)?;
-    Ok(Evaluation {
+    Ok(Some(Evaluation {
         loss: tally.loss_sum / count,
         single_acc: tally.single as f64 / count,
         agg_acc: (objective.mode != Mode::Baseline).then(|| tally.agg as f64 / count),
@@ -154,7 +162,7 @@ pub fn evaluate(
         class_confusion,
         samples,
         row_predictions: all_predictions,
-    })
+    }))
 }
 
 /// The first `count` images of `data` expanded exactly as the model saw them (un-normalised u8).

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::snapshot::{EvalMetrics, TrainingSnapshot};
 use super::trainer::TrainError;
+use crate::run::{EvalMetrics, TrainingSnapshot};
 
 /// What happened in the trainer. After each event is sent the trainer calls the front end's waker.
 #[derive(Debug)]

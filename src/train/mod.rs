@@ -4,12 +4,10 @@ pub mod checkpoint;
 pub mod evaluate;
 pub mod events;
 pub mod optim;
-pub mod run_dir;
 pub mod schedule;
 pub mod setup;
-pub mod snapshot;
 pub mod trainer;
 
+pub use crate::run::{EvalMetrics, SampleGrid, TrainingSnapshot};
 pub use events::{RunInfo, StepStats, Summary, TrainerCommand, TrainerEvent};
-pub use snapshot::{EvalMetrics, SampleGrid, TrainingSnapshot};
 pub use trainer::{RunStart, TrainError, TrainerHandle};

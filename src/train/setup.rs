@@ -1,7 +1,5 @@
 //! Everything a run is built from a config: device, data, transformations, objective and network.
 
-use std::path::Path;
-
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
@@ -11,7 +9,7 @@ use crate::model::{Network, seeded_var_builder};
 use crate::sla::transform::Expander;
 use crate::sla::{Objective, TransformSet};
 
-use super::checkpoint;
+use super::checkpoint::{Checkpoint, Fingerprint};
 use super::trainer::TrainError;
 
 /// The data of a run, limited and split as the config says.
@@ -79,12 +77,54 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
     })
 }
 
-/// Build the model for data of this shape and class count; with `checkpoint_dir`, load its weights.
+/// The settings that fix which batches a step draws and which model it updates: a resume that
+/// changes any of them would continue a different run. (The learning rate, schedule, epochs, device
+/// and the like may change: they steer the rest of the run without changing what was done.)
+const STEP_SETTINGS: [&str; 9] = [
+    "dataset",
+    "limit_train",
+    "validation",
+    "augment",
+    "model",
+    "mode",
+    "transforms",
+    "batch_size",
+    "seed",
+];
+
+/// What a step of this run means, to store with each checkpoint and compare on resume.
+pub fn fingerprint(config: &TrainConfig, data: &RunData) -> Fingerprint {
+    use sha2::{Digest, Sha256};
+    let settings = match serde_json::to_value(config) {
+        Ok(serde_json::Value::Object(all)) => all
+            .into_iter()
+            .filter(|(key, _)| STEP_SETTINGS.contains(&key.as_str()))
+            .collect(),
+        _ => serde_json::Map::new(),
+    };
+    let mut hash = Sha256::new();
+    for set in std::iter::once(&data.train).chain(&data.validation) {
+        hash.update((set.len() as u64).to_le_bytes());
+        hash.update(&set.images);
+        for label in &set.labels {
+            hash.update(label.to_le_bytes());
+        }
+    }
+    Fingerprint {
+        settings,
+        train_images: data.train.len(),
+        validation_images: data.validation.as_ref().map_or(0, Dataset::len),
+        num_classes: data.train.num_classes(),
+        data_sha256: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+/// Build the model for data of this shape and class count; with a checkpoint, load its weights.
 pub fn build_model(
     config: &TrainConfig,
     shape: data::ImageShape,
     num_classes: usize,
-    checkpoint_dir: Option<&Path>,
+    checkpoint: Option<&Checkpoint>,
 ) -> Result<Model, TrainError> {
     config.validate()?;
     let device = crate::device::open_device(&config.device).map_err(TrainError::Device)?;
@@ -101,8 +141,8 @@ pub fn build_model(
     let mut vars = VarMap::new();
     let vb = seeded_var_builder(&vars, config.seed, DType::F32, &device);
     let net = Network::new(config.model, shape.channels, &objective.head_sizes(), vb)?;
-    if let Some(dir) = checkpoint_dir {
-        checkpoint::load_weights(dir, &mut vars)?;
+    if let Some(checkpoint) = checkpoint {
+        checkpoint.load_weights(&mut vars)?;
     }
     Ok(Model {
         device,

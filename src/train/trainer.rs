@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -13,16 +14,15 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ConfigError, TrainConfig};
 use crate::data::{DataError, make_batch};
+use crate::run::{self, EvalMetrics, RunDir, RunError, RunLock, StepRecord, TrainingSnapshot};
 use crate::sla::TransformError;
 
-use super::checkpoint::{self, CheckpointError, TrainingState};
+use super::checkpoint::{self, Checkpoint, CheckpointError, Fingerprint, TrainingState};
 use super::evaluate::{Evaluation, evaluate};
 use super::events::{RunInfo, StepStats, Summary, TrainerCommand, TrainerEvent};
 use super::optim::Sgd;
-use super::run_dir::{RunDir, RunDirError};
 use super::schedule::learning_rate;
-use super::setup::{Model, RunData, build_model, load_data};
-use super::snapshot::{EvalMetrics, TrainingSnapshot};
+use super::setup::{Model, RunData, build_model, fingerprint, load_data};
 
 /// Test images shown with their transformed copies in every snapshot.
 const SNAPSHOT_SAMPLES: usize = 8;
@@ -38,17 +38,40 @@ pub enum TrainError {
     #[error("device: {0}")]
     Device(String),
     #[error(transparent)]
-    RunDir(#[from] RunDirError),
+    Run(#[from] RunError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
-    #[error("the training loss became {0}: lower the learning rate")]
-    Diverged(f64),
+    #[error(
+        "the {what} became {value} at step {step}: lower the learning rate (\"lr\" in {}) and \
+         resume with `sla train --resume {}`, which continues from the checkpoint at step \
+         {checkpoint_step}, saved before it",
+        run_dir.join(run::CONFIG_FILE).display(),
+        run_dir.display()
+    )]
+    Diverged {
+        what: &'static str,
+        value: f64,
+        step: u64,
+        checkpoint_step: u64,
+        run_dir: PathBuf,
+    },
+    #[error(
+        "{} cannot be resumed as it is: {}. Put the old values back in its config.json, or start a new run",
+        run_dir.display(),
+        changes.join("; ")
+    )]
+    ResumeMismatch {
+        run_dir: PathBuf,
+        changes: Vec<String>,
+    },
     #[error("the front end went away")]
     Disconnected,
     #[error("could not start the trainer thread: {0}")]
-    Thread(std::io::Error),
+    Thread(String),
+    #[error("the trainer failed unexpectedly: {0} (this is a bug; the last checkpoint is intact)")]
+    Panicked(String),
 }
 
 /// How a run starts: fresh into a new folder, or continuing the checkpoint in a folder.
@@ -67,6 +90,10 @@ pub enum RunStart {
 pub struct TrainerHandle {
     commands: Sender<TrainerCommand>,
     events: Receiver<TrainerEvent>,
+    /// Set with every Stop: also seen inside evaluation, where commands are not read.
+    stop: Arc<AtomicBool>,
+    /// Whether `Finished` has been passed on (so a thread that vanished without it is reported once).
+    finished: bool,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -76,33 +103,66 @@ impl TrainerHandle {
     pub fn spawn(start: RunStart, waker: impl Fn() + Send + 'static) -> Result<Self, TrainError> {
         let (command_tx, command_rx) = mpsc::channel();
         let (event_tx, event_rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("trainer".into())
-            .spawn(move || {
-                let mut emit = |event: TrainerEvent| {
-                    let sent = event_tx.send(event).is_ok();
-                    waker();
-                    sent
-                };
-                let result = run(start, &command_rx, &mut emit);
-                emit(TrainerEvent::Finished(result));
-            })
-            .map_err(TrainError::Thread)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_seen = stop.clone();
+        let thread = crate::worker::spawn("trainer", move || {
+            let mut emit = |event: TrainerEvent| {
+                let sent = event_tx.send(event).is_ok();
+                waker();
+                sent
+            };
+            // A panic anywhere in training (or in the front end's waker) ends the run as an error
+            // the front end shows, never as a thread that silently vanished.
+            let result =
+                crate::worker::catch_panic(|| run_until(start, &command_rx, &stop_seen, &mut emit))
+                    .unwrap_or_else(|message| Err(TrainError::Panicked(message)));
+            emit(TrainerEvent::Finished(result));
+        })
+        .map_err(|e| TrainError::Thread(e.to_string()))?;
         Ok(Self {
             commands: command_tx,
             events: event_rx,
+            stop,
+            finished: false,
             thread: Some(thread),
         })
     }
 
     pub fn send(&self, command: TrainerCommand) {
+        if command == TrainerCommand::Stop {
+            self.stop.store(true, Ordering::SeqCst);
+        }
         // A trainer that already finished ignores commands; nothing to report.
         let _ = self.commands.send(command);
     }
 
-    /// The events received so far, without blocking.
-    pub fn poll(&self) -> Vec<TrainerEvent> {
-        self.events.try_iter().collect()
+    /// A flag that stops the run when set, for callers on other threads (a Ctrl-C handler).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// The events received so far, without blocking. A trainer thread that ended without saying how
+    /// is reported as failed, so a front end never waits on a dead run.
+    pub fn poll(&mut self) -> Vec<TrainerEvent> {
+        let mut events = Vec::new();
+        loop {
+            match self.events.try_recv() {
+                Ok(event) => events.push(event),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    if !self.finished {
+                        events.push(TrainerEvent::Finished(Err(TrainError::Panicked(
+                            "the trainer thread ended without reporting".into(),
+                        ))));
+                    }
+                    break;
+                }
+            }
+        }
+        self.finished |= events
+            .iter()
+            .any(|e| matches!(e, TrainerEvent::Finished(_)));
+        events
     }
 
     /// Wait for the next event (for the command line). `None` once the trainer is gone.
@@ -113,7 +173,7 @@ impl TrainerHandle {
 
 impl Drop for TrainerHandle {
     fn drop(&mut self) {
-        let _ = self.commands.send(TrainerCommand::Stop);
+        self.send(TrainerCommand::Stop);
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
@@ -144,14 +204,79 @@ pub fn run(
     commands: &Receiver<TrainerCommand>,
     emit: &mut dyn FnMut(TrainerEvent) -> bool,
 ) -> Result<Summary, TrainError> {
+    run_until(start, commands, &AtomicBool::new(false), emit)
+}
+
+/// Where a run starts: its folder (locked, logs cut back to the checkpoint), its step and the
+/// evaluation a stopped run still owes.
+struct Opened {
+    folder: RunDir,
+    state: TrainingState,
+    checkpoint: Option<Checkpoint>,
+}
+
+/// Lock the folder and find where to continue. A run folder without a checkpoint (killed before its
+/// first one was complete) starts again from step 0 with its own config.
+fn open_for_resume(
+    run_dir: &Path,
+    config: &TrainConfig,
+    fingerprint: &Fingerprint,
+) -> Result<Opened, TrainError> {
+    let lock = RunLock::acquire(run_dir)?;
+    let checkpoint = checkpoint::find(run_dir)?;
+    if let Some(stored) = checkpoint.as_ref().and_then(|c| c.fingerprint.as_ref()) {
+        let changes = fingerprint.differences(stored);
+        if !changes.is_empty() {
+            return Err(TrainError::ResumeMismatch {
+                run_dir: run_dir.to_path_buf(),
+                changes,
+            });
+        }
+    }
+    let state = checkpoint
+        .as_ref()
+        .map_or_else(|| fresh_state(config), |c| c.state.clone());
+    Ok(Opened {
+        folder: RunDir::resume(run_dir, lock, state.step)?,
+        state,
+        checkpoint,
+    })
+}
+
+fn fresh_state(config: &TrainConfig) -> TrainingState {
+    TrainingState {
+        step: 0,
+        seed: config.seed,
+        elapsed_s: 0.0,
+        pending_evaluation: false,
+    }
+}
+
+/// Train synchronously until done or until `stop` is set (checked at every step and inside
+/// evaluation), reporting through `emit` (which returns false once nobody listens).
+pub fn run_until(
+    start: RunStart,
+    commands: &Receiver<TrainerCommand>,
+    stop: &AtomicBool,
+    emit: &mut dyn FnMut(TrainerEvent) -> bool,
+) -> Result<Summary, TrainError> {
     let (config, run_dir, resume) = match start {
         RunStart::New { config, run_dir } => {
             config.validate()?;
             (*config, run_dir, false)
         }
-        RunStart::Resume { run_dir } => (super::run_dir::read_config(&run_dir)?, run_dir, true),
+        RunStart::Resume { run_dir } => (run::read_config(&run_dir)?, run_dir, true),
+    };
+    let stopped_before_start = || Summary {
+        steps: 0,
+        final_metrics: None,
+        stopped_early: true,
+        elapsed_s: 0.0,
     };
     let data = load_data(&config)?;
+    if stop.load(Ordering::SeqCst) {
+        return Ok(stopped_before_start());
+    }
     if data.train.len() < config.batch_size {
         return Err(ConfigError {
             field: "batch size",
@@ -164,40 +289,47 @@ pub fn run(
         .into());
     }
     let num_classes = data.train.num_classes();
-    let model = build_model(
-        &config,
-        data.train.shape,
-        num_classes,
-        resume.then_some(run_dir.as_path()),
-    )?;
+    let fingerprint = fingerprint(&config, &data);
+    let opened = if resume {
+        open_for_resume(&run_dir, &config, &fingerprint)?
+    } else {
+        Opened {
+            folder: RunDir::create(&run_dir, &config)?,
+            state: fresh_state(&config),
+            checkpoint: None,
+        }
+    };
+    let Opened {
+        folder: mut run_folder,
+        state,
+        checkpoint,
+    } = opened;
+    let model = build_model(&config, data.train.shape, num_classes, checkpoint.as_ref())?;
     let mut sgd = Sgd::new(
         model.named_parameters(),
         config.momentum,
         config.weight_decay,
         config.nesterov,
     );
-    let (state, mut run_folder) = if resume {
-        let state = checkpoint::load_state(&run_dir)?;
-        sgd.set_buffers(checkpoint::load_buffers(&run_dir, &model.device)?);
-        let folder = RunDir::resume(&run_dir, state.step)?;
-        (state, folder)
-    } else {
-        let state = TrainingState {
-            step: 0,
-            seed: config.seed,
-            elapsed_s: 0.0,
-        };
-        (state, RunDir::create(&run_dir, &config)?)
-    };
+    if let Some(checkpoint) = &checkpoint {
+        sgd.set_buffers(checkpoint.load_buffers(&model.device)?);
+    }
     let mut loop_state = Loop {
         config: &config,
         data: &data,
         model: &model,
+        fingerprint: &fingerprint,
+        stop,
         steps_per_epoch: (data.train.len() / config.batch_size).max(1) as u64,
         step: state.step,
+        last_checkpoint: state.step,
         elapsed_before: state.elapsed_s,
         started: Instant::now(),
     };
+    if checkpoint.is_none() {
+        // Step 0 is a checkpoint too: a run killed before its first one can always be resumed.
+        loop_state.save_checkpoint(&sgd, &mut run_folder, false)?;
+    }
     let total_steps = loop_state.steps_per_epoch * config.epochs as u64;
     let info = RunInfo {
         run_dir: run_dir.clone(),
@@ -219,15 +351,75 @@ pub fn run(
     if !emit(TrainerEvent::Started(info)) {
         return Err(TrainError::Disconnected);
     }
-    loop_state.train(&mut sgd, &mut run_folder, commands, emit, total_steps)
+    let mut progress = Progress::since_last_evaluation(&run_dir, state.step)?;
+    if state.pending_evaluation {
+        // Stopped during this evaluation last time: owe it before training on.
+        let Some(summary) = loop_state.evaluate_and_checkpoint(
+            &sgd,
+            &mut run_folder,
+            &mut progress,
+            emit,
+            total_steps,
+        )?
+        else {
+            return Ok(loop_state.summary(progress.final_metrics, true));
+        };
+        if summary.steps == total_steps {
+            return Ok(summary);
+        }
+    }
+    loop_state.train(
+        &mut sgd,
+        &mut run_folder,
+        commands,
+        emit,
+        total_steps,
+        progress,
+    )
+}
+
+/// What the loop carries between evaluations.
+struct Progress {
+    loss_sum: f64,
+    loss_count: usize,
+    final_metrics: Option<EvalMetrics>,
+}
+
+impl Progress {
+    /// Rebuilt from the logs when resuming, so the first evaluation after a resume reports the same
+    /// mean training loss as an uninterrupted run would.
+    fn since_last_evaluation(run_dir: &Path, step: u64) -> Result<Self, TrainError> {
+        let mut progress = Progress {
+            loss_sum: 0.0,
+            loss_count: 0,
+            final_metrics: None,
+        };
+        if step == 0 {
+            return Ok(progress);
+        }
+        let metrics = run::read_metrics(run_dir)?.records;
+        let evaluated = metrics.last().map_or(0, |m| m.step);
+        for record in run::read_steps(run_dir)?.records {
+            if record.step > evaluated && record.step <= step {
+                progress.loss_sum += record.loss;
+                progress.loss_count += 1;
+            }
+        }
+        progress.final_metrics = metrics.into_iter().last();
+        Ok(progress)
+    }
 }
 
 struct Loop<'a> {
     config: &'a TrainConfig,
     data: &'a RunData,
     model: &'a Model,
+    fingerprint: &'a Fingerprint,
+    stop: &'a AtomicBool,
     steps_per_epoch: u64,
     step: u64,
+    /// The step of the newest complete checkpoint (named in divergence errors).
+    last_checkpoint: u64,
     elapsed_before: f64,
     started: Instant,
 }
@@ -237,17 +429,84 @@ impl Loop<'_> {
         self.elapsed_before + self.started.elapsed().as_secs_f64()
     }
 
-    fn save_checkpoint(&self, sgd: &Sgd, run_folder: &mut RunDir) -> Result<(), TrainError> {
-        run_folder.flush()?;
+    fn summary(&self, final_metrics: Option<EvalMetrics>, stopped_early: bool) -> Summary {
+        Summary {
+            steps: self.step,
+            final_metrics,
+            stopped_early,
+            elapsed_s: self.elapsed(),
+        }
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        sgd: &Sgd,
+        run_folder: &mut RunDir,
+        pending_evaluation: bool,
+    ) -> Result<(), TrainError> {
+        // The logs must hold every step the checkpoint claims before the checkpoint claims it.
+        run_folder.sync()?;
         let state = TrainingState {
             step: self.step,
             seed: self.config.seed,
             elapsed_s: self.elapsed(),
+            pending_evaluation,
         };
-        checkpoint::save(run_folder.path(), &self.model.vars, sgd.buffers(), &state)?;
+        checkpoint::save(
+            run_folder.path(),
+            &self.model.vars,
+            sgd.buffers(),
+            &state,
+            self.fingerprint,
+        )?;
+        self.last_checkpoint = self.step;
         Ok(())
     }
 
+    fn diverged(&self, what: &'static str, value: f64, run_folder: &RunDir) -> TrainError {
+        TrainError::Diverged {
+            what,
+            value,
+            step: self.step,
+            checkpoint_step: self.last_checkpoint,
+            run_dir: run_folder.path().to_path_buf(),
+        }
+    }
+
+    /// Evaluate at the current step, record it, then checkpoint. A non-finite test loss stops the run
+    /// before the checkpoint, so the newest checkpoint is from before the divergence. `None`: stopped
+    /// during the evaluation, with a checkpoint that owes it.
+    fn evaluate_and_checkpoint(
+        &mut self,
+        sgd: &Sgd,
+        run_folder: &mut RunDir,
+        progress: &mut Progress,
+        emit: &mut dyn FnMut(TrainerEvent) -> bool,
+        total_steps: u64,
+    ) -> Result<Option<Summary>, TrainError> {
+        let completed_epochs = (self.step / self.steps_per_epoch) as usize;
+        let train_loss = progress.loss_sum / progress.loss_count.max(1) as f64;
+        let Some(snapshot) = self.snapshot(completed_epochs, train_loss)? else {
+            self.save_checkpoint(sgd, run_folder, true)?;
+            return Ok(None);
+        };
+        progress.loss_sum = 0.0;
+        progress.loss_count = 0;
+        run_folder.record_evaluation(&snapshot)?;
+        let eval_loss = snapshot.metrics.eval_loss;
+        progress.final_metrics = Some(snapshot.metrics.clone());
+        emit(TrainerEvent::Snapshot(Arc::new(snapshot)));
+        if !eval_loss.is_finite() {
+            return Err(self.diverged("test loss", eval_loss, run_folder));
+        }
+        self.save_checkpoint(sgd, run_folder, false)?;
+        Ok(Some(self.summary(
+            progress.final_metrics.clone(),
+            self.step < total_steps,
+        )))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn train(
         &mut self,
         sgd: &mut Sgd,
@@ -255,19 +514,21 @@ impl Loop<'_> {
         commands: &Receiver<TrainerCommand>,
         emit: &mut dyn FnMut(TrainerEvent) -> bool,
         total_steps: u64,
+        mut progress: Progress,
     ) -> Result<Summary, TrainError> {
         let config = self.config;
         let batch = config.batch_size;
         let m = self.model.objective.num_transforms;
         let mut order: Option<(usize, Vec<usize>)> = None;
-        let mut loss_sum = 0.0;
-        let mut loss_count = 0usize;
         let mut images_per_s: Option<f64> = None;
-        let mut final_metrics = None;
         let mut paused = false;
         while self.step < total_steps {
             // Commands: drain without blocking; while paused, wait for the next one.
             loop {
+                if self.stop.load(Ordering::SeqCst) {
+                    self.save_checkpoint(sgd, run_folder, false)?;
+                    return Ok(self.summary(progress.final_metrics, true));
+                }
                 let command = if paused {
                     commands.recv().map_err(|_| TrainError::Disconnected)?
                 } else {
@@ -287,19 +548,14 @@ impl Loop<'_> {
                         emit(TrainerEvent::Resumed);
                     }
                     TrainerCommand::SaveCheckpoint => {
-                        self.save_checkpoint(sgd, run_folder)?;
+                        self.save_checkpoint(sgd, run_folder, false)?;
                         emit(TrainerEvent::CheckpointSaved(
                             run_folder.path().to_path_buf(),
                         ));
                     }
                     TrainerCommand::Stop => {
-                        self.save_checkpoint(sgd, run_folder)?;
-                        return Ok(Summary {
-                            steps: self.step,
-                            final_metrics,
-                            stopped_early: true,
-                            elapsed_s: self.elapsed(),
-                        });
+                        self.save_checkpoint(sgd, run_folder, false)?;
+                        return Ok(self.summary(progress.final_metrics, true));
                     }
                     _ => {}
                 }
@@ -319,13 +575,19 @@ impl Loop<'_> {
             };
             let loss = self.train_step(sgd, indices, total_steps)?;
             if !loss.is_finite() {
-                return Err(TrainError::Diverged(loss));
+                // Nothing of this step is kept: the newest checkpoint is from before it.
+                return Err(self.diverged("training loss", loss, run_folder));
             }
             self.step += 1;
-            loss_sum += loss;
-            loss_count += 1;
+            progress.loss_sum += loss;
+            progress.loss_count += 1;
             let lr = learning_rate(config.schedule, config.lr, self.step - 1, total_steps);
-            run_folder.log_step(self.step, epoch, loss, lr)?;
+            run_folder.log_step(StepRecord {
+                step: self.step,
+                epoch,
+                loss,
+                lr,
+            })?;
             let rate = batch as f64 / step_started.elapsed().as_secs_f64().max(1e-9);
             let smoothed = images_per_s.map_or(rate, |previous| 0.8 * previous + 0.2 * rate);
             images_per_s = Some(smoothed);
@@ -348,27 +610,25 @@ impl Loop<'_> {
             }
             let epoch_done = self.step.is_multiple_of(self.steps_per_epoch);
             let last = self.step == total_steps;
-            if epoch_done || last {
-                let completed_epochs = (self.step / self.steps_per_epoch) as usize;
-                if last || completed_epochs.is_multiple_of(config.eval_every) {
-                    let train_loss = loss_sum / loss_count.max(1) as f64;
-                    loss_sum = 0.0;
-                    loss_count = 0;
-                    let snapshot = self.snapshot(completed_epochs, train_loss)?;
-                    run_folder.record_evaluation(&snapshot)?;
-                    final_metrics = Some(snapshot.metrics.clone());
-                    emit(TrainerEvent::Snapshot(Arc::new(snapshot)));
+            let completed_epochs = (self.step / self.steps_per_epoch) as usize;
+            let evaluate_now =
+                last || (epoch_done && completed_epochs.is_multiple_of(config.eval_every));
+            if evaluate_now {
+                if self
+                    .evaluate_and_checkpoint(sgd, run_folder, &mut progress, emit, total_steps)?
+                    .is_none()
+                {
+                    return Ok(self.summary(progress.final_metrics, true));
                 }
-                self.save_checkpoint(sgd, run_folder)?;
+            } else if epoch_done
+                || (config.checkpoint_every > 0
+                    && self.step.is_multiple_of(config.checkpoint_every as u64))
+            {
+                self.save_checkpoint(sgd, run_folder, false)?;
             }
         }
-        run_folder.flush()?;
-        Ok(Summary {
-            steps: self.step,
-            final_metrics,
-            stopped_early: false,
-            elapsed_s: self.elapsed(),
-        })
+        run_folder.sync()?;
+        Ok(self.summary(progress.final_metrics, false))
     }
 
     fn train_step(
@@ -404,34 +664,48 @@ impl Loop<'_> {
         Ok(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)
     }
 
-    fn snapshot(&self, epoch: usize, train_loss: f64) -> Result<TrainingSnapshot, TrainError> {
-        let eval = evaluate(
+    /// Evaluate on the test (and validation) set; `None` when stopped meanwhile.
+    fn snapshot(
+        &self,
+        epoch: usize,
+        train_loss: f64,
+    ) -> Result<Option<TrainingSnapshot>, TrainError> {
+        let should_stop = || self.stop.load(Ordering::SeqCst);
+        let Some(eval) = evaluate(
             self.model,
             &self.data.test,
             &self.data.normalization,
             self.config.batch_size,
             SNAPSHOT_SAMPLES,
-        )?;
+            &should_stop,
+        )?
+        else {
+            return Ok(None);
+        };
         let validation_single_acc = match &self.data.validation {
-            Some(validation) => Some(
-                evaluate(
+            Some(validation) => {
+                let Some(result) = evaluate(
                     self.model,
                     validation,
                     &self.data.normalization,
                     self.config.batch_size,
                     0,
+                    &should_stop,
                 )?
-                .single_acc,
-            ),
+                else {
+                    return Ok(None);
+                };
+                Some(result.single_acc)
+            }
             None => None,
         };
-        Ok(snapshot_from(
+        Ok(Some(snapshot_from(
             self,
             epoch,
             train_loss,
             eval,
             validation_single_acc,
-        ))
+        )))
     }
 }
 
@@ -465,7 +739,7 @@ fn snapshot_from(
     }
 }
 
-/// Whether `dir` holds a run that can be resumed.
+/// Whether `dir` holds a run that can be resumed (one with a checkpoint).
 pub fn is_resumable(dir: &Path) -> bool {
-    dir.join(super::run_dir::CONFIG_FILE).exists() && dir.join(checkpoint::STATE_FILE).exists()
+    run::is_run_folder(dir) && matches!(checkpoint::find(dir), Ok(Some(_)))
 }
