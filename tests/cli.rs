@@ -171,6 +171,17 @@ fn a_tiny_experiment_writes_its_table_json_and_figures_and_resumes() {
     let (ok, stdout, stderr) = sla(&args);
     assert!(ok, "{stderr}");
     assert_eq!(stdout.matches("already complete").count(), 2, "{stdout}");
+    // Run again with other flags: the runs are not relabelled with them, nor deleted.
+    let mut other = args.to_vec();
+    other[6] = "2";
+    assert_eq!(args[5], "--epochs");
+    let (ok, _, stderr) = sla(&other);
+    assert!(!ok);
+    assert!(
+        stderr.contains("was trained with other settings: epochs 1 (asked: 2)"),
+        "{stderr}"
+    );
+    assert!(exp.join("baseline-seed1").join("checkpoint.json").exists());
 }
 
 /// Final (train loss, single accuracy, aggregated accuracy) of a run folder.

@@ -113,3 +113,61 @@ fn click_at(harness: &mut Harness<'_, SlaApp>, pos: eframe::egui::Pos2) {
     harness.step();
     harness.step();
 }
+
+#[test]
+fn a_corrupt_run_folder_opened_in_the_app_shows_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("damaged");
+    std::fs::create_dir(&run).expect("mkdir");
+    std::fs::write(
+        run.join("config.json"),
+        serde_json::to_vec(&TrainConfig::default()).expect("json"),
+    )
+    .expect("config");
+    // A snapshot whose joint matrix does not match its 10 classes × 4 transformations: drawing it
+    // would index out of bounds.
+    let snapshot = sla::run::TrainingSnapshot {
+        class_names: (0..10).map(|i| format!("c{i}")).collect(),
+        transform_names: (0..4).map(|j| format!("t{j}")).collect(),
+        joint_confusion: vec![1; 7],
+        class_confusion: vec![0; 100],
+        ..Default::default()
+    };
+    std::fs::write(
+        run.join("snapshot.json"),
+        serde_json::to_vec(&snapshot).expect("json"),
+    )
+    .expect("snapshot");
+    std::fs::write(run.join("metrics.jsonl"), "{\"epoch\":1,\"ste").expect("torn metrics");
+    let mut harness = Harness::builder()
+        .with_size(eframe::egui::vec2(1100.0, 760.0))
+        .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
+        .build_eframe(|cc| {
+            SlaApp::new(
+                cc,
+                GuiOptions {
+                    deterministic: true,
+                    ..Default::default()
+                },
+            )
+        });
+    harness.step();
+    harness
+        .get_by_label("Open run")
+        .type_text(run.to_str().expect("utf-8 path"));
+    harness.step();
+    harness.get_by_label("Inspect").click();
+    for _ in 0..5 {
+        harness.step();
+    }
+    let state = harness.state().run_state();
+    let message = state.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("joint confusion matrix has 7 cells"),
+        "{message}"
+    );
+    assert!(message.contains("is incomplete"), "{message}");
+    assert!(state.snapshot.is_none());
+    // The message is on screen, not only in the state.
+    harness.get_by_label_contains("joint confusion matrix has 7 cells");
+}

@@ -264,6 +264,11 @@ fn find_legacy(run: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
     }))
 }
 
+/// Whether `run` holds a checkpoint, without reading it (cheap enough for every frame of the app).
+pub fn exists(run: &Path) -> bool {
+    run.join(MANIFEST_FILE).is_file() || LEGACY_FILES.iter().all(|name| run.join(name).is_file())
+}
+
 /// The checkpoint in `run`, which must exist.
 pub fn require(run: &Path) -> Result<Checkpoint, CheckpointError> {
     find(run)?.ok_or_else(|| CheckpointError::Missing(run.display().to_string()))

@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod evaluate;
 pub mod events;
 pub mod optim;
+pub mod sampler;
 pub mod schedule;
 pub mod setup;
 pub mod trainer;

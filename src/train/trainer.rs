@@ -8,9 +8,6 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use candle_core::DType;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ConfigError, TrainConfig};
 use crate::data::{DataError, make_batch};
@@ -21,6 +18,7 @@ use super::checkpoint::{self, Checkpoint, CheckpointError, Fingerprint, Training
 use super::evaluate::{Evaluation, evaluate};
 use super::events::{RunInfo, StepStats, Summary, TrainerCommand, TrainerEvent};
 use super::optim::Sgd;
+use super::sampler::Sampler;
 use super::schedule::learning_rate;
 use super::setup::{Model, RunData, build_model, fingerprint, load_data};
 
@@ -182,22 +180,6 @@ impl Drop for TrainerHandle {
     }
 }
 
-/// The sample order of an epoch: a permutation drawn from its own stream of the seed.
-fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(epoch as u64);
-    let mut order: Vec<usize> = (0..len).collect();
-    order.shuffle(&mut rng);
-    order
-}
-
-/// The augmentation stream of a step.
-fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A17_A5A1_0000_0001);
-    rng.set_stream(step);
-    rng
-}
-
 /// Train synchronously, reporting through `emit` (which returns false once nobody listens).
 pub fn run(
     start: RunStart,
@@ -320,7 +302,7 @@ pub fn run_until(
         model: &model,
         fingerprint: &fingerprint,
         stop,
-        steps_per_epoch: (data.train.len() / config.batch_size).max(1) as u64,
+        sampler: Sampler::new(config.seed, data.train.len(), config.batch_size),
         step: state.step,
         last_checkpoint: state.step,
         elapsed_before: state.elapsed_s,
@@ -330,7 +312,7 @@ pub fn run_until(
         // Step 0 is a checkpoint too: a run killed before its first one can always be resumed.
         loop_state.save_checkpoint(&sgd, &mut run_folder, false)?;
     }
-    let total_steps = loop_state.steps_per_epoch * config.epochs as u64;
+    let total_steps = loop_state.sampler.steps_per_epoch() * config.epochs as u64;
     let info = RunInfo {
         run_dir: run_dir.clone(),
         device: config.device.clone(),
@@ -338,7 +320,7 @@ pub fn run_until(
         test_images: data.test.len(),
         num_classes,
         num_transforms: model.objective.num_transforms,
-        steps_per_epoch: loop_state.steps_per_epoch,
+        steps_per_epoch: loop_state.sampler.steps_per_epoch(),
         total_steps,
         first_step: state.step,
     };
@@ -416,7 +398,7 @@ struct Loop<'a> {
     model: &'a Model,
     fingerprint: &'a Fingerprint,
     stop: &'a AtomicBool,
-    steps_per_epoch: u64,
+    sampler: Sampler,
     step: u64,
     /// The step of the newest complete checkpoint (named in divergence errors).
     last_checkpoint: u64,
@@ -484,7 +466,7 @@ impl Loop<'_> {
         emit: &mut dyn FnMut(TrainerEvent) -> bool,
         total_steps: u64,
     ) -> Result<Option<Summary>, TrainError> {
-        let completed_epochs = (self.step / self.steps_per_epoch) as usize;
+        let completed_epochs = self.sampler.epoch_of(self.step);
         let train_loss = progress.loss_sum / progress.loss_count.max(1) as f64;
         let Some(snapshot) = self.snapshot(completed_epochs, train_loss)? else {
             self.save_checkpoint(sgd, run_folder, true)?;
@@ -561,16 +543,12 @@ impl Loop<'_> {
                 }
             }
             let step_started = Instant::now();
-            let epoch = (self.step / self.steps_per_epoch) as usize;
-            let position = (self.step % self.steps_per_epoch) as usize;
+            let epoch = self.sampler.epoch_of(self.step);
             if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                order = Some((
-                    epoch,
-                    epoch_order(config.seed, epoch, self.data.train.len()),
-                ));
+                order = Some((epoch, self.sampler.epoch_order(epoch)));
             }
             let indices = match &order {
-                Some((_, order)) => &order[position * batch..(position + 1) * batch],
+                Some((_, order)) => self.sampler.batch(order, self.step),
                 None => unreachable!("the epoch order was just set"),
             };
             let loss = self.train_step(sgd, indices, total_steps)?;
@@ -608,9 +586,9 @@ impl Loop<'_> {
             if !emit(TrainerEvent::Step(stats)) {
                 return Err(TrainError::Disconnected);
             }
-            let epoch_done = self.step.is_multiple_of(self.steps_per_epoch);
+            let epoch_done = self.step.is_multiple_of(self.sampler.steps_per_epoch());
             let last = self.step == total_steps;
-            let completed_epochs = (self.step / self.steps_per_epoch) as usize;
+            let completed_epochs = self.sampler.epoch_of(self.step);
             let evaluate_now =
                 last || (epoch_done && completed_epochs.is_multiple_of(config.eval_every));
             if evaluate_now {
@@ -639,7 +617,7 @@ impl Loop<'_> {
     ) -> Result<f64, TrainError> {
         let config = self.config;
         let model = self.model;
-        let mut rng = step_rng(config.seed, self.step);
+        let mut rng = self.sampler.step_rng(self.step);
         let (images, labels) = make_batch(
             &self.data.train,
             indices,
@@ -741,5 +719,5 @@ fn snapshot_from(
 
 /// Whether `dir` holds a run that can be resumed (one with a checkpoint).
 pub fn is_resumable(dir: &Path) -> bool {
-    run::is_run_folder(dir) && matches!(checkpoint::find(dir), Ok(Some(_)))
+    run::is_run_folder(dir) && checkpoint::exists(dir)
 }
