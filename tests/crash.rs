@@ -31,6 +31,8 @@ const TRAIN: &[&str] = &[
     "5",
     "--checkpoint-every",
     "1",
+    "--lr",
+    "0.1",
 ];
 
 fn sla() -> Command {
@@ -40,8 +42,21 @@ fn sla() -> Command {
 }
 
 fn train_new(out: &Path) -> Command {
+    train_with(out, &[])
+}
+
+/// `TRAIN` with some flags' values replaced, e.g. `[("--epochs", "1")]`.
+fn train_with(out: &Path, changes: &[(&str, &str)]) -> Command {
+    let mut args: Vec<&str> = TRAIN.to_vec();
+    for (flag, value) in changes {
+        let at = args
+            .iter()
+            .position(|a| a == flag)
+            .expect("a flag of TRAIN");
+        args[at + 1] = value;
+    }
     let mut command = sla();
-    command.args(TRAIN).arg("--out").arg(out);
+    command.args(args).arg("--out").arg(out);
     command
 }
 
@@ -259,8 +274,7 @@ fn the_run_folder_refuses_what_would_corrupt_it() {
 
     // Two processes never train in one folder.
     let busy = dir.path().join("busy");
-    let mut first = train_new(&busy)
-        .args(["--epochs", "200"])
+    let mut first = train_with(&busy, &[("--epochs", "200")])
         .spawn()
         .expect("spawn");
     wait_for_steps(&busy, 1, &mut first);
@@ -295,7 +309,7 @@ fn the_run_folder_refuses_what_would_corrupt_it() {
     // A torn final metrics line (a writer killed mid-line) is skipped, by resume and render alike.
     std::fs::write(&config_path, &original).expect("restore");
     let finished = dir.path().join("finished");
-    let (ok, stderr) = run_to_end(train_new(&finished).args(["--epochs", "1"]));
+    let (ok, stderr) = run_to_end(&mut train_with(&finished, &[("--epochs", "1")]));
     assert!(ok, "{stderr}");
     let metrics_path = finished.join(run::METRICS_FILE);
     let mut metrics = std::fs::read_to_string(&metrics_path).expect("metrics");
@@ -320,13 +334,10 @@ fn a_diverging_run_stops_with_the_checkpoint_from_before_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("diverged");
     // Checkpoints at epoch ends only: the one from before the divergence is step 0's.
-    let without_checkpoint_every = &TRAIN[..TRAIN.len() - 2];
-    let (ok, stderr) = run_to_end(
-        sla()
-            .args(without_checkpoint_every)
-            .args(["--lr", "1e30", "--out"])
-            .arg(&out),
-    );
+    let (ok, stderr) = run_to_end(&mut train_with(
+        &out,
+        &[("--checkpoint-every", "0"), ("--lr", "1e30")],
+    ));
     assert!(!ok);
     assert!(stderr.contains("became"), "{stderr}");
     assert!(stderr.contains("lower the learning rate"), "{stderr}");
@@ -338,7 +349,8 @@ fn a_diverging_run_stops_with_the_checkpoint_from_before_it() {
     // Lowering the rate in config.json is allowed: it does not change what a step means.
     let config_path = out.join(run::CONFIG_FILE);
     let config = std::fs::read_to_string(&config_path).expect("config");
-    std::fs::write(&config_path, config.replace("1e30", "0.05")).expect("edit");
+    assert!(config.contains("\"lr\": 1e+30"), "{config}");
+    std::fs::write(&config_path, config.replace("1e+30", "0.05")).expect("edit");
     let (ok, stderr) = run_to_end(&mut resume(&out));
     assert!(ok, "{stderr}");
 }

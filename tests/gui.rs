@@ -143,18 +143,22 @@ fn a_corrupt_run_folder_opened_in_the_app_shows_what_is_wrong() {
         .with_size(eframe::egui::vec2(1100.0, 760.0))
         .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
         .build_eframe(|cc| {
-            SlaApp::new(
-                cc,
-                GuiOptions {
-                    deterministic: true,
-                    ..Default::default()
-                },
-            )
+            // Not deterministic: the status bar shows messages only then.
+            SlaApp::new(cc, GuiOptions::default())
         });
+    harness.step();
+    harness.get_by_label("Open run").focus();
     harness.step();
     harness
         .get_by_label("Open run")
         .type_text(run.to_str().expect("utf-8 path"));
+    harness.step();
+    assert_eq!(
+        harness.get_by_label("Open run").value().as_deref(),
+        run.to_str()
+    );
+    // The section sits low in the scrolling setup panel.
+    harness.get_by_label("Inspect").scroll_to_me();
     harness.step();
     harness.get_by_label("Inspect").click();
     for _ in 0..5 {

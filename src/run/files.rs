@@ -71,10 +71,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     sync_parent(path)
 }
 
-/// `name.tmp` beside `path`, unique to this process so two writers never share one.
+/// How temporary files end.
+pub const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// `name.PID.tmp` beside `path`, unique to this process so two writers never share one.
 pub fn temporary_name(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
+    name.push(format!(".{}{TEMPORARY_SUFFIX}", std::process::id()));
     path.with_file_name(name)
 }
 

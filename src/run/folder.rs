@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::TrainConfig;
 
-use super::files::{RunError, io_error, write_atomically};
+use super::files::{RunError, TEMPORARY_SUFFIX, io_error, write_atomically};
 use super::lock::{LOCK_FILE, RunLock};
 use super::logs::{self, LogWriter, StepRecord};
 use super::snapshot::TrainingSnapshot;
@@ -53,6 +53,7 @@ impl RunDir {
         if !is_run_folder(path) {
             return Err(RunError::NotARun(path.to_path_buf()));
         }
+        remove_temporaries(path);
         let has_logs =
             path.join(logs::STEPS_FILE).exists() && path.join(logs::METRICS_FILE).exists();
         if step == 0 || !has_logs {
@@ -101,6 +102,24 @@ impl RunDir {
     /// Flush the logs to disk; a checkpoint calls this before it names a step complete.
     pub fn sync(&mut self) -> Result<(), RunError> {
         self.logs.sync()
+    }
+}
+
+/// Delete temporary files a killed writer left behind (only the lock holder calls this, so none of
+/// them is being written). A failure costs disk space, not correctness: logged only.
+fn remove_temporaries(path: &Path) {
+    let Ok(entries) = fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(TEMPORARY_SUFFIX)
+            && let Err(error) = fs::remove_file(entry.path())
+        {
+            log::warn!("could not remove {}: {error}", entry.path().display());
+        }
     }
 }
 

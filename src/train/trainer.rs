@@ -145,10 +145,14 @@ impl TrainerHandle {
         let mut events = Vec::new();
         loop {
             match self.events.try_recv() {
-                Ok(event) => events.push(event),
+                Ok(event) => {
+                    self.finished |= matches!(event, TrainerEvent::Finished(_));
+                    events.push(event);
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     if !self.finished {
+                        self.finished = true;
                         events.push(TrainerEvent::Finished(Err(TrainError::Panicked(
                             "the trainer thread ended without reporting".into(),
                         ))));
@@ -157,9 +161,6 @@ impl TrainerHandle {
                 }
             }
         }
-        self.finished |= events
-            .iter()
-            .any(|e| matches!(e, TrainerEvent::Finished(_)));
         events
     }
 
@@ -445,11 +446,18 @@ impl Loop<'_> {
         Ok(())
     }
 
-    fn diverged(&self, what: &'static str, value: f64, run_folder: &RunDir) -> TrainError {
+    /// `step` counts like `steps.csv`: the first step is 1.
+    fn diverged(
+        &self,
+        what: &'static str,
+        value: f64,
+        step: u64,
+        run_folder: &RunDir,
+    ) -> TrainError {
         TrainError::Diverged {
             what,
             value,
-            step: self.step,
+            step,
             checkpoint_step: self.last_checkpoint,
             run_dir: run_folder.path().to_path_buf(),
         }
@@ -479,7 +487,7 @@ impl Loop<'_> {
         progress.final_metrics = Some(snapshot.metrics.clone());
         emit(TrainerEvent::Snapshot(Arc::new(snapshot)));
         if !eval_loss.is_finite() {
-            return Err(self.diverged("test loss", eval_loss, run_folder));
+            return Err(self.diverged("test loss", eval_loss, self.step, run_folder));
         }
         self.save_checkpoint(sgd, run_folder, false)?;
         Ok(Some(self.summary(
@@ -554,7 +562,7 @@ impl Loop<'_> {
             let loss = self.train_step(sgd, indices, total_steps)?;
             if !loss.is_finite() {
                 // Nothing of this step is kept: the newest checkpoint is from before it.
-                return Err(self.diverged("training loss", loss, run_folder));
+                return Err(self.diverged("training loss", loss, self.step + 1, run_folder));
             }
             self.step += 1;
             progress.loss_sum += loss;
