@@ -91,13 +91,29 @@ fn weight_bits(run: &Path) -> Vec<(String, Vec<u32>)> {
     named
 }
 
-/// The uninterrupted reference run, and how long it took.
-fn reference(dir: &Path) -> (PathBuf, Duration) {
+/// How long the uninterrupted run took to start (until its first step was logged) and per step.
+struct Timing {
+    start_up: Duration,
+    per_step: Duration,
+}
+
+/// The uninterrupted reference run, timed.
+fn reference(dir: &Path) -> (PathBuf, Timing) {
     let whole = dir.join("whole");
     let started = Instant::now();
-    let output = finish(train_new(&whole).spawn().expect("spawn"));
+    let mut child = train_new(&whole).spawn().expect("spawn");
+    let mut start_up = None;
+    while child.try_wait().expect("poll").is_none() {
+        if start_up.is_none() && run::read_steps(&whole).is_ok_and(|log| !log.records.is_empty()) {
+            start_up = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = finish(child);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    (whole, started.elapsed())
+    let start_up = start_up.unwrap_or_default();
+    let per_step = started.elapsed().saturating_sub(start_up) / 30;
+    (whole, Timing { start_up, per_step })
 }
 
 /// Evidence that a kill interrupted a write: a temporary file, or checkpoint files the manifest does
@@ -117,7 +133,7 @@ fn interrupted_a_write(run: &Path) -> bool {
 #[test]
 fn killed_at_random_moments_a_run_resumes_to_the_same_weights_bit_for_bit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (whole, duration) = reference(dir.path());
+    let (whole, timing) = reference(dir.path());
     let parted = dir.path().join("parted");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
     let (mut kills, mut in_writes, mut attempts) = (0, 0, 0);
@@ -140,8 +156,10 @@ fn killed_at_random_moments_a_run_resumes_to_the_same_weights_bit_for_bit() {
         started = true;
         let enough = kills >= 20 && in_writes >= 3;
         if !enough {
-            let delay = rng.random_range(0.0..1.2) * duration.as_secs_f64();
-            std::thread::sleep(Duration::from_secs_f64(delay));
+            // Uniform over the start-up and the next three steps: about 1.5 steps of progress a
+            // kill, so the kills spread over the whole run, with its evaluations and checkpoints.
+            let window = timing.start_up + 3 * timing.per_step;
+            std::thread::sleep(window.mul_f64(rng.random_range(0.0..1.0)));
         }
         if !enough && child.try_wait().expect("poll").is_none() {
             child.kill().expect("SIGKILL");
@@ -164,6 +182,10 @@ fn killed_at_random_moments_a_run_resumes_to_the_same_weights_bit_for_bit() {
         std::fs::remove_dir_all(&parted).expect("clear");
         started = false;
     }
+    eprintln!(
+        "{kills} kills ({in_writes} inside a write) in {attempts} starts; start-up {:?}, {:?} a step",
+        timing.start_up, timing.per_step
+    );
     assert_eq!(weight_bits(&whole), weight_bits(&parted));
     // The logs hold each step once, and the evaluations of every epoch once.
     let steps = run::read_steps(&parted).expect("steps").records;
