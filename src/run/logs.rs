@@ -68,6 +68,7 @@ fn parse_log<T>(
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Log<T>, RunError> {
     let complete = text.ends_with('\n');
+    // The final line without its newline may be cut anywhere, even where it still parses.
     let lines: Vec<&str> = text.lines().collect();
     let mut records = Vec::new();
     let mut torn_tail = None;
@@ -77,7 +78,7 @@ fn parse_log<T>(
             continue;
         }
         match parse(line) {
-            Ok(record) if !(last && !complete) => records.push(record),
+            Ok(record) if !last || complete => records.push(record),
             Ok(_) => torn_tail = Some(i + 1),
             Err(_) if last => torn_tail = Some(i + 1),
             Err(message) => {

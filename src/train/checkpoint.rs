@@ -196,10 +196,10 @@ fn remove_unreferenced(run: &Path, manifest: &Manifest) {
         let ours = (name.starts_with(MODEL_PREFIX) || name.starts_with(OPTIMIZER_PREFIX))
             && name.ends_with(SAFETENSORS);
         let keep = name == manifest.model.name || name == manifest.optimizer.name;
-        if (ours && !keep) || LEGACY_FILES.contains(&name.as_str()) {
-            if let Err(error) = fs::remove_file(entry.path()) {
-                log::warn!("could not remove the old checkpoint file {name}: {error}");
-            }
+        if ((ours && !keep) || LEGACY_FILES.contains(&name.as_str()))
+            && let Err(error) = fs::remove_file(entry.path())
+        {
+            log::warn!("could not remove the old checkpoint file {name}: {error}");
         }
     }
     let _ = sync_dir(run);
