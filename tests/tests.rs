@@ -6,6 +6,7 @@ mod data;
 mod download;
 mod gpu;
 mod gui;
+mod hostile;
 mod ops;
 mod support;
 mod training;
