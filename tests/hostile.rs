@@ -216,3 +216,248 @@ fn idx_readers_stop_at_the_promise_on_plain_files_too() {
     let labels = idx::parse_labels(&gzip(&bytes[..11]), Path::new("labels")).expect("gz labels");
     assert_eq!(labels, vec![1, 2, 3]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// CIFAR binary files.
+
+use sla::data::cifar;
+
+fn cifar10(dir: &Path) -> DatasetSource {
+    DatasetSource {
+        kind: DatasetKind::Cifar10,
+        dir: Some(dir.to_path_buf()),
+        image_size: 32,
+    }
+}
+
+/// A CIFAR-10 folder of one-record batches.
+fn write_cifar10(dir: &Path) {
+    let record = [vec![3u8], vec![9u8; 3072]].concat();
+    for i in 1..=5 {
+        std::fs::write(dir.join(format!("data_batch_{i}.bin")), &record).expect("batch");
+    }
+    std::fs::write(dir.join("test_batch.bin"), &record).expect("test batch");
+}
+
+#[test]
+fn an_oversized_cifar_file_is_refused_without_being_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_cifar10(dir.path());
+    // Sparse: one record more than any CIFAR file holds, all zeros, so every label is valid and
+    // only the size is wrong. The old reader loaded all 184 MB of it.
+    let path = dir.path().join("data_batch_2.bin");
+    let file = std::fs::File::create(&path).expect("create");
+    let len = (cifar::MAX_RECORDS + 1) * cifar::Format::Cifar10.record_len();
+    file.set_len(len as u64).expect("sparse file");
+    let message = load(&cifar10(dir.path()))
+        .expect_err("too large")
+        .to_string();
+    let max = cifar::MAX_RECORDS * 3073;
+    assert!(
+        message.contains(&path.display().to_string())
+            && message.contains(&format!(
+                "more than {max} bytes, larger than a CIFAR file can be"
+            )),
+        "{message}"
+    );
+
+    // A class-names file of a megabyte and more is no list of ten names.
+    write_cifar10(dir.path());
+    let names = dir.path().join("batches.meta.txt");
+    std::fs::write(&names, vec![b'x'; (1 << 20) + 1]).expect("names");
+    let message = load(&cifar10(dir.path()))
+        .expect_err("too large")
+        .to_string();
+    assert!(
+        message.contains("batches.meta.txt") && message.contains("larger than a class-names file"),
+        "{message}"
+    );
+}
+
+#[test]
+fn cifar_batches_parse_exactly_or_fail_cleanly() {
+    let path = Path::new("batch");
+    let record = |coarse: u8, fine: u8, pixel: u8| [vec![coarse, fine], vec![pixel; 3072]].concat();
+    let bytes = [record(19, 99, 1), record(0, 5, 2)].concat();
+    let fine = cifar::parse_batch(
+        &bytes,
+        path,
+        cifar::Format::Cifar100(cifar::Cifar100Labels::Fine),
+    )
+    .expect("fine labels");
+    assert_eq!(fine.0, vec![99, 5]);
+    assert_eq!(fine.1, [vec![1u8; 3072], vec![2u8; 3072]].concat());
+    let coarse = cifar::parse_batch(
+        &bytes,
+        path,
+        cifar::Format::Cifar100(cifar::Cifar100Labels::Coarse),
+    )
+    .expect("coarse labels");
+    assert_eq!(coarse.0, vec![19, 0]);
+    // The same bytes read as CIFAR-10 records (3073 bytes each) do not divide evenly.
+    let message = format_message(
+        cifar::parse_batch(&bytes, path, cifar::Format::Cifar10).expect_err("not CIFAR-10"),
+    );
+    assert!(
+        message.contains("not a whole number of 3073-byte records"),
+        "{message}"
+    );
+    let message =
+        format_message(cifar::parse_batch(&[], path, cifar::Format::Cifar10).expect_err("empty"));
+    assert_eq!(message, "empty file: no records");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tar extractor.
+
+use std::sync::atomic::AtomicBool;
+
+use sla::download::{self, DownloadError};
+
+/// A tar header for `path` (written raw, so `..` and absolute names get in as a hostile archive
+/// would have them), followed by `data` padded to whole blocks.
+fn raw_entry(path: &[u8], kind: tar::EntryType, size: u64, data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_old();
+    header.as_old_mut().name[..path.len()].copy_from_slice(path);
+    header.set_entry_type(kind);
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+fn unpack(tar: &[u8], dest: &Path, limit: u64) -> Result<usize, DownloadError> {
+    download::unpack_tar(tar, "test.tar", dest, limit, &AtomicBool::new(false))
+}
+
+fn not_an_archive(result: Result<usize, DownloadError>) -> String {
+    match result {
+        Err(DownloadError::NotAnArchive { detail, .. }) => detail,
+        other => panic!("expected the archive to be refused, got {other:?}"),
+    }
+}
+
+/// Every path under `dir`, relative to it, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            out.push(
+                path.strip_prefix(dir)
+                    .expect("under dir")
+                    .display()
+                    .to_string(),
+            );
+            if entry.file_type().expect("file type").is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn tar_members_never_land_outside_the_folder() {
+    let outer = tempfile::tempdir().expect("temp dir");
+    let dest = outer.path().join("dest");
+    for name in [
+        &b"../escaped"[..],
+        b"a/../../escaped",
+        b"/tmp/escaped-absolute",
+    ] {
+        std::fs::create_dir_all(&dest).expect("dest");
+        let archive = [
+            raw_entry(b"ok.bin", tar::EntryType::Regular, 2, b"ok"),
+            raw_entry(name, tar::EntryType::Regular, 4, b"evil"),
+            vec![0; 1024],
+        ]
+        .concat();
+        let detail = not_an_archive(unpack(&archive, &dest, 1 << 20));
+        assert!(detail.contains("points outside the folder"), "{detail}");
+        assert!(!outer.path().join("escaped").exists());
+        assert!(!Path::new("/tmp/escaped-absolute").exists());
+        std::fs::remove_dir_all(&dest).expect("clean");
+    }
+
+    // Links are skipped, so nothing can be written through one either.
+    std::fs::create_dir_all(&dest).expect("dest");
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    link.set_link_name(outer.path()).expect("link name");
+    link.set_path("out").expect("link path");
+    link.set_cksum();
+    let archive = [
+        link.as_bytes().to_vec(),
+        raw_entry(b"out/x.bin", tar::EntryType::Regular, 1, b"x"),
+        vec![0; 1024],
+    ]
+    .concat();
+    assert_eq!(unpack(&archive, &dest, 1 << 20).expect("unpacks"), 1);
+    assert_eq!(tree(&dest), vec!["out", "out/x.bin"]);
+    assert!(
+        std::fs::symlink_metadata(dest.join("out"))
+            .expect("out")
+            .is_dir()
+    );
+    assert!(!outer.path().join("x.bin").exists());
+}
+
+#[test]
+fn tar_bombs_and_empty_archives_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A header claiming a huge file is refused before a byte of it is written.
+    let archive = [
+        raw_entry(b"small.bin", tar::EntryType::Regular, 3, b"abc"),
+        raw_entry(b"huge.bin", tar::EntryType::Regular, 1 << 40, b""),
+    ]
+    .concat();
+    let dest = dir.path().join("bomb");
+    std::fs::create_dir(&dest).expect("dest");
+    let detail = not_an_archive(unpack(&archive, &dest, 1000));
+    assert_eq!(
+        detail,
+        "its files unpack to more than the 1000 bytes the set can take"
+    );
+    assert_eq!(tree(&dest), vec!["small.bin"]);
+
+    // Too many entries, even empty ones.
+    let mut archive: Vec<u8> = (0..=download::MAX_ENTRIES)
+        .flat_map(|i| {
+            raw_entry(
+                format!("d{i}/").as_bytes(),
+                tar::EntryType::Directory,
+                0,
+                b"",
+            )
+        })
+        .collect();
+    archive.extend_from_slice(&[0; 1024]);
+    let dest = dir.path().join("many");
+    std::fs::create_dir(&dest).expect("dest");
+    let detail = not_an_archive(unpack(&archive, &dest, 1 << 20));
+    assert_eq!(
+        detail,
+        format!("more than {} entries", download::MAX_ENTRIES)
+    );
+
+    // No files at all, truncated, or garbage.
+    let dest = dir.path().join("empty");
+    std::fs::create_dir(&dest).expect("dest");
+    let detail = not_an_archive(unpack(&[0; 1024], &dest, 1 << 20));
+    assert_eq!(detail, "the archive holds no files");
+    let truncated = raw_entry(b"a.bin", tar::EntryType::Regular, 100, b"only ten b");
+    let detail = not_an_archive(unpack(&truncated[..522], &dest, 1 << 20));
+    assert!(!detail.is_empty());
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    assert!(matches!(
+        unpack(&garbage, &dest, 1 << 20),
+        Err(DownloadError::NotAnArchive { .. })
+    ));
+}

@@ -43,14 +43,6 @@ pub const EXPECTED_FILES: &str = "train-images-idx3-ubyte, train-labels-idx1-uby
 /// more is corrupt or hostile, so it is refused before anything is read or allocated.
 pub const MAX_IDX_DATA_BYTES: u64 = 1 << 31;
 
-/// Reads a whole file, naming it in the error.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 fn format_error(path: &Path, message: impl Into<String>) -> DataError {
     DataError::Format {
         path: path.to_path_buf(),

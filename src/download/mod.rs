@@ -24,7 +24,7 @@ use std::sync::atomic::AtomicBool;
 pub use catalogue::{Checksum, DatasetSpec, Layout, Member, RemoteFile};
 pub use error::{DownloadError, MirrorFailure};
 pub use http::{DownloadOptions, Downloader};
-pub use install::{MARKER, check_members, disk_usage};
+pub use install::{MARKER, MAX_ENTRIES, check_members, disk_usage, unpack_tar};
 pub use progress::{Progress, Stage};
 pub use verify::{GZIP_MAGIC, verify_file};
 
@@ -360,8 +360,9 @@ impl Manager {
         match &spec.layout {
             Layout::TarGz { .. } => {
                 let cancel = self.downloader.cancel_flag();
+                let limit = install::extract_limit(spec);
                 for archive in paths {
-                    install::extract_tar_gz(archive, staging.path(), &cancel, progress)?;
+                    install::extract_tar_gz(archive, staging.path(), limit, &cancel, progress)?;
                 }
             }
             Layout::Files => {
