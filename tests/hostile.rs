@@ -218,6 +218,60 @@ fn idx_readers_stop_at_the_promise_on_plain_files_too() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Image folders whose names are not UTF-8.
+
+#[cfg(unix)]
+fn save_grey(path: &Path, value: u8) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(2, 2, image::Luma([value])))
+        .save(path)
+        .expect("save png");
+}
+
+#[cfg(unix)]
+#[test]
+fn class_folders_that_are_not_utf8_stay_separate_classes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    // Lossy conversion turns both into "a\u{FFFD}".
+    let (fe, ff) = (OsStr::from_bytes(b"a\xfe"), OsStr::from_bytes(b"a\xff"));
+    for split in ["train", "test"] {
+        save_grey(&root.join(split).join(fe).join("1.png"), 10);
+        save_grey(&root.join(split).join(ff).join("1.png"), 200);
+        save_grey(&root.join(split).join("b").join("1.png"), 90);
+    }
+    let source = DatasetSource {
+        kind: DatasetKind::Folder,
+        dir: Some(root.to_path_buf()),
+        image_size: 2,
+    };
+    let splits = load(&source).expect("the folders load");
+    assert_eq!(
+        splits.train.class_names,
+        vec!["a\\xFE".to_owned(), "a\\xFF".to_owned(), "b".to_owned()]
+    );
+    for set in [&splits.train, &splits.test] {
+        assert_eq!(set.labels, vec![0, 1, 2]);
+        // Each label carries its own folder's pixels: nothing was merged or swapped.
+        assert_eq!(
+            set.images,
+            vec![10, 10, 10, 10, 200, 200, 200, 200, 90, 90, 90, 90]
+        );
+    }
+
+    // A real folder named with the escape itself cannot be told apart by name: refused.
+    save_grey(&root.join("train").join("a\\xFF").join("1.png"), 50);
+    let message = load(&source).expect_err("ambiguous names").to_string();
+    assert!(
+        message.contains("both read as class \"a\\\\xFF\"") && message.contains("rename one"),
+        "{message}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // CIFAR binary files.
 
 use sla::data::cifar;
