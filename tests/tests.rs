@@ -8,5 +8,6 @@ mod gpu;
 mod gui;
 mod hostile;
 mod ops;
+mod properties;
 mod support;
 mod training;
