@@ -35,6 +35,12 @@ enum Fault {
     CutAt(usize),
     /// Like `CutAt`, for the first request only.
     CutFirstAt(usize),
+    /// No Content-Length: the body, then zeros for as long as the client reads.
+    Endless,
+    /// The body in 64 pieces 20 ms apart, so concurrent transfers overlap.
+    Slow,
+    /// `302 Found` to this Location (taken as it is: absolute, relative or another scheme).
+    Redirect(&'static str),
 }
 
 struct Route {
@@ -114,22 +120,31 @@ fn serve(
     // Bounded: the server stops by itself even if a test forgets it.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut served: HashMap<String, usize> = HashMap::new();
+    let mut slow_writers = Vec::new();
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Some(hit) = answer(stream, &routes, &mut served) {
+                if let Some(hit) = answer(stream, &routes, &mut served, &hits, &mut slow_writers) {
                     hits.lock().expect("hits lock").push(hit);
                 }
             }
             Err(_) => std::thread::sleep(Duration::from_millis(2)),
         }
     }
+    for writer in slow_writers {
+        let _ = writer.join();
+    }
 }
 
+/// Answers one request. Every answer is written before the next connection is accepted (so hits
+/// keep the clients' order), except `Fault::Slow` bodies: those go out on their own thread, so
+/// that concurrent clients really overlap, and record their hit when done.
 fn answer(
     stream: TcpStream,
     routes: &HashMap<String, Route>,
     served: &mut HashMap<String, usize>,
+    hits: &Arc<Mutex<Vec<Hit>>>,
+    slow_writers: &mut Vec<JoinHandle<()>>,
 ) -> Option<Hit> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -154,6 +169,7 @@ fn answer(
     let mut out = stream;
     let count = served.entry(path.clone()).or_insert(0);
     *count += 1;
+    let count = *count;
     let Some(route) = routes.get(&path).filter(|r| r.fault != Fault::Missing) else {
         let body = b"<html><body>404 Not Found</body></html>";
         let head = format!(
@@ -169,6 +185,40 @@ fn answer(
             body_bytes: 0,
         });
     };
+    if let Fault::Redirect(location) = route.fault {
+        let head = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        out.write_all(head.as_bytes()).ok()?;
+        return Some(Hit {
+            path,
+            range,
+            status: 302,
+            body_bytes: 0,
+        });
+    }
+    if route.fault == Fault::Endless {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nConnection: close\r\n\r\n",
+            route.content_type
+        );
+        out.write_all(head.as_bytes()).ok()?;
+        let mut sent = 0;
+        if out.write_all(&route.body).is_ok() {
+            sent = route.body.len();
+            let zeros = vec![0u8; 64 * 1024];
+            // Until the client hangs up; the 120 s server deadline is the backstop.
+            while sent < 1 << 34 && out.write_all(&zeros).is_ok() {
+                sent += zeros.len();
+            }
+        }
+        return Some(Hit {
+            path,
+            range,
+            status: 200,
+            body_bytes: sent,
+        });
+    }
     let len = route.body.len();
     let start = range
         .as_deref()
@@ -203,11 +253,36 @@ fn answer(
     };
     let end = match route.fault {
         Fault::CutAt(cut) => cut.min(len),
-        Fault::CutFirstAt(cut) if *count == 1 => cut.min(len),
+        Fault::CutFirstAt(cut) if count == 1 => cut.min(len),
         _ => len,
     }
     .max(from);
     out.write_all(head.as_bytes()).ok()?;
+    if route.fault == Fault::Slow {
+        let body = route.body[from..end].to_vec();
+        let hits = Arc::clone(hits);
+        let writer = std::thread::Builder::new()
+            .name("test-http-slow".to_owned())
+            .spawn(move || {
+                // Recorded first: the client may be done before this thread runs again.
+                hits.lock().expect("hits lock").push(Hit {
+                    path,
+                    range,
+                    status,
+                    body_bytes: body.len(),
+                });
+                let piece = body.len().div_ceil(64).max(1);
+                for chunk in body.chunks(piece) {
+                    if out.write_all(chunk).and_then(|()| out.flush()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+            .expect("spawn slow writer");
+        slow_writers.push(writer);
+        return None;
+    }
     out.write_all(&route.body[from..end]).ok()?;
     out.flush().ok()?;
     Some(Hit {
@@ -1138,4 +1213,206 @@ fn debian_fashion_mnist_is_located_from_the_real_catalogue() {
     );
     assert_eq!(download::locate("cifar10", Some(empty.path())), None);
     assert_eq!(download::locate("no-such-set", Some(empty.path())), None);
+}
+
+/// The hits of `path`, waiting (up to the server's own deadline) for `count` of them: a handler
+/// records its hit only when it is done, which may be after the client gave up.
+fn wait_for_hits(server: &Server, path: &str, count: usize) -> Vec<Hit> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let hits: Vec<Hit> = server
+            .hits()
+            .into_iter()
+            .filter(|h| h.path == path)
+            .collect();
+        if hits.len() >= count || Instant::now() > deadline {
+            return hits;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn an_endless_body_stops_at_the_published_size_and_leaves_nothing() {
+    let members = cifar_members();
+    let archive = cifar_archive(&members);
+    let server = Server::start(vec![(
+        "/endless.tar.gz",
+        archive_route(archive.clone(), Fault::Endless),
+    )]);
+    let url = server.url("/endless.tar.gz");
+    let spec = cifar_spec(vec![url.clone()], &archive, &members);
+    let root = tempfile::tempdir().expect("temp dir");
+    let error = manager(root.path())
+        .fetch(&spec, &mut |_| {})
+        .expect_err("a body longer than the file is refused");
+    assert!(
+        matches!(&error, DownloadError::TooLarge { limit, .. } if *limit == archive.len() as u64),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{url}: the server sent more than the expected {} bytes; stopped there",
+            archive.len()
+        )
+    );
+    assert_nothing_installed(root.path(), &spec);
+    assert!(
+        !part_file(root.path()).exists(),
+        "a prefix of an oversized body is not kept for resuming"
+    );
+    // The client hung up at the first chunk past the size: the server could push no more than
+    // the socket buffers hold after that (it would go on for 16 GiB otherwise).
+    let hits = wait_for_hits(&server, "/endless.tar.gz", 1);
+    assert_eq!(hits.len(), 1, "one request, no retry: {hits:?}");
+    assert!(
+        hits[0].body_bytes < archive.len() + (64 << 20),
+        "the server sent {} bytes",
+        hits[0].body_bytes
+    );
+}
+
+#[test]
+fn redirects_are_followed_by_hand_and_only_to_http_or_https() {
+    let members = cifar_members();
+    let archive = cifar_archive(&members);
+    let server = Server::start(vec![
+        (
+            "/moved.tar.gz",
+            archive_route(Vec::new(), Fault::Redirect("/real/c.tar.gz")),
+        ),
+        (
+            "/real/c.tar.gz",
+            archive_route(archive.clone(), Fault::None),
+        ),
+        (
+            "/ftp.tar.gz",
+            archive_route(Vec::new(), Fault::Redirect("ftp://127.0.0.1/c.tar.gz")),
+        ),
+        (
+            "/file.tar.gz",
+            archive_route(Vec::new(), Fault::Redirect("file:///etc/passwd")),
+        ),
+        (
+            "/loop.tar.gz",
+            archive_route(Vec::new(), Fault::Redirect("loop.tar.gz")),
+        ),
+    ]);
+
+    // A redirect within plain HTTP is followed, and the set arrives whole.
+    let root = tempfile::tempdir().expect("temp dir");
+    let spec = cifar_spec(vec![server.url("/moved.tar.gz")], &archive, &members);
+    manager(root.path())
+        .fetch(&spec, &mut |_| {})
+        .expect("the redirect is followed");
+    assert_cifar_installed(root.path(), &spec, &members);
+    let order: Vec<(String, u16)> = server
+        .hits()
+        .into_iter()
+        .map(|h| (h.path, h.status))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("/moved.tar.gz".to_owned(), 302),
+            ("/real/c.tar.gz".to_owned(), 200)
+        ]
+    );
+
+    // Other schemes and loops are refused, each with its reason.
+    let root = tempfile::tempdir().expect("temp dir");
+    let urls = ["/ftp.tar.gz", "/file.tar.gz", "/loop.tar.gz"].map(|p| server.url(p));
+    let spec = cifar_spec(urls.to_vec(), &archive, &members);
+    let error = manager(root.path())
+        .fetch(&spec, &mut |_| {})
+        .expect_err("no mirror delivers");
+    let DownloadError::AllMirrorsFailed { attempts, .. } = &error else {
+        panic!("expected every mirror to fail, got {error:?}");
+    };
+    let details: Vec<String> = attempts.iter().map(|a| a.error.to_string()).collect();
+    assert_eq!(
+        details,
+        vec![
+            format!(
+                "{}: refused redirect to ftp://127.0.0.1/c.tar.gz: only http and https are followed, not \"ftp\"",
+                urls[0]
+            ),
+            format!(
+                "{}: refused redirect to file:///etc/passwd: only http and https are followed, not \"file\"",
+                urls[1]
+            ),
+            format!("{}: more than 10 redirects", urls[2]),
+        ]
+    );
+    assert!(matches!(
+        attempts[0].error,
+        DownloadError::InsecureRedirect { .. }
+    ));
+    assert_eq!(wait_for_hits(&server, "/loop.tar.gz", 11).len(), 11);
+    assert_nothing_installed(root.path(), &spec);
+}
+
+#[test]
+fn two_concurrent_fetches_of_one_set_do_not_interfere() {
+    let members = cifar_members();
+    let archive = cifar_archive(&members);
+    let server = Server::start(vec![(
+        "/slow.tar.gz",
+        archive_route(archive.clone(), Fault::Slow),
+    )]);
+    let spec = cifar_spec(vec![server.url("/slow.tar.gz")], &archive, &members);
+    let root = tempfile::tempdir().expect("temp dir");
+    // The second fetch starts once the first is downloading (so holds whatever it needs), and the
+    // slow body keeps the first busy for over a second after that.
+    let (started, wait_for_first) = std::sync::mpsc::channel::<()>();
+    let first = {
+        let (spec, root) = (spec.clone(), root.path().to_path_buf());
+        std::thread::Builder::new()
+            .name("fetch-first".to_owned())
+            .spawn(move || {
+                let mut started = Some(started);
+                // Separate managers, as two processes would have.
+                manager(&root).fetch(&spec, &mut |p| {
+                    if p.stage == Stage::Download
+                        && let Some(started) = started.take()
+                    {
+                        let _ = started.send(());
+                    }
+                })
+            })
+            .expect("spawn first fetcher")
+    };
+    let second = {
+        let (spec, root) = (spec.clone(), root.path().to_path_buf());
+        std::thread::Builder::new()
+            .name("fetch-second".to_owned())
+            .spawn(move || {
+                wait_for_first
+                    .recv()
+                    .expect("the first fetch starts downloading");
+                manager(&root).fetch(&spec, &mut |_| {})
+            })
+            .expect("spawn second fetcher")
+    };
+    let fetchers = [first, second];
+    let results: Vec<Result<PathBuf, DownloadError>> = fetchers
+        .into_iter()
+        .map(|f| f.join().expect("fetcher ran"))
+        .collect();
+    let data = root.path().join("cifar10/cifar-10-batches-bin");
+    for result in results {
+        assert_eq!(result.expect("both fetches succeed"), data);
+    }
+    assert_cifar_installed(root.path(), &spec, &members);
+    // One download: the second fetch waited for the first and found the set installed.
+    assert_eq!(wait_for_hits(&server, "/slow.tar.gz", 1).len(), 1);
+    assert!(!root.path().join(".downloads").exists());
+
+    // Once the set is there, a fetch on its own downloads again (it replaces the set).
+    manager(root.path())
+        .fetch(&spec, &mut |_| {})
+        .expect("a later fetch succeeds");
+    assert_eq!(wait_for_hits(&server, "/slow.tar.gz", 2).len(), 2);
+    assert_cifar_installed(root.path(), &spec, &members);
 }

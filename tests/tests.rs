@@ -7,6 +7,8 @@ mod data;
 mod download;
 mod gpu;
 mod gui;
+mod hostile;
 mod ops;
+mod properties;
 mod support;
 mod training;

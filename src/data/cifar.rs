@@ -1,9 +1,9 @@
 //! Reader for the binary CIFAR-10 and CIFAR-100 formats (one label byte or two, then 3072 CHW pixels).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::dataset::{DataError, Dataset, ImageShape};
-use super::idx::read_file;
 
 /// CIFAR images: 3 × 32 × 32, stored as 1024 red, then 1024 green, then 1024 blue bytes.
 pub const SHAPE: ImageShape = ImageShape {
@@ -154,6 +154,14 @@ pub const CIFAR100_FINE_CLASSES: [&str; 100] = [
     "worm",
 ];
 
+/// Records one binary file may hold: the largest published file (CIFAR-100's train.bin) holds
+/// 50 000. A file beyond this is refused before it is read, so a wrong or hostile file cannot make
+/// the reader take all memory.
+pub const MAX_RECORDS: usize = 60_000;
+
+/// Bytes a class-names file may hold (the real ones hold about a kilobyte).
+const MAX_NAMES_BYTES: u64 = 1 << 20;
+
 /// Which CIFAR-100 label becomes the dataset's label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cifar100Labels {
@@ -161,6 +169,42 @@ pub enum Cifar100Labels {
     Fine,
     /// The 20 superclasses.
     Coarse,
+}
+
+/// The record layout of one binary file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One label byte (0..10), then the pixels.
+    Cifar10,
+    /// A coarse (0..20) and a fine (0..100) label byte, then the pixels; both are checked, the
+    /// chosen one becomes the label.
+    Cifar100(Cifar100Labels),
+}
+
+impl Format {
+    /// How many classes each leading label byte counts.
+    fn class_counts(self) -> &'static [usize] {
+        const CIFAR10: usize = CIFAR10_CLASSES.len();
+        const COARSE: usize = CIFAR100_COARSE_CLASSES.len();
+        const FINE: usize = CIFAR100_FINE_CLASSES.len();
+        match self {
+            Format::Cifar10 => &[CIFAR10],
+            Format::Cifar100(_) => &[COARSE, FINE],
+        }
+    }
+
+    /// The label byte that becomes the label.
+    fn label_byte(self) -> usize {
+        match self {
+            Format::Cifar10 | Format::Cifar100(Cifar100Labels::Coarse) => 0,
+            Format::Cifar100(Cifar100Labels::Fine) => 1,
+        }
+    }
+
+    /// Bytes of one record.
+    pub fn record_len(self) -> usize {
+        self.class_counts().len() + SHAPE.image_len()
+    }
 }
 
 const CIFAR10_TRAIN: [&str; 5] = [
@@ -209,7 +253,7 @@ fn read_names(path: &Path, expected: usize) -> Result<Option<Vec<String>>, DataE
     if !path.is_file() {
         return Ok(None);
     }
-    let bytes = read_file(path)?;
+    let bytes = read_bounded(path, MAX_NAMES_BYTES, "a class-names file")?;
     let text = String::from_utf8(bytes).map_err(|_| format_error(path, "not UTF-8 text"))?;
     let names: Vec<String> = text
         .lines()
@@ -231,17 +275,44 @@ fn names_or(path: &Path, defaults: &[&str]) -> Result<Vec<String>, DataError> {
         .unwrap_or_else(|| defaults.iter().map(|s| s.to_string()).collect()))
 }
 
-/// Parses one binary file of records `[label_bytes labels, 3072 pixels]` into `out`: leading byte `b`
-/// must be below `class_counts[b]`, and byte `label_byte` becomes the label.
-fn parse_records(
+/// The bytes of `path`, refusing a file longer than `max` without reading past it (a size from
+/// the metadata could lie for special files; the bound on the read cannot).
+fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, DataError> {
+    let io_error = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let too_large = || {
+        format_error(
+            path,
+            format!("more than {max} bytes, larger than {what} can be"),
+        )
+    };
+    // Refused without reading when the size says so; the bounded read covers files whose size
+    // does not (pipes, devices, files still growing).
+    if file.metadata().map_err(io_error)?.len() > max {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Parses the bytes of one binary CIFAR file of `format` into its labels and pixels (CHW, one
+/// image after the other), checking every label byte. `path` only names the source in errors.
+pub fn parse_batch(
     bytes: &[u8],
     path: &Path,
-    label_bytes: usize,
-    label_byte: usize,
-    class_counts: &[usize],
-    out: &mut Dataset,
-) -> Result<(), DataError> {
-    let record = label_bytes + SHAPE.image_len();
+    format: Format,
+) -> Result<(Vec<u32>, Vec<u8>), DataError> {
+    let record = format.record_len();
+    let class_counts = format.class_counts();
     if bytes.is_empty() {
         return Err(format_error(path, "empty file: no records"));
     }
@@ -254,6 +325,15 @@ fn parse_records(
             ),
         ));
     }
+    let records = bytes.len() / record;
+    if records > MAX_RECORDS {
+        return Err(format_error(
+            path,
+            format!("{records} records, more than the {MAX_RECORDS} any CIFAR file holds"),
+        ));
+    }
+    let mut labels = Vec::with_capacity(records);
+    let mut images = Vec::with_capacity(records * SHAPE.image_len());
     for (r, chunk) in bytes.chunks_exact(record).enumerate() {
         for (b, &count) in class_counts.iter().enumerate() {
             if chunk[b] as usize >= count {
@@ -267,17 +347,15 @@ fn parse_records(
                 ));
             }
         }
-        out.labels.push(u32::from(chunk[label_byte]));
-        out.images.extend_from_slice(&chunk[label_bytes..]);
+        labels.push(u32::from(chunk[format.label_byte()]));
+        images.extend_from_slice(&chunk[class_counts.len()..]);
     }
-    Ok(())
+    Ok((labels, images))
 }
 
 fn read_files(
     paths: &[PathBuf],
-    label_bytes: usize,
-    label_byte: usize,
-    class_counts: &[usize],
+    format: Format,
     class_names: &[String],
 ) -> Result<Dataset, DataError> {
     let mut ds = Dataset {
@@ -286,9 +364,12 @@ fn read_files(
         labels: Vec::new(),
         class_names: class_names.to_vec(),
     };
+    let max = (MAX_RECORDS * format.record_len()) as u64;
     for path in paths {
-        let bytes = read_file(path)?;
-        parse_records(&bytes, path, label_bytes, label_byte, class_counts, &mut ds)?;
+        let bytes = read_bounded(path, max, "a CIFAR file")?;
+        let (labels, images) = parse_batch(&bytes, path, format)?;
+        ds.labels.extend(labels);
+        ds.images.extend(images);
     }
     Ok(ds)
 }
@@ -315,8 +396,8 @@ pub fn load_cifar10(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
         }
         train_paths.push(path);
     }
-    let train = read_files(&train_paths, 1, 0, &[names.len()], &names)?;
-    let test = read_files(&[root.join("test_batch.bin")], 1, 0, &[names.len()], &names)?;
+    let train = read_files(&train_paths, Format::Cifar10, &names)?;
+    let test = read_files(&[root.join("test_batch.bin")], Format::Cifar10, &names)?;
     log::info!(
         "loaded CIFAR-10: {} training and {} test images from {}",
         train.len(),
@@ -343,13 +424,13 @@ pub fn load_cifar100(dir: &Path, labels: Cifar100Labels) -> Result<(Dataset, Dat
         &CIFAR100_COARSE_CLASSES,
     )?;
     let fine = names_or(&root.join("fine_label_names.txt"), &CIFAR100_FINE_CLASSES)?;
-    let (label_byte, names) = match labels {
-        Cifar100Labels::Coarse => (0, coarse),
-        Cifar100Labels::Fine => (1, fine),
+    let names = match labels {
+        Cifar100Labels::Coarse => coarse,
+        Cifar100Labels::Fine => fine,
     };
-    let counts = [CIFAR100_COARSE_CLASSES.len(), CIFAR100_FINE_CLASSES.len()];
-    let train = read_files(&[train_path], 2, label_byte, &counts, &names)?;
-    let test = read_files(&[root.join("test.bin")], 2, label_byte, &counts, &names)?;
+    let format = Format::Cifar100(labels);
+    let train = read_files(&[train_path], format, &names)?;
+    let test = read_files(&[root.join("test.bin")], format, &names)?;
     log::info!(
         "loaded CIFAR-100: {} training and {} test images from {}",
         train.len(),

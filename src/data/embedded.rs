@@ -19,7 +19,7 @@ pub fn load() -> Result<(Dataset, Dataset), DataError> {
     let names: Vec<String> = idx::FASHION_CLASSES.iter().map(|s| s.to_string()).collect();
     let split = |images: &[u8], labels: &[u8], name: &str| {
         idx::split_from_bytes(
-            images.to_vec(),
+            images,
             &Path::new("<embedded fashion-mini>").join(format!("{name}-images-idx3-ubyte.gz")),
             labels,
             &Path::new("<embedded fashion-mini>").join(format!("{name}-labels-idx1-ubyte.gz")),

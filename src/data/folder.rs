@@ -33,10 +33,10 @@ fn entries(dir: &Path, folders: bool) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
         let path = entry.map_err(io_error(dir))?.path();
+        // Bytes, not text: a hidden name need not be UTF-8 to be hidden.
         let hidden = path
             .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
+            .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."));
         if hidden {
             continue;
         }
@@ -48,10 +48,44 @@ fn entries(dir: &Path, folders: bool) -> Result<Vec<PathBuf>, DataError> {
     Ok(out)
 }
 
+/// The folder's name as a class name: itself when it is UTF-8, else with every byte that is not
+/// spelled `\xNN`. A lossy conversion would turn every such byte into U+FFFD, so that folders
+/// differing only there would show as one class.
 fn class_name(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    let Some(name) = dir.file_name() else {
+        return String::new();
+    };
+    if let Some(text) = name.to_str() {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    for chunk in name.as_encoded_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The class names of `classes`, refusing two folders whose names read the same once escaped
+/// (a non-UTF-8 `a<FF>` beside a folder really named `a\xFF`): one name per class, or the labels
+/// of a saved run could not be told apart.
+fn class_names(classes: &[PathBuf]) -> Result<Vec<String>, DataError> {
+    let names: Vec<String> = classes.iter().map(|d| class_name(d)).collect();
+    for (i, name) in names.iter().enumerate() {
+        if let Some(j) = names[..i].iter().position(|n| n == name) {
+            return Err(format_error(
+                &classes[i],
+                format!(
+                    "class folders {} and {} both read as class {name:?}; rename one of them",
+                    classes[j].display(),
+                    classes[i].display()
+                ),
+            ));
+        }
+    }
+    Ok(names)
 }
 
 /// The image files of each class folder, failing on an empty one.
@@ -156,17 +190,24 @@ pub fn load_folder(root: &Path, image_size: usize) -> Result<(Dataset, Dataset),
             format!("no class folders; expected {LAYOUT}"),
         ));
     }
-    let class_names: Vec<String> = train_classes.iter().map(|d| class_name(d)).collect();
+    let class_names = class_names(&train_classes)?;
     let test_classes = entries(&test_dir, true)?;
     let mut test_labels = Vec::with_capacity(test_classes.len());
     for dir in &test_classes {
-        let name = class_name(dir);
-        match class_names.iter().position(|n| *n == name) {
+        // Matched on the names as the file system has them, not on their text form.
+        match train_classes
+            .iter()
+            .position(|t| t.file_name() == dir.file_name())
+        {
             Some(label) => test_labels.push(label as u32),
             None => {
                 return Err(format_error(
                     dir,
-                    format!("class {name:?} has no folder in {}", train_dir.display()),
+                    format!(
+                        "class {:?} has no folder in {}",
+                        class_name(dir),
+                        train_dir.display()
+                    ),
                 ));
             }
         }

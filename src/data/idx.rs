@@ -1,6 +1,6 @@
 //! Reader for the IDX format of MNIST and Fashion-MNIST (plain or gzip): idx1 labels, idx3 images.
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::dataset::{DataError, Dataset, ImageShape};
@@ -38,13 +38,10 @@ const TEST_LABELS: [&str; 2] = ["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyt
 pub const EXPECTED_FILES: &str = "train-images-idx3-ubyte, train-labels-idx1-ubyte, \
      t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each plain or .gz)";
 
-/// Reads a whole file, naming it in the error.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
+/// The most data bytes (pixels, or labels) one IDX file may promise: 2 GiB. The largest IDX sets in
+/// use are far below it (MNIST: 47 MB of pixels, EMNIST ByClass: 547 MB), and a header promising
+/// more is corrupt or hostile, so it is refused before anything is read or allocated.
+pub const MAX_IDX_DATA_BYTES: u64 = 1 << 31;
 
 fn format_error(path: &Path, message: impl Into<String>) -> DataError {
     DataError::Format {
@@ -53,38 +50,128 @@ fn format_error(path: &Path, message: impl Into<String>) -> DataError {
     }
 }
 
-/// Inflates `bytes` when they start with the gzip magic; the extension is not trusted either way.
-pub fn decompress(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
-    if bytes.len() < 2 || bytes[0] != 0x1f || bytes[1] != 0x8b {
-        return Ok(bytes);
-    }
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes.as_slice())
-        .read_to_end(&mut out)
-        .map_err(|e| format_error(path, format!("corrupt or truncated gzip data: {e}")))?;
-    Ok(out)
+/// An IDX file being read: its bytes, inflated on the way when it is gzip.
+struct Stream<'a> {
+    reader: Box<dyn Read + 'a>,
+    gzip: bool,
 }
 
-/// Checks the header of an IDX file of bytes and returns its dimensions and the payload offset.
-fn header(
-    bytes: &[u8],
+impl<'a> Stream<'a> {
+    /// Wraps `reader` in a gzip decoder when its first bytes are the gzip magic (the extension is
+    /// not trusted either way). Only those two bytes are read here, so the callers bound how much
+    /// of the (inflated) stream is ever taken.
+    fn new<R: Read + 'a>(mut reader: R, path: &Path) -> Result<Self, DataError> {
+        let mut magic = [0u8; 2];
+        let mut got = 0;
+        while got < magic.len() {
+            match reader.read(&mut magic[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(DataError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        let head = io::Cursor::new(magic).take(got as u64).chain(reader);
+        let gzip = got == 2 && magic == [0x1f, 0x8b];
+        let reader: Box<dyn Read + 'a> = if gzip {
+            Box::new(flate2::read::GzDecoder::new(head))
+        } else {
+            Box::new(head)
+        };
+        Ok(Stream { reader, gzip })
+    }
+
+    /// A read failure: broken compressed data when inflating, else the file's own I/O error.
+    fn error(&self, path: &Path, source: io::Error) -> DataError {
+        if self.gzip {
+            format_error(path, format!("corrupt or truncated gzip data: {source}"))
+        } else {
+            DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+
+    /// Fills `buf`; returns how many bytes came before the end of the stream.
+    fn read_up_to(&mut self, buf: &mut [u8], path: &Path) -> Result<usize, DataError> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.reader.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.error(path, e)),
+            }
+        }
+        Ok(got)
+    }
+
+    /// Reads exactly `expected` data bytes and checks that nothing follows them. At most
+    /// `expected + 1` bytes are ever taken from the stream, whatever it holds.
+    fn read_payload(&mut self, expected: u64, path: &Path) -> Result<Vec<u8>, DataError> {
+        if expected > MAX_IDX_DATA_BYTES {
+            return Err(format_error(
+                path,
+                format!(
+                    "the header promises {expected} data bytes, more than the {MAX_IDX_DATA_BYTES} \
+                     any real IDX file holds: corrupt or not an IDX file"
+                ),
+            ));
+        }
+        let mut data = Vec::new();
+        // Capacity is not taken from the header: a lying header on a small file allocates nothing.
+        if let Err(e) = (&mut self.reader).take(expected + 1).read_to_end(&mut data) {
+            return Err(self.error(path, e));
+        }
+        let len = data.len() as u64;
+        if len < expected {
+            return Err(format_error(
+                path,
+                format!(
+                    "truncated: the header promises {expected} data bytes but only {len} follow"
+                ),
+            ));
+        }
+        if len > expected {
+            return Err(format_error(
+                path,
+                format!(
+                    "trailing data: more bytes follow the {expected} data bytes the header promises"
+                ),
+            ));
+        }
+        Ok(data)
+    }
+}
+
+/// Reads and checks the header of an IDX file of bytes with `DIMS` dimensions from the (inflated)
+/// stream, leaving the stream at the first data byte.
+fn read_header<const DIMS: usize>(
+    stream: &mut Stream<'_>,
     path: &Path,
     magic: u32,
     what: &str,
-) -> Result<(Vec<usize>, usize), DataError> {
-    let dims = (magic & 0xff) as usize;
-    let header_len = 4 + 4 * dims;
+) -> Result<[u64; DIMS], DataError> {
+    let header_len = 4 + 4 * DIMS;
+    let mut bytes = [0u8; 16];
+    let bytes = &mut bytes[..header_len];
+    let got = stream.read_up_to(bytes, path)?;
     let truncated = || {
         format_error(
             path,
             format!(
-                "truncated: {} bytes, too short for the {header_len}-byte header of an IDX {what} file",
-                bytes.len()
+                "truncated: {got} bytes, too short for the {header_len}-byte header of an IDX {what} file"
             ),
         )
     };
     let word = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    if bytes.len() < 4 {
+    if got < 4 {
         return Err(truncated());
     }
     // The magic comes first so that a file of the wrong kind is named as such, not as truncated.
@@ -97,94 +184,111 @@ fn header(
             ),
         ));
     }
-    if bytes.len() < header_len {
+    if got < header_len {
         return Err(truncated());
     }
-    let sizes = (0..dims).map(|d| word(4 + 4 * d) as usize).collect();
-    Ok((sizes, header_len))
+    Ok(std::array::from_fn(|d| u64::from(word(4 + 4 * d))))
 }
 
-/// Checks that the payload after the header has exactly `expected` bytes.
-fn check_payload(len: usize, expected: usize, path: &Path) -> Result<(), DataError> {
-    if len < expected {
+/// Reads an idx1 label file (plain or gzip) from `reader`, taking no more of it than the header
+/// promises plus one byte. `path` only names the source in errors.
+pub fn read_labels<R: Read>(reader: R, path: &Path) -> Result<Vec<u32>, DataError> {
+    let mut stream = Stream::new(reader, path)?;
+    let [count] = read_header::<1>(&mut stream, path, LABELS_MAGIC, "label")?;
+    let data = stream.read_payload(count, path)?;
+    Ok(data.into_iter().map(u32::from).collect())
+}
+
+/// Reads an idx3 image file (plain or gzip) from `reader` into its shape (one channel) and pixel
+/// bytes, taking no more of it than the header promises plus one byte. A file of no images is an
+/// error: it would only surface much later as an empty training set or a 0 % accuracy.
+pub fn read_images<R: Read>(reader: R, path: &Path) -> Result<(ImageShape, Vec<u8>), DataError> {
+    let mut stream = Stream::new(reader, path)?;
+    let [count, height, width] = read_header::<3>(&mut stream, path, IMAGES_MAGIC, "image")?;
+    // Each dimension came from a u32, so the product of two fits in a u64.
+    let image_len = height * width;
+    if image_len == 0 {
         return Err(format_error(
             path,
-            format!("truncated: the header promises {expected} data bytes but only {len} follow"),
+            format!("images of size {height}x{width} hold no pixels"),
         ));
     }
-    if len > expected {
+    if count == 0 {
         return Err(format_error(
             path,
-            format!(
-                "{} unexpected bytes after the {expected} data bytes the header promises",
-                len - expected
-            ),
+            "holds no images (the header's count is 0)",
         ));
     }
-    Ok(())
-}
-
-/// Parses an (already inflated) idx1 label file. `path` only names the source in errors.
-pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u32>, DataError> {
-    let (dims, offset) = header(bytes, path, LABELS_MAGIC, "label")?;
-    let count = dims[0];
-    check_payload(bytes.len() - offset, count, path)?;
-    Ok(bytes[offset..].iter().map(|&b| u32::from(b)).collect())
-}
-
-/// Parses an (already inflated) idx3 image file into its shape (one channel) and pixel bytes.
-/// Takes the buffer by value so the pixels are moved, not copied.
-pub fn parse_images(mut bytes: Vec<u8>, path: &Path) -> Result<(ImageShape, Vec<u8>), DataError> {
-    let (dims, offset) = header(&bytes, path, IMAGES_MAGIC, "image")?;
+    let expected = count
+        .checked_mul(image_len)
+        .ok_or_else(|| format_error(path, "image dimensions overflow"))?;
+    let (Ok(height), Ok(width)) = (usize::try_from(height), usize::try_from(width)) else {
+        return Err(format_error(path, "image dimensions overflow"));
+    };
+    let data = stream.read_payload(expected, path)?;
     let shape = ImageShape {
         channels: 1,
-        height: dims[1],
-        width: dims[2],
+        height,
+        width,
     };
-    if shape.image_len() == 0 {
-        return Err(format_error(
-            path,
-            format!(
-                "images of size {}x{} hold no pixels",
-                shape.height, shape.width
-            ),
-        ));
-    }
-    let expected = dims[0]
-        .checked_mul(shape.image_len())
-        .ok_or_else(|| format_error(path, "image dimensions overflow"))?;
-    check_payload(bytes.len() - offset, expected, path)?;
-    bytes.drain(..offset);
-    Ok((shape, bytes))
+    Ok((shape, data))
+}
+
+/// Parses an idx1 label file held in memory (plain or gzip). `path` only names the source in errors.
+pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u32>, DataError> {
+    read_labels(bytes, path)
+}
+
+/// Parses an idx3 image file held in memory (plain or gzip) into its shape (one channel) and pixel
+/// bytes.
+pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(ImageShape, Vec<u8>), DataError> {
+    read_images(bytes, path)
+}
+
+fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, DataError> {
+    std::fs::File::open(path)
+        .map(std::io::BufReader::new)
+        .map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Reads one split (images + labels, plain or gzip) into a dataset, checking that the counts match
-/// and every label names one of `class_names`.
+/// and every label names one of `class_names`. Neither file is read further than its header
+/// promises, so a gzip bomb costs no more memory than an honest file.
 pub fn read_split(
     images_path: &Path,
     labels_path: &Path,
     class_names: &[String],
 ) -> Result<Dataset, DataError> {
-    let labels = read_file(labels_path)?;
-    let images = read_file(images_path)?;
-    split_from_bytes(images, images_path, &labels, labels_path, class_names)
+    let labels = read_labels(open(labels_path)?, labels_path)?;
+    let (shape, images) = read_images(open(images_path)?, images_path)?;
+    assemble(shape, images, images_path, labels, labels_path, class_names)
 }
 
 /// Builds one split from the bytes of its image and label files (plain or gzip); the paths only
 /// name the sources in errors.
 pub fn split_from_bytes(
-    images: Vec<u8>,
+    images: &[u8],
     images_path: &Path,
     labels: &[u8],
     labels_path: &Path,
     class_names: &[String],
 ) -> Result<Dataset, DataError> {
-    let labels = if labels.starts_with(&[0x1f, 0x8b]) {
-        parse_labels(&decompress(labels.to_vec(), labels_path)?, labels_path)?
-    } else {
-        parse_labels(labels, labels_path)?
-    };
-    let (shape, images) = parse_images(decompress(images, images_path)?, images_path)?;
+    let labels = read_labels(labels, labels_path)?;
+    let (shape, images) = read_images(images, images_path)?;
+    assemble(shape, images, images_path, labels, labels_path, class_names)
+}
+
+fn assemble(
+    shape: ImageShape,
+    images: Vec<u8>,
+    images_path: &Path,
+    labels: Vec<u32>,
+    labels_path: &Path,
+    class_names: &[String],
+) -> Result<Dataset, DataError> {
     let count = images.len() / shape.image_len();
     if count != labels.len() {
         return Err(format_error(

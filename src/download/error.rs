@@ -40,6 +40,16 @@ pub enum DownloadError {
         expected: u64,
     },
 
+    #[error("{url}: the server sent more than the expected {limit} bytes; stopped there")]
+    TooLarge { url: String, limit: u64 },
+
+    #[error("{from}: refused redirect to {to}: {message}")]
+    InsecureRedirect {
+        from: String,
+        to: String,
+        message: String,
+    },
+
     #[error("{file}: {algorithm} checksum mismatch: expected {expected}, got {actual}")]
     ChecksumMismatch {
         file: String,
@@ -128,6 +138,8 @@ impl DownloadError {
             DownloadError::HttpStatus { .. }
                 | DownloadError::Network { .. }
                 | DownloadError::WrongSize { .. }
+                | DownloadError::TooLarge { .. }
+                | DownloadError::InsecureRedirect { .. }
                 | DownloadError::Truncated { .. }
                 | DownloadError::ChecksumMismatch { .. }
                 | DownloadError::NotAnArchive { .. }

@@ -19,6 +19,13 @@ const CHUNK: usize = 64 * 1024;
 /// breaks this often is better left for a later run or another mirror.
 const MAX_ATTEMPTS: u32 = 50;
 
+/// Redirects followed for one request: mirrors use one or two; more is a loop or a trap.
+const MAX_REDIRECTS: u32 = 10;
+
+/// The most a file whose size neither the catalogue nor the server states may grow to (8 GiB, far
+/// above any set in the catalogue), so an endless body cannot fill the disk.
+pub const MAX_UNKNOWN_SIZE: u64 = 8 << 30;
+
 /// Network behaviour of a [`Downloader`]. The defaults suit real mirrors; tests shorten the waits.
 #[derive(Clone, Debug)]
 pub struct DownloadOptions {
@@ -84,6 +91,9 @@ impl Downloader {
     pub fn new(options: DownloadOptions, cancel: Arc<AtomicBool>) -> Self {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // Redirects are followed by `get`, which refuses to leave HTTPS for plain HTTP; ureq
+            // itself would follow any of them.
+            .max_redirects(0)
             .timeout_connect(Some(options.connect_timeout))
             .timeout_per_read(Some(options.read_timeout))
             .user_agent(concat!(
@@ -259,6 +269,45 @@ impl Downloader {
         Ok(())
     }
 
+    /// GET `url` (from byte `offset` when resuming), following redirects by hand: each hop is
+    /// checked by [`redirect_target`], so a mirror cannot move the transfer off HTTPS.
+    fn get(&self, url: &str, offset: u64) -> Result<ureq::http::Response<ureq::Body>, Attempt> {
+        let mut current = url.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = self.agent.get(&current);
+            if offset > 0 {
+                request = request.header("Range", format!("bytes={offset}-"));
+            }
+            let response = request.call().map_err(|e| Attempt::Retry {
+                error: network_error(&current, &e),
+                progressed: false,
+            })?;
+            if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+                return Ok(response);
+            }
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    Attempt::Fail(DownloadError::Network {
+                        url: current.clone(),
+                        message: format!(
+                            "redirect (HTTP {}) without a usable Location header",
+                            response.status().as_u16()
+                        ),
+                    })
+                })?;
+            let next = redirect_target(&current, location).map_err(Attempt::Fail)?;
+            log::info!("{current} redirects to {next}");
+            current = next;
+        }
+        Err(Attempt::Fail(DownloadError::Network {
+            url: url.to_owned(),
+            message: format!("more than {MAX_REDIRECTS} redirects"),
+        }))
+    }
+
     /// One GET, appending to `part` from its current length.
     fn attempt(
         &self,
@@ -279,14 +328,7 @@ impl Downloader {
                 offset = 0;
             }
         }
-        let mut request = self.agent.get(url);
-        if offset > 0 {
-            request = request.header("Range", format!("bytes={offset}-"));
-        }
-        let response = request.call().map_err(|e| Attempt::Retry {
-            error: network_error(url, &e),
-            progressed: false,
-        })?;
+        let response = self.get(url, offset)?;
         let status = response.status().as_u16();
         let header = |name: &str| {
             response
@@ -392,12 +434,21 @@ impl Downloader {
             .map_err(|e| fail(DownloadError::io(part, e)))?;
         let mut written = start + head.len() as u64;
         progress.report(&file.name, written, true);
+        // Checked before each write, so an endless or oversized body stops at the first chunk past
+        // the size and never lands on disk beyond it.
+        let limit = expected.unwrap_or(MAX_UNKNOWN_SIZE);
         let ended = loop {
             if self.cancelled() {
                 break Err(Attempt::Fail(DownloadError::Cancelled));
             }
             match reader.read(&mut buffer) {
                 Ok(0) => break Ok(()),
+                Ok(n) if written + n as u64 > limit => {
+                    break Err(Attempt::Fail(DownloadError::TooLarge {
+                        url: url.to_owned(),
+                        limit,
+                    }));
+                }
                 Ok(n) => {
                     if let Err(e) = out.write_all(&buffer[..n]) {
                         break Err(fail(DownloadError::io(part, e)));
@@ -417,6 +468,11 @@ impl Downloader {
             .and_then(|()| out.sync_all())
             .map_err(|e| fail(DownloadError::io(part, e)))?;
         progress.report(&file.name, written, true);
+        if let Err(Attempt::Fail(DownloadError::TooLarge { .. })) = &ended {
+            // What was kept is a prefix of something that is not the file: useless for resuming.
+            drop(out);
+            remove_file(part).map_err(fail)?;
+        }
         ended?;
         match expected {
             Some(expected) if written < expected => Err(Attempt::Retry {
@@ -466,6 +522,56 @@ fn open_part(part: &Path, start: u64) -> Result<File, DownloadError> {
         OpenOptions::new().append(true).open(part)
     };
     file.map_err(|e| DownloadError::io(part, e))
+}
+
+/// The URL a redirect from `from` to `location` (absolute, scheme-relative, absolute-path or
+/// relative) leads to. Only http and https targets are followed, and never from https to http:
+/// a downgrade would hand the transfer to anyone on the path (the checksums would catch altered
+/// bytes, but not an endless or hostile body, and the request itself would leak).
+pub(crate) fn redirect_target(from: &str, location: &str) -> Result<String, DownloadError> {
+    let refuse = |message: String| DownloadError::InsecureRedirect {
+        from: from.to_owned(),
+        to: location.to_owned(),
+        message,
+    };
+    let base: ureq::http::Uri = from
+        .parse()
+        .map_err(|e| refuse(format!("the URL itself does not parse: {e}")))?;
+    let from_scheme = base.scheme_str().unwrap_or("").to_ascii_lowercase();
+    let origin = format!(
+        "{from_scheme}://{}",
+        base.authority().map(|a| a.as_str()).unwrap_or_default()
+    );
+    let location = location.trim();
+    let scheme_len = location.find(':').filter(|&i| {
+        i > 0
+            && location[..i]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    let target = if scheme_len.is_some() {
+        location.to_owned()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{from_scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{origin}{location}")
+    } else {
+        let path = base.path();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        format!("{origin}{dir}{location}")
+    };
+    let to_scheme = target
+        .split_once(':')
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    match (from_scheme.as_str(), to_scheme.as_str()) {
+        ("https", "https") | ("http", "http" | "https") => Ok(target),
+        ("https", "http") => Err(refuse("it would leave HTTPS for plain HTTP".to_owned())),
+        (_, other) => Err(refuse(format!(
+            "only http and https are followed, not {other:?}"
+        ))),
+    }
 }
 
 /// `bytes 100-199/1000` → (100, Some(1000)); `bytes 100-199/*` → (100, None).
@@ -521,6 +627,41 @@ mod tests {
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
         assert_eq!(parse_content_range("items 1-2/3"), None);
         assert_eq!(parse_content_range("bytes */1000"), None);
+    }
+
+    #[test]
+    fn redirects_resolve_like_a_browser_and_never_leave_https() {
+        let ok = |from: &str, to: &str| redirect_target(from, to).expect("followed");
+        assert_eq!(
+            ok("https://a.org/x/file.gz", "https://b.org/y.gz"),
+            "https://b.org/y.gz"
+        );
+        assert_eq!(
+            ok("https://a.org/x/file.gz", "/z/file.gz"),
+            "https://a.org/z/file.gz"
+        );
+        assert_eq!(
+            ok("https://a.org/x/file.gz?v=1", "other.gz"),
+            "https://a.org/x/other.gz"
+        );
+        assert_eq!(ok("https://a.org:8443/f", "//c.org/f"), "https://c.org/f");
+        assert_eq!(ok("http://a.org/f", "HTTPS://a.org/f"), "HTTPS://a.org/f");
+        assert_eq!(ok("http://a.org/f", "http://b.org/f"), "http://b.org/f");
+        for (from, to) in [
+            ("https://a.org/f", "http://a.org/f"),
+            ("https://a.org/f", "HTTP://evil.example/f"),
+            ("HTTPS://a.org/f", "http://a.org/f"),
+        ] {
+            let error = redirect_target(from, to).expect_err("a downgrade is refused");
+            assert_eq!(
+                error.to_string(),
+                format!("{from}: refused redirect to {to}: it would leave HTTPS for plain HTTP")
+            );
+        }
+        let error = redirect_target("http://a.org/f", "file:///etc/passwd").expect_err("file:");
+        assert!(error.to_string().contains("not \"file\""), "{error}");
+        let error = redirect_target("https://a.org/f", "ftp://a.org/f").expect_err("ftp:");
+        assert!(error.to_string().contains("not \"ftp\""), "{error}");
     }
 
     #[test]

@@ -152,11 +152,25 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// Unpacks the tar.gz `archive` into `dest`. Only regular files and folders are taken, and none
-/// outside `dest`; an archive that is not gzip+tar is reported as such.
+/// Entries one archive may hold: the published sets have fewer than twenty; an archive of
+/// millions of empty files would exhaust the file system's inodes before anything else failed.
+pub const MAX_ENTRIES: usize = 10_000;
+
+/// Bytes an archive of `spec` may unpack to: its members' published sizes plus 64 MiB for the
+/// small files around them (read-me, class names). A bomb that inflates to more is stopped at the
+/// first entry past the limit, before that entry is written.
+pub(crate) fn extract_limit(spec: &DatasetSpec) -> u64 {
+    let members: u64 = spec.members.iter().filter_map(|m| m.size).sum();
+    members.saturating_add(64 << 20)
+}
+
+/// Unpacks the tar.gz `archive` into `dest`, writing at most `limit` bytes of files. Only regular
+/// files and folders are taken, and none outside `dest`; an archive that is not gzip+tar is
+/// reported as such.
 pub(crate) fn extract_tar_gz(
     archive: &Path,
     dest: &Path,
+    limit: u64,
     cancel: &AtomicBool,
     sink: &mut dyn FnMut(&Progress),
 ) -> Result<(), DownloadError> {
@@ -173,15 +187,47 @@ pub(crate) fn extract_tar_gz(
         file: &what,
         sink,
     };
-    let mut tar = tar::Archive::new(GzDecoder::new(counting));
+    let mut gz = GzDecoder::new(counting);
+    unpack_tar(&mut gz, &what, dest, limit, cancel)?;
+    let counting = gz.get_mut();
+    if let Some(p) = counting.meter.update(&what, counting.read, true) {
+        (counting.sink)(&p);
+    }
+    Ok(())
+}
+
+/// Unpacks the (already inflated) tar stream `tar` into `dest`, naming it `what` in errors.
+/// Regular files and folders are taken, anything else (links, devices) is skipped; a member
+/// that would land outside `dest`, more than [`MAX_ENTRIES`] entries, more than `limit` bytes of
+/// files or no file at all is an error. Returns the number of files written.
+pub fn unpack_tar<R: Read>(
+    tar: R,
+    what: &str,
+    dest: &Path,
+    limit: u64,
+    cancel: &AtomicBool,
+) -> Result<usize, DownloadError> {
+    let mut tar = tar::Archive::new(tar);
     tar.set_preserve_permissions(false);
-    let not_archive = |e: io::Error| unpack_error(&what, dest, e);
+    tar.set_preserve_mtime(false);
+    tar.set_unpack_xattrs(false);
+    let not_archive = |e: io::Error| unpack_error(what, dest, e);
+    let refuse = |detail: String| DownloadError::NotAnArchive {
+        what: what.to_owned(),
+        detail,
+    };
     let mut files = 0usize;
+    let mut entries = 0usize;
+    let mut bytes = 0u64;
     for entry in tar.entries().map_err(not_archive)? {
         if cancel.load(Ordering::Relaxed) {
             return Err(DownloadError::Cancelled);
         }
         let mut entry = entry.map_err(not_archive)?;
+        entries += 1;
+        if entries > MAX_ENTRIES {
+            return Err(refuse(format!("more than {MAX_ENTRIES} entries")));
+        }
         let kind = entry.header().entry_type();
         let path = entry.path().map_err(not_archive)?.into_owned();
         if !(kind.is_file() || kind.is_dir()) {
@@ -193,25 +239,25 @@ pub(crate) fn extract_tar_gz(
                 .components()
                 .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
         {
-            return Err(DownloadError::NotAnArchive {
-                what: what.clone(),
-                detail: format!("member {} points outside the folder", path.display()),
-            });
+            return Err(refuse(format!(
+                "member {} points outside the folder",
+                path.display()
+            )));
+        }
+        // The size in the header is what unpacking writes (a shorter stream is an error).
+        bytes = bytes.saturating_add(entry.size());
+        if bytes > limit {
+            return Err(refuse(format!(
+                "its files unpack to more than the {limit} bytes the set can take"
+            )));
         }
         entry.unpack_in(dest).map_err(not_archive)?;
         files += usize::from(kind.is_file());
     }
-    let mut counting = tar.into_inner().into_inner();
-    if let Some(p) = counting.meter.update(&what, counting.read, true) {
-        (counting.sink)(&p);
-    }
     if files == 0 {
-        return Err(DownloadError::NotAnArchive {
-            what: what.clone(),
-            detail: "the archive holds no files".to_owned(),
-        });
+        return Err(refuse("the archive holds no files".to_owned()));
     }
-    Ok(())
+    Ok(files)
 }
 
 /// An unpacking failure: a full disk or a write problem is ours, anything else is the archive's.

@@ -11,6 +11,7 @@ pub mod catalogue;
 mod error;
 mod http;
 mod install;
+mod lock;
 mod progress;
 mod verify;
 
@@ -23,7 +24,7 @@ use std::sync::atomic::AtomicBool;
 pub use catalogue::{Checksum, DatasetSpec, Layout, Member, RemoteFile};
 pub use error::{DownloadError, MirrorFailure};
 pub use http::{DownloadOptions, Downloader};
-pub use install::{MARKER, check_members, disk_usage};
+pub use install::{MARKER, MAX_ENTRIES, check_members, disk_usage, unpack_tar};
 pub use progress::{Progress, Stage};
 pub use verify::{GZIP_MAGIC, verify_file};
 
@@ -190,6 +191,8 @@ impl Manager {
 
     /// Downloads every file of `spec` (resuming earlier partial downloads), verifies them and
     /// installs the set in the cache, replacing any copy there. Returns the folder readers open.
+    /// Another fetch or import of the same set (in this process or another) is waited for; when
+    /// it installed the set meanwhile, that set is returned without downloading it again.
     pub fn fetch(
         &self,
         spec: &DatasetSpec,
@@ -200,6 +203,14 @@ impl Manager {
                 "{} lists no file to download",
                 spec.name
             )));
+        }
+        let acquired = lock::acquire(&self.root, &spec.name, &self.downloader.cancel_flag())?;
+        if acquired.waited
+            && let Some(path) = installed(spec, &self.root)
+        {
+            // Another run fetched the same set while this one waited: the work is done.
+            log::info!("{} was installed by another run meanwhile", spec.title);
+            return Ok(path);
         }
         let downloads = self.downloads_dir(spec);
         fs::create_dir_all(&downloads).map_err(|e| DownloadError::io(&downloads, e))?;
@@ -252,6 +263,18 @@ impl Manager {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<PathBuf, DownloadError> {
         let meta = fs::metadata(source).map_err(|e| DownloadError::io(source, e))?;
+        let _lock = lock::acquire(&self.root, &spec.name, &self.downloader.cancel_flag())?.lock;
+        self.import_locked(spec, source, &meta, verify, progress)
+    }
+
+    fn import_locked(
+        &self,
+        spec: &DatasetSpec,
+        source: &Path,
+        meta: &fs::Metadata,
+        verify: bool,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<PathBuf, DownloadError> {
         if meta.is_file() {
             let [file] = spec.files.as_slice() else {
                 return Err(DownloadError::InvalidSpec(format!(
@@ -267,8 +290,10 @@ impl Manager {
             Layout::TarGz { root } => {
                 if let [file] = spec.files.as_slice() {
                     let archive = source.join(&file.name);
-                    if archive.is_file() {
-                        return self.import(spec, &archive, verify, progress);
+                    if let Ok(meta) = fs::metadata(&archive)
+                        && meta.is_file()
+                    {
+                        return self.import_locked(spec, &archive, &meta, verify, progress);
                     }
                 }
                 let nested = source.join(root);
@@ -335,8 +360,9 @@ impl Manager {
         match &spec.layout {
             Layout::TarGz { .. } => {
                 let cancel = self.downloader.cancel_flag();
+                let limit = install::extract_limit(spec);
                 for archive in paths {
-                    install::extract_tar_gz(archive, staging.path(), &cancel, progress)?;
+                    install::extract_tar_gz(archive, staging.path(), limit, &cancel, progress)?;
                 }
             }
             Layout::Files => {
