@@ -4,6 +4,7 @@ mod cli;
 mod conv;
 mod data;
 mod download;
+mod fuzz_regressions;
 mod gpu;
 mod gui;
 mod hostile;
