@@ -1,0 +1,53 @@
+//! Inputs kept from fuzzing (tests/fuzz-regressions/<target>/), replayed through the fuzz targets'
+//! own bodies (fuzz/harness.rs): each must be accepted or refused with an error naming its
+//! source, never panic.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+#[path = "../fuzz/harness.rs"]
+mod harness;
+
+fn replay(target: &str, run: fn(&[u8]) -> Option<String>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-regressions")
+        .join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 3,
+        "{}: expected the kept inputs of the {target} target",
+        dir.display()
+    );
+    let mut refused = 0;
+    for file in &files {
+        let data = std::fs::read(file).expect("read a kept input");
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(&data)))
+            .unwrap_or_else(|_| panic!("{} panics the {target} target", file.display()));
+        if let Some(message) = outcome {
+            assert!(message.contains("fuzz"), "{}: {message}", file.display());
+            refused += 1;
+        }
+    }
+    // The kept inputs are the interesting ones: some get through, some are refused.
+    assert!(refused > 0, "{target}: every kept input was accepted");
+}
+
+#[test]
+fn kept_idx_inputs_replay_cleanly() {
+    replay("idx", harness::idx);
+}
+
+#[test]
+fn kept_cifar_inputs_replay_cleanly() {
+    replay("cifar", harness::cifar);
+}
+
+#[test]
+fn kept_tar_inputs_replay_cleanly() {
+    replay("tar", harness::tar);
+}
