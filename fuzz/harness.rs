@@ -113,3 +113,83 @@ pub fn tar(data: &[u8]) -> Option<String> {
         Err(e) => Some(e.to_string()),
     }
 }
+
+/// `config.json` to a validated config. Anything accepted must also pass `validate` again after a
+/// round trip through JSON (what a resume reads back is what was checked).
+pub fn config(data: &[u8]) -> Option<String> {
+    match sla::run::parse_config(Path::new("fuzz"), data) {
+        Ok(config) => {
+            let json = serde_json::to_vec(&config).expect("a config serialises");
+            let back = sla::run::parse_config(Path::new("fuzz"), &json).expect("round trip");
+            assert_eq!(back, config);
+            None
+        }
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// The two logs, `metrics.jsonl` and `steps.csv` (first byte: which). Only the final line may be
+/// skipped as torn, and only when it is incomplete or unparseable.
+pub fn logs(data: &[u8]) -> Option<String> {
+    let (&mode, bytes) = data.split_first()?;
+    let text = String::from_utf8_lossy(bytes);
+    let path = Path::new("fuzz");
+    let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+    let (records, torn) = if mode & 1 == 0 {
+        match sla::run::parse_metrics(path, &text) {
+            Ok(log) => (log.records.len(), log.torn_tail),
+            Err(e) => return Some(e.to_string()),
+        }
+    } else {
+        match sla::run::parse_steps(path, &text) {
+            Ok(log) => (log.records.len() + 1, log.torn_tail),
+            Err(e) => return Some(e.to_string()),
+        }
+    };
+    assert!(records + usize::from(torn.is_some()) <= lines.max(1));
+    if let Some(torn) = torn {
+        assert_eq!(
+            torn.line,
+            text.lines().count(),
+            "only the last line may be torn"
+        );
+    }
+    None
+}
+
+/// `snapshot.json` read and checked, then drawn by every renderer's CPU reference (the pictures the
+/// GPU views must match): a snapshot that passes the check must never make a view index out of bounds.
+pub fn snapshot_views(data: &[u8]) -> Option<String> {
+    use sla::gpu::{BorderMode, ConfusionInput, GridInput, GridLayout, ViewStyle};
+    let snapshot = match sla::run::parse_snapshot(Path::new("fuzz"), data) {
+        Ok(snapshot) => snapshot,
+        Err(e) => return Some(e.to_string()),
+    };
+    let style = ViewStyle::dark();
+    let grid = &snapshot.samples;
+    if grid.samples > 0 {
+        let input = GridInput::from_sample_grid(
+            grid,
+            BorderMode::Correctness,
+            GridLayout::scaled(grid.width, grid.height, 1),
+            style,
+        );
+        let (width, height) = input.size();
+        if u64::from(width) * u64::from(height) <= 1 << 22 {
+            let _ = sla::gpu::input_grid::reference_image(&input, width, height);
+        }
+    }
+    let (n, m) = (snapshot.num_classes(), snapshot.num_transforms());
+    if !snapshot.joint_confusion.is_empty() {
+        let joint = ConfusionInput {
+            block: m,
+            ..ConfusionInput::classes(n * m, &snapshot.joint_confusion)
+        };
+        let _ = sla::gpu::confusion::reference_image(&joint, 64, 64);
+    }
+    if !snapshot.class_confusion.is_empty() {
+        let classes = ConfusionInput::classes(n, &snapshot.class_confusion);
+        let _ = sla::gpu::confusion::reference_image(&classes, 64, 64);
+    }
+    None
+}

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 # The targets, in fuzz/Cargo.toml order. Adding a target: a [[bin]] there, its name here.
-TARGETS=(idx cifar tar)
+TARGETS=(idx cifar tar config logs snapshot_views)
 
 runs="${1:-1000000}"
 shift || true

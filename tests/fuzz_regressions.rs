@@ -28,9 +28,17 @@ fn replay(target: &str, run: fn(&[u8]) -> Option<String>) {
         let data = std::fs::read(file).expect("read a kept input");
         let outcome = catch_unwind(AssertUnwindSafe(|| run(&data)))
             .unwrap_or_else(|_| panic!("{} panics the {target} target", file.display()));
-        if let Some(message) = outcome {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        if let Some(message) = &outcome {
             assert!(message.contains("fuzz"), "{}: {message}", file.display());
             refused += 1;
+        }
+        // Kept inputs named for what they are: a seed is a valid file, a `refused-` one is not.
+        if name.starts_with("seed-") {
+            assert_eq!(outcome, None, "{} is a valid input", file.display());
+        }
+        if name.starts_with("refused-") {
+            assert!(outcome.is_some(), "{} must be refused", file.display());
         }
     }
     // The kept inputs are the interesting ones: some get through, some are refused.
@@ -50,4 +58,19 @@ fn kept_cifar_inputs_replay_cleanly() {
 #[test]
 fn kept_tar_inputs_replay_cleanly() {
     replay("tar", harness::tar);
+}
+
+#[test]
+fn kept_config_inputs_replay_cleanly() {
+    replay("config", harness::config);
+}
+
+#[test]
+fn kept_log_inputs_replay_cleanly() {
+    replay("logs", harness::logs);
+}
+
+#[test]
+fn kept_snapshot_inputs_replay_cleanly_through_the_renderers() {
+    replay("snapshot_views", harness::snapshot_views);
 }
