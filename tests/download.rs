@@ -100,6 +100,14 @@ impl Server {
     fn hits(&self) -> Vec<Hit> {
         self.hits.lock().expect("hits lock").clone()
     }
+
+    /// (path, status) of every request so far, in order.
+    fn path_statuses(&self) -> Vec<(String, u16)> {
+        self.hits()
+            .into_iter()
+            .map(|h| (h.path, h.status))
+            .collect()
+    }
 }
 
 impl Drop for Server {
@@ -793,11 +801,7 @@ fn a_404_falls_back_to_the_next_mirror_and_all_failures_are_listed() {
         .fetch(&spec, &mut |_| {})
         .expect("the second mirror delivers");
     assert_cifar_installed(root.path(), &spec, &members);
-    let order: Vec<(String, u16)> = server
-        .hits()
-        .into_iter()
-        .map(|h| (h.path, h.status))
-        .collect();
+    let order = server.path_statuses();
     assert_eq!(
         order,
         vec![
@@ -1307,11 +1311,7 @@ fn redirects_are_followed_by_hand_and_only_to_http_or_https() {
         .fetch(&spec, &mut |_| {})
         .expect("the redirect is followed");
     assert_cifar_installed(root.path(), &spec, &members);
-    let order: Vec<(String, u16)> = server
-        .hits()
-        .into_iter()
-        .map(|h| (h.path, h.status))
-        .collect();
+    let order = server.path_statuses();
     assert_eq!(
         order,
         vec![
