@@ -28,15 +28,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
         .build_eframe(|cc| SlaApp::new(cc, options));
     let deadline = Instant::now() + Duration::from_secs(240);
-    while !harness.state().preview_loaded() {
-        assert!(
-            Instant::now() < deadline,
-            "the dataset preview never loaded"
-        );
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    harness.step();
+    wait_for_the_preview(&mut harness);
     // A custom set: identity and 180° only (M = 2).
     harness
         .get_by_label("Custom rotations × channel orders")
@@ -97,6 +89,22 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     harness.snapshot("app_after_training");
 }
 
+/// Step until the dataset preview has loaded. Until then the setup panel shows one more line ("the
+/// dataset is still loading"), so a widget found before it loads may have moved by the time a click
+/// lands: on a loaded CI machine the click then misses.
+fn wait_for_the_preview(harness: &mut Harness<'_, SlaApp>) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !harness.state().preview_loaded() {
+        assert!(
+            Instant::now() < deadline,
+            "the dataset preview never loaded"
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.step();
+}
+
 fn click_at(harness: &mut Harness<'_, SlaApp>, pos: eframe::egui::Pos2) {
     use eframe::egui::{Event, Modifiers, PointerButton};
     harness.event(Event::PointerMoved(pos));
@@ -146,7 +154,7 @@ fn a_corrupt_run_folder_opened_in_the_app_shows_what_is_wrong() {
             // Not deterministic: the status bar shows messages only then.
             SlaApp::new(cc, GuiOptions::default())
         });
-    harness.step();
+    wait_for_the_preview(&mut harness);
     harness.get_by_label("Open run").focus();
     harness.step();
     harness
