@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DatasetKind, DatasetSource};
+use crate::data::{DatasetKind, DatasetSource, Imbalance, ImbalanceProfile};
 use crate::model::ModelKind;
-use crate::sla::{Mode, Objective, TransformError, TransformPreset, TransformSet};
+use crate::sla::{ClassWeighting, Mode, Objective, TransformError, TransformPreset, TransformSet};
 
 /// Which transformation set: a reference preset or a custom rotations × permutations product.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +120,14 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Also save a checkpoint every this many steps (0: only at the end of each epoch).
     pub checkpoint_every: usize,
+    /// Long-tailed training set: the imbalance ratio ρ = n_max / n_min (1: the data as it is).
+    pub imbalance: f64,
+    /// How the class counts fall from the first class to the last when `imbalance` > 1.
+    pub imbalance_profile: ImbalanceProfile,
+    /// Class re-weighting of the loss (the re-balancing baseline of the imbalanced setting).
+    pub class_weights: ClassWeighting,
+    /// β of the effective number of samples, (1 − β^n) / (1 − β), for `class_weights: effective`.
+    pub cb_beta: f64,
 }
 
 impl Default for TrainConfig {
@@ -147,6 +155,10 @@ impl Default for TrainConfig {
             device: "cpu".to_string(),
             eval_every: 1,
             checkpoint_every: 0,
+            imbalance: 1.0,
+            imbalance_profile: ImbalanceProfile::Exp,
+            class_weights: ClassWeighting::None,
+            cb_beta: 0.999,
         }
     }
 }
@@ -157,6 +169,7 @@ pub const MAX_EPOCHS: usize = 100_000;
 pub const MAX_BATCH_SIZE: usize = 65_536;
 pub const MAX_IMAGE_SIZE: usize = 1024;
 pub const MAX_TEMPERATURE: f64 = 1e6;
+pub const MAX_IMBALANCE: f64 = 1e6;
 
 /// A setting that makes no sense, with the reason.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -236,6 +249,21 @@ impl TrainConfig {
                 ),
             ));
         }
+        if !(self.imbalance.is_finite() && (1.0..=MAX_IMBALANCE).contains(&self.imbalance)) {
+            return Err(invalid(
+                "imbalance",
+                format!(
+                    "the ratio n_max / n_min must be between 1 (the data as it is) and {MAX_IMBALANCE}, got {}",
+                    self.imbalance
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.cb_beta) {
+            return Err(invalid(
+                "cb beta",
+                format!("must be in [0, 1), got {}", self.cb_beta),
+            ));
+        }
         if self.limit_train == Some(0) || self.limit_test == Some(0) {
             return Err(invalid(
                 "limit",
@@ -261,6 +289,14 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The long-tailed subsampling this run asks for, if any.
+    pub fn imbalance(&self) -> Option<Imbalance> {
+        (self.imbalance != 1.0).then_some(Imbalance {
+            ratio: self.imbalance,
+            profile: self.imbalance_profile,
+        })
+    }
+
     /// The objective for a dataset of `num_classes` classes.
     pub fn objective(&self, num_classes: usize, num_transforms: usize) -> Objective {
         Objective {
@@ -270,6 +306,7 @@ impl TrainConfig {
             temperature: self.temperature,
             beta: self.beta,
             large_loss: self.large_loss,
+            class_weights: None,
         }
     }
 }
@@ -352,6 +389,20 @@ mod tests {
                     ..Default::default()
                 },
                 "temperature",
+            ),
+            (
+                TrainConfig {
+                    imbalance: 0.5,
+                    ..Default::default()
+                },
+                "imbalance",
+            ),
+            (
+                TrainConfig {
+                    cb_beta: 1.0,
+                    ..Default::default()
+                },
+                "cb beta",
             ),
             (
                 TrainConfig {

@@ -858,6 +858,7 @@ fn fake_run(dir: &Path) -> TrainingSnapshot {
         class_confusion: vec![40, 3, 1, 5, 30, 2, 0, 4, 44],
         row_predictions: Vec::new(),
         samples: data.grid,
+        train_class_counts: Vec::new(),
     };
     std::fs::write(
         dir.join("snapshot.json"),
@@ -881,6 +882,7 @@ fn fake_run(dir: &Path) -> TrainingSnapshot {
                     .collect(),
                 validation_single_acc: None,
                 elapsed_s: e as f64,
+                ..Default::default()
             };
             serde_json::to_string(&m).expect("json")
         })

@@ -57,7 +57,16 @@ proptest! {
         (labels, classes, count, seed) in split_inputs()
     ) {
         let ds = traced(&labels, classes);
-        let (train, valid) = split_validation(ds.clone(), count, seed).expect("count < len");
+        // Every class keeps one training image: room is what a class can give at most.
+        let size = |c: u32| labels.iter().filter(|&&l| l == c).count();
+        let room = |c: u32| size(c).saturating_sub(1);
+        let capacity: usize = (0..classes as u32).map(room).sum();
+        let split = split_validation(ds.clone(), count, seed);
+        if count > capacity {
+            prop_assert!(split.is_err(), "{} held out with room for {}", count, capacity);
+            return Ok(());
+        }
+        let (train, valid) = split.expect("count within the room");
         let (train_i, valid_i) = (indices(&train), indices(&valid));
 
         // Sizes, and each part keeps the original order (so indices increase).
@@ -75,15 +84,18 @@ proptest! {
         prop_assert_eq!(&valid.class_names, &ds.class_names);
 
         // Stratified: each class gives its share count·n_c/len, rounded down or up (largest
-        // remainder), so it is present whenever its share reaches one image.
+        // remainder), so it is present whenever its share reaches one image; unless some class's
+        // share is more than its room, when the others make up for it. No class is ever emptied.
         let total = labels.len();
+        let capped = (0..classes as u32).any(|c| (count * size(c)).div_ceil(total) > room(c));
         for c in 0..classes as u32 {
-            let n_c = labels.iter().filter(|&&l| l == c).count();
+            let n_c = size(c);
             let held = valid.labels.iter().filter(|&&l| l == c).count();
-            let floor = count * n_c / total;
+            prop_assert!(held <= room(c), "class {} of {} images gave {}", c, n_c, held);
+            let floor = (count * n_c / total).min(room(c));
             let ceil = (count * n_c).div_ceil(total);
             prop_assert!(
-                (floor..=ceil).contains(&held),
+                capped || (floor..=ceil).contains(&held),
                 "class {} of {} images gave {} for a share of {}/{}", c, n_c, held, count * n_c, total
             );
         }

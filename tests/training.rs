@@ -20,6 +20,7 @@ fn objective(mode: Mode, n: usize, m: usize) -> Objective {
         temperature: 2.0,
         beta: 0.7,
         large_loss: false,
+        class_weights: None,
     }
 }
 
@@ -52,10 +53,11 @@ fn sd_loss_with_fixed_teacher(
 ) -> candle_core::Result<Tensor> {
     let features = net.features(&expander.expand(images)?, true)?;
     let outputs = obj.outputs(net.heads(), &features)?;
-    let joint_labels = sla::sla::joint::joint_labels(labels, obj.num_transforms)?;
-    let joint = candle_nn::loss::cross_entropy(&outputs.primary, &joint_labels)?;
+    // The objective's own (class-weighted when it has weights) cross-entropies: what this checks is
+    // the teacher, fixed here and detached inside the loss.
+    let joint = obj.joint_loss(&outputs.primary, labels)?;
     let student = outputs.secondary.expect("SD head");
-    let hard = (candle_nn::loss::cross_entropy(&student, labels)? * obj.beta)?;
+    let hard = (obj.class_loss(&student, labels)? * obj.beta)?;
     let t = obj.temperature;
     let kd = sla::sla::objective::distillation_loss(teacher, &student, t)?;
     joint + hard + (kd * (t * t))?
@@ -86,8 +88,16 @@ fn every_objective_gradient_matches_finite_differences() -> candle_core::Result<
     // max-pool kink and the central difference stops being a derivative.
     let images = crate::support::random(&[4, 1, side, side], 19, DType::F64)?;
     let labels = Tensor::new(&[0u32, 2, 1, 2], &device)?;
-    for mode in Mode::ALL {
-        let obj = objective(mode, n, set.len());
+    // Each objective plain and with class weights (the imbalanced setting's re-weighting).
+    let weightings = [None, Some(vec![1.6, 0.3, 1.1])];
+    for (mode, class_weights) in Mode::ALL
+        .into_iter()
+        .flat_map(|mode| weightings.iter().map(move |w| (mode, w.clone())))
+    {
+        let obj = Objective {
+            class_weights,
+            ..objective(mode, n, set.len())
+        };
         let vars = VarMap::new();
         let vb = seeded_var_builder(&vars, 7, DType::F64, &device);
         let net = Network::new(ModelKind::Cnn, 1, &obj.head_sizes(), vb)?;

@@ -158,6 +158,7 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         temperature: 1.0,
         beta: 1.0,
         large_loss: false,
+        class_weights: None,
     };
     let expander = Expander::new(&set, 3, 32, 32, &device)?;
     let vars = VarMap::new();

@@ -30,6 +30,8 @@ pub enum DataCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Show a dataset's training images per class, with an imbalance applied (no training)
+    Counts(super::data_counts::CountsArgs),
     /// Install a dataset from an archive or folder you already downloaded
     Import {
         /// Dataset name, as `sla data list` shows it
@@ -49,6 +51,7 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
     match args.command {
         DataCommand::List => list(&manager),
         DataCommand::Get { name, force } => get(&manager, &name, force),
+        DataCommand::Counts(counts) => super::data_counts::run(counts),
         DataCommand::Import {
             name,
             source,

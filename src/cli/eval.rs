@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::data::DatasetKind;
-use crate::run::read_config;
+use crate::data::{DatasetKind, class_counts};
+use crate::run::{EvalMetrics, GroupAccuracies, PerClassAcc, is_long_tailed, read_config};
 use crate::train::checkpoint;
 use crate::train::evaluate::evaluate;
 use crate::train::setup::{build_model, load_data};
 
 use super::percent;
+use super::train::group_line;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -100,5 +101,49 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     {
         println!("  view {name:<24} {}", percent(*acc));
     }
+    let counts = class_counts(&data.train);
+    print!(
+        "{}",
+        per_class_table(&data.train.class_names, &counts, &result.per_class_acc)
+    );
+    let long_tailed = is_long_tailed(config.imbalance, &counts);
+    if let Some(groups) = GroupAccuracies::of(&result.per_class_acc, &counts, long_tailed) {
+        let metrics = EvalMetrics {
+            group_rule: Some(groups.rule),
+            many_acc: groups.many,
+            medium_acc: groups.medium,
+            few_acc: groups.few,
+            ..Default::default()
+        };
+        println!("{}", groups.rule.describe());
+        if let Some(line) = group_line(&metrics) {
+            println!("{line}");
+        }
+    }
     Ok(())
+}
+
+/// Per-class test accuracy beside each class's training count, one row a class, one column an
+/// inference.
+pub fn per_class_table(names: &[String], counts: &[usize], per_class: &PerClassAcc) -> String {
+    let inferences = per_class.inferences();
+    let mut text = format!("{:<24} {:>7}", "class", "train");
+    for (name, _) in &inferences {
+        text += &format!(" {name:>15}");
+    }
+    text.push('\n');
+    for (c, name) in names.iter().enumerate() {
+        text += &format!("{name:<24} {:>7}", counts.get(c).copied().unwrap_or(0));
+        for (_, values) in &inferences {
+            let value = values.get(c).copied().unwrap_or(f64::NAN);
+            let cell = if value.is_finite() {
+                percent(value)
+            } else {
+                "–".to_string()
+            };
+            text += &format!(" {cell:>15}");
+        }
+        text.push('\n');
+    }
+    text
 }

@@ -12,9 +12,9 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::TrainConfig;
-use crate::gpu::{GpuContext, render_run};
-use crate::run::{self, EvalMetrics};
-use crate::sla::Mode;
+use crate::gpu::{GpuContext, PerClassLine, render_per_class, render_run};
+use crate::run::{self, ByInference, EvalMetrics, GroupRule, PerClassAcc};
+use crate::sla::{ClassWeighting, Mode};
 use crate::train::TrainerEvent;
 use crate::train::checkpoint;
 use crate::train::trainer::{self, RunStart};
@@ -24,20 +24,72 @@ use super::train::{TrainArgs, metrics_line};
 
 #[derive(Debug, Args)]
 pub struct ExperimentArgs {
-    /// Modes to compare, e.g. baseline,da,mt,sla,sla-sd.
+    /// Modes to compare, e.g. baseline,da,mt,sla,sla-sd. `MODE+cb` trains the mode with
+    /// class-balanced weights (`--class-weights effective`), e.g. baseline+cb.
     #[arg(
         long,
-        value_enum,
         value_delimiter = ',',
-        default_value = "baseline,da,mt,sla,sla-sd"
+        default_value = "baseline,da,mt,sla,sla-sd",
+        value_parser = parse_arm
     )]
-    pub modes: Vec<Mode>,
+    pub modes: Vec<Arm>,
     /// Seeds: each mode is trained once per seed.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub seeds: Vec<u64>,
+    /// Several imbalance ratios, e.g. 100,10: every mode and seed is trained at each, in the
+    /// sub-folders rho100/, rho10/ (instead of the one `--imbalance`).
+    #[arg(long, value_delimiter = ',', value_name = "RHO,...")]
+    pub imbalances: Option<Vec<f64>>,
     /// Every `sla train` flag; `--out` is the experiment folder.
     #[command(flatten)]
     pub train: TrainArgs,
+}
+
+/// One arm of an experiment: a mode, trained with class-balanced weights or as the flags say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arm {
+    pub mode: Mode,
+    pub class_balanced: bool,
+}
+
+impl Arm {
+    /// The name in tables and run folders: the mode's, with `+cb` when class-balanced.
+    pub fn name(self) -> String {
+        let suffix = if self.class_balanced { "+cb" } else { "" };
+        format!("{}{suffix}", self.mode.name())
+    }
+
+    fn config(self, base: &TrainConfig, seed: u64, imbalance: f64) -> TrainConfig {
+        TrainConfig {
+            mode: self.mode,
+            seed,
+            imbalance,
+            class_weights: if self.class_balanced {
+                ClassWeighting::Effective
+            } else {
+                base.class_weights
+            },
+            ..base.clone()
+        }
+    }
+}
+
+fn parse_arm(text: &str) -> Result<Arm, String> {
+    let (mode, class_balanced) = match text.strip_suffix("+cb") {
+        Some(mode) => (mode, true),
+        None => (text, false),
+    };
+    let mode = <Mode as clap::ValueEnum>::from_str(mode, true).map_err(|_| {
+        let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+        format!(
+            "{text:?} is not a mode: use one of {}, optionally with +cb",
+            names.join(", ")
+        )
+    })?;
+    Ok(Arm {
+        mode,
+        class_balanced,
+    })
 }
 
 /// Mean and sample standard deviation.
@@ -72,22 +124,57 @@ impl Spread {
 #[derive(Debug, Serialize)]
 pub struct ModeResult {
     pub mode: String,
+    /// The imbalance ratio the runs trained at (1: the data as it is).
+    pub imbalance: f64,
+    /// Run folders, relative to the experiment folder.
     pub runs: Vec<String>,
     pub single_acc: Option<Spread>,
     pub agg_acc: Option<Spread>,
     pub sd_acc: Option<Spread>,
     pub train_seconds: Option<Spread>,
+    /// Many / medium / few accuracies per inference (imbalanced runs only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupResult>,
+    /// Per-class test accuracy per inference, mean over seeds, and the training count of each class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_class_acc: Option<PerClassAcc>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub train_class_counts: Vec<usize>,
+}
+
+/// One inference's group accuracies over the seeds.
+#[derive(Debug, Serialize)]
+pub struct GroupResult {
+    pub inference: String,
+    pub many: Option<Spread>,
+    pub medium: Option<Spread>,
+    pub few: Option<Spread>,
+}
+
+/// What one finished run contributes to the tables.
+struct RunOutcome {
+    name: String,
+    metrics: EvalMetrics,
+    train_class_counts: Vec<usize>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Results {
     pub config: TrainConfig,
     pub seeds: Vec<u64>,
+    /// How classes were grouped into many / medium / few, when the runs are imbalanced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_rule: Option<GroupRule>,
     pub modes: Vec<ModeResult>,
 }
 
-fn run_name(mode: Mode, seed: u64) -> String {
-    format!("{}-seed{seed}", mode.name())
+/// The run folder of an arm and seed, inside `rho<ρ>/` when the experiment sweeps ratios.
+fn run_name(arm: Arm, seed: u64, sweep: Option<f64>) -> String {
+    let name = format!("{}-seed{seed}", arm.name());
+    match sweep {
+        Some(ratio) => format!("rho{ratio}/{name}"),
+        None => name,
+    }
 }
 
 /// Settings that may differ between an experiment's earlier runs and this command: they change where
@@ -166,19 +253,62 @@ fn train_run(config: &TrainConfig, dir: &Path, stop: &AtomicBool) -> anyhow::Res
     Ok(())
 }
 
-fn summarise(mode: Mode, runs: &[(String, EvalMetrics)]) -> ModeResult {
+fn summarise(arm: Arm, imbalance: f64, runs: &[RunOutcome]) -> ModeResult {
     let pick = |f: &dyn Fn(&EvalMetrics) -> Option<f64>| {
-        let values: Vec<f64> = runs.iter().filter_map(|(_, m)| f(m)).collect();
+        let values: Vec<f64> = runs.iter().filter_map(|r| f(&r.metrics)).collect();
         Spread::of(&values)
     };
+    let groups = ByInference::NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, inference)| GroupResult {
+            inference: inference.to_string(),
+            many: pick(&|m| m.many_acc.and_then(|b| b.values()[i])),
+            medium: pick(&|m| m.medium_acc.and_then(|b| b.values()[i])),
+            few: pick(&|m| m.few_acc.and_then(|b| b.values()[i])),
+        })
+        .filter(|g| g.many.is_some() || g.medium.is_some() || g.few.is_some())
+        .collect();
     ModeResult {
-        mode: mode.name().to_string(),
-        runs: runs.iter().map(|(name, _)| name.clone()).collect(),
+        mode: arm.name(),
+        imbalance,
+        runs: runs.iter().map(|r| r.name.clone()).collect(),
         single_acc: pick(&|m| Some(m.single_acc)),
         agg_acc: pick(&|m| m.agg_acc),
         sd_acc: pick(&|m| m.sd_acc),
         train_seconds: pick(&|m| Some(m.elapsed_s)),
+        groups,
+        per_class_acc: mean_per_class(runs),
+        train_class_counts: runs
+            .first()
+            .map(|r| r.train_class_counts.clone())
+            .unwrap_or_default(),
     }
+}
+
+/// Per-class accuracy of each inference averaged over the runs (seeds).
+fn mean_per_class(runs: &[RunOutcome]) -> Option<PerClassAcc> {
+    let all: Vec<&PerClassAcc> = runs
+        .iter()
+        .filter_map(|r| r.metrics.per_class_acc.as_ref())
+        .collect();
+    if all.is_empty() || all.len() != runs.len() {
+        return None;
+    }
+    let mean = |pick: &dyn Fn(&PerClassAcc) -> &Vec<f64>| -> Vec<f64> {
+        let n = pick(all[0]).len();
+        if all.iter().any(|p| pick(p).len() != n) {
+            return Vec::new();
+        }
+        (0..n)
+            .map(|c| all.iter().map(|p| pick(p)[c]).sum::<f64>() / all.len() as f64)
+            .collect()
+    };
+    Some(PerClassAcc {
+        single: mean(&|p| &p.single),
+        aggregated: mean(&|p| &p.aggregated),
+        self_distilled: mean(&|p| &p.self_distilled),
+    })
 }
 
 fn cell(spread: Option<Spread>, percent: bool) -> String {
@@ -205,12 +335,37 @@ pub fn results_markdown(results: &Results, command: &str) -> String {
         c.lr,
         results.seeds
     );
+    let imbalanced = results.modes.iter().any(|m| m.imbalance != 1.0);
+    if imbalanced {
+        let _ = writeln!(
+            text,
+            "Long-tailed training sets: {} profile, ρ = n_max / n_min as in the first column; the test set is balanced.\n",
+            c.imbalance_profile.name()
+        );
+    }
     text += "Test accuracy (%) at the end of training, mean ± sample std over seeds.\n\n";
-    text += "| mode | single | aggregated | self-distilled | training time (s) | runs |\n|---|---|---|---|---|---|\n";
+    let rho = |m: &ModeResult| {
+        if imbalanced {
+            format!("| {} ", m.imbalance)
+        } else {
+            String::new()
+        }
+    };
+    let rho_head = if imbalanced {
+        ["| ρ ", "|---"]
+    } else {
+        ["", ""]
+    };
+    let _ = writeln!(
+        text,
+        "{}| mode | single | aggregated | self-distilled | training time (s) | runs |\n{}|---|---|---|---|---|---|",
+        rho_head[0], rho_head[1]
+    );
     for m in &results.modes {
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} | {} | {} |",
+            "{}| {} | {} | {} | {} | {} | {} |",
+            rho(m),
             m.mode,
             cell(m.single_acc, true),
             cell(m.agg_acc, true),
@@ -218,6 +373,32 @@ pub fn results_markdown(results: &Results, command: &str) -> String {
             cell(m.train_seconds, false),
             m.runs.len()
         );
+    }
+    if let Some(rule) = results.group_rule {
+        let _ = writeln!(
+            text,
+            "\nAccuracy (%) of the class groups, mean of the per-class accuracies in each group ({}).\n",
+            rule.describe()
+        );
+        let _ = writeln!(
+            text,
+            "{}| mode | inference | many | medium | few |\n{}|---|---|---|---|---|",
+            rho_head[0], rho_head[1]
+        );
+        for m in &results.modes {
+            for g in &m.groups {
+                let _ = writeln!(
+                    text,
+                    "{}| {} | {} | {} | {} | {} |",
+                    rho(m),
+                    m.mode,
+                    g.inference,
+                    cell(g.many, true),
+                    cell(g.medium, true),
+                    cell(g.few, true)
+                );
+            }
+        }
     }
     text
 }
@@ -231,38 +412,40 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
     }
     let base = args.train.config()?;
     base.validate()?;
+    let sweep = args.imbalances.clone();
+    let ratios = sweep.clone().unwrap_or_else(|| vec![base.imbalance]);
+    for &ratio in &ratios {
+        TrainConfig {
+            imbalance: ratio,
+            ..base.clone()
+        }
+        .validate()?;
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_interrupt(stop.clone());
     let mut results = Vec::new();
-    for &mode in &args.modes {
-        let mut runs = Vec::new();
-        for &seed in &args.seeds {
-            let name = run_name(mode, seed);
-            println!("{name}");
-            let config = TrainConfig {
-                mode,
-                seed,
-                ..base.clone()
-            };
-            let dir = out.join(&name);
-            train_run(&config, &dir, &stop).with_context(|| format!("run {name}"))?;
-            let metrics = run::read_metrics(&dir)?;
-            if let Some(torn) = &metrics.torn_tail {
-                eprintln!("warning: {torn}");
+    let mut group_rule = None;
+    for &ratio in &ratios {
+        for &arm in &args.modes {
+            let mut runs = Vec::new();
+            for &seed in &args.seeds {
+                let name = run_name(arm, seed, sweep.as_ref().map(|_| ratio));
+                println!("{name}");
+                let dir = out.join(&name);
+                train_run(&arm.config(&base, seed, ratio), &dir, &stop)
+                    .with_context(|| format!("run {name}"))?;
+                let outcome = outcome(name, &dir)?;
+                group_rule = group_rule.or(outcome.metrics.group_rule);
+                runs.push(outcome);
             }
-            let last = metrics
-                .records
-                .last()
-                .cloned()
-                .with_context(|| format!("run {name} has no evaluation"))?;
-            runs.push((name, last));
+            results.push(summarise(arm, ratio, &runs));
         }
-        results.push(summarise(mode, &runs));
     }
     let results = Results {
         config: base,
         seeds: args.seeds.clone(),
+        group_rule,
         modes: results,
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -277,7 +460,27 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Curves and confusion matrices of every run, by the GPU renderers, under `figures/<run>/`.
+/// The last evaluation of a finished run and its training counts.
+fn outcome(name: String, dir: &Path) -> anyhow::Result<RunOutcome> {
+    let metrics = run::read_metrics(dir)?;
+    if let Some(torn) = &metrics.torn_tail {
+        eprintln!("warning: {torn}");
+    }
+    let last = metrics
+        .records
+        .last()
+        .cloned()
+        .with_context(|| format!("run {name} has no evaluation"))?;
+    let train_class_counts = run::read_snapshot(dir)?.train_class_counts;
+    Ok(RunOutcome {
+        name,
+        metrics: last,
+        train_class_counts,
+    })
+}
+
+/// Curves and confusion matrices of every run, by the GPU renderers, under `figures/<run>/`, and
+/// for imbalanced runs the per-class accuracy of every mode at each ratio.
 fn render_figures(out: &Path, results: &Results) -> anyhow::Result<Vec<PathBuf>> {
     let ctx = GpuContext::headless()
         .context("no GPU adapter for the figures (on Debian: apt install mesa-vulkan-drivers)")?;
@@ -289,7 +492,47 @@ fn render_figures(out: &Path, results: &Results) -> anyhow::Result<Vec<PathBuf>>
             &ctx,
         )?);
     }
+    if results.group_rule.is_some() {
+        let mut ratios: Vec<f64> = results.modes.iter().map(|m| m.imbalance).collect();
+        ratios.dedup();
+        for ratio in ratios {
+            let modes: Vec<&ModeResult> = results
+                .modes
+                .iter()
+                .filter(|m| m.imbalance == ratio)
+                .collect();
+            let lines = per_class_lines(&modes);
+            let path = out
+                .join("figures")
+                .join(format!("per-class-rho{ratio}.png"));
+            render_per_class(&lines, &path, &ctx)?;
+            written.push(path);
+        }
+    }
     Ok(written)
+}
+
+/// Each mode's headline per-class accuracy (aggregated for SLA, self-distilled for SLA+SD, single
+/// otherwise), with classes ordered from the most to the fewest training images.
+pub fn per_class_lines(modes: &[&ModeResult]) -> Vec<PerClassLine> {
+    modes
+        .iter()
+        .filter_map(|m| {
+            let per_class = m.per_class_acc.as_ref()?;
+            let joint = m.mode.starts_with("sla");
+            let (inference, values) = match (&per_class.self_distilled, &per_class.aggregated) {
+                (sd, _) if !sd.is_empty() => ("self-distilled", sd.as_slice()),
+                (_, agg) if joint && !agg.is_empty() => ("aggregated", agg.as_slice()),
+                _ => ("single", per_class.single.as_slice()),
+            };
+            let mut order: Vec<usize> = (0..values.len()).collect();
+            order.sort_by_key(|&c| std::cmp::Reverse(m.train_class_counts.get(c).copied()));
+            Some(PerClassLine {
+                name: format!("{} {inference}", m.mode),
+                values: order.iter().map(|&c| values[c] as f32).collect(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

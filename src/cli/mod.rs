@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod data_counts;
 pub mod eval;
 pub mod experiment;
 pub mod gui;
@@ -45,7 +46,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model and write a run folder.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a run's checkpoint with every inference mode it supports.
     Eval(eval::EvalArgs),
     /// Train several modes on the same data and seeds and tabulate their accuracies.
@@ -63,7 +64,7 @@ pub enum Command {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Some(Command::Train(args)) => train::run(args),
+        Some(Command::Train(args)) => train::run(*args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Data(args)) => data::run(args),
         Some(Command::Render(args)) => render::run(args),

@@ -8,9 +8,11 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{ScheduleKind, TrainConfig, TransformChoice, TransformChoiceError};
-use crate::data::{DatasetKind, DatasetSource};
+use crate::data::imbalance::histogram_line;
+use crate::data::{DatasetKind, DatasetSource, ImbalanceProfile};
 use crate::model::ModelKind;
-use crate::sla::{Mode, TransformPreset};
+use crate::run::{ByInference, Group};
+use crate::sla::{ClassWeighting, Mode, TransformPreset};
 use crate::train::setup::resolve_source;
 use crate::train::{EvalMetrics, RunStart, TrainerEvent, TrainerHandle};
 
@@ -87,6 +89,20 @@ pub struct TrainArgs {
     /// Also save a checkpoint every N steps (0: at the end of each epoch only).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,
+    /// Make the training set long-tailed: the imbalance ratio ρ = n_max / n_min (1: as it is). n_max
+    /// is the smallest class's count; class c keeps its first n_c images in file order.
+    #[arg(long, default_value_t = 1.0, value_name = "RHO")]
+    pub imbalance: f64,
+    /// How the counts fall: exp (n_c = n_max · ρ^(−c/(N−1))) or step (the second half of the
+    /// classes keeps n_max / ρ).
+    #[arg(long, value_enum, default_value_t = ImbalanceProfile::Exp)]
+    pub imbalance_profile: ImbalanceProfile,
+    /// Class re-weighting of the loss: none, or effective (the effective number of samples).
+    #[arg(long, value_enum, default_value_t = ClassWeighting::None)]
+    pub class_weights: ClassWeighting,
+    /// β of the effective number of samples (1 − β^n) / (1 − β).
+    #[arg(long, default_value_t = 0.999)]
+    pub cb_beta: f64,
     /// Run folder to create.
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
@@ -135,6 +151,10 @@ impl TrainArgs {
             device: self.device.clone(),
             eval_every: self.eval_every,
             checkpoint_every: self.checkpoint_every,
+            imbalance: self.imbalance,
+            imbalance_profile: self.imbalance_profile,
+            class_weights: self.class_weights,
+            cb_beta: self.cb_beta,
         })
     }
 }
@@ -179,7 +199,30 @@ pub fn metrics_line(metrics: &EvalMetrics) -> String {
     if let Some(validation) = metrics.validation_single_acc {
         line += &format!("  validation single {}", percent(validation));
     }
+    if let Some(groups) = group_line(metrics) {
+        line += &format!("\n    {groups}");
+    }
     line
+}
+
+/// The many / medium / few accuracies of an imbalanced run, per inference, e.g.
+/// `many / medium / few  single 91.00% / 72.50% / 40.00%  aggregated …`.
+pub fn group_line(metrics: &EvalMetrics) -> Option<String> {
+    metrics.group_rule?;
+    let value = |group: Group, i: usize| metrics.group_acc(group).and_then(|b| b.values()[i]);
+    let mut line = "many / medium / few".to_string();
+    for (i, name) in ByInference::NAMES.iter().enumerate() {
+        let values: Vec<Option<f64>> = Group::ALL.iter().map(|&g| value(g, i)).collect();
+        if values.iter().all(Option::is_none) {
+            continue;
+        }
+        let cells: Vec<String> = values
+            .into_iter()
+            .map(|v| v.map_or("–".to_string(), percent))
+            .collect();
+        line += &format!("  {name} {}", cells.join(" / "));
+    }
+    Some(line)
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
@@ -224,6 +267,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     info.steps_per_epoch,
                     info.run_dir.display()
                 ));
+                bar.suspend(|| {
+                    println!(
+                        "training images per class: {}",
+                        histogram_line(&info.train_class_counts)
+                    )
+                });
             }
             TrainerEvent::Step(stats) => {
                 bar.set_position(stats.step);

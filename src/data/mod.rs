@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod embedded;
 pub mod folder;
 pub mod idx;
+pub mod imbalance;
 pub mod split;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub use augment::{Augmentation, Normalization};
 pub use batch::make_batch;
 pub use dataset::{DataError, Dataset, ImageShape};
+pub use imbalance::{Imbalance, ImbalanceProfile, class_counts};
 pub use split::{split_validation, subset};
 
 /// Where the Debian package `dataset-fashion-mnist` installs Fashion-MNIST.

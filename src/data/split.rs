@@ -33,8 +33,9 @@ pub fn subset(ds: &Dataset, limit: usize) -> Dataset {
 /// Holds `count` images out of `train` for validation and returns `(train, validation)`.
 ///
 /// The split is stratified: each class gives `count * class_size / len` images (rounded by largest
-/// remainder, ties to the lower class), chosen by a shuffle seeded with `seed` (ChaCha8), so the same
-/// seed always gives the same split. Both parts keep the original order of their images.
+/// remainder, ties to the lower class), at most all but one of the class, chosen by a shuffle seeded
+/// with `seed` (ChaCha8), so the same seed always gives the same split. Both parts keep the original
+/// order of their images.
 pub fn split_validation(
     train: Dataset,
     count: usize,
@@ -60,7 +61,19 @@ pub fn split_validation(
         by_class[label as usize].push(i);
     }
     let total = train.len();
-    let mut quotas: Vec<usize> = by_class.iter().map(|c| count * c.len() / total).collect();
+    // Every class keeps at least one training image: a long-tailed set's rarest class may hold only
+    // a few, and a class with none would make its accuracy meaningless.
+    let room = |c: usize| by_class[c].len().saturating_sub(1);
+    let capacity: usize = (0..num_classes).map(room).sum();
+    if count > capacity {
+        return Err(DataError::Invalid(format!(
+            "cannot hold out {count} validation images: every class must keep one training image, \
+             which leaves at most {capacity}"
+        )));
+    }
+    let mut quotas: Vec<usize> = (0..num_classes)
+        .map(|c| (count * by_class[c].len() / total).min(room(c)))
+        .collect();
     let mut remaining = count - quotas.iter().sum::<usize>();
     let mut order: Vec<usize> = (0..num_classes).collect();
     // Largest remainder first; the stable sort keeps lower classes first among equal remainders.
@@ -69,7 +82,7 @@ pub fn split_validation(
         if remaining == 0 {
             break;
         }
-        if quotas[c] < by_class[c].len() {
+        if quotas[c] < room(c) {
             quotas[c] += 1;
             remaining -= 1;
         }

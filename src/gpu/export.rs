@@ -232,3 +232,54 @@ pub fn render_run(
     write("curves.png", width, height * 2, stacked)?;
     Ok(written)
 }
+
+/// One line of the per-class accuracy chart: a mode's accuracy of each class, classes in the order
+/// the chart shows them (most to fewest training images).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerClassLine {
+    pub name: String,
+    pub values: Vec<f32>,
+}
+
+/// `per-class-*.png`: per-class test accuracy (y from 0 to 1) against the class rank by training
+/// count (x), one line per mode in the categorical colours, in order (the legend is the order of
+/// `lines`: blue, orange, red, teal, green, …).
+pub fn render_per_class(
+    lines: &[PerClassLine],
+    path: &Path,
+    ctx: &GpuContext,
+) -> Result<(), GpuError> {
+    let classes = lines.iter().map(|l| l.values.len()).max().unwrap_or(0);
+    let chart = CurvesInput {
+        series: lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| Series {
+                ys: &line.values,
+                xs: None,
+                colour: category_colour(i),
+                smooth: false,
+            })
+            .collect(),
+        smoothing: 0.0,
+        raw_shadow: false,
+        view: CurvesView {
+            x_range: Some((0.0, classes.saturating_sub(1).max(1) as f64)),
+            y_range: Some((0.0, 1.0)),
+            line_width: 2.5,
+            style: ViewStyle::dark(),
+            ..CurvesView::default()
+        },
+    };
+    let (width, height) = CHART_SIZE;
+    let target = RenderTarget::new(&ctx.device, width, height)?;
+    let mut curves = CurvesRenderer::new(&ctx.device);
+    ctx.submit(|encoder| curves.render(ctx, encoder, &chart, &target).map(|_| ()))?;
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|source| GpuError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    save_png(path, width, height, read_back(ctx, &target)?)
+}

@@ -6,6 +6,7 @@
 //! Writes are crash-safe: whole files go through a synced temporary and a rename, log records are
 //! single appends whose torn tail readers skip and report, and a lock keeps a second process out.
 
+mod class_metrics;
 mod files;
 mod float;
 mod folder;
@@ -13,6 +14,9 @@ mod lock;
 mod logs;
 mod snapshot;
 
+pub use class_metrics::{
+    ByInference, Group, GroupAccuracies, GroupRule, PerClassAcc, class_groups, is_long_tailed,
+};
 pub use files::{RunError, sync_dir, sync_file, write_atomically};
 pub use folder::{
     CLASS_CONFUSION_FILE, CONFIG_FILE, JOINT_CONFUSION_FILE, RunDir, SNAPSHOT_FILE, is_run_folder,

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::class_metrics::{ByInference, Group, GroupRule, PerClassAcc};
 use super::float;
 
 /// The metrics of one evaluation on the test (or validation) set. Accuracies are fractions in [0, 1].
@@ -40,6 +41,30 @@ pub struct EvalMetrics {
     /// Seconds of training so far.
     #[serde(with = "float")]
     pub elapsed_s: f64,
+    /// Test accuracy of each class, per inference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_class_acc: Option<PerClassAcc>,
+    /// How classes were grouped into many / medium / few (imbalanced training sets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_rule: Option<GroupRule>,
+    /// Mean per-class accuracy of the many-shot classes, per inference (imbalanced only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub many_acc: Option<ByInference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium_acc: Option<ByInference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub few_acc: Option<ByInference>,
+}
+
+impl EvalMetrics {
+    /// The group accuracy recorded for `group`.
+    pub fn group_acc(&self, group: Group) -> Option<&ByInference> {
+        match group {
+            Group::Many => self.many_acc.as_ref(),
+            Group::Medium => self.medium_acc.as_ref(),
+            Group::Few => self.few_acc.as_ref(),
+        }
+    }
 }
 
 /// A few evaluation images with their M transformed copies, as the model saw them, and its verdicts.
@@ -76,6 +101,9 @@ pub struct TrainingSnapshot {
     #[serde(default)]
     pub row_predictions: Vec<u32>,
     pub samples: SampleGrid,
+    /// Training images of each class (length N), as the run trained on them.
+    #[serde(default)]
+    pub train_class_counts: Vec<usize>,
 }
 
 impl TrainingSnapshot {
@@ -116,6 +144,23 @@ impl TrainingSnapshot {
             return Err(format!(
                 "{} per-transformation accuracies for {m} transformations",
                 self.metrics.per_transform_acc.len()
+            ));
+        }
+        if !self.train_class_counts.is_empty() && self.train_class_counts.len() != n {
+            return Err(format!(
+                "{} training counts for {n} classes",
+                self.train_class_counts.len()
+            ));
+        }
+        if let Some(per_class) = &self.metrics.per_class_acc
+            && let Some((name, values)) = per_class
+                .inferences()
+                .into_iter()
+                .find(|(_, values)| values.len() != n)
+        {
+            return Err(format!(
+                "{} {name} per-class accuracies for {n} classes",
+                values.len()
             ));
         }
         let label_bound = if self.joint_confusion.is_empty() {

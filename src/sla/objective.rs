@@ -86,6 +86,10 @@ pub struct Objective {
     pub beta: f64,
     /// Sum the joint loss over transformations instead of averaging it (`--with-large-loss`).
     pub large_loss: bool,
+    /// Weight of each class in every cross-entropy with a class in its target (`None`: all 1). A
+    /// joint label (i, j) weighs what class i weighs; the transformation head of MT and the
+    /// distillation term, whose targets carry no class, are not weighted.
+    pub class_weights: Option<Vec<f64>>,
 }
 
 impl Objective {
@@ -119,11 +123,11 @@ impl Objective {
     pub fn loss(&self, outputs: &Outputs, labels: &Tensor) -> Result<Tensor> {
         let m = self.num_transforms;
         match self.mode {
-            Mode::Baseline => loss::cross_entropy(&outputs.primary, labels),
-            Mode::Da => loss::cross_entropy(&outputs.primary, &joint::repeated_labels(labels, m)?),
+            Mode::Baseline => self.class_loss(&outputs.primary, labels),
+            Mode::Da => self.class_loss(&outputs.primary, &joint::repeated_labels(labels, m)?),
             Mode::Mt => {
                 let class =
-                    loss::cross_entropy(&outputs.primary, &joint::repeated_labels(labels, m)?)?;
+                    self.class_loss(&outputs.primary, &joint::repeated_labels(labels, m)?)?;
                 let transform_labels = joint::transform_labels(labels.dim(0)?, m, labels.device())?;
                 let transform = loss::cross_entropy(self.secondary(outputs)?, &transform_labels)?;
                 class + transform
@@ -132,7 +136,7 @@ impl Objective {
             Mode::SlaSd => {
                 let joint_loss = self.joint_loss(&outputs.primary, labels)?;
                 let single = self.secondary(outputs)?;
-                let single_loss = (loss::cross_entropy(single, labels)? * self.beta)?;
+                let single_loss = (self.class_loss(single, labels)? * self.beta)?;
                 // The teacher is detached, as in the reference: distillation moves only the student.
                 let teacher = joint::aggregated_logits(&outputs.primary, m)?.detach();
                 let kd = distillation_loss(&teacher, single, self.temperature)?;
@@ -141,14 +145,46 @@ impl Objective {
         }
     }
 
-    fn joint_loss(&self, joint_logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    /// The joint cross-entropy of SLA for class labels `labels` ([B]) of the untransformed batch.
+    pub fn joint_loss(&self, joint_logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
         let m = self.num_transforms;
-        let ce = loss::cross_entropy(joint_logits, &joint::joint_labels(labels, m)?)?;
+        let ce = self.weighted_cross_entropy(
+            joint_logits,
+            &joint::joint_labels(labels, m)?,
+            &joint::repeated_labels(labels, m)?,
+        )?;
         if self.large_loss {
             ce * m as f64
         } else {
             Ok(ce)
         }
+    }
+
+    /// Cross-entropy of N-way logits against class labels, weighted by class when the objective
+    /// has class weights.
+    pub fn class_loss(&self, logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        self.weighted_cross_entropy(logits, labels, labels)
+    }
+
+    /// Mean cross-entropy of `logits` against `targets`, or with class weights the weighted mean
+    /// Σ w_{c_r} · ce_r / Σ w_{c_r} over rows r of class c_r (PyTorch's `cross_entropy(weight=…)`,
+    /// as the class-balanced reference code uses it): uniform weights give the plain mean exactly.
+    fn weighted_cross_entropy(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        classes: &Tensor,
+    ) -> Result<Tensor> {
+        let Some(weights) = &self.class_weights else {
+            return loss::cross_entropy(logits, targets);
+        };
+        let log_p = ops::log_softmax(logits, D::Minus1)?;
+        let picked = log_p.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+        let row_weights = Tensor::new(weights.as_slice(), logits.device())?
+            .to_dtype(logits.dtype())?
+            .index_select(classes, 0)?;
+        let total = row_weights.sum_all()?;
+        (picked * row_weights)?.sum_all()?.neg()?.div(&total)
     }
 
     fn secondary<'a>(&self, outputs: &'a Outputs) -> Result<&'a Tensor> {
@@ -210,6 +246,7 @@ mod tests {
             temperature: 1.0,
             beta: 1.0,
             large_loss: false,
+            class_weights: None,
         }
     }
 
@@ -242,6 +279,66 @@ mod tests {
         obj.large_loss = true;
         let got = obj.loss(&outputs, &y)?.to_scalar::<f64>()?;
         assert!((got - 2.0 * expected).abs() < 1e-12);
+        Ok(())
+    }
+
+    #[test]
+    fn class_weights_weigh_each_row_by_its_class() -> Result<()> {
+        // B = 2, N = 2, M = 2, labels y = (0, 1): joint labels 0, 1 (class 0) and 2, 3 (class 1).
+        let rows = [
+            [0.1, 0.7, -0.3, 0.9],
+            [1.2, -0.5, 0.4, 0.0],
+            [0.3, 0.3, -1.0, 2.0],
+            [-0.2, 0.8, 0.5, 0.1],
+        ];
+        let outputs = Outputs {
+            primary: Tensor::new(&rows, &Device::Cpu)?,
+            secondary: None,
+        };
+        let y = Tensor::new(&[0u32, 1], &Device::Cpu)?;
+        let mut obj = objective(Mode::Sla, 2, 2);
+        obj.class_weights = Some(vec![2.0, 0.5]);
+        let expected = (2.0 * ce(&rows[0], 0)
+            + 2.0 * ce(&rows[1], 1)
+            + 0.5 * ce(&rows[2], 2)
+            + 0.5 * ce(&rows[3], 3))
+            / 5.0;
+        let got = obj.loss(&outputs, &y)?.to_scalar::<f64>()?;
+        assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+        Ok(())
+    }
+
+    #[test]
+    fn uniform_class_weights_give_the_unweighted_loss_in_every_mode() -> Result<()> {
+        let (n, m, b) = (3, 2, 2);
+        let y = Tensor::new(&[2u32, 0], &Device::Cpu)?;
+        let logits = |rows: usize, cols: usize, seed: f64| {
+            let values: Vec<f64> = (0..rows * cols)
+                .map(|i| ((i as f64 + seed) * 0.7).sin())
+                .collect();
+            Tensor::from_vec(values, (rows, cols), &Device::Cpu)
+        };
+        for mode in Mode::ALL {
+            let plain = objective(mode, n, m);
+            let weighted = Objective {
+                class_weights: Some(vec![0.7; n]),
+                ..plain.clone()
+            };
+            let heads = plain.head_sizes();
+            let rows = if mode == Mode::Baseline { b } else { b * m };
+            let secondary = match mode {
+                Mode::Mt => Some(logits(rows, m, 3.0)?),
+                Mode::SlaSd => Some(logits(b, n, 5.0)?),
+                _ => None,
+            };
+            let outputs = Outputs {
+                primary: logits(rows, heads[0], 1.0)?,
+                secondary,
+            };
+            let a = plain.loss(&outputs, &y)?.to_scalar::<f64>()?;
+            let w = weighted.loss(&outputs, &y)?.to_scalar::<f64>()?;
+            assert!((a - w).abs() < 1e-12, "{mode:?}: {a} vs {w}");
+        }
         Ok(())
     }
 

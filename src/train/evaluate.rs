@@ -8,7 +8,7 @@ use crate::data::{Augmentation, Dataset, Normalization, make_batch};
 use crate::sla::{Mode, joint};
 
 use super::setup::Model;
-use crate::run::SampleGrid;
+use crate::run::{PerClassAcc, SampleGrid};
 
 /// Everything one pass over an evaluation set measures.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +27,8 @@ pub struct Evaluation {
     pub samples: SampleGrid,
     /// The prediction of every row (image b, view j at b·M + j): joint label or class.
     pub row_predictions: Vec<u32>,
+    /// Accuracy of each class for every inference the mode has.
+    pub per_class_acc: PerClassAcc,
 }
 
 #[derive(Default)]
@@ -38,6 +40,34 @@ struct Tally {
     sd: usize,
     joint: usize,
     per_view: Vec<usize>,
+    /// Per class: test images, then hits of the single, aggregated and self-distilled inference.
+    class_images: Vec<usize>,
+    class_hits: [Vec<usize>; 3],
+}
+
+impl Tally {
+    fn count_classes(&mut self, inference: usize, predicted: &[u32], labels: &[u32]) {
+        for (&p, &l) in predicted.iter().zip(labels) {
+            if p == l {
+                self.class_hits[inference][l as usize] += 1;
+            }
+        }
+    }
+
+    /// Hits over images of each class; NaN for a class without test images.
+    fn class_accuracy(&self, inference: usize) -> Vec<f64> {
+        self.class_hits[inference]
+            .iter()
+            .zip(&self.class_images)
+            .map(|(&hits, &images)| {
+                if images == 0 {
+                    f64::NAN
+                } else {
+                    hits as f64 / images as f64
+                }
+            })
+            .collect()
+    }
 }
 
 fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
@@ -68,6 +98,8 @@ pub fn evaluate(
     let joint_mode = objective.mode.is_joint();
     let mut tally = Tally {
         per_view: vec![0; m],
+        class_images: vec![0; n],
+        class_hits: [vec![0; n], vec![0; n], vec![0; n]],
         ..Default::default()
     };
     let mut joint_confusion = if joint_mode {
@@ -99,18 +131,23 @@ pub fn evaluate(
         let outputs = objective.outputs(model.net.heads(), &features)?;
         let predictions = objective.predictions(&outputs)?;
         let loss = if objective.mode == Mode::Baseline {
-            candle_nn::loss::cross_entropy(&predictions.single, &labels)?
+            objective.class_loss(&predictions.single, &labels)?
         } else {
             objective.loss(&outputs, &labels)?
         };
         let label_values = labels.to_vec1::<u32>()?;
         tally.loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * chunk.len() as f64;
         tally.images += chunk.len();
+        for &label in &label_values {
+            tally.class_images[label as usize] += 1;
+        }
         let single = argmax(&predictions.single)?;
         tally.single += hits(&single, &label_values);
+        tally.count_classes(0, &single, &label_values);
         let aggregated = predictions.aggregated.as_ref().map(argmax).transpose()?;
         if let Some(agg) = &aggregated {
             tally.agg += hits(agg, &label_values);
+            tally.count_classes(1, agg, &label_values);
         }
         let distilled = predictions
             .self_distilled
@@ -119,6 +156,7 @@ pub fn evaluate(
             .transpose()?;
         if let Some(sd) = &distilled {
             tally.sd += hits(sd, &label_values);
+            tally.count_classes(2, sd, &label_values);
         }
         let per_view = argmax(&predictions.per_view)?;
         for (row, &predicted) in per_view.iter().enumerate() {
@@ -151,17 +189,33 @@ pub fn evaluate(
     }
     let count = tally.images.max(1) as f64;
     let samples = sample_grid(model, data, sample_count, sample_predictions)?;
+    let has_agg = objective.mode != Mode::Baseline;
+    let has_sd = objective.mode == Mode::SlaSd;
+    let per_class_acc = PerClassAcc {
+        single: tally.class_accuracy(0),
+        aggregated: if has_agg {
+            tally.class_accuracy(1)
+        } else {
+            Vec::new()
+        },
+        self_distilled: if has_sd {
+            tally.class_accuracy(2)
+        } else {
+            Vec::new()
+        },
+    };
     Ok(Some(Evaluation {
         loss: tally.loss_sum / count,
         single_acc: tally.single as f64 / count,
-        agg_acc: (objective.mode != Mode::Baseline).then(|| tally.agg as f64 / count),
-        sd_acc: (objective.mode == Mode::SlaSd).then(|| tally.sd as f64 / count),
+        agg_acc: has_agg.then(|| tally.agg as f64 / count),
+        sd_acc: has_sd.then(|| tally.sd as f64 / count),
         joint_acc: joint_mode.then(|| tally.joint as f64 / (count * m as f64)),
         per_transform_acc: tally.per_view.iter().map(|&h| h as f64 / count).collect(),
         joint_confusion,
         class_confusion,
         samples,
         row_predictions: all_predictions,
+        per_class_acc,
     }))
 }
 

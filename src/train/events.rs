@@ -7,6 +7,9 @@ use super::trainer::TrainError;
 use crate::run::{EvalMetrics, TrainingSnapshot};
 
 /// What happened in the trainer. After each event is sent the trainer calls the front end's waker.
+// A few events a second at most (one per step): the size of the rare `Finished` costs nothing
+// worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum TrainerEvent {
     /// Data loaded and model built; training is about to begin (or continue, when resumed).
@@ -28,6 +31,8 @@ pub struct RunInfo {
     pub train_images: usize,
     pub test_images: usize,
     pub num_classes: usize,
+    /// Training images of each class (after limits, imbalance and the validation split).
+    pub train_class_counts: Vec<usize>,
     pub num_transforms: usize,
     pub steps_per_epoch: u64,
     pub total_steps: u64,

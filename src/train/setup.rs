@@ -53,6 +53,11 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
     if let Some(limit) = config.limit_train {
         train = data::subset(&train, limit);
     }
+    // After the limit (n_max is the smallest class of what is left), before the validation split
+    // (drawn per class from the long-tailed set, never emptying a class).
+    if let Some(imbalance) = config.imbalance() {
+        train = imbalance.apply(&train)?;
+    }
     if let Some(limit) = config.limit_test {
         test = data::subset(&test, limit);
     }
@@ -80,9 +85,13 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
 /// The settings that fix which batches a step draws and which model it updates: a resume that
 /// changes any of them would continue a different run. (The learning rate, schedule, epochs, device
 /// and the like may change: they steer the rest of the run without changing what was done.)
-const STEP_SETTINGS: [&str; 9] = [
+const STEP_SETTINGS: [&str; 13] = [
     "dataset",
     "limit_train",
+    "imbalance",
+    "imbalance_profile",
+    "class_weights",
+    "cb_beta",
     "validation",
     "augment",
     "model",

@@ -10,8 +10,10 @@ use std::time::Instant;
 use candle_core::DType;
 
 use crate::config::{ConfigError, TrainConfig};
-use crate::data::{DataError, make_batch};
-use crate::run::{self, EvalMetrics, RunDir, RunError, RunLock, StepRecord, TrainingSnapshot};
+use crate::data::{self, DataError, make_batch};
+use crate::run::{
+    self, EvalMetrics, GroupAccuracies, RunDir, RunError, RunLock, StepRecord, TrainingSnapshot,
+};
 use crate::sla::TransformError;
 
 use super::checkpoint::{self, Checkpoint, CheckpointError, Fingerprint, TrainingState};
@@ -287,7 +289,11 @@ pub fn run_until(
         state,
         checkpoint,
     } = opened;
-    let model = build_model(&config, data.train.shape, num_classes, checkpoint.as_ref())?;
+    let train_class_counts = data::class_counts(&data.train);
+    let mut model = build_model(&config, data.train.shape, num_classes, checkpoint.as_ref())?;
+    model.objective.class_weights = config
+        .class_weights
+        .weights(&train_class_counts, config.cb_beta);
     let mut sgd = Sgd::new(
         model.named_parameters(),
         config.momentum,
@@ -320,6 +326,7 @@ pub fn run_until(
         train_images: data.train.len(),
         test_images: data.test.len(),
         num_classes,
+        train_class_counts,
         num_transforms: model.objective.num_transforms,
         steps_per_epoch: loop_state.sampler.steps_per_epoch(),
         total_steps,
@@ -702,6 +709,9 @@ fn snapshot_from(
     eval: Evaluation,
     validation_single_acc: Option<f64>,
 ) -> TrainingSnapshot {
+    let train_class_counts = data::class_counts(&state.data.train);
+    let long_tailed = run::is_long_tailed(state.config.imbalance, &train_class_counts);
+    let groups = GroupAccuracies::of(&eval.per_class_acc, &train_class_counts, long_tailed);
     TrainingSnapshot {
         metrics: EvalMetrics {
             epoch,
@@ -715,6 +725,11 @@ fn snapshot_from(
             per_transform_acc: eval.per_transform_acc,
             validation_single_acc,
             elapsed_s: state.elapsed(),
+            group_rule: groups.map(|g| g.rule),
+            many_acc: groups.and_then(|g| g.many),
+            medium_acc: groups.and_then(|g| g.medium),
+            few_acc: groups.and_then(|g| g.few),
+            per_class_acc: Some(eval.per_class_acc),
         },
         class_names: state.data.train.class_names.clone(),
         transform_names: state.model.transforms.names(),
@@ -722,6 +737,7 @@ fn snapshot_from(
         class_confusion: eval.class_confusion,
         row_predictions: eval.row_predictions,
         samples: eval.samples,
+        train_class_counts,
     }
 }
 
