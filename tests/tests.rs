@@ -9,6 +9,7 @@ mod fuzz_regressions;
 mod gpu;
 mod gui;
 mod hostile;
+mod imbalanced;
 mod ops;
 mod properties;
 mod support;

@@ -157,11 +157,10 @@ impl SlaApp {
                 {
                     return Some(error.to_string());
                 }
-                let train = self
-                    .config
-                    .limit_train
-                    .unwrap_or(usize::MAX)
-                    .min(preview.train_len);
+                let train: usize = match preview.train_counts(&self.config) {
+                    Ok(counts) => counts.iter().sum(),
+                    Err(error) => return Some(error),
+                };
                 if train.saturating_sub(self.config.validation) < self.config.batch_size {
                     return Some(format!(
                         "the batch size {} is larger than the {} training images",

@@ -1,6 +1,7 @@
 //! The desktop app: set up a run, train it, and watch it through the GPU views.
 
 pub mod app;
+mod class_bars;
 mod download_job;
 mod preview;
 pub mod run_state;

@@ -5,6 +5,7 @@ use std::sync::mpsc::{self, Receiver};
 
 use candle_core::Device;
 
+use crate::config::TrainConfig;
 use crate::data::{self, DatasetSource, ImageShape};
 use crate::run::SampleGrid;
 use crate::sla::TransformSet;
@@ -22,6 +23,8 @@ pub struct DatasetPreview {
     pub labels: Vec<u32>,
     /// The whole test set, to show the images behind a confusion cell.
     pub test: std::sync::Arc<crate::data::Dataset>,
+    /// The training labels in file order, to count what a limit and an imbalance leave per class.
+    pub train_labels: Vec<u32>,
 }
 
 /// A dataset being loaded off the UI thread.
@@ -75,10 +78,32 @@ fn load(source: &DatasetSource) -> Result<DatasetPreview, String> {
         images,
         labels: picked.iter().map(|&i| test.labels[i]).collect(),
         test: std::sync::Arc::new(splits.test),
+        train_labels: splits.train.labels,
     })
 }
 
 impl DatasetPreview {
+    /// The training images per class a run with `config` would train on (before its validation
+    /// split), or why the imbalance cannot be built.
+    pub fn train_counts(&self, config: &TrainConfig) -> Result<Vec<usize>, String> {
+        let limit = config
+            .limit_train
+            .unwrap_or(usize::MAX)
+            .min(self.train_labels.len());
+        let mut available = vec![0usize; self.class_names.len()];
+        for &label in &self.train_labels[..limit] {
+            if let Some(count) = available.get_mut(label as usize) {
+                *count += 1;
+            }
+        }
+        match config.imbalance() {
+            None => Ok(available),
+            Some(imbalance) => imbalance
+                .class_counts(&available, &self.class_names)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     /// The preview images with their M transformed copies; labels are the joint labels y·M + j.
     pub fn expanded(&self, transforms: &TransformSet) -> Result<SampleGrid, String> {
         let shape = self.shape;

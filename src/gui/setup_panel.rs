@@ -5,14 +5,15 @@ use std::path::PathBuf;
 
 use eframe::egui;
 
-use crate::config::{ScheduleKind, TransformChoice};
-use crate::data::DatasetKind;
+use crate::config::{MAX_IMBALANCE, ScheduleKind, TransformChoice};
+use crate::data::{DatasetKind, ImbalanceProfile};
 use crate::model::ModelKind;
 use crate::sla::transform::ALL_PERMUTATIONS;
-use crate::sla::{Mode, TransformPreset, TransformSet};
+use crate::sla::{ClassWeighting, Mode, TransformPreset, TransformSet};
 use crate::train::TrainerCommand;
 
 use super::app::SlaApp;
+use super::class_bars;
 use super::run_state::Phase;
 
 const DATASETS: [DatasetKind; 6] = [
@@ -112,6 +113,86 @@ impl SlaApp {
                 .labelled_by(label.id);
             self.config.limit_test = (limit > 0).then_some(limit);
         });
+        self.imbalance_controls(ui);
+    }
+
+    /// ρ, the profile and the class weights, with the per-class counts they give drawn live.
+    fn imbalance_controls(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let label = ui.label("Imbalance ρ");
+            ui.add(
+                egui::DragValue::new(&mut self.config.imbalance)
+                    .range(1.0..=MAX_IMBALANCE)
+                    .speed(0.5),
+            )
+            .labelled_by(label.id)
+            .on_hover_text(
+                "n_max / n_min: 1 keeps the data as it is; 100 leaves the last class 100× fewer \
+                 training images than the first (the test set stays balanced)",
+            );
+            let label = ui.label("profile");
+            egui::ComboBox::from_id_salt("imbalance-profile")
+                .selected_text(self.config.imbalance_profile.name())
+                .show_ui(ui, |ui| {
+                    for profile in [ImbalanceProfile::Exp, ImbalanceProfile::Step] {
+                        ui.selectable_value(
+                            &mut self.config.imbalance_profile,
+                            profile,
+                            profile.name(),
+                        )
+                        .on_hover_text(match profile {
+                            ImbalanceProfile::Exp => "class c keeps n_max · ρ^(−c/(N−1)) images",
+                            ImbalanceProfile::Step => {
+                                "the second half of the classes keeps n_max / ρ"
+                            }
+                        });
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+        });
+        ui.horizontal(|ui| {
+            let label = ui.label("Class weights");
+            egui::ComboBox::from_id_salt("class-weights")
+                .selected_text(self.config.class_weights.name())
+                .show_ui(ui, |ui| {
+                    for weighting in [ClassWeighting::None, ClassWeighting::Effective] {
+                        ui.selectable_value(
+                            &mut self.config.class_weights,
+                            weighting,
+                            weighting.name(),
+                        );
+                    }
+                })
+                .response
+                .labelled_by(label.id)
+                .on_hover_text(
+                    "effective: each class weighs (1 − β) / (1 − β^n), the inverse of its effective \
+                     number of samples (class-balanced loss)",
+                );
+            if self.config.class_weights == ClassWeighting::Effective {
+                let label = ui.label("β");
+                ui.add(
+                    egui::DragValue::new(&mut self.config.cb_beta)
+                        .range(0.0..=0.99999)
+                        .speed(0.0001)
+                        .max_decimals(5),
+                )
+                .labelled_by(label.id);
+            }
+        });
+        let Some(Ok(preview)) = &self.preview else {
+            return;
+        };
+        match preview.train_counts(&self.config) {
+            Ok(counts) => {
+                let groups = class_bars::groups_of(self.config.imbalance, &counts);
+                class_bars::count_chart(ui, &preview.class_names, &counts, groups.as_deref());
+            }
+            Err(error) => {
+                ui.colored_label(ERROR_COLOUR, error);
+            }
+        }
     }
 
     /// A missing downloadable set offers its download; a running one shows progress and Cancel.

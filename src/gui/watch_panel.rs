@@ -14,6 +14,7 @@ use crate::sla::transform::Expander;
 use crate::train::{EvalMetrics, SampleGrid, TrainingSnapshot};
 
 use super::app::SlaApp;
+use super::class_bars;
 use super::views::{CHARTS, Chart, ChartSeries};
 
 const SERIES_COLOURS: [[u8; 4]; 4] = [
@@ -152,6 +153,54 @@ impl SlaApp {
         }
         self.charts = Some((key, charts));
         self.per_transform_accuracy(ui);
+        self.per_class_accuracy(ui);
+    }
+
+    /// Per-class bars of the latest evaluation, sorted by training count and coloured by group,
+    /// with the many / medium / few accuracies of a long-tailed run above them.
+    fn per_class_accuracy(&self, ui: &mut egui::Ui) {
+        let (Some(metrics), Some(snapshot)) = (self.state.metrics.last(), &self.state.snapshot)
+        else {
+            return;
+        };
+        let Some(per_class) = &metrics.per_class_acc else {
+            return;
+        };
+        let counts = if snapshot.train_class_counts.is_empty() {
+            self.state
+                .info
+                .as_ref()
+                .map(|i| i.train_class_counts.clone())
+                .unwrap_or_default()
+        } else {
+            snapshot.train_class_counts.clone()
+        };
+        if counts.len() != snapshot.num_classes() {
+            return;
+        }
+        ui.separator();
+        if metrics.group_rule.is_some() {
+            for (i, name) in crate::run::ByInference::NAMES.iter().enumerate() {
+                if let Some(line) = class_bars::group_summary(
+                    metrics.many_acc.as_ref(),
+                    metrics.medium_acc.as_ref(),
+                    metrics.few_acc.as_ref(),
+                    i,
+                ) {
+                    ui.label(format!("{name}: {line}"));
+                }
+            }
+        }
+        let groups = metrics
+            .group_rule
+            .map(|_| crate::run::class_groups(&counts).1);
+        class_bars::accuracy_bars(
+            ui,
+            &snapshot.class_names,
+            &counts,
+            per_class,
+            groups.as_deref(),
+        );
     }
 
     fn per_transform_accuracy(&self, ui: &mut egui::Ui) {
