@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod embedded;
 pub mod folder;
 pub mod idx;
+mod image_file;
 pub mod split;
 
 use std::path::{Path, PathBuf};
