@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
-use std::path::{Component, Path};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use zip::ZipArchive;
@@ -83,18 +83,21 @@ pub fn unpack_zip<R: Read + Seek>(
             return Err(DownloadError::Cancelled);
         }
         let mut entry = zip.by_index(index).map_err(|e| zip_error(what, e))?;
-        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let name = match entry.name() {
+            Ok(name) => name.into_owned(),
+            Err(_) => String::from_utf8_lossy(entry.name_raw()).into_owned(),
+        };
         if entry.is_symlink() {
             return Err(refuse(format!("member {name} is a symbolic link")));
         }
         if entry.encrypted() {
             return Err(refuse(format!("member {name} is encrypted")));
         }
-        // `enclosed_name` refuses absolute names and names that climb out; a `..` that stays
-        // inside is refused too, as the tar extractor does: no honest archive needs one.
+        // `enclosed_name` alone would not do: it quietly turns `/x` into `x` and `a/../b` into `b`.
+        // Such names are refused, as the tar extractor refuses them: no honest archive has one.
         let relative = entry
             .enclosed_name()
-            .filter(|p| !p.components().any(|c| matches!(c, Component::ParentDir)))
+            .filter(|_| !climbs_out(&name))
             .ok_or_else(|| refuse(format!("member {name} points outside the folder")))?;
         let path = dest.join(&relative);
         if entry.is_dir() {
@@ -143,11 +146,36 @@ pub fn unpack_zip<R: Read + Seek>(
     Ok(files)
 }
 
+/// Whether a member name is absolute (`/`, `\\` or a drive letter) or has a `..` component, with
+/// either separator (archives made on Windows may use `\\`).
+fn climbs_out(name: &str) -> bool {
+    name.starts_with(['/', '\\'])
+        || name.get(1..2) == Some(":")
+        || name.split(['/', '\\']).any(|part| part == "..")
+}
+
 /// A failure of the ZIP reader (a broken central directory, an unsupported method, a CRC
 /// mismatch, a truncated file): the archive's fault, named as such.
 fn zip_error(what: &str, e: ZipError) -> DownloadError {
     DownloadError::NotAnArchive {
         what: what.to_owned(),
         detail: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_absolute_or_climb_are_told_apart_from_plain_ones() {
+        for inside in ["a.txt", "a/b/c.JPEG", "a\\b.txt", "a/..b", "a/b../c", "./a"] {
+            assert!(!climbs_out(inside), "{inside}");
+        }
+        for outside in [
+            "/a", "\\a", "C:/a", "c:\\a", "..", "../a", "a/../b", "a\\..\\b", "a/..",
+        ] {
+            assert!(climbs_out(outside), "{outside}");
+        }
     }
 }
