@@ -137,18 +137,19 @@ fn class_names(path: &Path, wnids: &[String]) -> Result<Vec<String>, DataError> 
         .collect())
 }
 
-fn too_many(root: &Path) -> DataError {
+fn too_many(root: &Path, max_images: usize) -> DataError {
     DataError::format(
         root,
         format!(
-            "more than {MAX_IMAGES} images, more than tiny-ImageNet holds; is this the right folder?"
+            "more than {max_images} images, more than tiny-ImageNet holds; is this the right folder?"
         ),
     )
 }
 
 /// The training images of every class, class after class in wnid order, each class's files in
 /// sorted name order (so the order, and every seeded run, does not depend on the file system).
-fn train_files(root: &Path, wnids: &[String]) -> Result<Vec<Labelled>, DataError> {
+/// At most `budget` images.
+fn train_files(root: &Path, wnids: &[String], budget: usize) -> Result<Vec<Labelled>, DataError> {
     let mut files = Vec::new();
     for (label, wnid) in (0u32..).zip(wnids) {
         let dir = root.join("train").join(wnid).join("images");
@@ -165,8 +166,8 @@ fn train_files(root: &Path, wnids: &[String]) -> Result<Vec<Labelled>, DataError
                 format!("empty class {wnid}: no .JPEG images"),
             ));
         }
-        if files.len() + images.len() > MAX_IMAGES {
-            return Err(too_many(root));
+        if files.len() + images.len() > budget {
+            return Err(too_many(root, budget));
         }
         files.extend(images.into_iter().map(|path| (path, label)));
     }
@@ -174,8 +175,13 @@ fn train_files(root: &Path, wnids: &[String]) -> Result<Vec<Labelled>, DataError
 }
 
 /// The validation images in the order of `val/val_annotations.txt` (`file<TAB>wnid<TAB>box…`),
-/// labelled by their wnid. At most `budget` images.
-fn val_files(root: &Path, wnids: &[String], budget: usize) -> Result<Vec<Labelled>, DataError> {
+/// labelled by their wnid. At most `budget` images (what `max_images` leaves after training).
+fn val_files(
+    root: &Path,
+    wnids: &[String],
+    budget: usize,
+    max_images: usize,
+) -> Result<Vec<Labelled>, DataError> {
     let path = root.join("val").join("val_annotations.txt");
     if !path.is_file() {
         return Err(DataError::format(
@@ -218,7 +224,7 @@ fn val_files(root: &Path, wnids: &[String], budget: usize) -> Result<Vec<Labelle
             ));
         }
         if files.len() >= budget {
-            return Err(too_many(root));
+            return Err(too_many(root, max_images));
         }
         files.push((image, label));
     }
@@ -262,12 +268,23 @@ fn decode(files: &[Labelled], side: u32, class_names: &[String]) -> Result<Datas
 /// split being the labelled validation set (the published test images have no labels). Every
 /// image becomes RGB (a few published ones are grey) at `image_size × image_size`.
 pub fn load(dir: &Path, image_size: usize) -> Result<(Dataset, Dataset), DataError> {
+    load_within(dir, image_size, MAX_IMAGES)
+}
+
+/// [`load`] with at most `max_images` images, training and test together (tests use a small
+/// bound: a tree past the real one would take a test minutes to write).
+fn load_within(
+    dir: &Path,
+    image_size: usize,
+    max_images: usize,
+) -> Result<(Dataset, Dataset), DataError> {
     let side = image_file::square_side(image_size)?;
     let root = resolve(dir)?;
     let wnids = read_wnids(&root.join("wnids.txt"))?;
     let names = class_names(&root.join("words.txt"), &wnids)?;
-    let train_files = train_files(&root, &wnids)?;
-    let val_files = val_files(&root, &wnids, MAX_IMAGES - train_files.len())?;
+    let train_files = train_files(&root, &wnids, max_images)?;
+    let val_budget = max_images - train_files.len();
+    let val_files = val_files(&root, &wnids, val_budget, max_images)?;
     let train = decode(&train_files, side, &names)?;
     let test = decode(&val_files, side, &names)?;
     log::info!(
@@ -283,6 +300,41 @@ pub fn load(dir: &Path, image_size: usize) -> Result<(Dataset, Dataset), DataErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_past_the_image_bound_is_refused_before_any_image_is_decoded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::write(root.join("wnids.txt"), "n1\nn2\n").expect("wnids");
+        // Empty files: decoding any of them would fail, so the errors below show none was.
+        for (wnid, count) in [("n1", 2), ("n2", 1)] {
+            let images = root.join("train").join(wnid).join("images");
+            std::fs::create_dir_all(&images).expect("mkdir");
+            for i in 0..count {
+                std::fs::write(images.join(format!("{i}.JPEG")), b"").expect("write");
+            }
+        }
+        std::fs::create_dir_all(root.join("val/images")).expect("mkdir");
+        let mut annotations = String::new();
+        for i in 0..2 {
+            std::fs::write(root.join(format!("val/images/v{i}.JPEG")), b"").expect("write");
+            annotations.push_str(&format!("v{i}.JPEG\tn1\t0\t0\t1\t1\n"));
+        }
+        std::fs::write(root.join("val/val_annotations.txt"), annotations).expect("write");
+        // 3 training images against 2; then 3 + 2 against 4, the bound reached in val.
+        for max in [2, 4] {
+            let error = load_within(root, 8, max).expect_err("too many").to_string();
+            assert!(
+                error.contains(&format!("more than {max} images")),
+                "{max}: {error}"
+            );
+        }
+        // Within the bound the listing passes and decoding is what fails.
+        let error = load_within(root, 8, 5)
+            .expect_err("empty files")
+            .to_string();
+        assert!(error.contains("unreadable image"), "{error}");
+    }
 
     #[test]
     fn only_plain_names_become_paths() {
