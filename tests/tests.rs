@@ -12,4 +12,5 @@ mod hostile;
 mod ops;
 mod properties;
 mod support;
+mod tiny_imagenet;
 mod training;
