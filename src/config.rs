@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DatasetKind, DatasetSource, Imbalance, ImbalanceProfile};
+use crate::data::{DatasetSource, Imbalance, ImbalanceProfile};
 use crate::model::ModelKind;
 use crate::sla::{ClassWeighting, Mode, Objective, TransformError, TransformPreset, TransformSet};
 
@@ -270,9 +270,7 @@ impl TrainConfig {
                 "a limit of 0 images leaves nothing to train or test on",
             ));
         }
-        if self.dataset.kind == DatasetKind::Folder
-            && !(1..=MAX_IMAGE_SIZE).contains(&self.dataset.image_size)
-        {
+        if self.dataset.kind.resizes() && !(1..=MAX_IMAGE_SIZE).contains(&self.dataset.image_size) {
             return Err(invalid(
                 "image size",
                 format!(
@@ -314,6 +312,7 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::DatasetKind;
 
     #[test]
     fn default_is_valid_and_round_trips_through_json() {

@@ -596,6 +596,7 @@ fn missing_folders_say_what_was_expected() {
         (DatasetKind::Mnist, "t10k-labels-idx1-ubyte"),
         (DatasetKind::Cifar10, "data_batch_1.bin"),
         (DatasetKind::Cifar100, "train.bin"),
+        (DatasetKind::TinyImagenet, "wnids.txt"),
         (DatasetKind::Folder, "ROOT/train/<class>/*.png|jpg"),
     ] {
         let msg = load_error(&source(kind, &missing));
@@ -608,6 +609,7 @@ fn missing_folders_say_what_was_expected() {
         DatasetKind::Mnist,
         DatasetKind::Cifar10,
         DatasetKind::Cifar100,
+        DatasetKind::TinyImagenet,
         DatasetKind::Folder,
     ] {
         let msg = load_error(&DatasetSource {
@@ -1071,6 +1073,7 @@ fn dataset_kind_names_match_cli_and_config() {
             "mnist",
             "cifar10",
             "cifar100",
+            "tiny-imagenet",
             "folder"
         ]
     );

@@ -13,4 +13,5 @@ mod imbalanced;
 mod ops;
 mod properties;
 mod support;
+mod tiny_imagenet;
 mod training;

@@ -24,7 +24,8 @@ pub enum DataCommand {
     List,
     /// Download a dataset (resuming an interrupted download), verify it and install it
     Get {
-        /// Dataset name, as `sla data list` shows it (cifar10, cifar100, mnist, fashion-mnist, kmnist)
+        /// Dataset name, as `sla data list` shows it (cifar10, cifar100, mnist, fashion-mnist, kmnist,
+        /// tiny-imagenet)
         name: String,
         /// Download again even if the set is already present
         #[arg(long)]
@@ -36,8 +37,9 @@ pub enum DataCommand {
     Import {
         /// Dataset name, as `sla data list` shows it
         name: String,
-        /// The archive (e.g. cifar-10-binary.tar.gz), a folder holding the downloaded files, or the
-        /// extracted folder (e.g. cifar-10-batches-bin)
+        /// The archive (e.g. cifar-10-binary.tar.gz, tiny-imagenet-200.zip), a folder holding the
+        /// downloaded files, or the extracted folder (e.g. cifar-10-batches-bin, tiny-imagenet-200)
+        /// or its parent
         source: PathBuf,
         /// Accept files whose checksums differ from the published ones (e.g. re-compressed copies)
         #[arg(long)]

@@ -26,7 +26,7 @@ pub struct TrainArgs {
     /// Folder holding the dataset's files (Fashion-MNIST defaults to the Debian package's folder).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Side in pixels that image-folder images are resized to.
+    /// Side in pixels that image-folder and tiny-ImageNet images are resized to (tiny-ImageNet's own: 64).
     #[arg(long, default_value_t = 32)]
     pub image_size: usize,
     #[arg(long, value_enum, default_value_t = ModelKind::Cnn)]
@@ -163,11 +163,7 @@ impl TrainArgs {
 /// that fetches it.
 fn offer_download(args: &TrainArgs, config: &TrainConfig) -> anyhow::Result<()> {
     let source = &config.dataset;
-    let downloadable = matches!(
-        source.kind,
-        DatasetKind::Mnist | DatasetKind::Cifar10 | DatasetKind::Cifar100
-    );
-    if !downloadable || resolve_source(source).dir.is_some() {
+    if !source.kind.downloadable() || resolve_source(source).dir.is_some() {
         return Ok(());
     }
     let name = source.kind.name();

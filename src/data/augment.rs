@@ -22,16 +22,24 @@ impl Normalization {
     /// The normalisation used for `kind`:
     /// - CIFAR-10/100 and image folders: mean = std = 0.5 per channel, as in the SLA reference code;
     /// - Fashion-MNIST (and fashion-mini): mean 0.2860, std 0.3530, the statistics of its training set;
-    /// - MNIST: mean 0.1307, std 0.3081, the statistics of its training set.
+    /// - MNIST: mean 0.1307, std 0.3081, the statistics of its training set;
+    /// - tiny-ImageNet (RGB): like the MNIST sets, the statistics of its own training set, per
+    ///   channel (mean 0.4802, 0.4481, 0.3975; std 0.2770, 0.2691, 0.2821, as widely recorded for
+    ///   its 100 000 training images); 0.5 for any other channel count, which its reader never gives.
     pub fn for_kind(kind: DatasetKind, channels: usize) -> Self {
         match kind {
             DatasetKind::FashionMini | DatasetKind::FashionMnist => {
                 Self::uniform(0.2860, 0.3530, channels)
             }
             DatasetKind::Mnist => Self::uniform(0.1307, 0.3081, channels),
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Folder => {
-                Self::uniform(0.5, 0.5, channels)
-            }
+            DatasetKind::TinyImagenet if channels == 3 => Self {
+                mean: vec![0.4802, 0.4481, 0.3975],
+                std: vec![0.2770, 0.2691, 0.2821],
+            },
+            DatasetKind::Cifar10
+            | DatasetKind::Cifar100
+            | DatasetKind::Folder
+            | DatasetKind::TinyImagenet => Self::uniform(0.5, 0.5, channels),
         }
     }
 
@@ -71,10 +79,16 @@ impl Augmentation {
         }
     }
 
-    /// The usual augmentation for `kind`: CIFAR and image folders pad 4 + flip, Fashion-MNIST pad 2 +
-    /// flip, MNIST pad 2 without flip (a mirrored digit is another symbol).
-    pub fn default_for(kind: DatasetKind) -> Self {
+    /// The usual augmentation for `kind` with images `side` pixels high: CIFAR and image folders pad
+    /// 4 + flip, tiny-ImageNet pads an eighth of the side + flip (CIFAR's 4 of 32, scaled to the size
+    /// it is resized to), Fashion-MNIST pad 2 + flip, MNIST pad 2 without flip (a mirrored digit is
+    /// another symbol).
+    pub fn default_for(kind: DatasetKind, side: usize) -> Self {
         match kind {
+            DatasetKind::TinyImagenet => Self {
+                crop_padding: (side / 8).max(1),
+                horizontal_flip: true,
+            },
             DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Folder => Self {
                 crop_padding: 4,
                 horizontal_flip: true,
@@ -88,5 +102,35 @@ impl Augmentation {
                 horizontal_flip: false,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_imagenet_has_its_own_statistics_and_a_crop_scaled_to_its_size() {
+        let norm = Normalization::for_kind(DatasetKind::TinyImagenet, 3);
+        assert_eq!(norm.mean, [0.4802, 0.4481, 0.3975]);
+        assert_eq!(norm.std, [0.2770, 0.2691, 0.2821]);
+        assert_eq!(
+            Normalization::for_kind(DatasetKind::TinyImagenet, 1),
+            Normalization::uniform(0.5, 0.5, 1)
+        );
+        // CIFAR's 4 pixels of 32, at tiny-ImageNet's own 64 and at the default 32.
+        for (side, padding) in [(64, 8), (32, 4), (4, 1)] {
+            assert_eq!(
+                Augmentation::default_for(DatasetKind::TinyImagenet, side),
+                Augmentation {
+                    crop_padding: padding,
+                    horizontal_flip: true
+                }
+            );
+        }
+        assert_eq!(
+            Augmentation::default_for(DatasetKind::Cifar10, 64).crop_padding,
+            4
+        );
     }
 }

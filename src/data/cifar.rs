@@ -277,7 +277,7 @@ fn names_or(path: &Path, defaults: &[&str]) -> Result<Vec<String>, DataError> {
 
 /// The bytes of `path`, refusing a file longer than `max` without reading past it (a size from
 /// the metadata could lie for special files; the bound on the read cannot).
-fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, DataError> {
+pub(super) fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, DataError> {
     let io_error = |source| DataError::Io {
         path: path.to_path_buf(),
         source,

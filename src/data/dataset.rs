@@ -1,6 +1,6 @@
 //! The in-memory dataset: u8 images in CHW order plus class labels, and the errors of every reader.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Channels, height and width of every image of a dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,4 +59,22 @@ pub enum DataError {
     Format { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl DataError {
+    /// A [`DataError::Format`]: `path` does not hold what the reader expects.
+    pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
+        DataError::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    /// Wraps the I/O errors of operations on `path`, for `map_err`.
+    pub(crate) fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

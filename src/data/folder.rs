@@ -2,51 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
-
 use super::dataset::{DataError, Dataset, ImageShape};
+use super::image_file;
 
 const LAYOUT: &str = "ROOT/train/<class>/*.png|jpg and ROOT/test/<class>/*.png|jpg";
-
-fn format_error(path: &Path, message: impl Into<String>) -> DataError {
-    DataError::Format {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
-    move |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-}
-
-/// Sorted entries of `dir` (hidden ones skipped) that are folders (`folders`) or image files.
-fn entries(dir: &Path, folders: bool) -> Result<Vec<PathBuf>, DataError> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
-        let path = entry.map_err(io_error(dir))?.path();
-        // Bytes, not text: a hidden name need not be UTF-8 to be hidden.
-        let hidden = path
-            .file_name()
-            .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."));
-        if hidden {
-            continue;
-        }
-        if folders && path.is_dir() || !folders && path.is_file() && is_image(&path) {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
 
 /// The folder's name as a class name: itself when it is UTF-8, else with every byte that is not
 /// spelled `\xNN`. A lossy conversion would turn every such byte into U+FFFD, so that folders
@@ -75,7 +34,7 @@ fn class_names(classes: &[PathBuf]) -> Result<Vec<String>, DataError> {
     let names: Vec<String> = classes.iter().map(|d| class_name(d)).collect();
     for (i, name) in names.iter().enumerate() {
         if let Some(j) = names[..i].iter().position(|n| n == name) {
-            return Err(format_error(
+            return Err(DataError::format(
                 &classes[i],
                 format!(
                     "class folders {} and {} both read as class {name:?}; rename one of them",
@@ -93,9 +52,9 @@ fn class_files(classes: &[PathBuf]) -> Result<Vec<Vec<PathBuf>>, DataError> {
     classes
         .iter()
         .map(|dir| {
-            let files = entries(dir, false)?;
+            let files = image_file::list(dir, false)?;
             if files.is_empty() {
-                return Err(format_error(
+                return Err(DataError::format(
                     dir,
                     format!("empty class folder: no .png or .jpg images; expected {LAYOUT}"),
                 ));
@@ -115,35 +74,15 @@ struct Decoded {
 fn decode(
     files: &[Vec<PathBuf>],
     labels: &[u32],
-    size: usize,
+    side: u32,
     out: &mut Decoded,
 ) -> Result<(), DataError> {
-    let side = u32::try_from(size)
-        .map_err(|_| DataError::Invalid(format!("image size {size} is too large")))?;
-    let plane = size * size;
+    let image_len = 3 * side as usize * side as usize;
     for (class_files, &label) in files.iter().zip(labels) {
         for path in class_files {
-            let image = image::ImageReader::open(path)
-                .map_err(io_error(path))?
-                .with_guessed_format()
-                .map_err(io_error(path))?
-                .decode()
-                .map_err(|e| format_error(path, format!("unreadable image: {e}")))?;
-            out.all_grey &= !image.color().has_color();
-            let image = if image.width() == side && image.height() == side {
-                image
-            } else {
-                image.resize_exact(side, side, FilterType::Triangle)
-            };
-            let rgb = image.to_rgb8();
             let start = out.images.len();
-            out.images.resize(start + 3 * plane, 0);
-            let chw = &mut out.images[start..];
-            for (p, pixel) in rgb.pixels().enumerate() {
-                for c in 0..3 {
-                    chw[c * plane + p] = pixel.0[c];
-                }
-            }
+            out.images.resize(start + image_len, 0);
+            out.all_grey &= image_file::decode_into(path, side, &mut out.images[start..])?;
             out.labels.push(label);
         }
     }
@@ -162,13 +101,9 @@ fn to_grey(images: &[u8], plane: usize) -> Vec<u8> {
 /// every image is resized to `image_size × image_size`. The images are grey (1 channel) when all
 /// of them, train and test, are stored as grey, otherwise RGB.
 pub fn load_folder(root: &Path, image_size: usize) -> Result<(Dataset, Dataset), DataError> {
-    if image_size == 0 {
-        return Err(DataError::Invalid(
-            "image size must be at least 1 pixel".to_string(),
-        ));
-    }
+    let side = image_file::square_side(image_size)?;
     if !root.is_dir() {
-        return Err(format_error(
+        return Err(DataError::format(
             root,
             format!("no such folder; expected {LAYOUT}"),
         ));
@@ -177,21 +112,21 @@ pub fn load_folder(root: &Path, image_size: usize) -> Result<(Dataset, Dataset),
     let test_dir = root.join("test");
     for dir in [&train_dir, &test_dir] {
         if !dir.is_dir() {
-            return Err(format_error(
+            return Err(DataError::format(
                 dir,
                 format!("no such folder; expected {LAYOUT}"),
             ));
         }
     }
-    let train_classes = entries(&train_dir, true)?;
+    let train_classes = image_file::list(&train_dir, true)?;
     if train_classes.is_empty() {
-        return Err(format_error(
+        return Err(DataError::format(
             &train_dir,
             format!("no class folders; expected {LAYOUT}"),
         ));
     }
     let class_names = class_names(&train_classes)?;
-    let test_classes = entries(&test_dir, true)?;
+    let test_classes = image_file::list(&test_dir, true)?;
     let mut test_labels = Vec::with_capacity(test_classes.len());
     for dir in &test_classes {
         // Matched on the names as the file system has them, not on their text form.
@@ -201,7 +136,7 @@ pub fn load_folder(root: &Path, image_size: usize) -> Result<(Dataset, Dataset),
         {
             Some(label) => test_labels.push(label as u32),
             None => {
-                return Err(format_error(
+                return Err(DataError::format(
                     dir,
                     format!(
                         "class {:?} has no folder in {}",
@@ -215,7 +150,7 @@ pub fn load_folder(root: &Path, image_size: usize) -> Result<(Dataset, Dataset),
     let train_files = class_files(&train_classes)?;
     let test_files = class_files(&test_classes)?;
     if test_files.is_empty() {
-        return Err(format_error(
+        return Err(DataError::format(
             &test_dir,
             format!("no class folders; expected {LAYOUT}"),
         ));
@@ -226,13 +161,13 @@ pub fn load_folder(root: &Path, image_size: usize) -> Result<(Dataset, Dataset),
         labels: Vec::new(),
         all_grey: true,
     };
-    decode(&train_files, &train_labels, image_size, &mut train)?;
+    decode(&train_files, &train_labels, side, &mut train)?;
     let mut test = Decoded {
         images: Vec::new(),
         labels: Vec::new(),
         all_grey: true,
     };
-    decode(&test_files, &test_labels, image_size, &mut test)?;
+    decode(&test_files, &test_labels, side, &mut test)?;
     let grey = train.all_grey && test.all_grey;
     let plane = image_size * image_size;
     let shape = ImageShape {

@@ -7,8 +7,10 @@ pub mod dataset;
 pub mod embedded;
 pub mod folder;
 pub mod idx;
+mod image_file;
 pub mod imbalance;
 pub mod split;
+pub mod tiny_imagenet;
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +24,7 @@ pub use split::{split_validation, subset};
 pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
 /// The supported datasets. Names on the command line and in configs: fashion-mini, fashion-mnist,
-/// mnist, cifar10, cifar100, folder.
+/// mnist, cifar10, cifar100, tiny-imagenet, folder.
 #[derive(
     Clone,
     Copy,
@@ -48,6 +50,9 @@ pub enum DatasetKind {
     Cifar10,
     /// CIFAR-100, binary version, fine labels.
     Cifar100,
+    /// tiny-ImageNet (200 classes, 64 × 64 RGB) in its published layout, resized to the image
+    /// size; its labelled validation images are the test split.
+    TinyImagenet,
     /// Image folders ROOT/train/<class>/* and ROOT/test/<class>/*.
     Folder,
 }
@@ -61,8 +66,25 @@ impl DatasetKind {
             Self::Mnist => "mnist",
             Self::Cifar10 => "cifar10",
             Self::Cifar100 => "cifar100",
+            Self::TinyImagenet => "tiny-imagenet",
             Self::Folder => "folder",
         }
+    }
+
+    /// Whether the dataset manager can fetch this set (`sla data get NAME`), so that a run without
+    /// `--data-dir` looks for it in the dataset cache. (Fashion-MNIST is in the catalogue too, but
+    /// its default folder is the Debian package's.)
+    pub fn downloadable(self) -> bool {
+        matches!(
+            self,
+            Self::Mnist | Self::Cifar10 | Self::Cifar100 | Self::TinyImagenet
+        )
+    }
+
+    /// Whether the reader resizes every image to [`DatasetSource::image_size`]; the other sets
+    /// have one fixed size.
+    pub fn resizes(self) -> bool {
+        matches!(self, Self::TinyImagenet | Self::Folder)
     }
 }
 
@@ -72,8 +94,8 @@ impl std::fmt::Display for DatasetKind {
     }
 }
 
-/// What to load: the kind, its folder (`None`: the embedded set or the Debian Fashion-MNIST), and
-/// for image folders the side every image is resized to. Fields missing from a config take their
+/// What to load: the kind, its folder (`None`: the embedded set, the Debian Fashion-MNIST or the
+/// dataset cache), and for image folders and tiny-ImageNet the side every image is resized to. Fields missing from a config take their
 /// defaults (fashion-mini, no folder, 32 pixels).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -147,6 +169,14 @@ pub fn load(source: &DatasetSource) -> Result<DataSplits, DataError> {
                 "train.bin and test.bin (or cifar-100-binary/)",
             )?,
             cifar::Cifar100Labels::Fine,
+        )?,
+        DatasetKind::TinyImagenet => tiny_imagenet::load(
+            require_dir(
+                source.kind,
+                dir,
+                "tiny-ImageNet's wnids.txt, words.txt, train/ and val/ (or tiny-imagenet-200/)",
+            )?,
+            source.image_size,
         )?,
         DatasetKind::Folder => folder::load_folder(
             require_dir(

@@ -61,6 +61,10 @@ pub enum DownloadError {
     #[error("{what} is not a valid archive: {detail}")]
     NotAnArchive { what: String, detail: String },
 
+    /// A folder the user imports from holds something the set cannot take (a link, too much).
+    #[error("{}: {detail}", path.display())]
+    UnusableCopy { path: PathBuf, detail: String },
+
     #[error("{}: the set is incomplete, missing {}", dir.display(), missing.join(", "))]
     MissingFiles { dir: PathBuf, missing: Vec<String> },
 

@@ -427,7 +427,7 @@ impl Downloader {
                     }
                 }
             }
-            verify::check_gzip_head(&head, url).map_err(fail)?;
+            verify::check_head(&head, url, verify::Container::of(&file.name)).map_err(fail)?;
         }
         let mut out = open_part(part, start).map_err(fail)?;
         out.write_all(&head)

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::read::GzDecoder;
 
-use super::catalogue::{DatasetSpec, Layout};
+use super::catalogue::{DatasetSpec, Layout, Limits};
 use super::error::DownloadError;
 use super::progress::{Meter, Progress, Stage};
 
@@ -288,6 +288,63 @@ pub(crate) fn copy_members(
     Ok(())
 }
 
+/// Copies the folder `source` into `dest` (created), for a set imported already extracted whose
+/// files are too many to list as members. Files and folders are copied; a symbolic link is refused
+/// (it could point anywhere, and the installed set must not change when its target does), and so
+/// is a tree of more than `limits` entries or bytes, checked before each file is copied.
+pub(crate) fn copy_tree(
+    source: &Path,
+    dest: &Path,
+    limits: Limits,
+    cancel: &AtomicBool,
+) -> Result<(), DownloadError> {
+    let refuse = |path: &Path, detail: String| DownloadError::UnusableCopy {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut entries = 0usize;
+    let mut bytes = 0u64;
+    let mut folders = vec![(source.to_path_buf(), dest.to_path_buf())];
+    while let Some((from_dir, to_dir)) = folders.pop() {
+        fs::create_dir_all(&to_dir).map_err(|e| DownloadError::io(&to_dir, e))?;
+        for entry in fs::read_dir(&from_dir).map_err(|e| DownloadError::io(&from_dir, e))? {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(DownloadError::Cancelled);
+            }
+            let entry = entry.map_err(|e| DownloadError::io(&from_dir, e))?;
+            let from = entry.path();
+            let to = to_dir.join(entry.file_name());
+            entries += 1;
+            if entries > limits.entries {
+                return Err(refuse(
+                    source,
+                    format!("more than the {} entries the set can have", limits.entries),
+                ));
+            }
+            // Not followed: the link itself is what is judged.
+            let meta = fs::symlink_metadata(&from).map_err(|e| DownloadError::io(&from, e))?;
+            if meta.is_dir() {
+                folders.push((from, to));
+            } else if meta.is_file() {
+                bytes = bytes.saturating_add(meta.len());
+                if bytes > limits.bytes {
+                    return Err(refuse(
+                        source,
+                        format!("more than the {} bytes the set can take", limits.bytes),
+                    ));
+                }
+                fs::copy(&from, &to).map_err(|e| DownloadError::io(&to, e))?;
+            } else {
+                return Err(refuse(
+                    &from,
+                    "a symbolic link or special file; the set takes regular files only".to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the members of a [`Layout::Files`] set found at `dir` look usable (present, gzip), for
 /// folders the manager did not fill itself.
 pub(crate) fn foreign_set_usable(spec: &DatasetSpec, dir: &Path) -> bool {
@@ -295,11 +352,11 @@ pub(crate) fn foreign_set_usable(spec: &DatasetSpec, dir: &Path) -> bool {
         return false;
     }
     match spec.layout {
-        Layout::Files => spec
-            .members
-            .iter()
-            .all(|m| super::verify::check_gzip_file(&dir.join(&m.path), &m.path).is_ok()),
-        Layout::TarGz { .. } => true,
+        Layout::Files => spec.members.iter().all(|m| {
+            super::verify::check_file(&dir.join(&m.path), &m.path, super::verify::Container::Gzip)
+                .is_ok()
+        }),
+        Layout::TarGz { .. } | Layout::Zip { .. } => true,
     }
 }
 

@@ -3,7 +3,8 @@
 //! finds sets already present, in the cache or where a system package put them.
 //!
 //! Installed layouts are the ones the readers in `data` open: `<cache>/cifar10/cifar-10-batches-bin/`,
-//! `<cache>/cifar100/cifar-100-binary/`, `<cache>/mnist/*.gz` (IDX files stay gzipped). A set counts as
+//! `<cache>/cifar100/cifar-100-binary/`, `<cache>/mnist/*.gz` (IDX files stay gzipped),
+//! `<cache>/tiny-imagenet/tiny-imagenet-200/` (the ZIP unpacked). A set counts as
 //! present in the cache only when its folder holds the completion marker, which is written in a
 //! staging folder before that folder is renamed into place.
 
@@ -13,6 +14,7 @@ mod http;
 mod install;
 mod lock;
 mod progress;
+mod unzip;
 mod verify;
 
 use std::ffi::OsString;
@@ -21,12 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-pub use catalogue::{Checksum, DatasetSpec, Layout, Member, RemoteFile};
+pub use catalogue::{Checksum, DatasetSpec, Layout, Limits, Member, RemoteFile};
 pub use error::{DownloadError, MirrorFailure};
 pub use http::{DownloadOptions, Downloader};
 pub use install::{MARKER, MAX_ENTRIES, check_members, disk_usage, unpack_tar};
 pub use progress::{Progress, Stage};
-pub use verify::{GZIP_MAGIC, verify_file};
+pub use unzip::unpack_zip;
+pub use verify::{Container, GZIP_MAGIC, ZIP_MAGIC, verify_file};
 
 use http::SetProgress;
 use install::Staging;
@@ -251,8 +254,8 @@ impl Manager {
         Ok(data)
     }
 
-    /// Installs a copy the user already has: the archive itself (tar.gz sets), a folder holding the
-    /// downloaded files, or a folder holding the extracted set. Archives and downloaded files are
+    /// Installs a copy the user already has: the archive itself (tar.gz and ZIP sets), a folder
+    /// holding the downloaded files, or the extracted set's folder or its parent. Archives and downloaded files are
     /// checked against the published checksums unless `verify` is false; extracted sets are checked
     /// for every member and, where known, its size. The source is left untouched.
     pub fn import(
@@ -287,7 +290,7 @@ impl Manager {
             return self.install(spec, &[source.to_path_buf()], false, progress);
         }
         match &spec.layout {
-            Layout::TarGz { root } => {
+            Layout::TarGz { root } | Layout::Zip { root, .. } => {
                 if let [file] = spec.files.as_slice() {
                     let archive = source.join(&file.name);
                     if let Ok(meta) = fs::metadata(&archive)
@@ -302,8 +305,17 @@ impl Manager {
                 } else {
                     source.to_path_buf()
                 };
+                // Checked before copying anything, so a wrong folder fails at once.
+                check_members(spec, &data)?;
                 let staging = Staging::new(&self.root, spec)?;
-                install::copy_members(spec, &data, &spec.data_dir(staging.path()))?;
+                let copy = spec.data_dir(staging.path());
+                match &spec.layout {
+                    Layout::Zip { limits, .. } => {
+                        let cancel = self.downloader.cancel_flag();
+                        install::copy_tree(&data, &copy, *limits, &cancel)?;
+                    }
+                    _ => install::copy_members(spec, &data, &copy)?,
+                }
                 let target = self.root.join(&spec.name);
                 staging.commit(spec, &target)?;
                 Ok(spec.data_dir(&target))
@@ -337,7 +349,11 @@ impl Manager {
         verify: bool,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<(), DownloadError> {
-        verify::check_gzip_file(path, &path.display().to_string())?;
+        verify::check_file(
+            path,
+            &path.display().to_string(),
+            verify::Container::of(&file.name),
+        )?;
         if verify {
             let cancel = self.downloader.cancel_flag();
             verify::verify_reporting(path, file, &cancel, progress)?;
@@ -363,6 +379,12 @@ impl Manager {
                 let limit = install::extract_limit(spec);
                 for archive in paths {
                     install::extract_tar_gz(archive, staging.path(), limit, &cancel, progress)?;
+                }
+            }
+            Layout::Zip { limits, .. } => {
+                let cancel = self.downloader.cancel_flag();
+                for archive in paths {
+                    unzip::extract_zip(archive, staging.path(), *limits, &cancel, progress)?;
                 }
             }
             Layout::Files => {
@@ -424,7 +446,7 @@ mod tests {
         let error = spec("imagenet").expect_err("not in the catalogue");
         assert_eq!(
             error.to_string(),
-            "unknown dataset `imagenet`; known datasets: cifar10, cifar100, mnist, fashion-mnist, kmnist"
+            "unknown dataset `imagenet`; known datasets: cifar10, cifar100, mnist, fashion-mnist, kmnist, tiny-imagenet"
         );
     }
 }

@@ -1,5 +1,5 @@
-//! Checks on downloaded bytes: published MD5 / SHA-256 digests and the gzip magic number that tells
-//! an archive from an error page.
+//! Checks on downloaded bytes: published MD5 / SHA-256 digests and the gzip or ZIP magic number
+//! that tells an archive from an error page.
 
 use std::fs::File;
 use std::io::Read;
@@ -15,6 +15,41 @@ use super::progress::{Meter, Progress, Stage};
 
 /// The first two bytes of every gzip stream (RFC 1952); `.gz` and `.tar.gz` both start with them.
 pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The first four bytes of a ZIP archive: the signature of its first local file header.
+pub const ZIP_MAGIC: [u8; 4] = *b"PK\x03\x04";
+
+/// What a downloaded file must be, read from its published name: `.zip` files are ZIP archives,
+/// everything else the catalogue lists (`.gz`, `.tar.gz`) is gzip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    Gzip,
+    Zip,
+}
+
+impl Container {
+    pub fn of(file_name: &str) -> Self {
+        if file_name.to_ascii_lowercase().ends_with(".zip") {
+            Container::Zip
+        } else {
+            Container::Gzip
+        }
+    }
+
+    fn magic(self) -> &'static [u8] {
+        match self {
+            Container::Gzip => &GZIP_MAGIC,
+            Container::Zip => &ZIP_MAGIC,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Container::Gzip => "gzip",
+            Container::Zip => "ZIP",
+        }
+    }
+}
 
 const CHUNK: usize = 1 << 20;
 
@@ -99,25 +134,29 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Fails unless `head` (the first bytes of a file or response) starts a gzip stream, naming what was
-/// received instead when it is recognisable.
-pub fn check_gzip_head(head: &[u8], what: &str) -> Result<(), DownloadError> {
-    if head.starts_with(&GZIP_MAGIC) {
+/// Fails unless `head` (the first bytes of a file or response) starts a `container` file, naming
+/// what was received instead when it is recognisable.
+pub fn check_head(head: &[u8], what: &str, container: Container) -> Result<(), DownloadError> {
+    let magic = container.magic();
+    if head.starts_with(magic) {
         return Ok(());
     }
+    let kind = container.name();
     let text = String::from_utf8_lossy(&head[..head.len().min(64)]).to_ascii_lowercase();
     let trimmed = text.trim_start();
     let detail = if trimmed.starts_with("<!doctype html") || trimmed.starts_with("<html") {
-        "received an HTML page instead of gzip data (an error or login page?)".to_owned()
+        format!("received an HTML page instead of {kind} data (an error or login page?)")
     } else if trimmed.starts_with('<') {
-        "received markup (HTML/XML) instead of gzip data".to_owned()
+        format!("received markup (HTML/XML) instead of {kind} data")
     } else if trimmed.starts_with("version https://git-lfs") {
         "received a Git LFS pointer instead of the file".to_owned()
     } else if head.is_empty() {
         "the file is empty".to_owned()
     } else {
+        let spaced: Vec<String> = magic.iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "it does not start with the gzip signature 1f 8b (starts with {})",
+            "it does not start with the {kind} signature {} (starts with {})",
+            spaced.join(" "),
             hex(&head[..head.len().min(4)])
         )
     };
@@ -127,13 +166,13 @@ pub fn check_gzip_head(head: &[u8], what: &str) -> Result<(), DownloadError> {
     })
 }
 
-/// [`check_gzip_head`] on the first bytes of the file at `path`.
-pub fn check_gzip_file(path: &Path, what: &str) -> Result<(), DownloadError> {
+/// [`check_head`] on the first bytes of the file at `path`.
+pub fn check_file(path: &Path, what: &str, container: Container) -> Result<(), DownloadError> {
     let mut head = Vec::with_capacity(64);
     File::open(path)
         .and_then(|f| f.take(64).read_to_end(&mut head))
         .map_err(|e| DownloadError::io(path, e))?;
-    check_gzip_head(&head, what)
+    check_head(&head, what, container)
 }
 
 #[cfg(test)]
@@ -178,13 +217,39 @@ mod tests {
 
     #[test]
     fn gzip_heads_pass_and_error_pages_are_named() {
-        assert!(check_gzip_head(&[0x1f, 0x8b, 8, 0], "x").is_ok());
-        let html = check_gzip_head(b"\n<!DOCTYPE html><html>", "x").expect_err("html");
+        let gzip = Container::Gzip;
+        assert!(check_head(&[0x1f, 0x8b, 8, 0], "x", gzip).is_ok());
+        let html = check_head(b"\n<!DOCTYPE html><html>", "x", gzip).expect_err("html");
         assert!(html.to_string().contains("HTML page"), "{html}");
-        let lfs = check_gzip_head(b"version https://git-lfs.github.com/spec/v1", "x")
+        let lfs = check_head(b"version https://git-lfs.github.com/spec/v1", "x", gzip)
             .expect_err("lfs pointer");
         assert!(lfs.to_string().contains("Git LFS"), "{lfs}");
-        let other = check_gzip_head(b"PK\x03\x04", "x").expect_err("zip");
-        assert!(other.to_string().contains("504b0304"), "{other}");
+        let other = check_head(b"PK\x03\x04", "x", gzip).expect_err("zip");
+        assert!(
+            other
+                .to_string()
+                .contains("gzip signature 1f 8b (starts with 504b0304)"),
+            "{other}"
+        );
+    }
+
+    #[test]
+    fn zip_files_are_told_by_their_name_and_checked_for_the_zip_signature() {
+        assert_eq!(Container::of("tiny-imagenet-200.zip"), Container::Zip);
+        assert_eq!(Container::of("A.ZIP"), Container::Zip);
+        assert_eq!(Container::of("cifar-10-binary.tar.gz"), Container::Gzip);
+        let zip = Container::Zip;
+        assert!(check_head(b"PK\x03\x04\x14\0", "x", zip).is_ok());
+        let gzip = check_head(&[0x1f, 0x8b, 8, 0], "x", zip).expect_err("gzip");
+        assert!(
+            gzip.to_string()
+                .contains("ZIP signature 50 4b 03 04 (starts with 1f8b0800)"),
+            "{gzip}"
+        );
+        let html = check_head(b"<html>", "x", zip).expect_err("html");
+        assert!(
+            html.to_string().contains("HTML page instead of ZIP data"),
+            "{html}"
+        );
     }
 }

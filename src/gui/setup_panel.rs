@@ -16,12 +16,13 @@ use super::app::SlaApp;
 use super::class_bars;
 use super::run_state::Phase;
 
-const DATASETS: [DatasetKind; 6] = [
+const DATASETS: [DatasetKind; 7] = [
     DatasetKind::FashionMini,
     DatasetKind::FashionMnist,
     DatasetKind::Mnist,
     DatasetKind::Cifar10,
     DatasetKind::Cifar100,
+    DatasetKind::TinyImagenet,
     DatasetKind::Folder,
 ];
 
@@ -67,7 +68,7 @@ impl SlaApp {
                 }
             });
         }
-        if self.config.dataset.kind == DatasetKind::Folder {
+        if self.config.dataset.kind.resizes() {
             ui.horizontal(|ui| {
                 let label = ui.label("Image size");
                 ui.add(egui::DragValue::new(&mut self.config.dataset.image_size).range(8..=256))
@@ -215,10 +216,7 @@ impl SlaApp {
             });
             return;
         }
-        let downloadable = matches!(
-            self.config.dataset.kind,
-            DatasetKind::Mnist | DatasetKind::Cifar10 | DatasetKind::Cifar100
-        );
+        let downloadable = self.config.dataset.kind.downloadable();
         let missing = self.config.dataset.dir.is_none()
             && crate::download::locate(self.config.dataset.kind.name(), None).is_none();
         if downloadable && missing && matches!(self.preview, Some(Err(_))) {

@@ -4,7 +4,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
 use crate::config::TrainConfig;
-use crate::data::{self, Augmentation, Dataset, DatasetKind, DatasetSource, Normalization};
+use crate::data::{self, Augmentation, Dataset, DatasetSource, Normalization};
 use crate::model::{Network, seeded_var_builder};
 use crate::sla::transform::Expander;
 use crate::sla::{Objective, TransformSet};
@@ -35,11 +35,7 @@ pub struct Model {
 /// copy) when the user named none.
 pub fn resolve_source(source: &DatasetSource) -> DatasetSource {
     let mut resolved = source.clone();
-    let downloadable = matches!(
-        source.kind,
-        DatasetKind::Mnist | DatasetKind::Cifar10 | DatasetKind::Cifar100
-    );
-    if resolved.dir.is_none() && downloadable {
+    if resolved.dir.is_none() && source.kind.downloadable() {
         resolved.dir = crate::download::locate(source.kind.name(), None);
     }
     resolved
@@ -69,13 +65,14 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
         None
     };
     let channels = train.shape.channels;
+    let side = train.shape.height;
     Ok(RunData {
         train,
         test,
         validation,
         normalization: Normalization::for_kind(config.dataset.kind, channels),
         augmentation: if config.augment {
-            Augmentation::default_for(config.dataset.kind)
+            Augmentation::default_for(config.dataset.kind, side)
         } else {
             Augmentation::none()
         },
