@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use sla::config::TrainConfig;
 use sla::gui::run_state::Phase;
 use sla::gui::{GuiOptions, SlaApp};
@@ -165,10 +165,15 @@ fn a_corrupt_run_folder_opened_in_the_app_shows_what_is_wrong() {
         harness.get_by_label("Open run").value().as_deref(),
         run.to_str()
     );
-    // The section sits low in the scrolling setup panel.
+    // The section sits low in the scrolling setup panel, which scrolls to it in an animation of
+    // several frames: click only once the button is in the window.
     harness.get_by_label("Inspect").scroll_to_me();
-    harness.step();
-    harness.get_by_label("Inspect").click();
+    for _ in 0..30 {
+        harness.step();
+    }
+    let inspect = harness.get_by_label("Inspect");
+    assert!(inspect.rect().bottom() <= 760.0, "{:?}", inspect.rect());
+    inspect.click();
     for _ in 0..5 {
         harness.step();
     }
@@ -182,4 +187,87 @@ fn a_corrupt_run_folder_opened_in_the_app_shows_what_is_wrong() {
     assert!(state.snapshot.is_none());
     // The message is on screen, not only in the state.
     harness.get_by_label_contains("joint confusion matrix has 7 cells");
+}
+
+#[test]
+fn an_imbalance_set_in_the_app_redraws_the_counts_and_a_run_shows_per_class_bars() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = GuiOptions {
+        config: TrainConfig {
+            limit_test: Some(100),
+            batch_size: 100,
+            epochs: 1,
+            ..Default::default()
+        },
+        run_dir: Some(dir.path().join("run")),
+        deterministic: true,
+        ..Default::default()
+    };
+    let mut harness = Harness::builder()
+        .with_size(eframe::egui::vec2(1100.0, 760.0))
+        .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
+        .build_eframe(|cc| SlaApp::new(cc, options));
+    wait_for_the_preview(&mut harness);
+    // fashion-mini as it is: 500 training images in each class.
+    harness.get_by_label_contains("500 500 500 500 500 500 500 500 500 500 (total 5000)");
+    harness
+        .get_by_label("Imbalance ρ")
+        .set_value_accesskit(10.0);
+    harness.step();
+    harness.step();
+    // 500 · 10^(−c/9), truncated; the chart and its summary follow at once.
+    harness.get_by_label_contains("500 387 299 232 179 139 107 83 64 50 (total 2040)");
+    // A ratio that empties a class is explained before any training: under the chart, and as the
+    // reason Start is off.
+    harness
+        .get_by_label("Imbalance ρ")
+        .set_value_accesskit(600.0);
+    harness.step();
+    harness.step();
+    assert_eq!(
+        harness
+            .get_all_by_label_contains("the largest usable ratio is 500")
+            .count(),
+        2
+    );
+    assert!(harness.get_by_label("Start").accesskit_node().is_disabled());
+    harness
+        .get_by_label("Imbalance ρ")
+        .set_value_accesskit(10.0);
+    harness.step();
+    harness.get_by_label("Start").click();
+    harness.step();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while matches!(
+        harness.state().run_state().phase,
+        Phase::Idle | Phase::Loading | Phase::Training
+    ) {
+        assert!(Instant::now() < deadline, "training did not finish in time");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.step();
+    let state = harness.state().run_state();
+    assert_eq!(
+        state.phase,
+        Phase::Finished {
+            stopped_early: false
+        },
+        "{:?}",
+        state.message
+    );
+    let snapshot = state.snapshot.as_ref().expect("a snapshot");
+    assert_eq!(
+        snapshot.train_class_counts,
+        [500, 387, 299, 232, 179, 139, 107, 83, 64, 50]
+    );
+    let metrics = state.metrics.last().expect("an evaluation");
+    let per_class = metrics.per_class_acc.as_ref().expect("per-class accuracy");
+    // The bars and the group accuracies are on screen, with the values the run recorded.
+    harness.get_by_label("Per-class accuracy, classes by training count");
+    let many = metrics.many_acc.expect("many");
+    harness.get_by_label_contains(&format!("single: many {:.1}%", 100.0 * many.single));
+    let aggregated = &per_class.aggregated;
+    assert_eq!(aggregated.len(), 10);
+    harness.get_all_by_label(&format!("{:.1}%", 100.0 * aggregated[9]));
 }

@@ -210,7 +210,7 @@ fn an_imbalanced_experiment_adds_group_columns_and_a_per_class_figure() {
     let row = "| 10 | sla | aggregated |";
     let line = table
         .lines()
-        .find(|l| l.starts_with(&row))
+        .find(|l| l.starts_with(row))
         .unwrap_or_else(|| panic!("no {row} in {table}"));
     assert!(
         line.contains(&format!("{:.2} ± 0.00 |", 100.0 * few)),

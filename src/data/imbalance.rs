@@ -130,9 +130,14 @@ pub fn histogram_line(counts: &[usize]) -> String {
         .iter()
         .map(|&k| BARS[(k * (BARS.len() - 1) + max / 2) / max])
         .collect();
+    format!("{bars}  {}", counts_line(counts))
+}
+
+/// The per-class counts and their total, e.g. `100 50 1 (total 151)`.
+pub fn counts_line(counts: &[usize]) -> String {
     let numbers: Vec<String> = counts.iter().map(|k| k.to_string()).collect();
     format!(
-        "{bars}  {} (total {})",
+        "{} (total {})",
         numbers.join(" "),
         counts.iter().sum::<usize>()
     )

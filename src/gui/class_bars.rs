@@ -4,7 +4,7 @@
 
 use eframe::egui;
 
-use crate::data::imbalance::histogram_line;
+use crate::data::imbalance::counts_line;
 use crate::run::{ByInference, Group, PerClassAcc, class_groups, is_long_tailed};
 
 const MANY: egui::Color32 = egui::Color32::from_rgb(90, 160, 255);
@@ -40,7 +40,7 @@ fn by_count(counts: &[usize]) -> Vec<usize> {
 fn legend(ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         for group in Group::ALL {
-            ui.colored_label(group_colour(Some(group)), format!("■ {}", group.name()));
+            ui.colored_label(group_colour(Some(group)), group.name());
         }
     });
 }
@@ -53,9 +53,10 @@ pub fn count_chart(
     counts: &[usize],
     groups: Option<&[Group]>,
 ) {
+    // Plain numbers: egui's fonts have no block characters for the terminal's histogram.
     ui.label(format!(
         "Training images per class: {}",
-        histogram_line(counts)
+        counts_line(counts)
     ));
     let max = counts.iter().copied().max().unwrap_or(0).max(1) as f32;
     let width = ui.available_width().min(320.0);
