@@ -216,6 +216,16 @@ fn an_imbalanced_experiment_adds_group_columns_and_a_per_class_figure() {
         line.contains(&format!("{:.2} ± 0.00 |", 100.0 * few)),
         "{line} vs {few}"
     );
+    // `sla eval` on one of the runs prints every class with its count and the group accuracies.
+    let run = exp.join("rho10").join("sla-seed0");
+    let (ok, stdout, stderr) = sla_cli(&["eval", "--run", run.to_str().expect("utf-8")]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("Ankle boot"), "{stdout}");
+    assert!(stdout.contains("thirds of the classes"), "{stdout}");
+    assert!(
+        stdout.contains("many / medium / few  single ") && stdout.contains("aggregated "),
+        "{stdout}"
+    );
     for ratio in ["10", "4"] {
         let figure = exp
             .join("figures")
@@ -224,4 +234,26 @@ fn an_imbalanced_experiment_adds_group_columns_and_a_per_class_figure() {
         let first = *image.get_pixel(0, 0);
         assert!(image.pixels().any(|p| *p != first), "{ratio}: blank");
     }
+}
+
+#[test]
+fn sla_data_counts_shows_what_an_imbalance_leaves_without_training() {
+    let (ok, stdout, stderr) = sla_cli(&[
+        "data",
+        "counts",
+        "--imbalance",
+        "10",
+        "--imbalance-profile",
+        "step",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("500 500 500 500 500 50 50 50 50 50 (total 2750)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Ankle boot"), "{stdout}");
+    let (ok, _, stderr) = sla_cli(&["data", "counts", "--imbalance", "900"]);
+    assert!(!ok);
+    assert!(stderr.contains("largest usable ratio is 500"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
