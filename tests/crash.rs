@@ -137,7 +137,6 @@ fn killed_at_random_moments_a_run_resumes_to_the_same_weights_bit_for_bit() {
     let parted = dir.path().join("parted");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
     let (mut kills, mut in_writes, mut attempts) = (0, 0, 0);
-    let mut started = false;
     // 20 kills at random moments, and more until at least three of them landed inside a write (a
     // temporary file or unreferenced checkpoint files left behind), then one run to the end.
     loop {
@@ -146,14 +145,15 @@ fn killed_at_random_moments_a_run_resumes_to_the_same_weights_bit_for_bit() {
             attempts < 400,
             "{kills} kills, {in_writes} in writes: the run never finished"
         );
-        let mut child = if started {
+        // A kill before the config landed leaves no run to resume: start it again, as a user would
+        // (the folder holds only the lock or the config's temporary, which a new start reuses).
+        let mut child = if run::is_run_folder(&parted) {
             resume(&parted)
         } else {
             train_new(&parted)
         }
         .spawn()
         .expect("spawn");
-        started = true;
         let enough = kills >= 20 && in_writes >= 3;
         if !enough {
             // Uniform over the start-up and the next three steps: about 1.5 steps of progress a
@@ -164,7 +164,12 @@ fn killed_at_random_moments_a_run_resumes_to_the_same_weights_bit_for_bit() {
         if !enough && child.try_wait().expect("poll").is_none() {
             child.kill().expect("SIGKILL");
             let output = finish(child);
-            assert!(!output.status.success());
+            if output.status.success() {
+                // It finished between the poll and the kill (a loaded machine): nothing was
+                // killed; train it again from scratch for more kills.
+                std::fs::remove_dir_all(&parted).expect("clear");
+                continue;
+            }
             kills += 1;
             in_writes += usize::from(interrupted_a_write(&parted));
             continue;
@@ -180,7 +185,6 @@ fn killed_at_random_moments_a_run_resumes_to_the_same_weights_bit_for_bit() {
         }
         // It finished before the kill: train it again from scratch for more kills.
         std::fs::remove_dir_all(&parted).expect("clear");
-        started = false;
     }
     eprintln!(
         "{kills} kills ({in_writes} inside a write) in {attempts} starts; start-up {:?}, {:?} a step",
@@ -293,6 +297,19 @@ fn the_run_folder_refuses_what_would_corrupt_it() {
         std::fs::read_to_string(other.join("steps.csv")).expect("read"),
         "my own file"
     );
+
+    // What a start killed before its config landed leaves (the lock, the config's temporary) is
+    // no run to resume, and a new start reuses the folder.
+    let early = dir.path().join("killed-early");
+    std::fs::create_dir(&early).expect("mkdir");
+    std::fs::write(early.join(run::LOCK_FILE), "4242").expect("lock");
+    std::fs::write(early.join("config.json.4242.tmp"), "{\"epo").expect("temporary");
+    let (ok, stderr) = run_to_end(&mut resume(&early));
+    assert!(!ok);
+    assert!(stderr.contains("not a run folder"), "{stderr}");
+    let (ok, stderr) = run_to_end(&mut train_new(&early));
+    assert!(ok, "{stderr}");
+    assert!(!early.join("config.json.4242.tmp").exists());
 
     // Two processes never train in one folder.
     let busy = dir.path().join("busy");

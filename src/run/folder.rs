@@ -39,10 +39,14 @@ impl RunDir {
         let lock = RunLock::acquire(path)?;
         // Checked again under the lock: another process may have started a run here meanwhile.
         check_empty(path)?;
+        remove_temporaries(path);
         let json = serde_json::to_vec_pretty(config)
             .map_err(|e| RunError::format(&path.join(CONFIG_FILE), e))?;
-        logs::create_logs(path)?;
+        // The config first: from the moment it exists the folder is a run that `--resume` can
+        // continue (creating the logs it lacks); a start killed before it leaves only what
+        // `check_empty` lets a new start reuse.
         write_atomically(&path.join(CONFIG_FILE), &json)?;
+        logs::create_logs(path)?;
         Self::open(path, lock)
     }
 
@@ -123,7 +127,13 @@ fn remove_temporaries(path: &Path) {
     }
 }
 
-/// Refuse a folder holding anything but our own lock file.
+/// What a start killed before its config landed leaves: the lock and the config's temporary.
+fn is_left_by_a_killed_start(name: &str) -> bool {
+    name == LOCK_FILE
+        || (name.starts_with(&format!("{CONFIG_FILE}.")) && name.ends_with(TEMPORARY_SUFFIX))
+}
+
+/// Refuse a folder holding anything but what a killed start of ours leaves.
 fn check_empty(path: &Path) -> Result<(), RunError> {
     if is_run_folder(path) {
         return Err(RunError::refused(
@@ -135,7 +145,7 @@ fn check_empty(path: &Path) -> Result<(), RunError> {
         .map_err(io_error(path))?
         .filter_map(Result::ok)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name != LOCK_FILE)
+        .filter(|name| !is_left_by_a_killed_start(name))
         .collect();
     if let Some(first) = others.first() {
         return Err(RunError::refused(
