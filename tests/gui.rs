@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-use sla::config::TrainConfig;
+use sla::config::{TrainConfig, TransformChoice};
 use sla::gui::run_state::Phase;
 use sla::gui::{GuiOptions, SlaApp};
 
@@ -105,6 +105,32 @@ fn wait_for_the_preview(harness: &mut Harness<'_, SlaApp>) {
     harness.step();
 }
 
+/// Type a run folder into "Open run" and press Inspect, as a user does.
+fn open_and_inspect(harness: &mut Harness<'_, SlaApp>, run: &std::path::Path) {
+    harness.get_by_label("Open run").focus();
+    harness.step();
+    harness
+        .get_by_label("Open run")
+        .type_text(run.to_str().expect("utf-8 path"));
+    harness.step();
+    assert_eq!(
+        harness.get_by_label("Open run").value().as_deref(),
+        run.to_str()
+    );
+    // The section sits low in the scrolling setup panel, which scrolls to it in an animation of
+    // several frames: click only once the button is in the window.
+    harness.get_by_label("Inspect").scroll_to_me();
+    for _ in 0..30 {
+        harness.step();
+    }
+    let inspect = harness.get_by_label("Inspect");
+    assert!(inspect.rect().bottom() <= 760.0, "{:?}", inspect.rect());
+    inspect.click();
+    for _ in 0..5 {
+        harness.step();
+    }
+}
+
 fn click_at(harness: &mut Harness<'_, SlaApp>, pos: eframe::egui::Pos2) {
     use eframe::egui::{Event, Modifiers, PointerButton};
     harness.event(Event::PointerMoved(pos));
@@ -155,28 +181,7 @@ fn a_corrupt_run_folder_opened_in_the_app_shows_what_is_wrong() {
             SlaApp::new(cc, GuiOptions::default())
         });
     wait_for_the_preview(&mut harness);
-    harness.get_by_label("Open run").focus();
-    harness.step();
-    harness
-        .get_by_label("Open run")
-        .type_text(run.to_str().expect("utf-8 path"));
-    harness.step();
-    assert_eq!(
-        harness.get_by_label("Open run").value().as_deref(),
-        run.to_str()
-    );
-    // The section sits low in the scrolling setup panel, which scrolls to it in an animation of
-    // several frames: click only once the button is in the window.
-    harness.get_by_label("Inspect").scroll_to_me();
-    for _ in 0..30 {
-        harness.step();
-    }
-    let inspect = harness.get_by_label("Inspect");
-    assert!(inspect.rect().bottom() <= 760.0, "{:?}", inspect.rect());
-    inspect.click();
-    for _ in 0..5 {
-        harness.step();
-    }
+    open_and_inspect(&mut harness, &run);
     let state = harness.state().run_state();
     let message = state.message.clone().unwrap_or_default();
     assert!(
@@ -275,4 +280,59 @@ fn an_imbalance_set_in_the_app_redraws_the_counts_and_a_run_shows_per_class_bars
             .count()
             >= 1
     );
+}
+
+#[test]
+fn a_custom_set_given_at_start_up_or_opened_from_a_run_stays_custom() {
+    // `sla gui --rotations 0,180` hands the app a custom set: the first frames must keep it.
+    let custom = TransformChoice::custom_from_names(&[0, 180], &["RGB".into()]).expect("valid");
+    let options = GuiOptions {
+        config: TrainConfig {
+            transforms: custom.clone(),
+            ..Default::default()
+        },
+        deterministic: true,
+        ..Default::default()
+    };
+    let mut harness = Harness::builder()
+        .with_size(eframe::egui::vec2(1100.0, 760.0))
+        .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
+        .build_eframe(|cc| SlaApp::new(cc, options));
+    wait_for_the_preview(&mut harness);
+    harness.step();
+    assert_eq!(harness.state().config().transforms, custom);
+    harness.get_by_label("M = 2: identity, rot180");
+
+    // A run trained on another custom set, opened for inspection, shows and keeps that set.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("custom-run");
+    let trained =
+        TransformChoice::custom_from_names(&[0, 90, 270], &["RGB".into()]).expect("valid");
+    let (_commands, inbox) = std::sync::mpsc::channel();
+    sla::train::trainer::run(
+        sla::train::RunStart::New {
+            config: Box::new(TrainConfig {
+                transforms: trained.clone(),
+                limit_train: Some(100),
+                limit_test: Some(20),
+                batch_size: 50,
+                epochs: 1,
+                ..Default::default()
+            }),
+            run_dir: run.clone(),
+        },
+        &inbox,
+        &mut |_| true,
+    )
+    .expect("trained");
+    open_and_inspect(&mut harness, &run);
+    assert_eq!(harness.state().config().transforms, trained);
+    harness.get_by_label("M = 3: identity, rot90, rot270");
+    let snapshot = harness
+        .state()
+        .run_state()
+        .snapshot
+        .clone()
+        .expect("the run's snapshot");
+    assert_eq!(snapshot.transform_names, ["identity", "rot90", "rot270"]);
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 
 use crate::config::{TrainConfig, TransformChoice};
-use crate::sla::TransformPreset;
+use crate::sla::transform::ALL_PERMUTATIONS;
 use crate::train::{RunStart, TrainerCommand, TrainerHandle, trainer};
 
 use super::GuiOptions;
@@ -96,14 +96,38 @@ impl SlaApp {
             closing: None,
             screenshot_asked: None,
         };
-        if let TransformChoice::Custom { .. } = app.config.transforms {
-            app.config.transforms = TransformChoice::Preset(TransformPreset::Rotation);
-        }
+        app.show_transforms_of_config();
         app.reload_preview();
         if app.options.autostart {
             app.start();
         }
         app
+    }
+
+    /// Set the transformation controls to the config's set, so that the next frame, which rebuilds
+    /// the config from the controls, keeps a custom set (from `sla gui --rotations …` or an opened
+    /// run) instead of replacing it with the preset.
+    fn show_transforms_of_config(&mut self) {
+        let TransformChoice::Custom {
+            quarter_turns,
+            permutations,
+        } = &self.config.transforms
+        else {
+            self.custom_transforms = false;
+            return;
+        };
+        self.custom_transforms = true;
+        for (turns, on) in self.custom_rotations.iter_mut().enumerate() {
+            *on = quarter_turns.contains(&(turns as u8));
+        }
+        for (permutation, on) in ALL_PERMUTATIONS.iter().zip(&mut self.custom_permutations) {
+            *on = permutations.contains(permutation);
+        }
+    }
+
+    /// The settings the next run starts with (what the controls show).
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
     }
 
     /// The run state (for tests and the status bar).
@@ -239,6 +263,7 @@ impl SlaApp {
         self.trainer = None;
         self.state = RunState::from_folder(dir);
         self.config = config;
+        self.show_transforms_of_config();
         self.reload_preview();
     }
 

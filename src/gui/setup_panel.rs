@@ -284,10 +284,21 @@ impl SlaApp {
                 .filter(|(i, _)| self.custom_permutations[*i] && !(grey && *i > 0))
                 .map(|(_, p)| *p)
                 .collect();
-            self.config.transforms = TransformChoice::Custom {
-                quarter_turns,
-                permutations,
+            // Only a change of the ticked set replaces the config's: a set opened from a run keeps
+            // its own order of transformations (its joint labels depend on it).
+            let unchanged = match &self.config.transforms {
+                TransformChoice::Custom {
+                    quarter_turns: turns,
+                    permutations: orders,
+                } => same_members(turns, &quarter_turns) && same_members(orders, &permutations),
+                TransformChoice::Preset(_) => false,
             };
+            if !unchanged {
+                self.config.transforms = TransformChoice::Custom {
+                    quarter_turns,
+                    permutations,
+                };
+            }
         } else {
             let current = match self.config.transforms {
                 TransformChoice::Preset(preset) => preset,
@@ -569,6 +580,11 @@ impl SlaApp {
             }
         });
     }
+}
+
+/// Whether two lists hold the same items, in any order.
+fn same_members<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 fn format_duration(seconds: f64) -> String {
