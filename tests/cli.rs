@@ -2,17 +2,7 @@
 
 use std::process::Command;
 
-fn sla(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sla"))
-        .args(args)
-        .output()
-        .expect("run sla");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::sla;
 
 #[test]
 fn user_mistakes_exit_non_zero_with_one_clear_line() {

@@ -27,7 +27,6 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         .with_size(eframe::egui::vec2(1100.0, 760.0))
         .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
         .build_eframe(|cc| SlaApp::new(cc, options));
-    let deadline = Instant::now() + Duration::from_secs(240);
     wait_for_the_preview(&mut harness);
     // A custom set: identity and 180° only (M = 2).
     harness
@@ -38,24 +37,8 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     harness.step();
     harness.get_by_label("Start").click();
     harness.step();
-    while matches!(
-        harness.state().run_state().phase,
-        Phase::Idle | Phase::Loading | Phase::Training
-    ) {
-        assert!(Instant::now() < deadline, "training did not finish in time");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    harness.step();
+    train_to_the_end(&mut harness);
     let state = harness.state().run_state();
-    assert_eq!(
-        state.phase,
-        Phase::Finished {
-            stopped_early: false
-        },
-        "{:?}",
-        state.message
-    );
     assert_eq!(state.losses.len(), 12, "one loss per step");
     assert_eq!(state.metrics.len(), 2, "one evaluation per epoch");
     let snapshot = state.snapshot.as_ref().expect("a snapshot");
@@ -103,6 +86,29 @@ fn wait_for_the_preview(harness: &mut Harness<'_, SlaApp>) {
         std::thread::sleep(Duration::from_millis(20));
     }
     harness.step();
+}
+
+/// Step until the run started in the app ends, and check that it finished.
+fn train_to_the_end(harness: &mut Harness<'_, SlaApp>) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while matches!(
+        harness.state().run_state().phase,
+        Phase::Idle | Phase::Loading | Phase::Training
+    ) {
+        assert!(Instant::now() < deadline, "training did not finish in time");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.step();
+    let state = harness.state().run_state();
+    assert_eq!(
+        state.phase,
+        Phase::Finished {
+            stopped_early: false
+        },
+        "{:?}",
+        state.message
+    );
 }
 
 /// Type a run folder into "Open run" and press Inspect, as a user does.
@@ -242,25 +248,8 @@ fn an_imbalance_set_in_the_app_redraws_the_counts_and_a_run_shows_per_class_bars
     harness.step();
     harness.get_by_label("Start").click();
     harness.step();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while matches!(
-        harness.state().run_state().phase,
-        Phase::Idle | Phase::Loading | Phase::Training
-    ) {
-        assert!(Instant::now() < deadline, "training did not finish in time");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    harness.step();
+    train_to_the_end(&mut harness);
     let state = harness.state().run_state();
-    assert_eq!(
-        state.phase,
-        Phase::Finished {
-            stopped_early: false
-        },
-        "{:?}",
-        state.message
-    );
     let snapshot = state.snapshot.as_ref().expect("a snapshot");
     assert_eq!(
         snapshot.train_class_counts,

@@ -1,8 +1,6 @@
 //! The imbalanced setting end to end: long-tailed training sets, their validation split, the
 //! per-class and many / medium / few metrics of a real run, and `sla experiment`'s group table.
 
-use std::process::Command;
-
 use sla::config::TrainConfig;
 use sla::data::{ImbalanceProfile, class_counts};
 use sla::run::{self, Group, GroupRule};
@@ -10,17 +8,7 @@ use sla::sla::{ClassWeighting, Mode};
 use sla::train::setup::load_data;
 use sla::train::{RunStart, trainer};
 
-fn sla_cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sla"))
-        .args(args)
-        .output()
-        .expect("run sla");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::sla as sla_cli;
 
 #[test]
 fn the_embedded_set_made_long_tailed_keeps_the_first_images_and_a_validation_image_per_class() {

@@ -1,4 +1,4 @@
-//! Helpers the op tests share: seeded random tensors and a scaled closeness check.
+//! Helpers the tests share: seeded random tensors, a scaled closeness check, the `sla` binary.
 
 use candle_core::{DType, Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
@@ -27,4 +27,17 @@ pub fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<()> 
         "{what}: differs by {worst:e} (scale {scale:e}, tolerance {tol:e})"
     );
     Ok(())
+}
+
+/// Run the `sla` binary: (success, stdout, stderr).
+pub fn sla(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sla"))
+        .args(args)
+        .output()
+        .expect("run sla");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
