@@ -23,10 +23,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         deterministic: true,
         ..Default::default()
     };
-    let mut harness = Harness::builder()
-        .with_size(eframe::egui::vec2(1100.0, 760.0))
-        .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
-        .build_eframe(|cc| SlaApp::new(cc, options));
+    let mut harness = app_harness(options);
     wait_for_the_preview(&mut harness);
     // A custom set: identity and 180° only (M = 2).
     harness
@@ -70,6 +67,14 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     assert_eq!(shown, (count as usize).min(32));
     // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
     harness.snapshot("app_after_training");
+}
+
+/// The real app in a 1100 × 760 window, its views on the wgpu device eframe would create.
+fn app_harness(options: GuiOptions) -> Harness<'static, SlaApp> {
+    Harness::builder()
+        .with_size(eframe::egui::vec2(1100.0, 760.0))
+        .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
+        .build_eframe(|cc| SlaApp::new(cc, options))
 }
 
 /// Step until the dataset preview has loaded. Until then the setup panel shows one more line ("the
@@ -179,13 +184,8 @@ fn a_corrupt_run_folder_opened_in_the_app_shows_what_is_wrong() {
     )
     .expect("snapshot");
     std::fs::write(run.join("metrics.jsonl"), "{\"epoch\":1,\"ste").expect("torn metrics");
-    let mut harness = Harness::builder()
-        .with_size(eframe::egui::vec2(1100.0, 760.0))
-        .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
-        .build_eframe(|cc| {
-            // Not deterministic: the status bar shows messages only then.
-            SlaApp::new(cc, GuiOptions::default())
-        });
+    // Not deterministic: the status bar shows messages only then.
+    let mut harness = app_harness(GuiOptions::default());
     wait_for_the_preview(&mut harness);
     open_and_inspect(&mut harness, &run);
     let state = harness.state().run_state();
@@ -214,10 +214,7 @@ fn an_imbalance_set_in_the_app_redraws_the_counts_and_a_run_shows_per_class_bars
         deterministic: true,
         ..Default::default()
     };
-    let mut harness = Harness::builder()
-        .with_size(eframe::egui::vec2(1100.0, 760.0))
-        .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
-        .build_eframe(|cc| SlaApp::new(cc, options));
+    let mut harness = app_harness(options);
     wait_for_the_preview(&mut harness);
     // fashion-mini as it is: 500 training images in each class.
     harness.get_by_label_contains("500 500 500 500 500 500 500 500 500 500 (total 5000)");
@@ -283,10 +280,7 @@ fn a_custom_set_given_at_start_up_or_opened_from_a_run_stays_custom() {
         deterministic: true,
         ..Default::default()
     };
-    let mut harness = Harness::builder()
-        .with_size(eframe::egui::vec2(1100.0, 760.0))
-        .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
-        .build_eframe(|cc| SlaApp::new(cc, options));
+    let mut harness = app_harness(options);
     wait_for_the_preview(&mut harness);
     harness.step();
     assert_eq!(harness.state().config().transforms, custom);

@@ -222,15 +222,26 @@ pub fn render_run(
         },
     ];
     let (width, height) = CHART_SIZE;
+    write(
+        "curves.png",
+        width,
+        height * 2,
+        render_charts(ctx, &charts)?,
+    )?;
+    Ok(written)
+}
+
+/// Charts of `CHART_SIZE`, each drawn by the curve renderer, stacked top to bottom (RGBA rows).
+fn render_charts(ctx: &GpuContext, charts: &[CurvesInput<'_>]) -> Result<Vec<u8>, GpuError> {
+    let (width, height) = CHART_SIZE;
     let target = RenderTarget::new(&ctx.device, width, height)?;
     let mut curves = CurvesRenderer::new(&ctx.device);
-    let mut stacked = Vec::with_capacity(width as usize * height as usize * 8);
-    for chart in &charts {
+    let mut stacked = Vec::with_capacity(width as usize * height as usize * 4 * charts.len());
+    for chart in charts {
         ctx.submit(|encoder| curves.render(ctx, encoder, chart, &target).map(|_| ()))?;
         stacked.extend(read_back(ctx, &target)?);
     }
-    write("curves.png", width, height * 2, stacked)?;
-    Ok(written)
+    Ok(stacked)
 }
 
 /// One line of the per-class accuracy chart: a mode's accuracy of each class, classes in the order
@@ -271,15 +282,13 @@ pub fn render_per_class(
             ..CurvesView::default()
         },
     };
-    let (width, height) = CHART_SIZE;
-    let target = RenderTarget::new(&ctx.device, width, height)?;
-    let mut curves = CurvesRenderer::new(&ctx.device);
-    ctx.submit(|encoder| curves.render(ctx, encoder, &chart, &target).map(|_| ()))?;
+    let pixels = render_charts(ctx, &[chart])?;
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|source| GpuError::Io {
             path: parent.to_path_buf(),
             source,
         })?;
     }
-    save_png(path, width, height, read_back(ctx, &target)?)
+    let (width, height) = CHART_SIZE;
+    save_png(path, width, height, pixels)
 }

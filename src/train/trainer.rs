@@ -308,6 +308,7 @@ pub fn run_until(
         data: &data,
         model: &model,
         fingerprint: &fingerprint,
+        train_class_counts: &train_class_counts,
         stop,
         sampler: Sampler::new(config.seed, data.train.len(), config.batch_size),
         step: state.step,
@@ -326,7 +327,7 @@ pub fn run_until(
         train_images: data.train.len(),
         test_images: data.test.len(),
         num_classes,
-        train_class_counts,
+        train_class_counts: train_class_counts.clone(),
         num_transforms: model.objective.num_transforms,
         steps_per_epoch: loop_state.sampler.steps_per_epoch(),
         total_steps,
@@ -405,6 +406,8 @@ struct Loop<'a> {
     data: &'a RunData,
     model: &'a Model,
     fingerprint: &'a Fingerprint,
+    /// Training images per class, counted once: every evaluation's groups and snapshot use them.
+    train_class_counts: &'a [usize],
     stop: &'a AtomicBool,
     sampler: Sampler,
     step: u64,
@@ -709,9 +712,9 @@ fn snapshot_from(
     eval: Evaluation,
     validation_single_acc: Option<f64>,
 ) -> TrainingSnapshot {
-    let train_class_counts = data::class_counts(&state.data.train);
-    let long_tailed = run::is_long_tailed(state.config.imbalance, &train_class_counts);
-    let groups = GroupAccuracies::of(&eval.per_class_acc, &train_class_counts, long_tailed);
+    let train_class_counts = state.train_class_counts;
+    let long_tailed = run::is_long_tailed(state.config.imbalance, train_class_counts);
+    let groups = GroupAccuracies::of(&eval.per_class_acc, train_class_counts, long_tailed);
     TrainingSnapshot {
         metrics: EvalMetrics {
             epoch,
@@ -737,7 +740,7 @@ fn snapshot_from(
         class_confusion: eval.class_confusion,
         row_predictions: eval.row_predictions,
         samples: eval.samples,
-        train_class_counts,
+        train_class_counts: train_class_counts.to_vec(),
     }
 }
 
