@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DatasetSource, Imbalance, ImbalanceProfile};
+use crate::data::{Augmentation, DatasetKind, DatasetSource, Imbalance, ImbalanceProfile};
 use crate::model::ModelKind;
 use crate::sla::{ClassWeighting, Mode, Objective, TransformError, TransformPreset, TransformSet};
 
@@ -89,18 +89,28 @@ pub enum ScheduleKind {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub dataset: DatasetSource,
+    /// Keep the first K training images of each class, in file order (the limited-data setting);
+    /// a class with fewer keeps all of its images.
+    pub train_per_class: Option<usize>,
     /// Train on the first N training images only.
     pub limit_train: Option<usize>,
     /// Evaluate on the first N test images only.
     pub limit_test: Option<usize>,
     /// Hold this many training images out as a validation set (0: none).
     pub validation: usize,
-    /// Random crop and flip as usual for the dataset.
+    /// Random crop and flip (as usual for the dataset unless the two settings below say otherwise).
     pub augment: bool,
+    /// Zero padding of the random crop, in pixels (`None`: the dataset's usual; 0: no crop).
+    pub crop_padding: Option<usize>,
+    /// Random horizontal flip (`None`: the dataset's usual, which is off for digits only).
+    pub horizontal_flip: Option<bool>,
     pub model: ModelKind,
     pub mode: Mode,
     pub transforms: TransformChoice,
     pub epochs: usize,
+    /// Train for this many steps instead of `epochs` whole epochs (the reference code counts
+    /// iterations; the multi-step schedule's milestones then sit at N/2 and 3N/4).
+    pub iterations: Option<u64>,
     pub batch_size: usize,
     pub lr: f64,
     pub momentum: f64,
@@ -120,6 +130,9 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Also save a checkpoint every this many steps (0: only at the end of each epoch).
     pub checkpoint_every: usize,
+    /// Keep the weights of the evaluation with the best validation single accuracy as well as the
+    /// last (needs a validation set).
+    pub keep_best: bool,
     /// Long-tailed training set: the imbalance ratio ρ = n_max / n_min (1: the data as it is).
     pub imbalance: f64,
     /// How the class counts fall from the first class to the last when `imbalance` > 1.
@@ -134,14 +147,18 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             dataset: DatasetSource::default(),
+            train_per_class: None,
             limit_train: None,
             limit_test: None,
             validation: 0,
             augment: true,
+            crop_padding: None,
+            horizontal_flip: None,
             model: ModelKind::Cnn,
             mode: Mode::Sla,
             transforms: TransformChoice::Preset(TransformPreset::Rotation),
             epochs: 10,
+            iterations: None,
             batch_size: 128,
             lr: 0.1,
             momentum: 0.9,
@@ -155,6 +172,7 @@ impl Default for TrainConfig {
             device: "cpu".to_string(),
             eval_every: 1,
             checkpoint_every: 0,
+            keep_best: false,
             imbalance: 1.0,
             imbalance_profile: ImbalanceProfile::Exp,
             class_weights: ClassWeighting::None,
@@ -166,6 +184,7 @@ impl Default for TrainConfig {
 /// Upper bounds on sizes, far beyond any real use, so that a typo (an extra zero or three) is an
 /// error at once instead of an allocation of terabytes or a run of centuries.
 pub const MAX_EPOCHS: usize = 100_000;
+pub const MAX_ITERATIONS: u64 = 1_000_000_000;
 pub const MAX_BATCH_SIZE: usize = 65_536;
 pub const MAX_IMAGE_SIZE: usize = 1024;
 pub const MAX_TEMPERATURE: f64 = 1e6;
@@ -264,6 +283,34 @@ impl TrainConfig {
                 format!("must be in [0, 1), got {}", self.cb_beta),
             ));
         }
+        if let Some(iterations) = self.iterations
+            && !(1..=MAX_ITERATIONS).contains(&iterations)
+        {
+            return Err(invalid(
+                "iterations",
+                format!("must be between 1 and {MAX_ITERATIONS}, got {iterations}"),
+            ));
+        }
+        if let Some(padding) = self.crop_padding
+            && padding > MAX_IMAGE_SIZE
+        {
+            return Err(invalid(
+                "crop padding",
+                format!("must be at most {MAX_IMAGE_SIZE} pixels, got {padding}"),
+            ));
+        }
+        if self.keep_best && self.validation == 0 {
+            return Err(invalid(
+                "keep best",
+                "the best checkpoint is chosen on a validation set: hold some images out with --validation N",
+            ));
+        }
+        if self.train_per_class == Some(0) {
+            return Err(invalid(
+                "train per class",
+                "0 images per class leaves nothing to train on",
+            ));
+        }
         if self.limit_train == Some(0) || self.limit_test == Some(0) {
             return Err(invalid(
                 "limit",
@@ -285,6 +332,33 @@ impl TrainConfig {
         crate::device::parse_device_name(&self.device)
             .map_err(|reason| invalid("device", reason))?;
         Ok(())
+    }
+
+    /// Steps of the whole run, for data that gives `steps_per_epoch` steps an epoch.
+    pub fn total_steps(&self, steps_per_epoch: u64) -> u64 {
+        self.iterations
+            .unwrap_or(steps_per_epoch * self.epochs as u64)
+    }
+
+    /// Whether an evaluation at `epoch` (completed epochs) and `step` is the run's last.
+    pub fn is_final_evaluation(&self, epoch: usize, step: u64) -> bool {
+        match self.iterations {
+            Some(iterations) => step >= iterations,
+            None => epoch >= self.epochs,
+        }
+    }
+
+    /// The training-time augmentation for data of `kind` with images `side` pixels high: the
+    /// dataset's usual crop and flip, each replaced by its setting when given.
+    pub fn augmentation(&self, kind: DatasetKind, side: usize) -> Augmentation {
+        if !self.augment {
+            return Augmentation::none();
+        }
+        let usual = Augmentation::default_for(kind, side);
+        Augmentation {
+            crop_padding: self.crop_padding.unwrap_or(usual.crop_padding),
+            horizontal_flip: self.horizontal_flip.unwrap_or(usual.horizontal_flip),
+        }
     }
 
     /// The long-tailed subsampling this run asks for, if any.
@@ -312,7 +386,6 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::DatasetKind;
 
     #[test]
     fn default_is_valid_and_round_trips_through_json() {

@@ -324,6 +324,7 @@ fn bench_args(ops: sla::cli::bench::OpsChoice) -> sla::cli::bench::BenchArgs {
         peak_gflops: Some(100.0),
         default_allocator: true,
         json: false,
+        device: "cpu".into(),
     }
 }
 

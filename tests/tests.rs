@@ -12,6 +12,7 @@ mod hostile;
 mod imbalanced;
 mod ops;
 mod properties;
+mod reference_options;
 mod support;
 mod tiny_imagenet;
 mod training;

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::VarMap;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// cpu, cuda, cuda:N or metal (on a GPU the step is timed to the loss's copy back to the host,
+    /// so it includes every kernel; no CPU peak is measured there).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// One fast op's share of a step.
@@ -76,6 +80,7 @@ pub struct PhaseTime {
 #[derive(Debug, Serialize)]
 /// What `sla bench` measured.
 pub struct Report {
+    pub device: String,
     pub model: &'static str,
     pub mode: BenchMode,
     pub ops: OpsChoice,
@@ -145,7 +150,7 @@ pub fn measure(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
 }
 
 fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
-    let device = Device::Cpu;
+    let device = crate::device::open_device(&args.device).map_err(anyhow::Error::msg)?;
     let (mode, preset, classes) = match args.mode {
         BenchMode::Baseline => (Mode::Baseline, TransformPreset::None, 10),
         BenchMode::Sla => (Mode::Sla, TransformPreset::Rotation, 10),
@@ -235,14 +240,15 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
     let (direct_passes, im2col_passes) = ops::profile::conv_passes();
     let peak = match (args.peak_gflops, args.ops) {
         (Some(peak), _) => Some(peak),
-        (None, OpsChoice::Fast) => Some(ops::simd::measure_peak_gflops(
+        (None, OpsChoice::Fast) if device.is_cpu() => Some(ops::simd::measure_peak_gflops(
             ops::simd::current(),
             threads,
         )),
-        (None, OpsChoice::Stock) => None,
+        (None, _) => None,
     };
     let images_per_step = args.batch_size * set.len();
     Ok(Report {
+        device: args.device.clone(),
         model: args.model.name(),
         mode: args.mode,
         ops: args.ops,
@@ -271,8 +277,8 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
 
 fn print_report(r: &Report) {
     println!(
-        "sla bench {} {:?} ({:?} ops, {} threads): {} images/step ({} original)",
-        r.model, r.mode, r.ops, r.threads, r.images_per_step, r.batch_size
+        "sla bench {} {:?} on {} ({:?} ops, {} threads): {} images/step ({} original)",
+        r.model, r.mode, r.device, r.ops, r.threads, r.images_per_step, r.batch_size
     );
     println!(
         "  ms/step: min {:.1}  median {:.1}  ({} steps)",

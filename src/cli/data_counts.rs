@@ -19,6 +19,9 @@ pub struct CountsArgs {
     /// Side in pixels that image-folder images are resized to.
     #[arg(long, default_value_t = 32)]
     pub image_size: usize,
+    /// Only the first K training images of each class.
+    #[arg(long, value_name = "K")]
+    pub train_per_class: Option<usize>,
     /// Only the first N training images.
     #[arg(long)]
     pub limit_train: Option<usize>,
@@ -36,6 +39,7 @@ pub fn run(args: CountsArgs) -> anyhow::Result<()> {
             dir: args.data_dir,
             image_size: args.image_size,
         },
+        train_per_class: args.train_per_class,
         limit_train: args.limit_train,
         imbalance: args.imbalance,
         imbalance_profile: args.imbalance_profile,

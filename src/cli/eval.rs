@@ -7,9 +7,9 @@ use clap::Args;
 
 use crate::data::{DatasetKind, class_counts};
 use crate::run::{EvalMetrics, GroupAccuracies, PerClassAcc, is_long_tailed, read_config};
-use crate::train::checkpoint;
 use crate::train::evaluate::evaluate;
 use crate::train::setup::{build_model, load_data};
+use crate::train::{best, checkpoint};
 
 use super::percent;
 use super::train::group_line;
@@ -30,6 +30,10 @@ pub struct EvalArgs {
     pub limit_test: Option<usize>,
     #[arg(long)]
     pub device: Option<String>,
+    /// Evaluate the weights with the best validation accuracy (runs trained with --keep-best)
+    /// instead of the last checkpoint's.
+    #[arg(long)]
+    pub best: bool,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -48,13 +52,29 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let data = load_data(&config)?;
     let checkpoint = checkpoint::require(&args.run)?;
-    let model = build_model(
+    let mut model = build_model(
         &config,
         data.test.shape,
         data.train.num_classes(),
         Some(&checkpoint),
     )
     .with_context(|| format!("loading the checkpoint of {}", args.run.display()))?;
+    if args.best {
+        let kept = best::find(&args.run)?.with_context(|| {
+            format!(
+                "{} kept no best weights: train with --keep-best (and --validation N)",
+                args.run.display()
+            )
+        })?;
+        kept.load_weights(&mut model.vars)?;
+        println!(
+            "best weights: step {}, validation single {}",
+            kept.metrics.step,
+            kept.metrics
+                .validation_single_acc
+                .map_or("–".to_string(), percent)
+        );
+    }
     let never_stop = || false;
     let result = evaluate(
         &model,

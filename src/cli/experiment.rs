@@ -12,14 +12,17 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::TrainConfig;
-use crate::gpu::{GpuContext, PerClassLine, render_per_class, render_run};
+use crate::gpu::{
+    GpuContext, ModeCurves, PerClassLine, render_mode_curves, render_per_class, render_run,
+};
 use crate::run::{self, ByInference, EvalMetrics, GroupRule, PerClassAcc};
 use crate::sla::{ClassWeighting, Mode};
 use crate::train::TrainerEvent;
-use crate::train::checkpoint;
 use crate::train::trainer::{self, RunStart};
+use crate::train::{best, checkpoint};
 
 use super::interrupt::{Interrupted, stop_on_interrupt};
+use super::paired::{self, PairedDifference};
 use super::train::{TrainArgs, metrics_line};
 
 #[derive(Debug, Args)]
@@ -131,6 +134,9 @@ pub struct ModeResult {
     pub single_acc: Option<Spread>,
     pub agg_acc: Option<Spread>,
     pub sd_acc: Option<Spread>,
+    /// The same accuracies at each run's best validation evaluation (runs with `keep_best`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best: Option<BestResult>,
     pub train_seconds: Option<Spread>,
     /// Many / medium / few accuracies per inference (imbalanced runs only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -140,6 +146,32 @@ pub struct ModeResult {
     pub per_class_acc: Option<PerClassAcc>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub train_class_counts: Vec<usize>,
+}
+
+/// Test accuracies of the best-validation weights, over the seeds.
+#[derive(Debug, Serialize)]
+pub struct BestResult {
+    pub single_acc: Option<Spread>,
+    pub agg_acc: Option<Spread>,
+    pub sd_acc: Option<Spread>,
+    /// The steps the best evaluations came from, one per run.
+    pub steps: Vec<u64>,
+}
+
+/// An SLA inference against the baseline at one imbalance ratio, paired by seed.
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    /// e.g. `SLA+AG`.
+    pub name: String,
+    pub mode: String,
+    /// `single`, `aggregated` or `self-distilled`.
+    pub inference: String,
+    pub against: String,
+    pub imbalance: f64,
+    /// The seeds both arms finished.
+    pub seeds: Vec<u64>,
+    /// Test accuracy difference (a fraction: 0.01 is one point), mean with a 95 % t-interval.
+    pub difference: PairedDifference,
 }
 
 /// One inference's group accuracies over the seeds.
@@ -154,7 +186,10 @@ pub struct GroupResult {
 /// What one finished run contributes to the tables.
 struct RunOutcome {
     name: String,
+    seed: u64,
     metrics: EvalMetrics,
+    /// The best-validation evaluation, for runs that kept one.
+    best: Option<EvalMetrics>,
     train_class_counts: Vec<usize>,
 }
 
@@ -166,6 +201,8 @@ pub struct Results {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_rule: Option<GroupRule>,
     pub modes: Vec<ModeResult>,
+    /// SLA+SI, SLA+AG and SLA+SD minus the baseline, per imbalance ratio, where both arms ran.
+    pub paired: Vec<Comparison>,
 }
 
 /// The run folder of an arm and seed, inside `rho<ρ>/` when the experiment sweeps ratios.
@@ -218,7 +255,7 @@ fn train_run(config: &TrainConfig, dir: &Path, stop: &AtomicBool) -> anyhow::Res
             && run::read_metrics(dir)?
                 .records
                 .last()
-                .is_some_and(|m| m.epoch >= config.epochs);
+                .is_some_and(|m| config.is_final_evaluation(m.epoch, m.step));
         let step = state.map_or(0, |s| s.step);
         if done {
             println!("{}: already complete at step {step}", dir.display());
@@ -276,6 +313,7 @@ fn summarise(arm: Arm, imbalance: f64, runs: &[RunOutcome]) -> ModeResult {
         single_acc: pick(&|m| Some(m.single_acc)),
         agg_acc: pick(&|m| m.agg_acc),
         sd_acc: pick(&|m| m.sd_acc),
+        best: best_result(runs),
         train_seconds: pick(&|m| Some(m.elapsed_s)),
         groups,
         per_class_acc: mean_per_class(runs),
@@ -284,6 +322,66 @@ fn summarise(arm: Arm, imbalance: f64, runs: &[RunOutcome]) -> ModeResult {
             .map(|r| r.train_class_counts.clone())
             .unwrap_or_default(),
     }
+}
+
+fn best_result(runs: &[RunOutcome]) -> Option<BestResult> {
+    let best: Vec<&EvalMetrics> = runs.iter().filter_map(|r| r.best.as_ref()).collect();
+    if best.is_empty() {
+        return None;
+    }
+    let pick = |f: &dyn Fn(&EvalMetrics) -> Option<f64>| {
+        Spread::of(&best.iter().filter_map(|m| f(m)).collect::<Vec<_>>())
+    };
+    Some(BestResult {
+        single_acc: pick(&|m| Some(m.single_acc)),
+        agg_acc: pick(&|m| m.agg_acc),
+        sd_acc: pick(&|m| m.sd_acc),
+        steps: best.iter().map(|m| m.step).collect(),
+    })
+}
+
+/// The paper's three SLA inferences, each against the baseline: (name, mode, inference, accuracy).
+type Inference = fn(&EvalMetrics) -> Option<f64>;
+const AGAINST_BASELINE: [(&str, Mode, &str, Inference); 3] = [
+    ("SLA+SI", Mode::Sla, "single", |m| Some(m.single_acc)),
+    ("SLA+AG", Mode::Sla, "aggregated", |m| m.agg_acc),
+    ("SLA+SD", Mode::SlaSd, "self-distilled", |m| m.sd_acc),
+];
+
+/// SLA+SI, SLA+AG and SLA+SD minus the baseline (same class weighting, same ratio), paired by seed.
+fn paired_comparisons(arms: &[(Arm, f64, Vec<RunOutcome>)]) -> Vec<Comparison> {
+    let mut comparisons = Vec::new();
+    for (baseline, ratio, reference) in arms.iter().filter(|(a, _, _)| a.mode == Mode::Baseline) {
+        for (name, mode, inference, accuracy) in AGAINST_BASELINE {
+            let Some((arm, _, runs)) = arms.iter().find(|(a, r, _)| {
+                a.mode == mode && a.class_balanced == baseline.class_balanced && r == ratio
+            }) else {
+                continue;
+            };
+            let pairs: Vec<(u64, f64, f64)> = runs
+                .iter()
+                .filter_map(|run| {
+                    let base = reference.iter().find(|b| b.seed == run.seed)?;
+                    Some((run.seed, accuracy(&run.metrics)?, base.metrics.single_acc))
+                })
+                .collect();
+            let values: Vec<(f64, f64)> = pairs.iter().map(|&(_, v, b)| (v, b)).collect();
+            let Some(difference) = PairedDifference::of(&values) else {
+                continue;
+            };
+            let suffix = if baseline.class_balanced { "+cb" } else { "" };
+            comparisons.push(Comparison {
+                name: format!("{name}{suffix}"),
+                mode: arm.name(),
+                inference: inference.to_string(),
+                against: baseline.name(),
+                imbalance: *ratio,
+                seeds: pairs.iter().map(|&(seed, _, _)| seed).collect(),
+                difference,
+            });
+        }
+    }
+    comparisons
 }
 
 /// Per-class accuracy of each inference averaged over the runs (seeds).
@@ -324,15 +422,22 @@ pub fn results_markdown(results: &Results, command: &str) -> String {
     let c = &results.config;
     let mut text = String::from("# SLA experiment\n\n");
     let _ = writeln!(text, "Command: `{command}`\n");
+    let length = match c.iterations {
+        Some(n) => format!("{n} iterations"),
+        None => format!("{} epochs", c.epochs),
+    };
+    let per_class = c.train_per_class.map_or(String::new(), |k| {
+        format!(" (first {k} training images per class)")
+    });
     let _ = writeln!(
         text,
-        "Dataset {}, model {}, transformations {:?}, {} epochs, batch {}, lr {}, seeds {:?}.\n",
+        "Dataset {}{per_class}, model {}, transformations {:?}, {length}, batch {}, lr {} ({:?} schedule), seeds {:?}.\n",
         c.dataset.kind,
         c.model.name(),
         c.transforms,
-        c.epochs,
         c.batch_size,
         c.lr,
+        c.schedule,
         results.seeds
     );
     let imbalanced = results.modes.iter().any(|m| m.imbalance != 1.0);
@@ -373,6 +478,67 @@ pub fn results_markdown(results: &Results, command: &str) -> String {
             cell(m.train_seconds, false),
             m.runs.len()
         );
+    }
+    if !results.paired.is_empty() {
+        let _ = writeln!(
+            text,
+            "\nDifference to the baseline trained with the same seeds (percentage points): mean and {:.0} % t-interval over the seeds.\n",
+            100.0 * paired::CONFIDENCE
+        );
+        let _ = writeln!(
+            text,
+            "{}| inference | minus | mean | {:.0} % interval | seeds |\n{}|---|---|---|---|---|",
+            rho_head[0],
+            100.0 * paired::CONFIDENCE,
+            rho_head[1]
+        );
+        for p in &results.paired {
+            let d = p.difference;
+            let interval = d
+                .interval()
+                .map_or("– (one seed)".to_string(), |(low, high)| {
+                    format!("[{:+.2}, {:+.2}]", 100.0 * low, 100.0 * high)
+                });
+            let _ = writeln!(
+                text,
+                "{}| {} | {} | {:+.2} | {interval} | {} |",
+                if imbalanced {
+                    format!("| {} ", p.imbalance)
+                } else {
+                    String::new()
+                },
+                p.name,
+                p.against,
+                100.0 * d.mean,
+                d.n
+            );
+        }
+    }
+    if results.modes.iter().any(|m| m.best.is_some()) {
+        let _ = writeln!(
+            text,
+            "\nTest accuracy (%) of the weights with the best validation single accuracy (kept with `--keep-best`), mean ± sample std over seeds.\n"
+        );
+        let _ = writeln!(
+            text,
+            "{}| mode | single | aggregated | self-distilled | best steps |\n{}|---|---|---|---|---|",
+            rho_head[0], rho_head[1]
+        );
+        for m in &results.modes {
+            if let Some(best) = &m.best {
+                let steps: Vec<String> = best.steps.iter().map(u64::to_string).collect();
+                let _ = writeln!(
+                    text,
+                    "{}| {} | {} | {} | {} | {} |",
+                    rho(m),
+                    m.mode,
+                    cell(best.single_acc, true),
+                    cell(best.agg_acc, true),
+                    cell(best.sd_acc, true),
+                    steps.join(", ")
+                );
+            }
+        }
     }
     if let Some(rule) = results.group_rule {
         let _ = writeln!(
@@ -424,7 +590,7 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_interrupt(stop.clone());
-    let mut results = Vec::new();
+    let mut arms = Vec::new();
     let mut group_rule = None;
     for &ratio in &ratios {
         for &arm in &args.modes {
@@ -435,18 +601,22 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
                 let dir = out.join(&name);
                 train_run(&arm.config(&base, seed, ratio), &dir, &stop)
                     .with_context(|| format!("run {name}"))?;
-                let outcome = outcome(name, &dir)?;
+                let outcome = outcome(name, seed, &dir)?;
                 group_rule = group_rule.or(outcome.metrics.group_rule);
                 runs.push(outcome);
             }
-            results.push(summarise(arm, ratio, &runs));
+            arms.push((arm, ratio, runs));
         }
     }
     let results = Results {
         config: base,
         seeds: args.seeds.clone(),
         group_rule,
-        modes: results,
+        modes: arms
+            .iter()
+            .map(|(arm, ratio, runs)| summarise(*arm, *ratio, runs))
+            .collect(),
+        paired: paired_comparisons(&arms),
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     std::fs::write(out.join("results.md"), results_markdown(&results, &command))?;
@@ -454,14 +624,15 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
         out.join("results.json"),
         serde_json::to_vec_pretty(&results)?,
     )?;
-    render_figures(&out, &results)?;
+    let curves = mode_curves(&out, &arms)?;
+    render_figures(&out, &results, &curves)?;
     println!("{}", results_markdown(&results, &command));
     println!("results in {}", out.display());
     Ok(())
 }
 
-/// The last evaluation of a finished run and its training counts.
-fn outcome(name: String, dir: &Path) -> anyhow::Result<RunOutcome> {
+/// The last (and best) evaluation of a finished run and its training counts.
+fn outcome(name: String, seed: u64, dir: &Path) -> anyhow::Result<RunOutcome> {
     let metrics = run::read_metrics(dir)?;
     if let Some(torn) = &metrics.torn_tail {
         eprintln!("warning: {torn}");
@@ -474,14 +645,96 @@ fn outcome(name: String, dir: &Path) -> anyhow::Result<RunOutcome> {
     let train_class_counts = run::read_snapshot(dir)?.train_class_counts;
     Ok(RunOutcome {
         name,
+        seed,
         metrics: last,
+        best: best::best_metrics(dir)?,
         train_class_counts,
     })
 }
 
-/// Curves and confusion matrices of every run, by the GPU renderers, under `figures/<run>/`, and
-/// for imbalanced runs the per-class accuracy of every mode at each ratio.
-fn render_figures(out: &Path, results: &Results) -> anyhow::Result<Vec<PathBuf>> {
+/// The modes' curves of each imbalance ratio, for the overlaid figure: loss and headline accuracy,
+/// each averaged over the seeds (step by step; runs of one experiment share their steps).
+fn mode_curves(
+    out: &Path,
+    arms: &[(Arm, f64, Vec<RunOutcome>)],
+) -> anyhow::Result<Vec<(f64, ModeCurves)>> {
+    let mut curves = Vec::new();
+    for (arm, ratio, runs) in arms {
+        let mut losses = Vec::new();
+        let mut accuracies = Vec::new();
+        let mut eval_steps = Vec::new();
+        for run in runs {
+            let dir = out.join(&run.name);
+            losses.push(
+                run::read_steps(&dir)?
+                    .records
+                    .iter()
+                    .map(|s| s.loss)
+                    .collect::<Vec<_>>(),
+            );
+            let metrics = run::read_metrics(&dir)?.records;
+            eval_steps = metrics.iter().map(|m| m.step as f32).collect();
+            accuracies.push(
+                metrics
+                    .iter()
+                    .map(|m| headline(arm.mode, m.agg_acc.is_some(), m.sd_acc.is_some()).1(m))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let loss = mean_by_index(&losses);
+        let steps = (1..=loss.len()).map(|s| s as f32).collect();
+        let accuracy = mean_by_index(&accuracies);
+        eval_steps.truncate(accuracy.len());
+        let inference = runs.first().map_or("single", |r| {
+            headline(
+                arm.mode,
+                r.metrics.agg_acc.is_some(),
+                r.metrics.sd_acc.is_some(),
+            )
+            .0
+        });
+        curves.push((
+            *ratio,
+            ModeCurves {
+                name: format!("{} {inference}", arm.name()),
+                steps,
+                loss,
+                eval_steps,
+                accuracy,
+            },
+        ));
+    }
+    Ok(curves)
+}
+
+/// Element-wise mean of equally long series, over the shortest's length, as f32 for the renderer.
+fn mean_by_index(series: &[Vec<f64>]) -> Vec<f32> {
+    let len = series.iter().map(Vec::len).min().unwrap_or(0);
+    (0..len)
+        .map(|i| (series.iter().map(|s| s[i]).sum::<f64>() / series.len() as f64) as f32)
+        .collect()
+}
+
+/// The inference a mode is shown by in the figures: self-distilled for SLA+SD, aggregated for SLA,
+/// single otherwise; with the accuracy it reads (NaN, a gap, where an evaluation lacks it).
+fn headline(mode: Mode, has_agg: bool, has_sd: bool) -> (&'static str, fn(&EvalMetrics) -> f64) {
+    if has_sd {
+        ("self-distilled", |m| m.sd_acc.unwrap_or(f64::NAN))
+    } else if mode.is_joint() && has_agg {
+        ("aggregated", |m| m.agg_acc.unwrap_or(f64::NAN))
+    } else {
+        ("single", |m| m.single_acc)
+    }
+}
+
+/// Curves and confusion matrices of every run, by the GPU renderers, under `figures/<run>/`; the
+/// modes' curves overlaid (`figures/curves-modes*.png`); for imbalanced runs the per-class accuracy
+/// of every mode at each ratio.
+fn render_figures(
+    out: &Path,
+    results: &Results,
+    curves: &[(f64, ModeCurves)],
+) -> anyhow::Result<Vec<PathBuf>> {
     let ctx = GpuContext::headless()
         .context("no GPU adapter for the figures (on Debian: apt install mesa-vulkan-drivers)")?;
     let mut written = Vec::new();
@@ -492,9 +745,25 @@ fn render_figures(out: &Path, results: &Results) -> anyhow::Result<Vec<PathBuf>>
             &ctx,
         )?);
     }
+    let mut ratios: Vec<f64> = results.modes.iter().map(|m| m.imbalance).collect();
+    ratios.dedup();
+    let swept = ratios.len() > 1 || ratios.first().is_some_and(|&r| r != 1.0);
+    for &ratio in &ratios {
+        let modes: Vec<ModeCurves> = curves
+            .iter()
+            .filter(|(r, _)| *r == ratio)
+            .map(|(_, c)| c.clone())
+            .collect();
+        let name = if swept {
+            format!("curves-modes-rho{ratio}.png")
+        } else {
+            "curves-modes.png".to_string()
+        };
+        let path = out.join("figures").join(name);
+        render_mode_curves(&modes, &path, &ctx)?;
+        written.push(path);
+    }
     if results.group_rule.is_some() {
-        let mut ratios: Vec<f64> = results.modes.iter().map(|m| m.imbalance).collect();
-        ratios.dedup();
         for ratio in ratios {
             let modes: Vec<&ModeResult> = results
                 .modes

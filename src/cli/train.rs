@@ -44,6 +44,10 @@ pub struct TrainArgs {
     pub permutations: Option<Vec<String>>,
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
+    /// Train for N steps instead of whole epochs (the multi-step schedule's milestones then sit at
+    /// N/2 and 3N/4; evaluations still come every --eval-every epochs and after the last step).
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 0.1)]
@@ -71,6 +75,9 @@ pub struct TrainArgs {
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Keep the first K training images of each class, in file order (the limited-data setting).
+    #[arg(long, value_name = "K")]
+    pub train_per_class: Option<usize>,
     /// Train on the first N training images only.
     #[arg(long)]
     pub limit_train: Option<usize>,
@@ -83,12 +90,23 @@ pub struct TrainArgs {
     /// Turn random crop and flip off.
     #[arg(long)]
     pub no_augment: bool,
+    /// Zero padding of the random crop in pixels (default: the dataset's usual, 4 for CIFAR and
+    /// image folders, 2 for the MNIST sets; 0 turns cropping off).
+    #[arg(long, value_name = "P")]
+    pub crop_padding: Option<usize>,
+    /// No random horizontal flip.
+    #[arg(long)]
+    pub no_flip: bool,
     /// Evaluate every N epochs.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
     /// Also save a checkpoint every N steps (0: at the end of each epoch only).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,
+    /// Keep the weights of the evaluation with the best validation single accuracy as well as the
+    /// last, and report the test accuracies of both (needs --validation).
+    #[arg(long)]
+    pub keep_best: bool,
     /// Make the training set long-tailed: the imbalance ratio ρ = n_max / n_min (1: as it is). n_max
     /// is the smallest class's count; class c keeps its first n_c images in file order.
     #[arg(long, default_value_t = 1.0, value_name = "RHO")]
@@ -130,14 +148,18 @@ impl TrainArgs {
                 dir: self.data_dir.clone(),
                 image_size: self.image_size,
             },
+            train_per_class: self.train_per_class,
             limit_train: self.limit_train,
             limit_test: self.limit_test,
             validation: self.validation,
             augment: !self.no_augment,
+            crop_padding: self.crop_padding,
+            horizontal_flip: self.no_flip.then_some(false),
             model: self.model,
             mode: self.mode,
             transforms,
             epochs: self.epochs,
+            iterations: self.iterations,
             batch_size: self.batch_size,
             lr: self.lr,
             momentum: self.momentum,
@@ -151,6 +173,7 @@ impl TrainArgs {
             device: self.device.clone(),
             eval_every: self.eval_every,
             checkpoint_every: self.checkpoint_every,
+            keep_best: self.keep_best,
             imbalance: self.imbalance,
             imbalance_profile: self.imbalance_profile,
             class_weights: self.class_weights,
@@ -219,6 +242,18 @@ pub fn group_line(metrics: &EvalMetrics) -> Option<String> {
         line += &format!("  {name} {}", cells.join(" / "));
     }
     Some(line)
+}
+
+/// The test accuracies of the best-validation weights beside the last (runs with `--keep-best`).
+fn print_best(run_dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(best) = crate::train::best::best_metrics(run_dir)? {
+        println!(
+            "best validation at step {} (kept beside the last):\n{}",
+            best.step,
+            metrics_line(&best)
+        );
+    }
+    Ok(())
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
@@ -311,6 +346,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                         ""
                     }
                 );
+                if let Some(dir) = &run_dir {
+                    print_best(dir)?;
+                }
                 return Ok(());
             }
         }

@@ -18,7 +18,7 @@ pub use augment::{Augmentation, Normalization};
 pub use batch::make_batch;
 pub use dataset::{DataError, Dataset, ImageShape};
 pub use imbalance::{Imbalance, ImbalanceProfile, class_counts};
-pub use split::{split_validation, subset};
+pub use split::{first_per_class, split_validation, subset};
 
 /// Where the Debian package `dataset-fashion-mnist` installs Fashion-MNIST.
 pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";

@@ -30,6 +30,24 @@ pub fn subset(ds: &Dataset, limit: usize) -> Dataset {
     }
 }
 
+/// The first `per_class` images of each class of `ds` (all of a class's images when it has fewer),
+/// in file order: the limited-data setting, which keeps the classes balanced where a plain prefix
+/// keeps whatever the file's order gives.
+pub fn first_per_class(ds: &Dataset, per_class: usize) -> Dataset {
+    let mut taken = vec![0usize; ds.num_classes()];
+    let keep: Vec<usize> = (0..ds.len())
+        .filter(|&i| {
+            let label = ds.labels[i] as usize;
+            if label >= taken.len() {
+                taken.resize(label + 1, 0);
+            }
+            taken[label] += 1;
+            taken[label] <= per_class
+        })
+        .collect();
+    select(ds, &keep)
+}
+
 /// Holds `count` images out of `train` for validation and returns `(train, validation)`.
 ///
 /// The split is stratified: each class gives `count * class_size / len` images (rounded by largest

@@ -283,6 +283,11 @@ pub fn render_per_class(
         },
     };
     let pixels = render_charts(ctx, &[chart])?;
+    save_figure(path, 1, pixels)
+}
+
+/// `charts` stacked charts of `CHART_SIZE` saved at `path`, its folder made if needed.
+fn save_figure(path: &Path, charts: u32, pixels: Vec<u8>) -> Result<(), GpuError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|source| GpuError::Io {
             path: parent.to_path_buf(),
@@ -290,5 +295,73 @@ pub fn render_per_class(
         })?;
     }
     let (width, height) = CHART_SIZE;
-    save_png(path, width, height, pixels)
+    save_png(path, width, height * charts, pixels)
+}
+
+/// One mode of an experiment in the overlaid figure: its training loss at each step and one test
+/// accuracy at each evaluation (each the mean over the mode's seeds).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModeCurves {
+    pub name: String,
+    pub steps: Vec<f32>,
+    pub loss: Vec<f32>,
+    pub eval_steps: Vec<f32>,
+    pub accuracy: Vec<f32>,
+}
+
+/// `curves-modes*.png`: the modes overlaid, one categorical colour each in the order of `modes`
+/// (blue, orange, red, teal, green, …): the smoothed training loss (log y) above, the test accuracy
+/// below (y fitted to the data, so gaps of a point or two stay visible), x the step in both.
+pub fn render_mode_curves(
+    modes: &[ModeCurves],
+    path: &Path,
+    ctx: &GpuContext,
+) -> Result<(), GpuError> {
+    let last = modes
+        .iter()
+        .flat_map(|m| m.steps.last().into_iter().chain(m.eval_steps.last()))
+        .fold(1.0f32, |a, &b| a.max(b));
+    let view = CurvesView {
+        x_range: Some((0.0, f64::from(last))),
+        line_width: 2.0,
+        style: ViewStyle::dark(),
+        ..CurvesView::default()
+    };
+    let charts = [
+        CurvesInput {
+            series: modes
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Series {
+                    ys: &m.loss,
+                    xs: Some(&m.steps),
+                    colour: category_colour(i),
+                    smooth: true,
+                })
+                .collect(),
+            smoothing: LOSS_SMOOTHING,
+            raw_shadow: false,
+            view: CurvesView {
+                log_y: true,
+                ..view
+            },
+        },
+        CurvesInput {
+            series: modes
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Series {
+                    ys: &m.accuracy,
+                    xs: Some(&m.eval_steps),
+                    colour: category_colour(i),
+                    smooth: false,
+                })
+                .collect(),
+            smoothing: 0.0,
+            raw_shadow: false,
+            view,
+        },
+    ];
+    let pixels = render_charts(ctx, &charts)?;
+    save_figure(path, 2, pixels)
 }

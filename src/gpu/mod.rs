@@ -27,7 +27,7 @@ use eframe::wgpu;
 pub use confusion::{ConfusionInput, ConfusionRenderer, ConfusionView};
 pub use context::{GpuContext, device_descriptor, wgpu_setup_for_compute};
 pub use curves::{Axes, CurvesInput, CurvesRenderer, CurvesView, Margins, Series, Tick};
-pub use export::{PerClassLine, render_per_class, render_run};
+pub use export::{ModeCurves, PerClassLine, render_mode_curves, render_per_class, render_run};
 pub use input_grid::{BorderMode, GridInput, GridLayout, InputGridRenderer};
 pub use style::ViewStyle;
 pub use target::{RenderTarget, TARGET_FORMAT, read_back};

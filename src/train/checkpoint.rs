@@ -91,12 +91,54 @@ impl Fingerprint {
     }
 }
 
+/// One file of a checkpoint, as its manifest records it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileEntry {
+pub(crate) struct FileEntry {
     name: String,
     bytes: u64,
     sha256: String,
+}
+
+impl FileEntry {
+    /// Sync the file `name` of `run` (already written) and record its size and hash.
+    pub(crate) fn record(run: &Path, name: String) -> Result<Self, RunError> {
+        let path = run.join(&name);
+        sync_file(&path)?;
+        let (bytes, sha256) = sha256_of(&path)?;
+        Ok(FileEntry {
+            name,
+            bytes,
+            sha256,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file's path in `run`, after checking it is a plain name there and still the file the
+    /// manifest `manifest` recorded.
+    pub(crate) fn verified_path(&self, run: &Path, manifest: &str) -> Result<PathBuf, RunError> {
+        if Path::new(&self.name).components().count() != 1 {
+            return Err(RunError::format(
+                &run.join(manifest),
+                "a file name with a path",
+            ));
+        }
+        let path = run.join(&self.name);
+        let (bytes, sha256) = sha256_of(&path)?;
+        if bytes != self.bytes || sha256 != self.sha256 {
+            return Err(RunError::format(
+                &path,
+                format!(
+                    "does not match {manifest} ({bytes} bytes, SHA-256 {sha256:.12}; expected {} bytes, {:.12}): the file was changed or damaged",
+                    self.bytes, self.sha256
+                ),
+            ));
+        }
+        Ok(path)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,7 +162,7 @@ pub enum CheckpointError {
     Missing(String),
 }
 
-fn tensor_error(path: &Path) -> impl FnOnce(candle_core::Error) -> CheckpointError + '_ {
+pub(crate) fn tensor_error(path: &Path) -> impl FnOnce(candle_core::Error) -> CheckpointError + '_ {
     move |error| CheckpointError::Tensor {
         path: path.display().to_string(),
         message: error.to_string(),
@@ -159,13 +201,7 @@ pub fn save(
         let name = format!("{prefix}{generation:06}{SAFETENSORS}");
         let path = run.join(&name);
         save(&path).map_err(tensor_error(&path))?;
-        sync_file(&path)?;
-        let (bytes, sha256) = sha256_of(&path)?;
-        Ok::<_, CheckpointError>(FileEntry {
-            name,
-            bytes,
-            sha256,
-        })
+        Ok::<_, CheckpointError>(FileEntry::record(run, name)?)
     };
     let model = write(MODEL_PREFIX, &|path| vars.save(path))?;
     let optimizer = write(OPTIMIZER_PREFIX, &|path| {
@@ -222,24 +258,7 @@ pub fn find(run: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
     };
     let mut paths = Vec::new();
     for entry in [&manifest.model, &manifest.optimizer] {
-        let path = run.join(&entry.name);
-        if Path::new(&entry.name).components().count() != 1 {
-            return Err(
-                RunError::format(&run.join(MANIFEST_FILE), "a file name with a path").into(),
-            );
-        }
-        let (bytes, sha256) = sha256_of(&path)?;
-        if bytes != entry.bytes || sha256 != entry.sha256 {
-            return Err(RunError::format(
-                &path,
-                format!(
-                    "does not match {MANIFEST_FILE} ({bytes} bytes, SHA-256 {sha256:.12}; expected {} bytes, {:.12}): the file was changed or damaged",
-                    entry.bytes, entry.sha256
-                ),
-            )
-            .into());
-        }
-        paths.push(path);
+        paths.push(entry.verified_path(run, MANIFEST_FILE)?);
     }
     Ok(Some(Checkpoint {
         state: manifest.state,

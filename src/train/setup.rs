@@ -3,7 +3,7 @@
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
-use crate::config::TrainConfig;
+use crate::config::{ConfigError, TrainConfig};
 use crate::data::{self, Augmentation, Dataset, DatasetSource, Normalization};
 use crate::model::{Network, seeded_var_builder};
 use crate::sla::transform::Expander;
@@ -46,6 +46,9 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
     let splits = data::load(&resolve_source(&config.dataset))?;
     let mut train = splits.train;
     let mut test = splits.test;
+    if let Some(per_class) = config.train_per_class {
+        train = data::first_per_class(&train, per_class);
+    }
     if let Some(limit) = config.limit_train {
         train = data::subset(&train, limit);
     }
@@ -66,24 +69,32 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
     };
     let channels = train.shape.channels;
     let side = train.shape.height;
+    let augmentation = config.augmentation(config.dataset.kind, side);
+    if augmentation.crop_padding > side {
+        return Err(ConfigError {
+            field: "crop padding",
+            reason: format!(
+                "{} pixels around {side}-pixel images: most crops would be padding",
+                augmentation.crop_padding
+            ),
+        }
+        .into());
+    }
     Ok(RunData {
         train,
         test,
         validation,
         normalization: Normalization::for_kind(config.dataset.kind, channels),
-        augmentation: if config.augment {
-            Augmentation::default_for(config.dataset.kind, side)
-        } else {
-            Augmentation::none()
-        },
+        augmentation,
     })
 }
 
 /// The settings that fix which batches a step draws and which model it updates: a resume that
 /// changes any of them would continue a different run. (The learning rate, schedule, epochs, device
 /// and the like may change: they steer the rest of the run without changing what was done.)
-const STEP_SETTINGS: [&str; 13] = [
+const STEP_SETTINGS: [&str; 16] = [
     "dataset",
+    "train_per_class",
     "limit_train",
     "imbalance",
     "imbalance_profile",
@@ -91,6 +102,8 @@ const STEP_SETTINGS: [&str; 13] = [
     "cb_beta",
     "validation",
     "augment",
+    "crop_padding",
+    "horizontal_flip",
     "model",
     "mode",
     "transforms",

@@ -16,6 +16,7 @@ use crate::run::{
 };
 use crate::sla::TransformError;
 
+use super::best;
 use super::checkpoint::{self, Checkpoint, CheckpointError, Fingerprint, TrainingState};
 use super::evaluate::{Evaluation, evaluate};
 use super::events::{RunInfo, StepStats, Summary, TrainerCommand, TrainerEvent};
@@ -320,7 +321,7 @@ pub fn run_until(
         // Step 0 is a checkpoint too: a run killed before its first one can always be resumed.
         loop_state.save_checkpoint(&sgd, &mut run_folder, false)?;
     }
-    let total_steps = loop_state.sampler.steps_per_epoch() * config.epochs as u64;
+    let total_steps = config.total_steps(loop_state.sampler.steps_per_epoch());
     let info = RunInfo {
         run_dir: run_dir.clone(),
         device: config.device.clone(),
@@ -498,6 +499,12 @@ impl Loop<'_> {
         emit(TrainerEvent::Snapshot(Arc::new(snapshot)));
         if !eval_loss.is_finite() {
             return Err(self.diverged("test loss", eval_loss, self.step, run_folder));
+        }
+        if self.config.keep_best
+            && let Some(metrics) = &progress.final_metrics
+        {
+            // Before the checkpoint: see `best` for why this order survives a crash between them.
+            best::offer(run_folder.path(), &self.model.vars, metrics)?;
         }
         self.save_checkpoint(sgd, run_folder, false)?;
         Ok(Some(self.summary(
