@@ -250,17 +250,18 @@ fn train_run(config: &TrainConfig, dir: &Path, stop: &AtomicBool) -> anyhow::Res
                 changes.join(", ")
             );
         }
-        let state = checkpoint::find(dir)?.map(|c| c.state);
-        let done = state.as_ref().is_some_and(|s| !s.pending_evaluation)
-            && run::read_metrics(dir)?
-                .records
-                .last()
-                .is_some_and(|m| config.is_final_evaluation(m.epoch, m.step));
-        let step = state.map_or(0, |s| s.step);
-        if done {
+        // A run is complete once its final evaluation is recorded (what the tables read), even
+        // when its weights were left out of an archive of the logs.
+        let finished = run::read_metrics(dir)?
+            .records
+            .last()
+            .filter(|m| config.is_final_evaluation(m.epoch, m.step))
+            .map(|m| m.step);
+        if let Some(step) = finished {
             println!("{}: already complete at step {step}", dir.display());
             return Ok(());
         }
+        let step = checkpoint::find(dir)?.map_or(0, |c| c.state.step);
         println!("{}: resuming from step {step}", dir.display());
         RunStart::Resume {
             run_dir: dir.to_path_buf(),
@@ -429,9 +430,24 @@ pub fn results_markdown(results: &Results, command: &str) -> String {
     let per_class = c.train_per_class.map_or(String::new(), |k| {
         format!(" (first {k} training images per class)")
     });
+    let augmentation = if c.augment {
+        let padding = c
+            .crop_padding
+            .map_or("the dataset's usual crop".to_string(), |p| {
+                format!("random crop with padding {p}")
+            });
+        let flip = match c.horizontal_flip {
+            Some(false) => "no flip",
+            Some(true) => "horizontal flip",
+            None => "the dataset's usual flip",
+        };
+        format!("{padding} and {flip}")
+    } else {
+        "no augmentation".to_string()
+    };
     let _ = writeln!(
         text,
-        "Dataset {}{per_class}, model {}, transformations {:?}, {length}, batch {}, lr {} ({:?} schedule), seeds {:?}.\n",
+        "Dataset {}{per_class}, {augmentation}, model {}, transformations {:?}, {length}, batch {}, lr {} ({:?} schedule), seeds {:?}.\n",
         c.dataset.kind,
         c.model.name(),
         c.transforms,
