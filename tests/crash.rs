@@ -214,6 +214,8 @@ fn killed_at_random_moments_a_run_resumes_to_the_same_weights_bit_for_bit() {
     }
 }
 
+/// Signals are POSIX; on Windows the Ctrl-C path is ctrlc's console handler, not tested here.
+#[cfg(unix)]
 fn signal(child: &Child, signal: i32) {
     let pid = i32::try_from(child.id()).expect("pid");
     // SAFETY: kill(2) with a pid of our own child and a valid signal number has no memory effects.
@@ -235,6 +237,7 @@ fn wait_for_steps(run: &Path, steps: u64, child: &mut Child) {
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn ctrl_c_stops_with_a_checkpoint_and_a_second_quits_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -104,6 +104,15 @@ impl Downloader {
         if !options.use_env_proxy {
             config = config.proxy(None);
         }
+        #[cfg(target_os = "macos")]
+        {
+            // See Cargo.toml: macOS builds carry native-tls instead of rustls.
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::NativeTls)
+                    .build(),
+            );
+        }
         Downloader {
             agent: config.build().into(),
             options,
