@@ -33,3 +33,6 @@ timeout 600 xvfb-run -a -s "-screen 0 1280x800x24" \
     --screenshot "$shot_dir/window.png" --epochs 1 --limit-train 500 --limit-test 100 --batch-size 50 \
     --out "$shot_dir/run"
 cargo run --locked --quiet --example check_screenshot -- "$shot_dir/window.png"
+
+# The CUDA build, compiled and linted without a GPU (the toolkit from PyPI; see the script).
+./scripts/check-cuda-build.sh 90
