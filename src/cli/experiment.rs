@@ -183,11 +183,19 @@ pub struct GroupResult {
     pub few: Option<Spread>,
 }
 
+impl RunOutcome {
+    /// The final evaluation (`outcome` refuses runs without one).
+    fn last(&self) -> &EvalMetrics {
+        &self.evaluations[self.evaluations.len() - 1]
+    }
+}
+
 /// What one finished run contributes to the tables.
 struct RunOutcome {
     name: String,
     seed: u64,
-    metrics: EvalMetrics,
+    /// Every evaluation of the run, in order; the last is the one the tables read.
+    evaluations: Vec<EvalMetrics>,
     /// The best-validation evaluation, for runs that kept one.
     best: Option<EvalMetrics>,
     train_class_counts: Vec<usize>,
@@ -293,7 +301,7 @@ fn train_run(config: &TrainConfig, dir: &Path, stop: &AtomicBool) -> anyhow::Res
 
 fn summarise(arm: Arm, imbalance: f64, runs: &[RunOutcome]) -> ModeResult {
     let pick = |f: &dyn Fn(&EvalMetrics) -> Option<f64>| {
-        let values: Vec<f64> = runs.iter().filter_map(|r| f(&r.metrics)).collect();
+        let values: Vec<f64> = runs.iter().filter_map(|r| f(r.last())).collect();
         Spread::of(&values)
     };
     let groups = ByInference::NAMES
@@ -363,7 +371,7 @@ fn paired_comparisons(arms: &[(Arm, f64, Vec<RunOutcome>)]) -> Vec<Comparison> {
                 .iter()
                 .filter_map(|run| {
                     let base = reference.iter().find(|b| b.seed == run.seed)?;
-                    Some((run.seed, accuracy(&run.metrics)?, base.metrics.single_acc))
+                    Some((run.seed, accuracy(run.last())?, base.last().single_acc))
                 })
                 .collect();
             let values: Vec<(f64, f64)> = pairs.iter().map(|&(_, v, b)| (v, b)).collect();
@@ -389,7 +397,7 @@ fn paired_comparisons(arms: &[(Arm, f64, Vec<RunOutcome>)]) -> Vec<Comparison> {
 fn mean_per_class(runs: &[RunOutcome]) -> Option<PerClassAcc> {
     let all: Vec<&PerClassAcc> = runs
         .iter()
-        .filter_map(|r| r.metrics.per_class_acc.as_ref())
+        .filter_map(|r| r.last().per_class_acc.as_ref())
         .collect();
     if all.is_empty() || all.len() != runs.len() {
         return None;
@@ -618,7 +626,7 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
                 train_run(&arm.config(&base, seed, ratio), &dir, &stop)
                     .with_context(|| format!("run {name}"))?;
                 let outcome = outcome(name, seed, &dir)?;
-                group_rule = group_rule.or(outcome.metrics.group_rule);
+                group_rule = group_rule.or(outcome.last().group_rule);
                 runs.push(outcome);
             }
             arms.push((arm, ratio, runs));
@@ -653,16 +661,14 @@ fn outcome(name: String, seed: u64, dir: &Path) -> anyhow::Result<RunOutcome> {
     if let Some(torn) = &metrics.torn_tail {
         eprintln!("warning: {torn}");
     }
-    let last = metrics
-        .records
-        .last()
-        .cloned()
-        .with_context(|| format!("run {name} has no evaluation"))?;
+    if metrics.records.is_empty() {
+        bail!("run {name} has no evaluation");
+    }
     let train_class_counts = run::read_snapshot(dir)?.train_class_counts;
     Ok(RunOutcome {
         name,
         seed,
-        metrics: last,
+        evaluations: metrics.records,
         best: best::best_metrics(dir)?,
         train_class_counts,
     })
@@ -688,10 +694,9 @@ fn mode_curves(
                     .map(|s| s.loss)
                     .collect::<Vec<_>>(),
             );
-            let metrics = run::read_metrics(&dir)?.records;
-            eval_steps = metrics.iter().map(|m| m.step as f32).collect();
+            eval_steps = run.evaluations.iter().map(|m| m.step as f32).collect();
             accuracies.push(
-                metrics
+                run.evaluations
                     .iter()
                     .map(|m| headline(arm.mode, m.agg_acc.is_some(), m.sd_acc.is_some()).1(m))
                     .collect::<Vec<_>>(),
@@ -704,8 +709,8 @@ fn mode_curves(
         let inference = runs.first().map_or("single", |r| {
             headline(
                 arm.mode,
-                r.metrics.agg_acc.is_some(),
-                r.metrics.sd_acc.is_some(),
+                r.last().agg_acc.is_some(),
+                r.last().sd_acc.is_some(),
             )
             .0
         });

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::run::{EvalMetrics, RunError, sync_dir, write_atomically};
 
-use super::checkpoint::{CheckpointError, FileEntry, tensor_error};
+use super::checkpoint::{CheckpointError, FileEntry, read_manifest_file, tensor_error};
 
 pub const BEST_MANIFEST_FILE: &str = "best.json";
 const BEST_MODEL_PREFIX: &str = "best-model-";
@@ -44,14 +44,7 @@ impl Best {
 }
 
 fn read_manifest(run: &Path) -> Result<Option<Manifest>, RunError> {
-    let path = run.join(BEST_MANIFEST_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| RunError::format(&path, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(RunError::io(&path, e)),
-    }
+    read_manifest_file(&run.join(BEST_MANIFEST_FILE))
 }
 
 /// The metrics of the best evaluation recorded in `run`, without reading its weights (for reports).

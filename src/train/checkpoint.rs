@@ -176,15 +176,21 @@ fn sha256_of(path: &Path) -> Result<(u64, String), RunError> {
     Ok((bytes.len() as u64, hex))
 }
 
-fn read_manifest(run: &Path) -> Result<Option<Manifest>, RunError> {
-    let path = run.join(MANIFEST_FILE);
-    match fs::read(&path) {
+/// A JSON manifest, or `None` when the file does not exist (no checkpoint of that kind yet).
+pub(crate) fn read_manifest_file<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, RunError> {
+    match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| RunError::format(&path, e)),
+            .map_err(|e| RunError::format(path, e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(RunError::io(&path, e)),
+        Err(e) => Err(RunError::io(path, e)),
     }
+}
+
+fn read_manifest(run: &Path) -> Result<Option<Manifest>, RunError> {
+    read_manifest_file(&run.join(MANIFEST_FILE))
 }
 
 /// Save weights, optimiser buffers and state as one checkpoint; the previous one stays whole until
