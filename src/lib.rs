@@ -12,6 +12,7 @@ pub mod gpu;
 pub mod gui;
 pub mod model;
 pub mod ops;
+pub mod process_memory;
 pub mod run;
 pub mod sla;
 pub mod train;

@@ -32,8 +32,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     harness.step();
     harness.get_by_label("180°").click();
     harness.step();
-    harness.get_by_label("Start").click();
-    harness.step();
+    click_when_in_view(&mut harness, "Start");
     train_to_the_end(&mut harness);
     let state = harness.state().run_state();
     assert_eq!(state.losses.len(), 12, "one loss per step");
@@ -128,15 +127,20 @@ fn open_and_inspect(harness: &mut Harness<'_, SlaApp>, run: &std::path::Path) {
         harness.get_by_label("Open run").value().as_deref(),
         run.to_str()
     );
-    // The section sits low in the scrolling setup panel, which scrolls to it in an animation of
-    // several frames: click only once the button is in the window.
-    harness.get_by_label("Inspect").scroll_to_me();
+    click_when_in_view(harness, "Inspect");
+}
+
+/// Scroll the setup panel to a button and click it, as a user does. The run section sits low in
+/// the scrolling panel, which scrolls in an animation of several frames: click only once the
+/// button is in the window.
+fn click_when_in_view(harness: &mut Harness<'_, SlaApp>, label: &str) {
+    harness.get_by_label(label).scroll_to_me();
     for _ in 0..30 {
         harness.step();
     }
-    let inspect = harness.get_by_label("Inspect");
-    assert!(inspect.rect().bottom() <= 760.0, "{:?}", inspect.rect());
-    inspect.click();
+    let button = harness.get_by_label(label);
+    assert!(button.rect().bottom() <= 760.0, "{:?}", button.rect());
+    button.click();
     for _ in 0..5 {
         harness.step();
     }
@@ -243,8 +247,7 @@ fn an_imbalance_set_in_the_app_redraws_the_counts_and_a_run_shows_per_class_bars
         .get_by_label("Imbalance ρ")
         .set_value_accesskit(10.0);
     harness.step();
-    harness.get_by_label("Start").click();
-    harness.step();
+    click_when_in_view(&mut harness, "Start");
     train_to_the_end(&mut harness);
     let state = harness.state().run_state();
     let snapshot = state.snapshot.as_ref().expect("a snapshot");
@@ -318,4 +321,71 @@ fn a_custom_set_given_at_start_up_or_opened_from_a_run_stays_custom() {
         .clone()
         .expect("the run's snapshot");
     assert_eq!(snapshot.transform_names, ["identity", "rot90", "rot270"]);
+}
+
+#[test]
+fn every_setting_of_sla_train_is_reachable_in_the_app_by_its_name() {
+    let options = GuiOptions {
+        config: TrainConfig {
+            mode: sla::sla::Mode::SlaSd,
+            ..Default::default()
+        },
+        deterministic: true,
+        ..Default::default()
+    };
+    let mut harness = app_harness(options);
+    wait_for_the_preview(&mut harness);
+    assert!(
+        harness.query_by_label("Images per class").is_none(),
+        "folded"
+    );
+    harness
+        .get_by_label(sla::gui::more_settings::HEADER)
+        .click_accesskit();
+    harness.step();
+    let set = |harness: &mut Harness<'_, SlaApp>, name: &str, value: f64| {
+        harness.get_by_label(name).set_value_accesskit(value);
+        harness.step();
+    };
+    let toggle = |harness: &mut Harness<'_, SlaApp>, name: &str| {
+        harness.get_by_label(name).click_accesskit();
+        harness.step();
+    };
+    set(&mut harness, "Images per class", 100.0);
+    set(&mut harness, "Validation images", 50.0);
+    toggle(&mut harness, "Keep best weights");
+    set(&mut harness, "Crop padding", 4.0);
+    toggle(&mut harness, "Horizontal flip");
+    set(&mut harness, "Iterations", 300.0);
+    toggle(&mut harness, "Nesterov");
+    toggle(&mut harness, "Large loss");
+    set(&mut harness, "Distillation β", 0.5);
+    set(&mut harness, "Evaluate every", 2.0);
+    set(&mut harness, "Checkpoint every", 50.0);
+    harness.step();
+    let config = harness.state().config().clone();
+    assert_eq!(config.train_per_class, Some(100));
+    assert_eq!(config.validation, 50);
+    assert!(config.keep_best);
+    // fashion-mini's usual augmentation is padding 2 with flips: both now differ from it.
+    assert_eq!(config.crop_padding, Some(4));
+    assert_eq!(config.horizontal_flip, Some(false));
+    assert_eq!(config.iterations, Some(300));
+    assert!(config.nesterov && config.large_loss);
+    assert_eq!(config.beta, 0.5);
+    assert_eq!(config.eval_every, 2);
+    assert_eq!(config.checkpoint_every, 50);
+    config.validate().expect("a valid configuration");
+    // The per-class count chart follows the per-class subset at once.
+    harness.get_by_label_contains("100 100 100 100 100 100 100 100 100 100 (total 1000)");
+    // Back to the dataset's usual augmentation, then none at all: crop and flip disappear.
+    toggle(&mut harness, "Dataset's usual");
+    assert_eq!(harness.state().config().crop_padding, None);
+    assert_eq!(harness.state().config().horizontal_flip, None);
+    toggle(&mut harness, "Augment");
+    assert!(!harness.state().config().augment);
+    assert!(harness.query_by_label("Crop padding").is_none());
+    // Without validation images there is nothing to pick the best weights by.
+    set(&mut harness, "Validation images", 0.0);
+    assert!(!harness.state().config().keep_best);
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::model::{ModelKind, Network, seeded_var_builder};
 use crate::ops;
+use crate::process_memory::{peak_rss_mb, reset_peak_rss};
 use crate::sla::transform::Expander;
 use crate::sla::{Mode, Objective, TransformPreset, TransformSet};
 use crate::train::optim::Sgd;
@@ -325,19 +326,4 @@ fn print_report(r: &Report) {
         );
     }
     println!("  last loss: {:.4}", r.last_loss);
-}
-
-/// Linux: the kernel's peak-RSS mark restarts when "5" is written to clear_refs.
-fn reset_peak_rss() {
-    if let Err(error) = std::fs::write("/proc/self/clear_refs", "5") {
-        log::debug!("cannot reset the peak RSS mark: {error}");
-    }
-}
-
-/// VmHWM of this process in MB (Linux), if readable.
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }

@@ -3,6 +3,8 @@
 pub mod app;
 mod class_bars;
 mod download_job;
+pub mod more_settings;
+mod number_format;
 mod preview;
 pub mod run_state;
 mod setup_panel;

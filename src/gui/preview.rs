@@ -86,14 +86,19 @@ impl DatasetPreview {
     /// The training images per class a run with `config` would train on (before its validation
     /// split), or why the imbalance cannot be built.
     pub fn train_counts(&self, config: &TrainConfig) -> Result<Vec<usize>, String> {
-        let limit = config
-            .limit_train
-            .unwrap_or(usize::MAX)
-            .min(self.train_labels.len());
+        // As the loader does: the first K of each class in file order, then the first N of those.
+        let per_class = config.train_per_class.unwrap_or(usize::MAX);
+        let mut limit = config.limit_train.unwrap_or(usize::MAX);
         let mut available = vec![0usize; self.class_names.len()];
-        for &label in &self.train_labels[..limit] {
-            if let Some(count) = available.get_mut(label as usize) {
+        for &label in &self.train_labels {
+            if limit == 0 {
+                break;
+            }
+            if let Some(count) = available.get_mut(label as usize)
+                && *count < per_class
+            {
                 *count += 1;
+                limit -= 1;
             }
         }
         match config.imbalance() {

@@ -14,6 +14,8 @@ use crate::train::TrainerCommand;
 
 use super::app::SlaApp;
 use super::class_bars;
+use super::more_settings;
+use super::number_format;
 use super::run_state::Phase;
 
 const DATASETS: [DatasetKind; 7] = [
@@ -39,6 +41,11 @@ impl SlaApp {
             self.objective_section(ui);
             ui.separator();
             self.hyper_parameter_section(ui);
+            let side = match &self.preview {
+                Some(Ok(preview)) => Some(preview.shape.height),
+                _ => None,
+            };
+            more_settings::show(ui, &mut self.config, side);
         });
         ui.separator();
         self.run_controls(ui);
@@ -556,6 +563,16 @@ impl SlaApp {
                 }
                 ui.separator();
                 ui.label(format!("loss {:.4}", stats.loss));
+                ui.separator();
+                ui.label(format!("lr {}", number_format::significant(stats.lr, 3)))
+                    .on_hover_text("The learning rate of the last step");
+                if let Some(peak) =
+                    crate::process_memory::peak_rss_mb().filter(|_| !self.deterministic())
+                {
+                    ui.separator();
+                    ui.label(format!("peak memory {peak:.0} MiB"))
+                        .on_hover_text("The most resident memory this process has used so far");
+                }
                 if let Some(eta) = self.state.eta_s().filter(|_| !self.deterministic()) {
                     ui.separator();
                     ui.label(format!("ETA {}", format_duration(eta)));

@@ -10,6 +10,8 @@ use crate::gpu::input_grid::{BorderMode, GridInput, GridLayout, InputGridRendere
 use crate::gpu::{GpuContext, GpuError, RenderTarget, ViewStyle};
 use crate::train::SampleGrid;
 
+use super::number_format;
+
 /// A render target shown in egui under a fixed texture id.
 struct Texture {
     target: RenderTarget,
@@ -398,26 +400,30 @@ fn paint_axes(ui: &egui::Ui, rect: &egui::Rect, axes: &Axes, pixels_per_point: f
     let colour = egui::Color32::from_gray(170);
     let to_point = |px: u32| px as f32 / pixels_per_point;
     let plot_bottom = to_point(axes.plot[1] + axes.plot[3]);
-    for tick in &axes.x_ticks {
+    let x_values: Vec<f64> = axes.x_ticks.iter().map(|t| t.value).collect();
+    let x_labels = number_format::tick_labels(&x_values, false);
+    for (tick, label) in axes.x_ticks.iter().zip(x_labels) {
         painter.text(
             egui::pos2(
                 rect.left() + to_point(tick.pixel),
                 rect.top() + plot_bottom + 2.0,
             ),
             egui::Align2::CENTER_TOP,
-            format!("{:.0}", tick.value),
+            label,
             font.clone(),
             colour,
         );
     }
-    for tick in &axes.y_ticks {
+    let y_values: Vec<f64> = axes.y_ticks.iter().map(|t| t.value).collect();
+    let y_labels = number_format::tick_labels(&y_values, axes.log_y);
+    for (tick, label) in axes.y_ticks.iter().zip(y_labels) {
         painter.text(
             egui::pos2(
                 rect.left() + to_point(axes.plot[0]) - 4.0,
                 rect.top() + to_point(tick.pixel),
             ),
             egui::Align2::RIGHT_CENTER,
-            format_tick(tick.value),
+            label,
             font.clone(),
             colour,
         );
@@ -439,18 +445,5 @@ fn paint_axes(ui: &egui::Ui, rect: &egui::Rect, axes: &Axes, pixels_per_point: f
             colour,
         );
         y += 12.0;
-    }
-}
-
-fn format_tick(value: f64) -> String {
-    let magnitude = value.abs();
-    if magnitude >= 10_000.0 {
-        format!("{:.0}k", value / 1000.0)
-    } else if magnitude >= 10.0 || value == 0.0 {
-        format!("{value:.0}")
-    } else if magnitude >= 0.1 {
-        format!("{value:.2}")
-    } else {
-        format!("{value:.1e}")
     }
 }
