@@ -389,3 +389,135 @@ fn every_setting_of_sla_train_is_reachable_in_the_app_by_its_name() {
     set(&mut harness, "Validation images", 0.0);
     assert!(!harness.state().config().keep_best);
 }
+
+/// eframe's storage, in memory.
+#[derive(Default)]
+struct MemoryStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemoryStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    fn flush(&mut self) {}
+}
+
+#[test]
+fn settings_are_remembered_across_launches_and_reset_to_defaults() {
+    use sla::gui::remembered::RememberedSettings;
+    let options = GuiOptions {
+        deterministic: true,
+        ..Default::default()
+    };
+    let mut first = app_harness(options.clone());
+    wait_for_the_preview(&mut first);
+    first.get_by_label("Epochs").set_value_accesskit(7.0);
+    first.step();
+    first
+        .get_by_label("Custom rotations × channel orders")
+        .click_accesskit();
+    first.step();
+    first.get_by_label("90°").click_accesskit();
+    first.step();
+    first
+        .get_by_label(sla::gui::more_settings::HEADER)
+        .click_accesskit();
+    first.step();
+    first
+        .get_by_label("Images per class")
+        .set_value_accesskit(100.0);
+    first.step();
+    first.get_by_label("log y").click_accesskit();
+    first.step();
+    let chosen = first.state().config().clone();
+    assert_eq!(chosen.epochs, 7);
+    assert_eq!(chosen.train_per_class, Some(100));
+    // eframe saves through the app's `save` when the window closes (and every 30 s).
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(first.state_mut(), &mut storage);
+    let stored = eframe::Storage::get_string(&storage, sla::gui::remembered::STORAGE_KEY)
+        .expect("settings stored");
+    assert!(stored.contains("epochs:7"), "{stored}");
+
+    // The next launch starts where this one stopped, controls included.
+    let remembered = RememberedSettings::load(&storage).expect("readable settings");
+    let mut second = Harness::builder()
+        .with_size(eframe::egui::vec2(1100.0, 760.0))
+        .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
+        .build_eframe(|cc| SlaApp::with_settings(cc, options, Some(remembered)));
+    wait_for_the_preview(&mut second);
+    assert_eq!(second.state().config(), &chosen);
+    assert_eq!(second.get_by_label("Epochs").value().as_deref(), Some("7"));
+    // The custom set's ticks are on screen again, and so is the view toggle.
+    second.get_by_label("90°");
+    assert!(second.state().remembered().log_y);
+
+    // Reset puts every setting back.
+    second.get_by_label("Reset to defaults").click_accesskit();
+    second.step();
+    assert_eq!(second.state().config(), &TrainConfig::default());
+    // (The theme stays dark: deterministic mode pins it for snapshots.)
+    assert_eq!(
+        second.state().remembered(),
+        RememberedSettings {
+            theme: eframe::egui::ThemePreference::Dark,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn shortcuts_start_a_run_and_focus_open_run_and_a_banner_says_how_it_ended() {
+    use eframe::egui::{Key, Modifiers};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = GuiOptions {
+        config: TrainConfig {
+            limit_train: Some(80),
+            limit_test: Some(40),
+            batch_size: 40,
+            epochs: 1,
+            ..Default::default()
+        },
+        run_dir: Some(dir.path().join("run")),
+        deterministic: true,
+        ..Default::default()
+    };
+    let mut harness = app_harness(options);
+    wait_for_the_preview(&mut harness);
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::Enter);
+    harness.step();
+    assert_ne!(
+        harness.state().run_state().phase,
+        Phase::Idle,
+        "Ctrl+Enter starts"
+    );
+    train_to_the_end(&mut harness);
+    let metrics = harness
+        .state()
+        .run_state()
+        .metrics
+        .last()
+        .cloned()
+        .expect("an evaluation");
+    let banner = format!(
+        "Run finished: single {:.1}%, aggregated {:.1}%",
+        100.0 * metrics.single_acc,
+        100.0 * metrics.agg_acc.expect("sla aggregates")
+    );
+    harness.get_by_label(&banner);
+    harness.get_by_label("Dismiss").click_accesskit();
+    harness.step();
+    harness.step();
+    assert!(harness.query_by_label(&banner).is_none());
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::O);
+    harness.step();
+    assert!(harness.get_by_label("Open run").is_focused());
+}

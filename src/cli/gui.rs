@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::config::TrainConfig;
 use crate::gui::GuiOptions;
 
 use super::train::TrainArgs;
@@ -25,7 +26,11 @@ pub struct GuiArgs {
 
 pub fn run(args: GuiArgs) -> anyhow::Result<()> {
     let config = args.train.config()?;
+    // Settings given on the command line win; without any, the app starts where the last launch
+    // left off.
+    let restore = config == TrainConfig::default() && args.train.out.is_none() && !args.autostart;
     crate::gui::run(GuiOptions {
+        restore,
         config,
         run_dir: args.train.out.clone(),
         autostart: args.autostart,

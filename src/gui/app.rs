@@ -13,8 +13,11 @@ use crate::train::{RunStart, TrainerCommand, TrainerHandle, trainer};
 
 use super::GuiOptions;
 use super::download_job::DownloadJob;
+use super::notice::Notice;
 use super::preview::{DatasetPreview, PreviewLoader};
+use super::remembered::RememberedSettings;
 use super::run_state::{Phase, RunState};
+use super::shortcuts;
 use super::views::{ConfusionSettings, GpuViews};
 
 pub struct SlaApp {
@@ -43,6 +46,8 @@ pub struct SlaApp {
     /// showed (read by tests that click the matrix).
     pub(super) confusion_rect: Option<egui::Rect>,
     pub(super) gallery_images: usize,
+    /// How the last run ended, shown in a banner until dismissed or the next run starts.
+    pub(super) notice: Option<Notice>,
     options: GuiOptions,
     ctx: egui::Context,
     screenshot_saved: Arc<AtomicBool>,
@@ -52,21 +57,33 @@ pub struct SlaApp {
 }
 
 impl SlaApp {
+    /// The app as `options` ask: from the settings the last launch remembered when
+    /// `options.restore` is set and there are some, else from `options.config`.
     pub fn new(cc: &eframe::CreationContext<'_>, options: GuiOptions) -> Self {
-        cc.egui_ctx.set_visuals(egui::Visuals::dark());
+        let remembered = cc
+            .storage
+            .filter(|_| options.restore)
+            .and_then(RememberedSettings::load);
+        Self::with_settings(cc, options, remembered)
+    }
+
+    /// The app starting from `remembered` settings (when given) instead of `options.config`.
+    pub fn with_settings(
+        cc: &eframe::CreationContext<'_>,
+        options: GuiOptions,
+        remembered: Option<RememberedSettings>,
+    ) -> Self {
         let views = cc.wgpu_render_state.as_ref().map(GpuViews::new);
         if views.is_none() {
             log::error!("no wgpu render state: the GPU views are off");
         }
-        let config = options.config.clone();
+        let settings = remembered.unwrap_or_else(|| RememberedSettings {
+            config: options.config.clone(),
+            ..Default::default()
+        });
         let mut app = Self {
-            data_dir_text: config
-                .dataset
-                .dir
-                .as_ref()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default(),
-            config,
+            config: TrainConfig::default(),
+            data_dir_text: String::new(),
             custom_transforms: false,
             custom_rotations: [true, false, false, false],
             custom_permutations: [true, false, false, false, false, false],
@@ -90,18 +107,70 @@ impl SlaApp {
             charts: None,
             confusion_rect: None,
             gallery_images: 0,
+            notice: None,
             options,
             ctx: cc.egui_ctx.clone(),
             screenshot_saved: Arc::new(AtomicBool::new(false)),
             closing: None,
             screenshot_asked: None,
         };
-        app.show_transforms_of_config();
+        app.apply(settings);
         app.reload_preview();
         if app.options.autostart {
             app.start();
         }
         app
+    }
+
+    /// Show `settings` in the controls (and the theme in the window).
+    fn apply(&mut self, settings: RememberedSettings) {
+        self.data_dir_text = settings
+            .config
+            .dataset
+            .dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        self.config = settings.config;
+        self.custom_rotations = settings.custom_rotations;
+        self.custom_permutations = settings.custom_permutations;
+        self.open_dir_text = settings.open_dir;
+        self.smoothing = settings.smoothing;
+        self.log_y = settings.log_y;
+        self.confusion.normalise_rows = settings.normalise_rows;
+        self.confusion.log_scale = settings.log_scale;
+        // Snapshot tests must not depend on the theme of the machine they run on.
+        let theme = if self.options.deterministic {
+            egui::ThemePreference::Dark
+        } else {
+            settings.theme
+        };
+        self.ctx.set_theme(theme);
+        self.show_transforms_of_config();
+    }
+
+    /// What the next launch starts from.
+    pub fn remembered(&self) -> RememberedSettings {
+        RememberedSettings {
+            config: self.config.clone(),
+            custom_rotations: self.custom_rotations,
+            custom_permutations: self.custom_permutations,
+            open_dir: self.open_dir_text.clone(),
+            smoothing: self.smoothing,
+            log_y: self.log_y,
+            normalise_rows: self.confusion.normalise_rows,
+            log_scale: self.confusion.log_scale,
+            theme: self.ctx.options(|o| o.theme_preference),
+        }
+    }
+
+    /// Every setting back to its default (the run folder and the run shown stay).
+    pub(super) fn reset_to_defaults(&mut self) {
+        let before = self.config.dataset.clone();
+        self.apply(RememberedSettings::default());
+        if self.config.dataset != before {
+            self.reload_preview();
+        }
     }
 
     /// Set the transformation controls to the config's set, so that the next frame, which rebuilds
@@ -228,6 +297,7 @@ impl SlaApp {
         match TrainerHandle::spawn(start, waker) {
             Ok(handle) => {
                 self.trainer = Some(handle);
+                self.notice = None;
                 self.state = RunState::loading();
                 self.selected_cell = None;
             }
@@ -273,8 +343,15 @@ impl SlaApp {
 
     fn drain_events(&mut self) {
         if let Some(trainer) = &mut self.trainer {
+            let was_active = self.state.is_active();
             for event in trainer.poll() {
                 self.state.apply(event);
+            }
+            if was_active
+                && let Some(notice) = Notice::for_end(&self.state.phase, self.state.metrics.last())
+            {
+                notice.request_attention(&self.ctx);
+                self.notice = Some(notice);
             }
             // A finished run keeps its folder; the next run gets a fresh one.
             let finished = matches!(self.state.phase, Phase::Finished { .. } | Phase::Failed(_));
@@ -356,6 +433,34 @@ impl SlaApp {
     }
 }
 
+impl SlaApp {
+    /// Space pauses and resumes (unless a text field has the keyboard); the others are in
+    /// `shortcuts`.
+    fn keyboard_shortcuts(&mut self, ui: &egui::Ui) {
+        let typing = ui.ctx().memory(|m| m.focused().is_some());
+        if !typing && ui.input(|i| i.key_pressed(egui::Key::Space)) {
+            match self.state.phase {
+                Phase::Training => self.command(TrainerCommand::Pause),
+                Phase::Paused => self.command(TrainerCommand::Resume),
+                _ => {}
+            }
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&shortcuts::START))
+            && !self.state.is_active()
+            && self.start_blocker().is_none()
+        {
+            self.start();
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&shortcuts::SAVE_CHECKPOINT)) {
+            self.command(TrainerCommand::SaveCheckpoint);
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&shortcuts::OPEN_RUN)) {
+            ui.ctx()
+                .memory_mut(|m| m.request_focus(shortcuts::open_run_field()));
+        }
+    }
+}
+
 fn save_screenshot(path: &Path, image: &egui::ColorImage) -> Result<(), String> {
     let [width, height] = image.size;
     let pixels: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
@@ -375,17 +480,21 @@ fn default_run_dir() -> String {
 }
 
 impl eframe::App for SlaApp {
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.remembered().save(storage);
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.drain_events();
-        let typing = ui.ctx().memory(|m| m.focused().is_some());
-        if !typing && ui.input(|i| i.key_pressed(egui::Key::Space)) {
-            match self.state.phase {
-                Phase::Training => self.command(TrainerCommand::Pause),
-                Phase::Paused => self.command(TrainerCommand::Resume),
-                _ => {}
-            }
-        }
+        self.keyboard_shortcuts(ui);
         egui::Panel::top("status").show(ui, |ui| self.status_bar(ui));
+        if let Some(notice) = self.notice.clone() {
+            egui::Panel::top("notice").show(ui, |ui| {
+                if notice.show(ui) {
+                    self.notice = None;
+                }
+            });
+        }
         egui::Panel::left("setup")
             .resizable(true)
             .default_size(310.0)

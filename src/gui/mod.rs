@@ -4,10 +4,13 @@ pub mod app;
 mod class_bars;
 mod download_job;
 pub mod more_settings;
+mod notice;
 mod number_format;
 mod preview;
+pub mod remembered;
 pub mod run_state;
 mod setup_panel;
+mod shortcuts;
 mod views;
 mod watch_panel;
 
@@ -33,6 +36,8 @@ pub struct GuiOptions {
     pub screenshot: Option<PathBuf>,
     /// Hide everything that depends on timing (rates, ETA, durations), for snapshot tests.
     pub deterministic: bool,
+    /// Start from the settings the last launch remembered, if any (instead of `config`).
+    pub restore: bool,
 }
 
 /// Open the window and run until it closes.

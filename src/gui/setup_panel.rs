@@ -17,6 +17,7 @@ use super::class_bars;
 use super::more_settings;
 use super::number_format;
 use super::run_state::Phase;
+use super::shortcuts;
 
 const DATASETS: [DatasetKind; 7] = [
     DatasetKind::FashionMini,
@@ -46,6 +47,13 @@ impl SlaApp {
                 _ => None,
             };
             more_settings::show(ui, &mut self.config, side);
+            if ui
+                .button("Reset to defaults")
+                .on_hover_text("Every setting above back to its default")
+                .clicked()
+            {
+                self.reset_to_defaults();
+            }
         });
         ui.separator();
         self.run_controls(ui);
@@ -481,10 +489,16 @@ impl SlaApp {
                     }
                 }
                 _ => {
-                    let start = ui.add_enabled(
-                        blocker.is_none() && !self.state.is_active(),
-                        egui::Button::new("Start"),
-                    );
+                    let start = ui
+                        .add_enabled(
+                            blocker.is_none() && !self.state.is_active(),
+                            egui::Button::new("Start"),
+                        )
+                        .on_hover_text(shortcuts::hint(
+                            ui.ctx(),
+                            "Train with these settings",
+                            &shortcuts::START,
+                        ));
                     if start.clicked() {
                         self.start();
                     }
@@ -500,6 +514,11 @@ impl SlaApp {
             }
             if ui
                 .add_enabled(active, egui::Button::new("Save checkpoint"))
+                .on_hover_text(shortcuts::hint(
+                    ui.ctx(),
+                    "Save a resumable checkpoint now",
+                    &shortcuts::SAVE_CHECKPOINT,
+                ))
                 .clicked()
             {
                 self.command(TrainerCommand::SaveCheckpoint);
@@ -511,8 +530,15 @@ impl SlaApp {
         ui.separator();
         ui.horizontal(|ui| {
             let label = ui.label("Open run");
-            ui.text_edit_singleline(&mut self.open_dir_text)
-                .labelled_by(label.id);
+            ui.add(
+                egui::TextEdit::singleline(&mut self.open_dir_text).id(shortcuts::open_run_field()),
+            )
+            .labelled_by(label.id)
+            .on_hover_text(shortcuts::hint(
+                ui.ctx(),
+                "A run folder to inspect or resume",
+                &shortcuts::OPEN_RUN,
+            ));
         });
         let dir = PathBuf::from(self.open_dir_text.trim());
         ui.horizontal(|ui| {
@@ -584,6 +610,8 @@ impl SlaApp {
                 ui.separator();
                 ui.label(egui::RichText::new(format!("views on {}", views.adapter())).small());
             }
+            ui.separator();
+            theme_choice(ui);
             if let Phase::Failed(error) = &self.state.phase {
                 ui.colored_label(ERROR_COLOUR, error);
             } else if let Some(message) = self
@@ -596,6 +624,33 @@ impl SlaApp {
                 ui.label(message);
             }
         });
+    }
+}
+
+/// Follow the system's light or dark theme, or choose one. (egui's own theme buttons draw emoji
+/// that its bundled fonts lack.)
+fn theme_choice(ui: &mut egui::Ui) {
+    let mut preference = ui.options(|o| o.theme_preference);
+    let name = |p: egui::ThemePreference| match p {
+        egui::ThemePreference::System => "system theme",
+        egui::ThemePreference::Dark => "dark",
+        egui::ThemePreference::Light => "light",
+    };
+    egui::ComboBox::from_id_salt("theme")
+        .selected_text(name(preference))
+        .show_ui(ui, |ui| {
+            for choice in [
+                egui::ThemePreference::System,
+                egui::ThemePreference::Dark,
+                egui::ThemePreference::Light,
+            ] {
+                ui.selectable_value(&mut preference, choice, name(choice));
+            }
+        })
+        .response
+        .on_hover_text("Theme");
+    if preference != ui.options(|o| o.theme_preference) {
+        ui.ctx().set_theme(preference);
     }
 }
 

@@ -114,6 +114,8 @@ pub struct GpuViews {
     confusion_texture: Option<Texture>,
     curve_textures: Vec<Option<Texture>>,
     drawn: DrawnState,
+    /// Colours of the views, following the app's theme.
+    style: ViewStyle,
     pub error: Option<String>,
 }
 
@@ -154,7 +156,25 @@ impl GpuViews {
                 uploaded: vec![None; CHARTS],
                 ..Default::default()
             },
+            style: ViewStyle::dark(),
             error: None,
+        }
+    }
+
+    /// Follow the app's theme; a change redraws every view.
+    pub fn set_dark(&mut self, dark: bool) {
+        let style = if dark {
+            ViewStyle::dark()
+        } else {
+            ViewStyle::light()
+        };
+        if style != self.style {
+            self.style = style;
+            self.drawn = DrawnState {
+                curves: vec![None; CHARTS],
+                uploaded: vec![None; CHARTS],
+                ..Default::default()
+            };
         }
     }
 
@@ -183,7 +203,7 @@ impl GpuViews {
         }
         let scale = (96 / grid.height.max(grid.width).max(1)).max(1) as u32;
         let layout = GridLayout::scaled(grid.width, grid.height, scale);
-        let input = GridInput::from_sample_grid(grid, border_mode, layout, ViewStyle::dark());
+        let input = GridInput::from_sample_grid(grid, border_mode, layout, self.style);
         let (width, height) = input.size();
         let key = Some((revision, border_mode));
         let result = Texture::ensure(&mut self.grid_texture, &self.render_state, width, height)
@@ -221,7 +241,7 @@ impl GpuViews {
         }
         let scale = (64 / grid.height.max(grid.width).max(1)).max(1) as u32;
         let layout = GridLayout::scaled(grid.width, grid.height, scale);
-        let input = GridInput::from_sample_grid(grid, BorderMode::None, layout, ViewStyle::dark());
+        let input = GridInput::from_sample_grid(grid, BorderMode::None, layout, self.style);
         let (width, height) = input.size();
         let id = match Texture::ensure(&mut self.gallery_texture, &self.render_state, width, height)
         {
@@ -269,7 +289,7 @@ impl GpuViews {
             log_scale: settings.log_scale,
             highlight: settings.highlight,
             view: settings.view,
-            style: ViewStyle::dark(),
+            style: self.style,
         };
         let drawn_side = match input.matrix() {
             Ok((n, _)) => n,
@@ -358,7 +378,7 @@ impl GpuViews {
         let view = CurvesView {
             log_y,
             x_range: x_max.map(|max| (0.0, max.max(1.0))),
-            style: ViewStyle::dark(),
+            style: self.style,
             ..Default::default()
         };
         let key = Some((
@@ -397,7 +417,7 @@ fn fit(width: f32, height: f32, max_w: f32, max_h: f32) -> egui::Vec2 {
 fn paint_axes(ui: &egui::Ui, rect: &egui::Rect, axes: &Axes, pixels_per_point: f32, chart: &Chart) {
     let painter = ui.painter_at(*rect);
     let font = egui::FontId::monospace(10.0);
-    let colour = egui::Color32::from_gray(170);
+    let colour = ui.visuals().weak_text_color();
     let to_point = |px: u32| px as f32 / pixels_per_point;
     let plot_bottom = to_point(axes.plot[1] + axes.plot[3]);
     let x_values: Vec<f64> = axes.x_ticks.iter().map(|t| t.value).collect();

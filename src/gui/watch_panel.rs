@@ -98,6 +98,9 @@ impl SlaApp {
             );
             return;
         }
+        if let Some(views) = &mut self.views {
+            views.set_dark(ui.visuals().dark_mode);
+        }
         let full = ui.available_size();
         egui::ScrollArea::vertical()
             .id_salt("watch")
