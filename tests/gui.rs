@@ -53,6 +53,13 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         .max_by_key(|(_, c)| **c)
         .expect("a row");
     assert!(count > 0);
+    let (top, top_count) = (0..k * k)
+        .filter(|i| i / k != i % k)
+        .map(|i| (i, snapshot.joint_confusion[i]))
+        .fold(
+            (0, 0),
+            |best, (i, c)| if c > best.1 { (i, c) } else { best },
+        );
     let rect = harness
         .state()
         .confusion_rect()
@@ -64,6 +71,25 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     let (selected, shown) = harness.state().selected_cell().expect("a selected cell");
     assert_eq!(selected, (row, col));
     assert_eq!(shown, (count as usize).min(32));
+    // The most confused pair, off the diagonal, heads the list under the matrix (first in reading
+    // order among equal counts); choosing it opens its images.
+    let entries: Vec<String> = harness
+        .get_all_by_label_contains(" × true ")
+        .map(|node| node.accesskit_node().label().unwrap_or_default())
+        .collect();
+    assert!(
+        entries[0].starts_with(&format!("{top_count} × true ")),
+        "{entries:?}"
+    );
+    harness
+        .get_all_by_label_contains(" × true ")
+        .next()
+        .expect("an entry")
+        .click_accesskit();
+    harness.step();
+    let (selected, shown) = harness.state().selected_cell().expect("a selected cell");
+    assert_eq!(selected, (top / k, top % k));
+    assert_eq!(shown, (top_count as usize).min(32));
     // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
     harness.snapshot("app_after_training");
 }

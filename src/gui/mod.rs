@@ -4,6 +4,7 @@ pub mod app;
 mod class_bars;
 mod download_job;
 pub mod more_settings;
+mod most_confused;
 mod notice;
 mod number_format;
 mod preview;

@@ -15,6 +15,7 @@ use crate::train::{EvalMetrics, SampleGrid, TrainingSnapshot};
 
 use super::app::SlaApp;
 use super::class_bars;
+use super::most_confused;
 use super::views::{CHARTS, Chart, ChartSeries};
 
 const SERIES_COLOURS: [[u8; 4]; 4] = [
@@ -417,6 +418,10 @@ impl SlaApp {
             if response.clicked() {
                 self.selected_cell = Some((row, col));
             }
+        }
+        let pairs = most_confused::most_confused(&matrix, drawn, most_confused::SHOWN);
+        if let Some(cell) = most_confused::show(ui, &pairs, self.selected_cell, label) {
+            self.selected_cell = Some(cell);
         }
         if let Some((row, col)) = self.selected_cell.filter(|(r, c)| r.max(c) < &drawn) {
             ui.horizontal(|ui| {
