@@ -90,6 +90,42 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     let (selected, shown) = harness.state().selected_cell().expect("a selected cell");
     assert_eq!(selected, (top / k, top % k));
     assert_eq!(shown, (top_count as usize).min(32));
+    // The pointer over the loss chart reads out the step under it and each loss there.
+    let chart = harness
+        .state()
+        .chart_rect(0)
+        .expect("the loss chart is shown");
+    let pointer = chart.center();
+    harness.event(eframe::egui::Event::PointerMoved(pointer));
+    for _ in 0..3 {
+        harness.step();
+    }
+    let readout = harness
+        .get_by_label_contains("train loss ")
+        .accesskit_node()
+        .label()
+        .unwrap_or_default();
+    let mut lines = readout.lines();
+    let header = lines.next().expect("a header");
+    let step: usize = header
+        .strip_prefix("step ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{readout}"));
+    assert!(
+        header.ends_with(&format!("(epoch {})", step.div_ceil(6))),
+        "{readout}"
+    );
+    let train_loss: f32 = lines
+        .find_map(|l| l.strip_prefix("train loss "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{readout}"));
+    let recorded = harness.state().run_state().losses[step - 1];
+    assert_eq!(recorded.0, step as f32);
+    assert!(
+        (train_loss - recorded.1).abs() < 1e-3,
+        "{readout} vs {recorded:?}"
+    );
     // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
     harness.snapshot("app_after_training");
 }

@@ -45,6 +45,8 @@ pub struct SlaApp {
     /// Where the confusion matrix was drawn last frame, and how many images its selected cell
     /// showed (read by tests that click the matrix).
     pub(super) confusion_rect: Option<egui::Rect>,
+    /// Where each chart was drawn last frame (read by tests that hover over them).
+    pub(super) chart_rects: Vec<egui::Rect>,
     pub(super) gallery_images: usize,
     /// How the last run ended, shown in a banner until dismissed or the next run starts.
     pub(super) notice: Option<Notice>,
@@ -106,6 +108,7 @@ impl SlaApp {
             selected_cell: None,
             charts: None,
             confusion_rect: None,
+            chart_rects: Vec::new(),
             gallery_images: 0,
             notice: None,
             options,
@@ -207,6 +210,11 @@ impl SlaApp {
     /// Where the confusion matrix is on screen.
     pub fn confusion_rect(&self) -> Option<egui::Rect> {
         self.confusion_rect
+    }
+
+    /// Where chart `index` (0: losses, 1: accuracies) is on screen.
+    pub fn chart_rect(&self, index: usize) -> Option<egui::Rect> {
+        self.chart_rects.get(index).copied()
     }
 
     /// The selected confusion cell and the number of test images shown for it.

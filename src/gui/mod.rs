@@ -1,6 +1,7 @@
 //! The desktop app: set up a run, train it, and watch it through the GPU views.
 
 pub mod app;
+mod chart_hover;
 mod class_bars;
 mod download_job;
 pub mod more_settings;

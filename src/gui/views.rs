@@ -330,7 +330,8 @@ impl GpuViews {
         Some((response, drawn_side))
     }
 
-    /// Draw chart `index` at the size of `rect` and show it, with axis labels painted by egui.
+    /// Draw chart `index` at the size of `rect` and show it, with axis labels painted by egui;
+    /// returns the image's response and where the plot landed, for the hover read-out.
     #[allow(clippy::too_many_arguments)]
     pub fn show_chart(
         &mut self,
@@ -342,7 +343,7 @@ impl GpuViews {
         x_max: Option<f64>,
         revision: u64,
         size: egui::Vec2,
-    ) {
+    ) -> Option<(egui::Response, Axes)> {
         let pixels_per_point = ui.ctx().pixels_per_point();
         let width = ((size.x * pixels_per_point) as u32).max(64);
         let height = ((size.y * pixels_per_point) as u32).max(64);
@@ -372,7 +373,7 @@ impl GpuViews {
             Ok(texture) => texture.id,
             Err(error) => {
                 self.report(Err(error));
-                return;
+                return None;
             }
         };
         let view = CurvesView {
@@ -403,8 +404,11 @@ impl GpuViews {
             self.drawn.curves[index] = key;
         }
         let axes = axes.unwrap_or_else(|| self.curves[index].axes(&view, width, height));
-        let response = ui.add(egui::Image::new(egui::load::SizedTexture::new(id, size)));
+        let response = ui.add(
+            egui::Image::new(egui::load::SizedTexture::new(id, size)).sense(egui::Sense::hover()),
+        );
         paint_axes(ui, &response.rect, &axes, pixels_per_point, chart);
+        Some((response, axes))
     }
 }
 

@@ -14,6 +14,7 @@ use crate::sla::transform::Expander;
 use crate::train::{EvalMetrics, SampleGrid, TrainingSnapshot};
 
 use super::app::SlaApp;
+use super::chart_hover;
 use super::class_bars;
 use super::most_confused;
 use super::views::{CHARTS, Chart, ChartSeries};
@@ -60,10 +61,11 @@ pub(super) fn build_charts(
         ],
     };
     let mut accuracy = Chart { series: Vec::new() };
-    let headline: [(&str, Pick<'_>); 3] = [
+    let headline: [(&str, Pick<'_>); 4] = [
         ("single", &|m| Some(m.single_acc)),
         ("aggregated", &|m| m.agg_acc),
         ("self-distilled", &|m| m.sd_acc),
+        ("validation single", &|m| m.validation_single_acc),
     ];
     for (index, (name, pick)) in headline.into_iter().enumerate() {
         if metrics.iter().any(|m| pick(m).is_some()) {
@@ -150,9 +152,16 @@ impl SlaApp {
         let x_max = self.state.info.as_ref().map(|i| i.total_steps as f64);
         let size = egui::vec2(ui.available_width(), chart_height);
         let (smoothing, log_y) = (self.smoothing, self.log_y);
+        let steps_per_epoch = self.state.info.as_ref().map(|i| i.steps_per_epoch);
+        self.chart_rects.clear();
         if let Some(views) = &mut self.views {
             for (index, chart) in charts.iter().enumerate().take(CHARTS) {
-                views.show_chart(ui, index, chart, smoothing, log_y, x_max, revision, size);
+                if let Some((response, axes)) =
+                    views.show_chart(ui, index, chart, smoothing, log_y, x_max, revision, size)
+                {
+                    self.chart_rects.push(response.rect);
+                    chart_hover::show(ui, response, &axes, chart, steps_per_epoch);
+                }
             }
         }
         self.charts = Some((key, charts));

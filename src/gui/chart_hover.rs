@@ -1,0 +1,160 @@
+//! The read-out under the pointer on a chart: the step (and epoch) at the pointer's column, and
+//! the value of each series at its point nearest to that step, with a guide line drawn through
+//! the plot.
+
+use eframe::egui;
+
+use crate::gpu::curves::Axes;
+
+use super::number_format;
+use super::views::Chart;
+
+/// The data x at a horizontal position `offset` points into the chart image, if inside the plot.
+pub fn x_at(axes: &Axes, offset: f32, pixels_per_point: f32) -> Option<f64> {
+    let [left, _, width, _] = axes.plot;
+    let pixel = f64::from(offset * pixels_per_point) - f64::from(left);
+    if width == 0 || !(0.0..=f64::from(width)).contains(&pixel) {
+        return None;
+    }
+    let (lo, hi) = axes.x_range;
+    Some(lo + (hi - lo) * pixel / f64::from(width))
+}
+
+/// The read-out at data x: a header with the step of the nearest point of any series (and its
+/// epoch when `steps_per_epoch` is known), then one "name value" line per series with a finite
+/// point, in chart order.
+pub fn readout(chart: &Chart, x: f64, steps_per_epoch: Option<u64>) -> Option<String> {
+    let nearest: Vec<(&str, f32, f32)> = chart
+        .series
+        .iter()
+        .filter_map(|series| {
+            let index = nearest_index(&series.xs, x)?;
+            let y = *series.ys.get(index)?;
+            y.is_finite()
+                .then(|| (series.name.as_str(), series.xs[index], y))
+        })
+        .collect();
+    let step = nearest.iter().map(|&(_, sx, _)| sx).min_by(|a, b| {
+        (f64::from(*a) - x)
+            .abs()
+            .total_cmp(&(f64::from(*b) - x).abs())
+    })?;
+    let mut text = format!("step {step:.0}");
+    if let Some(per_epoch) = steps_per_epoch.filter(|&s| s > 0) {
+        // Step s (counted from 1) falls in epoch ceil(s / steps per epoch).
+        let epoch = (step.max(1.0) as u64).div_ceil(per_epoch);
+        text.push_str(&format!(" (epoch {epoch})"));
+    }
+    for (name, sx, y) in nearest {
+        text.push_str(&format!(
+            "\n{name} {}",
+            number_format::significant(f64::from(y), 4)
+        ));
+        if sx != step {
+            text.push_str(&format!(" (step {sx:.0})"));
+        }
+    }
+    Some(text)
+}
+
+/// The index of the point of sorted `xs` nearest to `x`.
+fn nearest_index(xs: &[f32], x: f64) -> Option<usize> {
+    let after = xs.partition_point(|&v| f64::from(v) < x);
+    [after.checked_sub(1), (after < xs.len()).then_some(after)]
+        .into_iter()
+        .flatten()
+        .min_by(|&a, &b| {
+            (f64::from(xs[a]) - x)
+                .abs()
+                .total_cmp(&(f64::from(xs[b]) - x).abs())
+        })
+}
+
+/// Show the read-out as a tooltip of the chart `response` and draw the guide line.
+pub fn show(
+    ui: &egui::Ui,
+    response: egui::Response,
+    axes: &Axes,
+    chart: &Chart,
+    steps_per_epoch: Option<u64>,
+) {
+    let Some(pos) = response.hover_pos() else {
+        return;
+    };
+    let ppp = ui.ctx().pixels_per_point();
+    let Some(x) = x_at(axes, pos.x - response.rect.left(), ppp) else {
+        return;
+    };
+    let Some(text) = readout(chart, x, steps_per_epoch) else {
+        return;
+    };
+    let top = response.rect.top() + axes.plot[1] as f32 / ppp;
+    let bottom = top + axes.plot[3] as f32 / ppp;
+    ui.painter().line_segment(
+        [egui::pos2(pos.x, top), egui::pos2(pos.x, bottom)],
+        egui::Stroke::new(1.0, ui.visuals().weak_text_color()),
+    );
+    response.on_hover_text_at_pointer(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gui::views::ChartSeries;
+
+    fn chart() -> Chart {
+        Chart {
+            series: vec![
+                ChartSeries::new(
+                    "train loss".into(),
+                    vec![1.0, 2.0, 3.0, 4.0],
+                    vec![2.5, 2.0, 1.5, 1.25],
+                    [0; 4],
+                    true,
+                ),
+                ChartSeries::new(
+                    "test loss".into(),
+                    vec![2.0, 4.0],
+                    vec![2.25, f32::NAN],
+                    [0; 4],
+                    false,
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_readout_names_the_step_epoch_and_each_series_value() {
+        assert_eq!(
+            readout(&chart(), 2.2, Some(2)).as_deref(),
+            Some("step 2 (epoch 1)\ntrain loss 2\ntest loss 2.25")
+        );
+        // At step 4 the test loss is not finite (a diverged evaluation): its line is left out,
+        // and a series whose nearest point is elsewhere says which step it shows.
+        assert_eq!(
+            readout(&chart(), 3.9, None).as_deref(),
+            Some("step 4\ntrain loss 1.25")
+        );
+        assert_eq!(
+            readout(&chart(), 2.9, Some(2)).as_deref(),
+            Some("step 3 (epoch 2)\ntrain loss 1.5\ntest loss 2.25 (step 2)")
+        );
+        assert_eq!(readout(&Chart { series: vec![] }, 1.0, None), None);
+    }
+
+    #[test]
+    fn pointer_columns_map_to_data_x_inside_the_plot_only() {
+        let axes = Axes {
+            plot: [40, 10, 200, 100],
+            x_range: (0.0, 1000.0),
+            y_range: (0.0, 1.0),
+            log_y: false,
+            x_ticks: vec![],
+            y_ticks: vec![],
+        };
+        // 2 pixels per point: 70 points = pixel 140 = 100 pixels into the plot = half way.
+        assert_eq!(x_at(&axes, 70.0, 2.0), Some(500.0));
+        assert_eq!(x_at(&axes, 10.0, 2.0), None);
+        assert_eq!(x_at(&axes, 130.0, 2.0), None);
+    }
+}
