@@ -126,6 +126,37 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         (train_loss - recorded.1).abs() < 1e-3,
         "{readout} vs {recorded:?}"
     );
+    // The wheel over a chart zooms the shared x axis around the pointer; a double click shows the
+    // whole run again.
+    harness.event(eframe::egui::Event::MouseWheel {
+        unit: eframe::egui::MouseWheelUnit::Point,
+        delta: eframe::egui::vec2(0.0, 100.0),
+        phase: eframe::egui::TouchPhase::Move,
+        source: eframe::egui::MouseWheelSource::Wheel,
+        modifiers: eframe::egui::Modifiers::NONE,
+    });
+    for _ in 0..20 {
+        harness.step();
+    }
+    let (lo, hi) = harness.state().chart_x_view().expect("zoomed in");
+    assert!(
+        0.0 < lo && hi < 12.0 && (lo..=hi).contains(&(step as f64)),
+        "{lo}..{hi}"
+    );
+    // (One click a frame: the harness steps 1/60 s, well inside a double click's 0.3 s.)
+    for _ in 0..2 {
+        for pressed in [true, false] {
+            harness.event(eframe::egui::Event::PointerButton {
+                pos: pointer,
+                button: eframe::egui::PointerButton::Primary,
+                pressed,
+                modifiers: eframe::egui::Modifiers::NONE,
+            });
+        }
+        harness.step();
+    }
+    harness.step();
+    assert_eq!(harness.state().chart_x_view(), None);
     // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
     harness.snapshot("app_after_training");
 }
@@ -134,6 +165,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
 fn app_harness(options: GuiOptions) -> Harness<'static, SlaApp> {
     Harness::builder()
         .with_size(eframe::egui::vec2(1100.0, 760.0))
+        .with_step_dt(1.0 / 60.0)
         .wgpu_setup(sla::gpu::wgpu_setup_for_compute())
         .build_eframe(|cc| SlaApp::new(cc, options))
 }

@@ -47,6 +47,8 @@ pub struct SlaApp {
     pub(super) confusion_rect: Option<egui::Rect>,
     /// Where each chart was drawn last frame (read by tests that hover over them).
     pub(super) chart_rects: Vec<egui::Rect>,
+    /// The charts' zoomed x range (`None`: the whole run).
+    pub(super) x_view: Option<(f64, f64)>,
     pub(super) gallery_images: usize,
     /// How the last run ended, shown in a banner until dismissed or the next run starts.
     pub(super) notice: Option<Notice>,
@@ -109,6 +111,7 @@ impl SlaApp {
             charts: None,
             confusion_rect: None,
             chart_rects: Vec::new(),
+            x_view: None,
             gallery_images: 0,
             notice: None,
             options,
@@ -212,7 +215,12 @@ impl SlaApp {
         self.confusion_rect
     }
 
-    /// Where chart `index` (0: losses, 1: accuracies) is on screen.
+    /// The charts' zoomed x range, if zoomed.
+    pub fn chart_x_view(&self) -> Option<(f64, f64)> {
+        self.x_view
+    }
+
+    /// Where chart `index` (0: losses, 1: accuracies, 2: learning rate) is on screen.
     pub fn chart_rect(&self, index: usize) -> Option<egui::Rect> {
         self.chart_rects.get(index).copied()
     }

@@ -2,6 +2,7 @@
 
 pub mod app;
 mod chart_hover;
+mod chart_zoom;
 mod class_bars;
 mod download_job;
 pub mod more_settings;

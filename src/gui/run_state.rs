@@ -32,6 +32,8 @@ pub struct RunState {
     pub last_step: Option<StepStats>,
     /// (step, loss) of every step.
     pub losses: Vec<(f32, f32)>,
+    /// (step, learning rate) of every step.
+    pub learning_rates: Vec<(f32, f32)>,
     pub metrics: Vec<EvalMetrics>,
     pub snapshot: Option<Arc<TrainingSnapshot>>,
     pub message: Option<String>,
@@ -48,6 +50,7 @@ impl Default for RunState {
             info: None,
             last_step: None,
             losses: Vec::new(),
+            learning_rates: Vec::new(),
             metrics: Vec::new(),
             snapshot: None,
             message: None,
@@ -82,6 +85,8 @@ impl RunState {
             }
             TrainerEvent::Step(stats) => {
                 self.losses.push((stats.step as f32, stats.loss as f32));
+                self.learning_rates
+                    .push((stats.step as f32, stats.lr as f32));
                 self.last_step = Some(stats);
                 self.revision = next_revision();
             }
@@ -138,12 +143,9 @@ impl RunState {
         match run::read_steps(run) {
             Ok(log) => {
                 problems.extend(log.torn_tail.map(|t| t.to_string()));
-                self.losses = log
-                    .records
-                    .iter()
-                    .filter(|r| r.step <= up_to_step)
-                    .map(|r| (r.step as f32, r.loss as f32))
-                    .collect();
+                let records = || log.records.iter().filter(|r| r.step <= up_to_step);
+                self.losses = records().map(|r| (r.step as f32, r.loss as f32)).collect();
+                self.learning_rates = records().map(|r| (r.step as f32, r.lr as f32)).collect();
             }
             Err(error) => note(&mut problems, error),
         }

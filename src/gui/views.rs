@@ -130,9 +130,10 @@ struct DrawnState {
 }
 
 /// What a chart texture shows: revision, size, log y, smoothing, x range.
-type CurveKey = (u64, u32, u32, bool, u32, Option<u64>);
+type CurveKey = (u64, u32, u32, bool, u32, Option<(u64, u64)>);
 
-pub const CHARTS: usize = 2;
+/// Losses, accuracies, learning rate.
+pub const CHARTS: usize = 3;
 const CONFUSION_PIXELS: usize = 800;
 
 impl GpuViews {
@@ -340,7 +341,7 @@ impl GpuViews {
         chart: &Chart,
         smoothing: f32,
         log_y: bool,
-        x_max: Option<f64>,
+        x_range: Option<(f64, f64)>,
         revision: u64,
         size: egui::Vec2,
     ) -> Option<(egui::Response, Axes)> {
@@ -378,7 +379,7 @@ impl GpuViews {
         };
         let view = CurvesView {
             log_y,
-            x_range: x_max.map(|max| (0.0, max.max(1.0))),
+            x_range,
             style: self.style,
             ..Default::default()
         };
@@ -388,7 +389,7 @@ impl GpuViews {
             height,
             log_y,
             smoothing_key,
-            x_max.map(f64::to_bits),
+            x_range.map(|(lo, hi)| (lo.to_bits(), hi.to_bits())),
         ));
         let mut axes: Option<Axes> = None;
         if self.drawn.curves[index] != key {
@@ -405,7 +406,8 @@ impl GpuViews {
         }
         let axes = axes.unwrap_or_else(|| self.curves[index].axes(&view, width, height));
         let response = ui.add(
-            egui::Image::new(egui::load::SizedTexture::new(id, size)).sense(egui::Sense::hover()),
+            egui::Image::new(egui::load::SizedTexture::new(id, size))
+                .sense(egui::Sense::click_and_drag()),
         );
         paint_axes(ui, &response.rect, &axes, pixels_per_point, chart);
         Some((response, axes))

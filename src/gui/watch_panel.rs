@@ -15,6 +15,7 @@ use crate::train::{EvalMetrics, SampleGrid, TrainingSnapshot};
 
 use super::app::SlaApp;
 use super::chart_hover;
+use super::chart_zoom;
 use super::class_bars;
 use super::most_confused;
 use super::views::{CHARTS, Chart, ChartSeries};
@@ -29,9 +30,10 @@ const SERIES_COLOURS: [[u8; 4]; 4] = [
 /// Picks one value out of an evaluation.
 type Pick<'a> = &'a dyn Fn(&EvalMetrics) -> Option<f64>;
 
-/// The loss chart and the accuracy chart from the run's data.
+/// The loss, accuracy and learning-rate charts from the run's data.
 pub(super) fn build_charts(
     losses: &[(f32, f32)],
+    learning_rates: &[(f32, f32)],
     metrics: &[EvalMetrics],
     transform_names: &[String],
 ) -> Vec<Chart> {
@@ -89,7 +91,16 @@ pub(super) fn build_charts(
             false,
         ));
     }
-    vec![loss, accuracy]
+    let learning_rate = Chart {
+        series: vec![ChartSeries::new(
+            "learning rate".into(),
+            learning_rates.iter().map(|l| l.0).collect(),
+            learning_rates.iter().map(|l| l.1).collect(),
+            SERIES_COLOURS[2],
+            false,
+        )],
+    };
+    vec![loss, accuracy, learning_rate]
 }
 
 impl SlaApp {
@@ -142,24 +153,58 @@ impl SlaApp {
         // Rebuilt only when the run's data changes: copying a long loss history every frame is waste.
         let key = (revision, names.len());
         if self.charts.as_ref().is_none_or(|(k, _)| *k != key) {
-            let charts = build_charts(&self.state.losses, &self.state.metrics, &names);
+            let charts = build_charts(
+                &self.state.losses,
+                &self.state.learning_rates,
+                &self.state.metrics,
+                &names,
+            );
             self.charts = Some((key, charts));
         }
         let Some((_, charts)) = self.charts.take() else {
             return;
         };
-        let chart_height = ((height - 200.0) / 2.0).clamp(120.0, 320.0);
-        let x_max = self.state.info.as_ref().map(|i| i.total_steps as f64);
-        let size = egui::vec2(ui.available_width(), chart_height);
+        let chart_height = ((height - 290.0) / 2.0).clamp(120.0, 320.0);
+        // The whole run: all its steps once known, else as far as the curves reach.
+        let last_step = charts
+            .iter()
+            .flat_map(|c| c.series.iter().filter_map(|s| s.xs.last()))
+            .fold(1.0f64, |m, &x| m.max(f64::from(x)));
+        let full = (
+            0.0,
+            self.state
+                .info
+                .as_ref()
+                .map_or(last_step, |i| i.total_steps as f64)
+                .max(1.0),
+        );
+        if self
+            .x_view
+            .is_some_and(|(lo, hi)| lo < full.0 || hi > full.1)
+        {
+            self.x_view = None;
+        }
+        let x_range = Some(self.x_view.unwrap_or(full));
         let (smoothing, log_y) = (self.smoothing, self.log_y);
         let steps_per_epoch = self.state.info.as_ref().map(|i| i.steps_per_epoch);
         self.chart_rects.clear();
         if let Some(views) = &mut self.views {
             for (index, chart) in charts.iter().enumerate().take(CHARTS) {
-                if let Some((response, axes)) =
-                    views.show_chart(ui, index, chart, smoothing, log_y, x_max, revision, size)
-                {
+                // The learning rate is context, not the subject: a short strip.
+                let height = if index == 2 { 90.0 } else { chart_height };
+                let size = egui::vec2(ui.available_width(), height);
+                if let Some((response, axes)) = views.show_chart(
+                    ui,
+                    index,
+                    chart,
+                    smoothing,
+                    log_y && index < 2,
+                    x_range,
+                    revision,
+                    size,
+                ) {
                     self.chart_rects.push(response.rect);
+                    chart_zoom::interact(ui, &response, &axes, full, &mut self.x_view);
                     chart_hover::show(ui, response, &axes, chart, steps_per_epoch);
                 }
             }
