@@ -433,6 +433,12 @@ fn every_setting_of_sla_train_is_reachable_in_the_app_by_its_name() {
         harness.query_by_label("Images per class").is_none(),
         "folded"
     );
+    // The model summary under the model choice, counted for 1×28×28 images and SLA+SD's heads
+    // (N·M = 40 joint, N = 10 distilled): by hand in `model::summary`'s tests.
+    harness.get_by_label(
+        "26,658 parameters, heads 40 + 10\n1.9 M multiply-adds per image\nabout 3.0 G per step \
+         (512 images, forward and backward)",
+    );
     harness
         .get_by_label(sla::gui::more_settings::HEADER)
         .click_accesskit();

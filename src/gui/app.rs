@@ -49,6 +49,7 @@ pub struct SlaApp {
     pub(super) chart_rects: Vec<egui::Rect>,
     /// The charts' zoomed x range (`None`: the whole run).
     pub(super) x_view: Option<(f64, f64)>,
+    pub(super) model_summary: super::model_summary::SummaryCache,
     pub(super) gallery_images: usize,
     /// How the last run ended, shown in a banner until dismissed or the next run starts.
     pub(super) notice: Option<Notice>,
@@ -112,6 +113,7 @@ impl SlaApp {
             confusion_rect: None,
             chart_rects: Vec::new(),
             x_view: None,
+            model_summary: Default::default(),
             gallery_images: 0,
             notice: None,
             options,

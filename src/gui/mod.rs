@@ -5,6 +5,7 @@ mod chart_hover;
 mod chart_zoom;
 mod class_bars;
 mod download_job;
+mod model_summary;
 pub mod more_settings;
 mod most_confused;
 mod notice;

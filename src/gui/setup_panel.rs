@@ -14,6 +14,7 @@ use crate::train::TrainerCommand;
 
 use super::app::SlaApp;
 use super::class_bars;
+use super::model_summary;
 use super::more_settings;
 use super::number_format;
 use super::run_state::Phase;
@@ -371,6 +372,11 @@ impl SlaApp {
             })
             .response
             .labelled_by(label.id);
+        let shape = match &self.preview {
+            Some(Ok(preview)) => Some((preview.shape, preview.class_names.len())),
+            _ => None,
+        };
+        model_summary::show(ui, &mut self.model_summary, &self.config, shape);
     }
 
     fn hyper_parameter_section(&mut self, ui: &mut egui::Ui) {

@@ -30,6 +30,21 @@ impl SmallCnn {
         WIDTHS[WIDTHS.len() - 1]
     }
 
+    /// Multiply-adds of the convolutions for one `in_channels`×`height`×`width` image, pooling as
+    /// `forward_t` does.
+    pub fn multiply_adds(in_channels: usize, height: usize, width: usize) -> u64 {
+        let (mut channels, mut h, mut w) = (in_channels, height, width);
+        let mut total = 0u64;
+        for (index, &out) in WIDTHS.iter().enumerate() {
+            total += (h * w * out * channels * 9) as u64;
+            channels = out;
+            if index + 1 < WIDTHS.len() && h >= 2 && w >= 2 {
+                (h, w) = (h.div_ceil(2), w.div_ceil(2));
+            }
+        }
+        total
+    }
+
     /// Features `[B, 64]` of images in the `channels` layout.
     pub fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
         let (rows, cols) = channels.spatial_dims();

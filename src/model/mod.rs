@@ -4,12 +4,14 @@ pub mod cnn;
 pub mod init;
 pub mod layers;
 pub mod resnet;
+mod summary;
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 pub use init::seeded_var_builder;
+pub use summary::ModelSummary;
 
 /// The architectures a user can pick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -45,7 +47,7 @@ impl ModelKind {
         }
     }
 
-    fn resnet_depth(self) -> Option<usize> {
+    pub(crate) fn resnet_depth(self) -> Option<usize> {
         match self {
             ModelKind::Cnn => None,
             ModelKind::Resnet20 => Some(20),

@@ -96,6 +96,26 @@ impl CifarResNet {
         WIDTHS[2]
     }
 
+    /// Multiply-adds of the convolutions of the depth-`depth` network for one
+    /// `in_channels`×`height`×`width` image (the option-A shortcuts cost none).
+    pub fn multiply_adds(depth: usize, in_channels: usize, height: usize, width: usize) -> u64 {
+        let per_stage = depth.saturating_sub(2) / 6;
+        let (mut h, mut w) = (height, width);
+        let mut total = (h * w * WIDTHS[0] * in_channels * 9) as u64;
+        let mut channels = WIDTHS[0];
+        for (stage, &out) in WIDTHS.iter().enumerate() {
+            for index in 0..per_stage {
+                if stage > 0 && index == 0 {
+                    // A stride-2, padding-1 3×3 convolution keeps ceil(H/2) rows.
+                    (h, w) = (h.div_ceil(2), w.div_ceil(2));
+                }
+                total += (h * w * out * channels * 9 + h * w * out * out * 9) as u64;
+                channels = out;
+            }
+        }
+        total
+    }
+
     /// Features `[B, 64]` of images in the `channels` layout.
     pub fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
         let mut xs =
