@@ -859,6 +859,7 @@ fn fake_run(dir: &Path) -> TrainingSnapshot {
         row_predictions: Vec::new(),
         samples: data.grid,
         train_class_counts: Vec::new(),
+        top_losses: Vec::new(),
     };
     std::fs::write(
         dir.join("snapshot.json"),

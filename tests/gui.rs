@@ -126,6 +126,33 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         (train_loss - recorded.1).abs() < 1e-3,
         "{readout} vs {recorded:?}"
     );
+    // The highest-loss test images, highest first, each loss the cross-entropy of its true class.
+    let top = harness
+        .state()
+        .run_state()
+        .snapshot
+        .as_ref()
+        .expect("a snapshot")
+        .top_losses
+        .clone();
+    assert_eq!(top.len(), 32, "32 of the 60 test images are kept");
+    assert!(top.windows(2).all(|w| w[0].loss >= w[1].loss));
+    assert!(top.iter().all(|l| (l.loss + l.p_true.ln()).abs() < 1e-6));
+    harness.get_by_label("Top losses").click_accesskit();
+    // The section unfolds in an animation of several frames.
+    for _ in 0..20 {
+        harness.step();
+    }
+    let first = harness
+        .get_all_by_label_contains(". true ")
+        // A plain label's text is its accessible value.
+        .filter_map(|node| node.accesskit_node().value())
+        .find(|caption| caption.starts_with("1. true "))
+        .expect("the first caption");
+    assert!(
+        first.ends_with(&format!("loss {:.2}", top[0].loss)),
+        "{first}"
+    );
     // The wheel over a chart zooms the shared x axis around the pointer; a double click shows the
     // whole run again.
     harness.event(eframe::egui::Event::MouseWheel {

@@ -15,6 +15,7 @@ pub mod remembered;
 pub mod run_state;
 mod setup_panel;
 mod shortcuts;
+mod top_losses;
 mod views;
 mod watch_panel;
 

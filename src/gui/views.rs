@@ -106,11 +106,11 @@ pub struct GpuViews {
     ctx: GpuContext,
     render_state: RenderState,
     grid: InputGridRenderer,
-    gallery: InputGridRenderer,
+    galleries: [InputGridRenderer; GALLERIES],
     confusion: ConfusionRenderer,
     curves: Vec<CurvesRenderer>,
     grid_texture: Option<Texture>,
-    gallery_texture: Option<Texture>,
+    gallery_textures: [Option<Texture>; GALLERIES],
     confusion_texture: Option<Texture>,
     curve_textures: Vec<Option<Texture>>,
     drawn: DrawnState,
@@ -123,7 +123,7 @@ pub struct GpuViews {
 #[derive(Default, PartialEq)]
 struct DrawnState {
     grid: Option<(u64, BorderMode)>,
-    gallery: Option<u64>,
+    galleries: [Option<u64>; GALLERIES],
     confusion: Option<(u64, ConfusionSettings, usize)>,
     curves: Vec<Option<CurveKey>>,
     uploaded: Vec<Option<(u64, u32)>>,
@@ -131,6 +131,16 @@ struct DrawnState {
 
 /// What a chart texture shows: revision, size, log y, smoothing, x range.
 type CurveKey = (u64, u32, u32, bool, u32, Option<(u64, u64)>);
+
+/// The image galleries shown at once, each with its own texture.
+#[derive(Clone, Copy, Debug)]
+pub enum Gallery {
+    /// The images behind the selected confusion cell.
+    Cell = 0,
+    /// The highest-loss evaluation images.
+    TopLosses = 1,
+}
+const GALLERIES: usize = 2;
 
 /// Losses, accuracies, learning rate.
 pub const CHARTS: usize = 3;
@@ -141,7 +151,10 @@ impl GpuViews {
         let ctx = GpuContext::from_render_state(render_state);
         Self {
             grid: InputGridRenderer::new(&ctx.device),
-            gallery: InputGridRenderer::new(&ctx.device),
+            galleries: [
+                InputGridRenderer::new(&ctx.device),
+                InputGridRenderer::new(&ctx.device),
+            ],
             confusion: ConfusionRenderer::new(&ctx.device),
             curves: (0..CHARTS)
                 .map(|_| CurvesRenderer::new(&ctx.device))
@@ -149,7 +162,7 @@ impl GpuViews {
             ctx,
             render_state: render_state.clone(),
             grid_texture: None,
-            gallery_texture: None,
+            gallery_textures: [None, None],
             confusion_texture: None,
             curve_textures: (0..CHARTS).map(|_| None).collect(),
             drawn: DrawnState {
@@ -236,7 +249,8 @@ impl GpuViews {
     }
 
     /// Draw the images behind a confusion cell (redrawn when `key` changes) and show them.
-    pub fn show_gallery(&mut self, ui: &mut egui::Ui, grid: &SampleGrid, key: u64) {
+    pub fn show_gallery(&mut self, ui: &mut egui::Ui, slot: Gallery, grid: &SampleGrid, key: u64) {
+        let slot = slot as usize;
         if grid.samples == 0 {
             return;
         }
@@ -244,24 +258,27 @@ impl GpuViews {
         let layout = GridLayout::scaled(grid.width, grid.height, scale);
         let input = GridInput::from_sample_grid(grid, BorderMode::None, layout, self.style);
         let (width, height) = input.size();
-        let id = match Texture::ensure(&mut self.gallery_texture, &self.render_state, width, height)
-        {
+        let id = match Texture::ensure(
+            &mut self.gallery_textures[slot],
+            &self.render_state,
+            width,
+            height,
+        ) {
             Ok(texture) => texture.id,
             Err(error) => {
                 self.report(Err(error));
                 return;
             }
         };
-        if self.drawn.gallery != Some(key) {
-            let result = match &self.gallery_texture {
+        if self.drawn.galleries[slot] != Some(key) {
+            let result = match &self.gallery_textures[slot] {
                 Some(texture) => self.ctx.submit(|encoder| {
-                    self.gallery
-                        .render(&self.ctx, encoder, &input, &texture.target)
+                    self.galleries[slot].render(&self.ctx, encoder, &input, &texture.target)
                 }),
                 None => Ok(()),
             };
             self.report(result);
-            self.drawn.gallery = Some(key);
+            self.drawn.galleries[slot] = Some(key);
         }
         let shown = fit(
             width as f32,

@@ -18,7 +18,8 @@ use super::chart_hover;
 use super::chart_zoom;
 use super::class_bars;
 use super::most_confused;
-use super::views::{CHARTS, Chart, ChartSeries};
+use super::top_losses;
+use super::views::{CHARTS, Chart, ChartSeries, Gallery};
 
 const SERIES_COLOURS: [[u8; 4]; 4] = [
     [90, 160, 255, 255],
@@ -505,9 +506,30 @@ impl SlaApp {
                     ^ ((row * 100_003 + col) as u64)
                     ^ ((view as u64) << 60);
                 self.gallery_images = count;
-                views.show_gallery(ui, &gallery, key);
+                views.show_gallery(ui, Gallery::Cell, &gallery, key);
             }
         }
+        self.top_losses(ui, &snapshot);
+    }
+
+    /// The highest-loss test images under a folding header.
+    fn top_losses(&mut self, ui: &mut egui::Ui, snapshot: &TrainingSnapshot) {
+        if snapshot.top_losses.is_empty() {
+            return;
+        }
+        let revision = self.state.revision;
+        egui::CollapsingHeader::new("Top losses")
+            .id_salt("top-losses")
+            .show(ui, |ui| {
+                if let Some(Ok(preview)) = &self.preview
+                    && let Some(grid) = top_losses::grid(&snapshot.top_losses, &preview.test)
+                    && let Some(views) = &mut self.views
+                {
+                    views.show_gallery(ui, Gallery::TopLosses, &grid, revision);
+                }
+                let captions = top_losses::captions(&snapshot.top_losses, &snapshot.class_names);
+                top_losses::show_captions(ui, &captions);
+            });
     }
 }
 

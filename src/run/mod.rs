@@ -27,4 +27,4 @@ pub use logs::{
     Log, METRICS_FILE, STEPS_FILE, StepRecord, TornTail, parse_metrics, parse_steps, read_metrics,
     read_steps,
 };
-pub use snapshot::{EvalMetrics, SampleGrid, TrainingSnapshot};
+pub use snapshot::{EvalMetrics, ImageLoss, SampleGrid, TrainingSnapshot};

@@ -104,6 +104,26 @@ pub struct TrainingSnapshot {
     /// Training images of each class (length N), as the run trained on them.
     #[serde(default)]
     pub train_class_counts: Vec<usize>,
+    /// The evaluation images the headline inference got most wrong, highest loss first.
+    #[serde(default)]
+    pub top_losses: Vec<ImageLoss>,
+}
+
+/// One evaluation image's loss under the headline inference (the class cross-entropy of its
+/// softmax), with what that inference predicted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageLoss {
+    /// Index of the image in the evaluation set.
+    pub image: usize,
+    pub label: u32,
+    pub predicted: u32,
+    /// Probability of the predicted class, and of the true one (whose −ln is the loss).
+    #[serde(with = "super::float")]
+    pub p_predicted: f64,
+    #[serde(with = "super::float")]
+    pub p_true: f64,
+    #[serde(with = "super::float")]
+    pub loss: f64,
 }
 
 impl TrainingSnapshot {
@@ -174,6 +194,16 @@ impl TrainingSnapshot {
             .any(|&p| p as usize >= label_bound)
         {
             return Err(format!("a row prediction is not below {label_bound}"));
+        }
+        if let Some(bad) = self
+            .top_losses
+            .iter()
+            .find(|l| l.label as usize >= n || l.predicted as usize >= n)
+        {
+            return Err(format!(
+                "a top-loss image has class {} or prediction {}, not below {n}",
+                bad.label, bad.predicted
+            ));
         }
         self.samples.validate(n, m)
     }

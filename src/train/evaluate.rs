@@ -8,7 +8,10 @@ use crate::data::{Augmentation, Dataset, Normalization, make_batch};
 use crate::sla::{Mode, joint};
 
 use super::setup::Model;
-use crate::run::{PerClassAcc, SampleGrid};
+use crate::run::{ImageLoss, PerClassAcc, SampleGrid};
+
+/// How many of the highest-loss images an evaluation keeps for the app's top-losses gallery.
+pub const TOP_LOSSES: usize = 32;
 
 /// Everything one pass over an evaluation set measures.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +32,8 @@ pub struct Evaluation {
     pub row_predictions: Vec<u32>,
     /// Accuracy of each class for every inference the mode has.
     pub per_class_acc: PerClassAcc,
+    /// The `TOP_LOSSES` images with the highest headline loss, highest first.
+    pub top_losses: Vec<ImageLoss>,
 }
 
 #[derive(Default)]
@@ -111,6 +116,7 @@ pub fn evaluate(
     let sample_count = sample_count.min(data.len());
     let mut sample_predictions = Vec::with_capacity(sample_count * m);
     let mut all_predictions = Vec::with_capacity(data.len() * m);
+    let mut top_losses = Vec::new();
     // Evaluation batches are never augmented; the RNG is required by the batcher and unused.
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -169,6 +175,20 @@ pub fn evaluate(
             Mode::SlaSd => distilled.as_ref().unwrap_or(&single),
             _ => &single,
         };
+        let headline_logits = match objective.mode {
+            Mode::Sla => predictions.aggregated.as_ref(),
+            Mode::SlaSd => predictions.self_distilled.as_ref(),
+            _ => None,
+        }
+        .unwrap_or(&predictions.single);
+        let probabilities =
+            candle_nn::ops::softmax_last_dim(&headline_logits.to_dtype(DType::F32)?)?
+                .to_vec2::<f32>()?;
+        top_losses = highest_losses(
+            top_losses,
+            image_losses(&probabilities, &label_values, chunk[0]),
+            TOP_LOSSES,
+        );
         for (&truth, &predicted) in label_values.iter().zip(headline) {
             class_confusion[truth as usize * n + predicted as usize] += 1;
         }
@@ -216,7 +236,51 @@ pub fn evaluate(
         samples,
         row_predictions: all_predictions,
         per_class_acc,
+        top_losses,
     }))
+}
+
+/// The loss and prediction of each image of a batch from its class probabilities; `first` is the
+/// evaluation-set index of the batch's first image.
+fn image_losses(probabilities: &[Vec<f32>], labels: &[u32], first: usize) -> Vec<ImageLoss> {
+    probabilities
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .map(|(offset, (row, &label))| {
+            let (predicted, p_predicted) =
+                row.iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |best, (class, &p)| {
+                        if p > best.1 { (class, p) } else { best }
+                    });
+            let p_true = f64::from(row.get(label as usize).copied().unwrap_or(0.0));
+            ImageLoss {
+                image: first + offset,
+                label,
+                predicted: predicted as u32,
+                p_predicted: f64::from(p_predicted),
+                p_true,
+                // A probability that underflowed to 0 still ranks as the worst, not as infinity.
+                loss: -p_true.max(f64::from(f32::MIN_POSITIVE)).ln(),
+            }
+        })
+        .collect()
+}
+
+/// The `keep` highest losses of `kept` and `new`, highest first; equal losses keep image order.
+fn highest_losses(kept: Vec<ImageLoss>, new: Vec<ImageLoss>, keep: usize) -> Vec<ImageLoss> {
+    let mut all = kept;
+    all.extend(new);
+    // A diverged (NaN) loss sorts first: it is the one to look at.
+    all.sort_by(|a, b| {
+        b.loss
+            .partial_cmp(&a.loss)
+            .unwrap_or_else(|| b.loss.is_nan().cmp(&a.loss.is_nan()))
+            .then(a.image.cmp(&b.image))
+    });
+    all.truncate(keep);
+    all
 }
 
 /// The first `count` images of `data` expanded exactly as the model saw them (un-normalised u8).
@@ -256,4 +320,42 @@ fn sample_grid(
         true_labels,
         predicted_labels,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_losses_are_the_cross_entropy_of_the_true_class() {
+        let probabilities = vec![vec![0.7, 0.2, 0.1], vec![0.25, 0.5, 0.25]];
+        let losses = image_losses(&probabilities, &[2, 1], 10);
+        assert_eq!(losses[0].image, 10);
+        assert_eq!((losses[0].label, losses[0].predicted), (2, 0));
+        assert!((losses[0].p_predicted - 0.7).abs() < 1e-7);
+        // −ln 0.1 = 2.302585, −ln 0.5 = 0.693147.
+        assert!(
+            (losses[0].loss - std::f64::consts::LN_10).abs() < 1e-6,
+            "{}",
+            losses[0].loss
+        );
+        assert_eq!((losses[1].image, losses[1].predicted), (11, 1));
+        assert!((losses[1].loss - std::f64::consts::LN_2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_highest_losses_are_kept_across_batches_highest_first() {
+        let loss = |image: usize, loss: f64| ImageLoss {
+            image,
+            loss,
+            ..Default::default()
+        };
+        let first = vec![loss(0, 0.5), loss(1, 2.0), loss(2, 1.0)];
+        let kept = highest_losses(Vec::new(), first, 3);
+        let second = vec![loss(3, 3.0), loss(4, 1.0), loss(5, f64::NAN)];
+        let kept = highest_losses(kept, second, 4);
+        let order: Vec<usize> = kept.iter().map(|l| l.image).collect();
+        // NaN first, then 3.0, 2.0, and of the two 1.0s the earlier image.
+        assert_eq!(order, [5, 3, 1, 2]);
+    }
 }

@@ -748,6 +748,7 @@ fn snapshot_from(
         row_predictions: eval.row_predictions,
         samples: eval.samples,
         train_class_counts: train_class_counts.to_vec(),
+        top_losses: eval.top_losses,
     }
 }
 
