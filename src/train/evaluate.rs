@@ -181,9 +181,9 @@ pub fn evaluate(
             _ => None,
         }
         .unwrap_or(&predictions.single);
-        let probabilities =
-            candle_nn::ops::softmax_last_dim(&headline_logits.to_dtype(DType::F32)?)?
-                .to_vec2::<f32>()?;
+        // The single logits are a strided view of the expanded batch's; softmax needs them packed.
+        let headline_logits = headline_logits.to_dtype(DType::F32)?.contiguous()?;
+        let probabilities = candle_nn::ops::softmax_last_dim(&headline_logits)?.to_vec2::<f32>()?;
         top_losses = highest_losses(
             top_losses,
             image_losses(&probabilities, &label_values, chunk[0]),
