@@ -184,6 +184,20 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     }
     harness.step();
     assert_eq!(harness.state().chart_x_view(), None);
+    // With the x axis in epochs (6 steps each), the read-out names the fractional epoch first.
+    harness.get_by_label("epochs").click_accesskit();
+    harness.event(eframe::egui::Event::PointerMoved(pointer));
+    for _ in 0..3 {
+        harness.step();
+    }
+    let readout = harness
+        .get_by_label_contains("train loss ")
+        .accesskit_node()
+        .label()
+        .unwrap_or_default();
+    assert!(readout.starts_with("epoch "), "{readout}");
+    harness.get_by_label("steps").click_accesskit();
+    harness.step();
     // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
     harness.snapshot("app_after_training");
 }

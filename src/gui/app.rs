@@ -38,10 +38,11 @@ pub struct SlaApp {
     pub(super) views: Option<GpuViews>,
     pub(super) smoothing: f32,
     pub(super) log_y: bool,
+    pub(super) x_in_epochs: bool,
     pub(super) confusion: ConfusionSettings,
     pub(super) selected_cell: Option<(usize, usize)>,
-    /// The curves' data, keyed by (run revision, number of views).
-    pub(super) charts: Option<((u64, usize), Vec<super::views::Chart>)>,
+    /// The curves' data, keyed by (run revision, number of views, x scale bits).
+    pub(super) charts: Option<((u64, usize, u64), Vec<super::views::Chart>)>,
     /// Where the confusion matrix was drawn last frame, and how many images its selected cell
     /// showed (read by tests that click the matrix).
     pub(super) confusion_rect: Option<egui::Rect>,
@@ -107,6 +108,7 @@ impl SlaApp {
             views,
             smoothing: 0.6,
             log_y: false,
+            x_in_epochs: false,
             confusion: ConfusionSettings::default(),
             selected_cell: None,
             charts: None,
@@ -145,6 +147,7 @@ impl SlaApp {
         self.open_dir_text = settings.open_dir;
         self.smoothing = settings.smoothing;
         self.log_y = settings.log_y;
+        self.x_in_epochs = settings.x_in_epochs;
         self.confusion.normalise_rows = settings.normalise_rows;
         self.confusion.log_scale = settings.log_scale;
         // Snapshot tests must not depend on the theme of the machine they run on.
@@ -166,6 +169,7 @@ impl SlaApp {
             open_dir: self.open_dir_text.clone(),
             smoothing: self.smoothing,
             log_y: self.log_y,
+            x_in_epochs: self.x_in_epochs,
             normalise_rows: self.confusion.normalise_rows,
             log_scale: self.confusion.log_scale,
             theme: self.ctx.options(|o| o.theme_preference),

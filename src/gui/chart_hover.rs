@@ -20,10 +20,41 @@ pub fn x_at(axes: &Axes, offset: f32, pixels_per_point: f32) -> Option<f64> {
     Some(lo + (hi - lo) * pixel / f64::from(width))
 }
 
-/// The read-out at data x: a header with the step of the nearest point of any series (and its
-/// epoch when `steps_per_epoch` is known), then one "name value" line per series with a finite
-/// point, in chart order.
-pub fn readout(chart: &Chart, x: f64, steps_per_epoch: Option<u64>) -> Option<String> {
+/// What the charts' x axis counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct XAxis {
+    pub steps_per_epoch: Option<u64>,
+    /// Epochs (fractional) instead of steps.
+    pub in_epochs: bool,
+}
+
+impl XAxis {
+    /// Data x per step.
+    pub fn scale(self) -> f64 {
+        match self.steps_per_epoch.filter(|&s| s > 0 && self.in_epochs) {
+            Some(per_epoch) => 1.0 / per_epoch as f64,
+            None => 1.0,
+        }
+    }
+
+    /// The header naming data x: the step and its epoch, whichever the axis counts first.
+    fn describe(self, x: f64) -> String {
+        let step = x / self.scale();
+        match self.steps_per_epoch.filter(|&s| s > 0) {
+            Some(_) if self.in_epochs => format!("epoch {x:.2} (step {step:.0})"),
+            // Step s (counted from 1) falls in epoch ceil(s / steps per epoch).
+            Some(per_epoch) => format!(
+                "step {step:.0} (epoch {})",
+                (step.round().max(1.0) as u64).div_ceil(per_epoch)
+            ),
+            None => format!("step {step:.0}"),
+        }
+    }
+}
+
+/// The read-out at data x: a header naming the x of the nearest point of any series (step and
+/// epoch), then one "name value" line per series with a finite point, in chart order.
+pub fn readout(chart: &Chart, x: f64, axis: XAxis) -> Option<String> {
     let nearest: Vec<(&str, f32, f32)> = chart
         .series
         .iter()
@@ -39,19 +70,14 @@ pub fn readout(chart: &Chart, x: f64, steps_per_epoch: Option<u64>) -> Option<St
             .abs()
             .total_cmp(&(f64::from(*b) - x).abs())
     })?;
-    let mut text = format!("step {step:.0}");
-    if let Some(per_epoch) = steps_per_epoch.filter(|&s| s > 0) {
-        // Step s (counted from 1) falls in epoch ceil(s / steps per epoch).
-        let epoch = (step.max(1.0) as u64).div_ceil(per_epoch);
-        text.push_str(&format!(" (epoch {epoch})"));
-    }
+    let mut text = axis.describe(f64::from(step));
     for (name, sx, y) in nearest {
         text.push_str(&format!(
             "\n{name} {}",
             number_format::significant(f64::from(y), 4)
         ));
         if sx != step {
-            text.push_str(&format!(" (step {sx:.0})"));
+            text.push_str(&format!(" (step {:.0})", f64::from(sx) / axis.scale()));
         }
     }
     Some(text)
@@ -71,13 +97,7 @@ fn nearest_index(xs: &[f32], x: f64) -> Option<usize> {
 }
 
 /// Show the read-out as a tooltip of the chart `response` and draw the guide line.
-pub fn show(
-    ui: &egui::Ui,
-    response: egui::Response,
-    axes: &Axes,
-    chart: &Chart,
-    steps_per_epoch: Option<u64>,
-) {
+pub fn show(ui: &egui::Ui, response: egui::Response, axes: &Axes, chart: &Chart, axis: XAxis) {
     let Some(pos) = response.hover_pos() else {
         return;
     };
@@ -85,7 +105,7 @@ pub fn show(
     let Some(x) = x_at(axes, pos.x - response.rect.left(), ppp) else {
         return;
     };
-    let Some(text) = readout(chart, x, steps_per_epoch) else {
+    let Some(text) = readout(chart, x, axis) else {
         return;
     };
     let top = response.rect.top() + axes.plot[1] as f32 / ppp;
@@ -126,20 +146,47 @@ mod tests {
     #[test]
     fn the_readout_names_the_step_epoch_and_each_series_value() {
         assert_eq!(
-            readout(&chart(), 2.2, Some(2)).as_deref(),
+            readout(&chart(), 2.2, steps(2)).as_deref(),
             Some("step 2 (epoch 1)\ntrain loss 2\ntest loss 2.25")
         );
         // At step 4 the test loss is not finite (a diverged evaluation): its line is left out,
         // and a series whose nearest point is elsewhere says which step it shows.
         assert_eq!(
-            readout(&chart(), 3.9, None).as_deref(),
+            readout(&chart(), 3.9, XAxis::default()).as_deref(),
             Some("step 4\ntrain loss 1.25")
         );
         assert_eq!(
-            readout(&chart(), 2.9, Some(2)).as_deref(),
+            readout(&chart(), 2.9, steps(2)).as_deref(),
             Some("step 3 (epoch 2)\ntrain loss 1.5\ntest loss 2.25 (step 2)")
         );
-        assert_eq!(readout(&Chart { series: vec![] }, 1.0, None), None);
+        assert_eq!(
+            readout(&Chart { series: vec![] }, 1.0, XAxis::default()),
+            None
+        );
+    }
+
+    fn steps(per_epoch: u64) -> XAxis {
+        XAxis {
+            steps_per_epoch: Some(per_epoch),
+            in_epochs: false,
+        }
+    }
+
+    #[test]
+    fn in_epochs_the_header_names_the_fractional_epoch_and_its_step() {
+        let axis = XAxis {
+            steps_per_epoch: Some(4),
+            in_epochs: true,
+        };
+        // The charts' x were scaled to epochs: step 3 of 4 per epoch is x = 0.75.
+        let mut chart = chart();
+        for series in &mut chart.series {
+            series.xs.iter_mut().for_each(|x| *x /= 4.0);
+        }
+        assert_eq!(
+            readout(&chart, 0.7, axis).as_deref(),
+            Some("epoch 0.75 (step 3)\ntrain loss 1.5\ntest loss 2.25 (step 2)")
+        );
     }
 
     #[test]

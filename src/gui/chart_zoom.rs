@@ -7,12 +7,18 @@ use eframe::egui;
 use crate::gpu::curves::Axes;
 
 /// The narrowest window, in steps: closer than this the curves are single segments.
-const MIN_WIDTH: f64 = 4.0;
+pub const MIN_STEPS: f64 = 4.0;
 
-/// `range` scaled by `factor` (< 1 zooms in) around data x `at`, kept inside `full`; `None`
-/// once it covers all of `full`.
-pub fn zoom(range: (f64, f64), at: f64, factor: f64, full: (f64, f64)) -> Option<(f64, f64)> {
-    let width = ((range.1 - range.0) * factor).max(MIN_WIDTH.min(full.1 - full.0));
+/// `range` scaled by `factor` (< 1 zooms in) around data x `at`, kept inside `full` and no
+/// narrower than `min_width`; `None` once it covers all of `full`.
+pub fn zoom(
+    range: (f64, f64),
+    at: f64,
+    factor: f64,
+    full: (f64, f64),
+    min_width: f64,
+) -> Option<(f64, f64)> {
+    let width = ((range.1 - range.0) * factor).max(min_width.min(full.1 - full.0));
     let share = if range.1 > range.0 {
         ((at - range.0) / (range.1 - range.0)).clamp(0.0, 1.0)
     } else {
@@ -37,12 +43,12 @@ fn fit(range: (f64, f64), full: (f64, f64)) -> Option<(f64, f64)> {
 }
 
 /// Apply the pointer's wheel, drag and double click on a chart's `response` to `view` (the shown
-/// range, `None` for all of `full`).
+/// range, `None` for all of `full`); `per_step` is the data x of one step.
 pub fn interact(
     ui: &egui::Ui,
     response: &egui::Response,
     axes: &Axes,
-    full: (f64, f64),
+    (full, per_step): ((f64, f64), f64),
     view: &mut Option<(f64, f64)>,
 ) {
     if response.double_clicked() {
@@ -67,7 +73,8 @@ pub fn interact(
         if scroll != 0.0 {
             let left = response.rect.left() + axes.plot[0] as f32 / ppp;
             let at = range.0 + f64::from(pos.x - left) * per_point;
-            *view = zoom(range, at, (-f64::from(scroll) * 0.004).exp(), full);
+            let factor = (-f64::from(scroll) * 0.004).exp();
+            *view = zoom(range, at, factor, full, MIN_STEPS * per_step);
             // The wheel zoomed the chart: it must not also scroll the panel.
             ui.ctx().input_mut(|i| i.smooth_scroll_delta.y = 0.0);
         }
@@ -82,14 +89,17 @@ mod tests {
     fn zooming_keeps_the_point_under_the_pointer_in_place() {
         // Halving 0..1000 around 250 (a quarter in) gives 125..625: 250 is still a quarter in.
         assert_eq!(
-            zoom((0.0, 1000.0), 250.0, 0.5, (0.0, 1000.0)),
+            zoom((0.0, 1000.0), 250.0, 0.5, (0.0, 1000.0), MIN_STEPS),
             Some((125.0, 625.0))
         );
         // Zooming out past the whole run shows the whole run.
-        assert_eq!(zoom((100.0, 600.0), 300.0, 3.0, (0.0, 1000.0)), None);
+        assert_eq!(
+            zoom((100.0, 600.0), 300.0, 3.0, (0.0, 1000.0), MIN_STEPS),
+            None
+        );
         // Never narrower than a few steps.
         assert_eq!(
-            zoom((10.0, 20.0), 15.0, 0.01, (0.0, 1000.0)),
+            zoom((10.0, 20.0), 15.0, 0.01, (0.0, 1000.0), MIN_STEPS),
             Some((13.0, 17.0))
         );
     }

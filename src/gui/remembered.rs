@@ -23,6 +23,8 @@ pub struct RememberedSettings {
     pub open_dir: String,
     pub smoothing: f32,
     pub log_y: bool,
+    /// The charts' x axis counts epochs instead of steps.
+    pub x_in_epochs: bool,
     pub normalise_rows: bool,
     pub log_scale: bool,
     pub theme: egui::ThemePreference,
@@ -37,6 +39,7 @@ impl Default for RememberedSettings {
             open_dir: String::new(),
             smoothing: 0.6,
             log_y: false,
+            x_in_epochs: false,
             normalise_rows: true,
             log_scale: false,
             theme: egui::ThemePreference::System,

@@ -143,23 +143,66 @@ impl SlaApp {
         }
     }
 
+    /// The run's steps per epoch: from the trainer, or for an opened folder from an evaluation
+    /// that fell on an epoch's end.
+    fn steps_per_epoch(&self) -> Option<u64> {
+        self.state
+            .info
+            .as_ref()
+            .map(|i| i.steps_per_epoch)
+            .or_else(|| {
+                self.state
+                    .metrics
+                    .iter()
+                    .find(|m| m.epoch > 0 && m.step % m.epoch as u64 == 0)
+                    .map(|m| m.step / m.epoch as u64)
+            })
+            .filter(|&s| s > 0)
+    }
+
     fn curves_column(&mut self, ui: &mut egui::Ui, height: f32) {
         ui.horizontal(|ui| {
             ui.strong("Curves");
             ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99).text("smoothing"));
             ui.checkbox(&mut self.log_y, "log y");
         });
+        let steps_per_epoch = self.steps_per_epoch();
+        ui.horizontal(|ui| {
+            let label = ui.label("x axis");
+            let before = self.x_in_epochs;
+            ui.add_enabled_ui(steps_per_epoch.is_some(), |ui| {
+                ui.selectable_value(&mut self.x_in_epochs, false, "steps");
+                ui.selectable_value(&mut self.x_in_epochs, true, "epochs")
+                    .on_disabled_hover_text("the run's steps per epoch are not known yet");
+            })
+            .response
+            .labelled_by(label.id);
+            if self.x_in_epochs != before {
+                self.x_view = None;
+            }
+        });
+        let axis = chart_hover::XAxis {
+            steps_per_epoch,
+            in_epochs: self.x_in_epochs,
+        };
+        let scale = axis.scale();
         let revision = self.state.revision;
         let names = self.transform_names();
         // Rebuilt only when the run's data changes: copying a long loss history every frame is waste.
-        let key = (revision, names.len());
+        let key = (revision, names.len(), scale.to_bits());
         if self.charts.as_ref().is_none_or(|(k, _)| *k != key) {
-            let charts = build_charts(
+            let mut charts = build_charts(
                 &self.state.losses,
                 &self.state.learning_rates,
                 &self.state.metrics,
                 &names,
             );
+            for series in charts.iter_mut().flat_map(|c| c.series.iter_mut()) {
+                series
+                    .xs
+                    .iter_mut()
+                    .for_each(|x| *x = (f64::from(*x) * scale) as f32);
+            }
             self.charts = Some((key, charts));
         }
         let Some((_, charts)) = self.charts.take() else {
@@ -170,14 +213,14 @@ impl SlaApp {
         let last_step = charts
             .iter()
             .flat_map(|c| c.series.iter().filter_map(|s| s.xs.last()))
-            .fold(1.0f64, |m, &x| m.max(f64::from(x)));
+            .fold(scale, |m, &x| m.max(f64::from(x)));
         let full = (
             0.0,
             self.state
                 .info
                 .as_ref()
-                .map_or(last_step, |i| i.total_steps as f64)
-                .max(1.0),
+                .map_or(last_step, |i| i.total_steps as f64 * scale)
+                .max(scale),
         );
         if self
             .x_view
@@ -187,7 +230,6 @@ impl SlaApp {
         }
         let x_range = Some(self.x_view.unwrap_or(full));
         let (smoothing, log_y) = (self.smoothing, self.log_y);
-        let steps_per_epoch = self.state.info.as_ref().map(|i| i.steps_per_epoch);
         self.chart_rects.clear();
         if let Some(views) = &mut self.views {
             for (index, chart) in charts.iter().enumerate().take(CHARTS) {
@@ -205,8 +247,8 @@ impl SlaApp {
                     size,
                 ) {
                     self.chart_rects.push(response.rect);
-                    chart_zoom::interact(ui, &response, &axes, full, &mut self.x_view);
-                    chart_hover::show(ui, response, &axes, chart, steps_per_epoch);
+                    chart_zoom::interact(ui, &response, &axes, (full, scale), &mut self.x_view);
+                    chart_hover::show(ui, response, &axes, chart, axis);
                 }
             }
         }
