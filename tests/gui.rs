@@ -11,18 +11,8 @@ use sla::gui::{GuiOptions, SlaApp};
 #[test]
 fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = GuiOptions {
-        config: TrainConfig {
-            limit_train: Some(240),
-            limit_test: Some(60),
-            batch_size: 40,
-            epochs: 2,
-            ..Default::default()
-        },
-        run_dir: Some(dir.path().join("run")),
-        deterministic: true,
-        ..Default::default()
-    };
+    // 240 training and 60 test images in batches of 40: 6 steps an epoch.
+    let options = tiny_run(dir.path(), (240, 60), 2);
     let mut harness = app_harness(options);
     wait_for_the_preview(&mut harness);
     // A custom set: identity and 180° only (M = 2).
@@ -200,6 +190,23 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     harness.step();
     // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
     harness.snapshot("app_after_training");
+}
+
+/// A deterministic app whose run trains on the first (train, test) images of the embedded set in
+/// batches of 40 for `epochs` epochs, into `dir/run`.
+fn tiny_run(dir: &std::path::Path, (train, test): (usize, usize), epochs: usize) -> GuiOptions {
+    GuiOptions {
+        config: TrainConfig {
+            limit_train: Some(train),
+            limit_test: Some(test),
+            batch_size: 40,
+            epochs,
+            ..Default::default()
+        },
+        run_dir: Some(dir.join("run")),
+        deterministic: true,
+        ..Default::default()
+    }
 }
 
 /// The real app in a 1100 × 760 window, its views on the wgpu device eframe would create.
@@ -619,18 +626,7 @@ fn settings_are_remembered_across_launches_and_reset_to_defaults() {
 fn shortcuts_start_a_run_and_focus_open_run_and_a_banner_says_how_it_ended() {
     use eframe::egui::{Key, Modifiers};
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = GuiOptions {
-        config: TrainConfig {
-            limit_train: Some(80),
-            limit_test: Some(40),
-            batch_size: 40,
-            epochs: 1,
-            ..Default::default()
-        },
-        run_dir: Some(dir.path().join("run")),
-        deterministic: true,
-        ..Default::default()
-    };
+    let options = tiny_run(dir.path(), (80, 40), 1);
     let mut harness = app_harness(options);
     wait_for_the_preview(&mut harness);
     harness.key_press_modifiers(Modifiers::COMMAND, Key::Enter);

@@ -18,25 +18,16 @@ pub fn grid(losses: &[ImageLoss], test: &Dataset) -> Option<SampleGrid> {
     if shown.is_empty() || shown.iter().any(|l| l.image >= test.len()) {
         return None;
     }
-    let shape = test.shape;
-    let columns = shown.len().min(COLUMNS);
-    let rows = shown.len().div_ceil(columns);
-    let mut pixels: Vec<u8> = shown
+    let pixels: Vec<u8> = shown
         .iter()
         .flat_map(|l| test.image(l.image).iter().copied())
         .collect();
-    pixels.resize(rows * columns * shape.image_len(), 0);
-    let labels = vec![0; rows * columns];
-    Some(SampleGrid {
-        samples: rows,
-        num_transforms: columns,
-        channels: shape.channels,
-        height: shape.height,
-        width: shape.width,
+    Some(SampleGrid::gallery(
+        test.shape,
         pixels,
-        true_labels: labels.clone(),
-        predicted_labels: labels,
-    })
+        shown.len(),
+        COLUMNS,
+    ))
 }
 
 /// One line per shown image, in gallery order (left to right, top to bottom).

@@ -637,21 +637,10 @@ fn cell_gallery(
     if count == 0 {
         return None;
     }
-    let columns = count.min(GALLERY_COLUMNS);
-    let rows = count.div_ceil(columns);
-    pixels.resize(rows * columns * shape.image_len(), 0);
-    let labels = vec![0; rows * columns];
-    let grid = SampleGrid {
-        samples: rows,
-        num_transforms: columns,
-        channels: shape.channels,
-        height: shape.height,
-        width: shape.width,
-        pixels,
-        true_labels: labels.clone(),
-        predicted_labels: labels,
-    };
-    Some((grid, count))
+    Some((
+        SampleGrid::gallery(shape, pixels, count, GALLERY_COLUMNS),
+        count,
+    ))
 }
 
 /// "class · transformation" for a joint label, or the class name.

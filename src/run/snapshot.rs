@@ -210,6 +210,30 @@ impl TrainingSnapshot {
 }
 
 impl SampleGrid {
+    /// `count` images packed in `pixels` (CHW u8 of `shape` each), laid out as an unlabelled
+    /// gallery of at most `max_columns` to a row; the last row is padded with black tiles.
+    pub fn gallery(
+        shape: crate::data::ImageShape,
+        mut pixels: Vec<u8>,
+        count: usize,
+        max_columns: usize,
+    ) -> Self {
+        let columns = count.clamp(1, max_columns.max(1));
+        let rows = count.div_ceil(columns);
+        pixels.resize(rows * columns * shape.image_len(), 0);
+        let labels = vec![0; rows * columns];
+        Self {
+            samples: rows,
+            num_transforms: columns,
+            channels: shape.channels,
+            height: shape.height,
+            width: shape.width,
+            pixels,
+            true_labels: labels.clone(),
+            predicted_labels: labels,
+        }
+    }
+
     fn validate(&self, num_classes: usize, num_transforms: usize) -> Result<(), String> {
         if self.samples == 0 {
             return Ok(());
