@@ -86,15 +86,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         .chart_rect(0)
         .expect("the loss chart is shown");
     let pointer = chart.center();
-    harness.event(eframe::egui::Event::PointerMoved(pointer));
-    for _ in 0..3 {
-        harness.step();
-    }
-    let readout = harness
-        .get_by_label_contains("train loss ")
-        .accesskit_node()
-        .label()
-        .unwrap_or_default();
+    let readout = hover_readout(&mut harness, pointer);
     let mut lines = readout.lines();
     let header = lines.next().expect("a header");
     let step: usize = header
@@ -176,15 +168,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     assert_eq!(harness.state().chart_x_view(), None);
     // With the x axis in epochs (6 steps each), the read-out names the fractional epoch first.
     harness.get_by_label("epochs").click_accesskit();
-    harness.event(eframe::egui::Event::PointerMoved(pointer));
-    for _ in 0..3 {
-        harness.step();
-    }
-    let readout = harness
-        .get_by_label_contains("train loss ")
-        .accesskit_node()
-        .label()
-        .unwrap_or_default();
+    let readout = hover_readout(&mut harness, pointer);
     assert!(readout.starts_with("epoch "), "{readout}");
     harness.get_by_label("steps").click_accesskit();
     harness.step();
@@ -286,6 +270,19 @@ fn click_when_in_view(harness: &mut Harness<'_, SlaApp>, label: &str) {
     for _ in 0..5 {
         harness.step();
     }
+}
+
+/// Hold the pointer at `pos` over a chart and return the read-out it shows there.
+fn hover_readout(harness: &mut Harness<'_, SlaApp>, pos: eframe::egui::Pos2) -> String {
+    harness.event(eframe::egui::Event::PointerMoved(pos));
+    for _ in 0..3 {
+        harness.step();
+    }
+    harness
+        .get_by_label_contains("train loss ")
+        .accesskit_node()
+        .label()
+        .unwrap_or_default()
 }
 
 fn click_at(harness: &mut Harness<'_, SlaApp>, pos: eframe::egui::Pos2) {
