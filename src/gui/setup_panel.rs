@@ -598,9 +598,11 @@ impl SlaApp {
                 ui.separator();
                 ui.label(format!("lr {}", number_format::significant(stats.lr, 3)))
                     .on_hover_text("The learning rate of the last step");
-                if let Some(peak) =
-                    crate::process_memory::peak_rss_mb().filter(|_| !self.deterministic())
-                {
+                // Snapshot tests hide it without reading /proc at all.
+                let peak = (!self.deterministic())
+                    .then(crate::process_memory::peak_rss_mb)
+                    .flatten();
+                if let Some(peak) = peak {
                     ui.separator();
                     ui.label(format!("peak memory {peak:.0} MiB"))
                         .on_hover_text("The most resident memory this process has used so far");
