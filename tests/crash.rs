@@ -197,6 +197,9 @@ fn killed_at_random_moments_a_run_resumes_to_the_same_weights_bit_for_bit() {
         steps.iter().map(|s| s.step).collect::<Vec<_>>(),
         (1..=30).collect::<Vec<_>>()
     );
+    // Wall time runs on across the kills: a resumed run counts from its checkpoint's time.
+    let times: Vec<f64> = steps.iter().map(|s| s.seconds.expect("a time")).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     let metrics = run::read_metrics(&parted).expect("metrics").records;
     let reference_metrics = run::read_metrics(&whole).expect("metrics").records;
     assert_eq!(metrics.len(), 3);

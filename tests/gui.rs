@@ -170,6 +170,46 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     harness.get_by_label("epochs").click_accesskit();
     let readout = hover_readout(&mut harness, pointer);
     assert!(readout.starts_with("epoch "), "{readout}");
+    // In wall time each step sits at its recorded time (steps.csv's `seconds`): the read-out
+    // names the time, the step and the epoch, and the loss shown is that step's.
+    let seconds = harness.state().run_state().seconds.clone();
+    assert_eq!(seconds.len(), 12, "every step's time is known");
+    assert!(seconds.windows(2).all(|w| w[0].1 <= w[1].1), "{seconds:?}");
+    let logged = sla::run::read_steps(&dir.path().join("run")).expect("steps.csv");
+    let logged: Vec<(f32, f64)> = logged
+        .records
+        .iter()
+        .map(|r| (r.step as f32, r.seconds.expect("a time")))
+        .collect();
+    assert_eq!(logged.len(), 12);
+    assert!(
+        logged
+            .iter()
+            .zip(&seconds)
+            .all(|(a, b)| a.0 == b.0 && (a.1 - b.1).abs() < 1e-3)
+    );
+    harness.get_by_label("wall time (s)").click_accesskit();
+    let readout = hover_readout(&mut harness, pointer);
+    let mut lines = readout.lines();
+    let header = lines.next().unwrap_or_default();
+    let step: usize = header
+        .split_once("(step ")
+        .and_then(|(_, rest)| rest.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{readout}"));
+    assert!(
+        header.contains(" s (step ") && header.ends_with(')'),
+        "{header}"
+    );
+    let shown: f32 = lines
+        .find_map(|l| l.strip_prefix("train loss "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{readout}"));
+    let recorded = harness.state().run_state().losses[step - 1];
+    assert!(
+        (shown - recorded.1).abs() < 1e-3,
+        "{readout} vs {recorded:?}"
+    );
     harness.get_by_label("steps").click_accesskit();
     harness.step();
     // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
@@ -654,4 +694,121 @@ fn shortcuts_start_a_run_and_focus_open_run_and_a_banner_says_how_it_ended() {
     harness.key_press_modifiers(Modifiers::COMMAND, Key::O);
     harness.step();
     assert!(harness.get_by_label("Open run").is_focused());
+}
+
+#[test]
+fn folders_come_from_the_dialog_or_a_typed_path_confirmed_with_enter() {
+    use eframe::egui::Key;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    let mut harness = app_harness(tiny_run(dir.path(), (80, 40), 1));
+    wait_for_the_preview(&mut harness);
+    harness.key_press_modifiers(eframe::egui::Modifiers::COMMAND, Key::Enter);
+    train_to_the_end(&mut harness);
+    let evaluations = harness.state().run_state().metrics.len();
+
+    // A typed run folder opens on Enter, without a click on Inspect.
+    let mut harness = app_harness(tiny_run(dir.path(), (80, 40), 1));
+    wait_for_the_preview(&mut harness);
+    assert!(harness.state().run_state().metrics.is_empty());
+    harness.get_by_label("Open run").focus();
+    harness.step();
+    harness
+        .get_by_label("Open run")
+        .type_text(run.to_str().expect("utf-8 path"));
+    harness.step();
+    harness.key_press(Key::Enter);
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().run_state().metrics.len(), evaluations);
+
+    // "Browse…" asks the folder dialog (here a stand-in: a test cannot click a system window)
+    // and opens the chosen run.
+    let mut harness = app_harness(tiny_run(dir.path(), (80, 40), 1));
+    let chosen = run.clone();
+    harness
+        .state_mut()
+        .set_folder_chooser(Box::new(move |field| {
+            assert_eq!(field, sla::gui::FolderField::Open);
+            Some(chosen.clone())
+        }));
+    wait_for_the_preview(&mut harness);
+    click_when_in_view(&mut harness, "Browse…");
+    assert_eq!(
+        harness.get_by_label("Open run").value().as_deref(),
+        run.to_str()
+    );
+    assert_eq!(harness.state().run_state().metrics.len(), evaluations);
+    assert_eq!(
+        harness.state().remembered().open_dir,
+        run.display().to_string()
+    );
+
+    // The dataset's folder: the chosen one becomes the dataset's `dir`; a cancelled dialog changes
+    // nothing.
+    let data = dir.path().join("fashion");
+    std::fs::create_dir(&data).expect("mkdir");
+    let mut options = tiny_run(dir.path(), (80, 40), 1);
+    options.config.dataset.kind = sla::data::DatasetKind::FashionMnist;
+    let mut harness = app_harness(options);
+    let answers = std::sync::Mutex::new(vec![None, Some(data.clone())]);
+    harness
+        .state_mut()
+        .set_folder_chooser(Box::new(move |field| {
+            assert_eq!(field, sla::gui::FolderField::Data);
+            answers.lock().expect("answers").pop().flatten()
+        }));
+    harness.step();
+    let browse = harness
+        .get_all_by_label("Browse…")
+        .next()
+        .expect("a Browse button");
+    browse.click();
+    for _ in 0..3 {
+        harness.step();
+    }
+    assert_eq!(
+        harness.state().remembered().config.dataset.dir,
+        Some(data.clone())
+    );
+    assert_eq!(
+        harness.get_by_label("Folder").value().as_deref(),
+        data.to_str()
+    );
+    let browse = harness
+        .get_all_by_label("Browse…")
+        .next()
+        .expect("a Browse button");
+    browse.click();
+    for _ in 0..3 {
+        harness.step();
+    }
+    assert_eq!(harness.state().remembered().config.dataset.dir, Some(data));
+}
+
+#[test]
+fn a_step_is_timed_on_request_and_shown_as_an_estimate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut harness = app_harness(tiny_run(dir.path(), (80, 40), 1));
+    wait_for_the_preview(&mut harness);
+    click_when_in_view(&mut harness, "Time a step");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let text = loop {
+        if let Some(node) = harness.query_by_label_contains("estimate on cpu") {
+            break node.accesskit_node().value().unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "the step was never timed");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        text.contains(" a step (median of 2, random images)"),
+        "{text}"
+    );
+    assert!(text.contains("MiB of memory for the step"), "{text}");
+    // Another batch size makes the measurement stale, and says so.
+    harness.get_by_label("Batch size").set_value_accesskit(80.0);
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("(for earlier settings: time again)");
 }

@@ -1,19 +1,14 @@
 //! `sla bench`: times full training steps (expansion, forward, loss, backward, SGD) on random data
 //! and reports ms per step, images per second, peak memory and where the time went.
 
-use std::time::Instant;
-
-use candle_core::{DType, Tensor};
-use candle_nn::VarMap;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::model::{ModelKind, Network, seeded_var_builder};
+use crate::data::ImageShape;
+use crate::model::ModelKind;
 use crate::ops;
-use crate::process_memory::{peak_rss_mb, reset_peak_rss};
-use crate::sla::transform::Expander;
 use crate::sla::{Mode, Objective, TransformPreset, TransformSet};
-use crate::train::optim::Sgd;
+use crate::train::step_timer::{SyntheticStep, time_steps};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -166,55 +161,19 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         large_loss: false,
         class_weights: None,
     };
-    let expander = Expander::new(&set, 3, 32, 32, &device)?;
-    let vars = VarMap::new();
-    let vb = seeded_var_builder(&vars, 0, DType::F32, &device);
-    let net = Network::new(args.model, 3, &objective.head_sizes(), vb)?;
-    let mut params: Vec<_> = vars
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("parameter map lock poisoned"))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut sgd = Sgd::new(params, 0.9, 1e-4, false);
-    let images = Tensor::randn(0f32, 1f32, (args.batch_size, 3, 32, 32), &device)?;
-    let labels: Vec<u32> = (0..args.batch_size as u32).map(|i| i % 10).collect();
-    let labels = Tensor::from_vec(labels, args.batch_size, &device)?;
-
-    let mut step = || -> anyhow::Result<f64> {
-        let inputs = if mode.expands_batches() {
-            expander.expand(&images)?
-        } else {
-            images.clone()
-        };
-        let features = net.features(&inputs, true)?;
-        let outputs = objective.outputs(net.heads(), &features)?;
-        let loss = objective.loss(&outputs, &labels)?;
-        let grads = loss.backward()?;
-        sgd.step(&grads, 0.1)?;
-        Ok(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+    let shape = ImageShape {
+        channels: 3,
+        height: 32,
+        width: 32,
     };
-    let mut last_loss = f64::NAN;
-    for _ in 0..args.warmup {
-        last_loss = step()?;
-    }
-    reset_peak_rss();
-    ops::profile::reset_profile();
-    let mut times = Vec::with_capacity(args.steps);
-    for _ in 0..args.steps {
-        let start = Instant::now();
-        last_loss = step()?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    let peak_rss_mb = peak_rss_mb();
-    times.sort_by(f64::total_cmp);
-    let median_ms = if times.len() % 2 == 1 {
-        times[times.len() / 2]
-    } else {
-        0.5 * (times[times.len() / 2 - 1] + times[times.len() / 2])
-    };
+    let timing = time_steps(
+        || SyntheticStep::new(args.model, objective, &set, shape, args.batch_size, &device),
+        args.warmup,
+        args.steps,
+        ops::profile::reset_profile,
+    )?;
+    let times = &timing.sorted_ms;
+    let median_ms = timing.median_ms();
     let per_step = args.steps as f64;
     let breakdown: Vec<PhaseTime> = ops::profile::snapshot()
         .into_iter()
@@ -257,11 +216,11 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         batch_size: args.batch_size,
         images_per_step,
         steps: args.steps,
-        min_ms: times[0],
+        min_ms: timing.min_ms(),
         median_ms,
         original_images_per_s: args.batch_size as f64 / (median_ms * 1e-3),
         transformed_images_per_s: images_per_step as f64 / (median_ms * 1e-3),
-        peak_rss_mb,
+        peak_rss_mb: timing.peak_rss_mb,
         conv_gflop_per_step,
         conv_gflops,
         conv_kernel_gflops,
@@ -272,7 +231,7 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         conv_im2col_passes: im2col_passes as f64 / per_step,
         breakdown,
         other_ms_per_step: total_ms - ops_ms,
-        last_loss,
+        last_loss: timing.last_loss,
     })
 }
 

@@ -19,6 +19,7 @@ use super::remembered::RememberedSettings;
 use super::run_state::{Phase, RunState};
 use super::shortcuts;
 use super::views::{ConfusionSettings, GpuViews};
+use super::x_axis::XUnit;
 
 pub struct SlaApp {
     pub(super) config: TrainConfig,
@@ -38,11 +39,11 @@ pub struct SlaApp {
     pub(super) views: Option<GpuViews>,
     pub(super) smoothing: f32,
     pub(super) log_y: bool,
-    pub(super) x_in_epochs: bool,
+    pub(super) x_unit: XUnit,
     pub(super) confusion: ConfusionSettings,
     pub(super) selected_cell: Option<(usize, usize)>,
     /// The curves' data, keyed by (run revision, number of views, x scale bits).
-    pub(super) charts: Option<((u64, usize, u64), Vec<super::views::Chart>)>,
+    pub(super) charts: Option<((u64, usize, XUnit), Vec<super::views::Chart>)>,
     /// Where the confusion matrix was drawn last frame, and how many images its selected cell
     /// showed (read by tests that click the matrix).
     pub(super) confusion_rect: Option<egui::Rect>,
@@ -51,6 +52,8 @@ pub struct SlaApp {
     /// The charts' zoomed x range (`None`: the whole run).
     pub(super) x_view: Option<(f64, f64)>,
     pub(super) model_summary: super::model_summary::SummaryCache,
+    pub(super) step_estimate: super::step_estimate::StepEstimate,
+    pub(super) folder_dialogs: super::folder_dialog::FolderDialogs,
     pub(super) gallery_images: usize,
     /// How the last run ended, shown in a banner until dismissed or the next run starts.
     pub(super) notice: Option<Notice>,
@@ -108,7 +111,7 @@ impl SlaApp {
             views,
             smoothing: 0.6,
             log_y: false,
-            x_in_epochs: false,
+            x_unit: XUnit::Steps,
             confusion: ConfusionSettings::default(),
             selected_cell: None,
             charts: None,
@@ -116,6 +119,8 @@ impl SlaApp {
             chart_rects: Vec::new(),
             x_view: None,
             model_summary: Default::default(),
+            step_estimate: Default::default(),
+            folder_dialogs: Default::default(),
             gallery_images: 0,
             notice: None,
             options,
@@ -147,7 +152,7 @@ impl SlaApp {
         self.open_dir_text = settings.open_dir;
         self.smoothing = settings.smoothing;
         self.log_y = settings.log_y;
-        self.x_in_epochs = settings.x_in_epochs;
+        self.x_unit = settings.x_unit;
         self.confusion.normalise_rows = settings.normalise_rows;
         self.confusion.log_scale = settings.log_scale;
         // Snapshot tests must not depend on the theme of the machine they run on.
@@ -169,11 +174,17 @@ impl SlaApp {
             open_dir: self.open_dir_text.clone(),
             smoothing: self.smoothing,
             log_y: self.log_y,
-            x_in_epochs: self.x_in_epochs,
+            x_unit: self.x_unit,
             normalise_rows: self.confusion.normalise_rows,
             log_scale: self.confusion.log_scale,
             theme: self.ctx.options(|o| o.theme_preference),
         }
+    }
+
+    /// Answer folder dialogs with `chooser` instead of the system's dialog (tests cannot click a
+    /// system window; an embedder may bring its own).
+    pub fn set_folder_chooser(&mut self, chooser: super::folder_dialog::FolderChooser) {
+        self.folder_dialogs.set_chooser(chooser);
     }
 
     /// Every setting back to its default (the run folder and the run shown stay).

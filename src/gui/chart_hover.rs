@@ -8,6 +8,7 @@ use crate::gpu::curves::Axes;
 
 use super::number_format;
 use super::views::Chart;
+use super::x_axis::XAxis;
 
 /// The data x at a horizontal position `offset` points into the chart image, if inside the plot.
 pub fn x_at(axes: &Axes, offset: f32, pixels_per_point: f32) -> Option<f64> {
@@ -20,41 +21,9 @@ pub fn x_at(axes: &Axes, offset: f32, pixels_per_point: f32) -> Option<f64> {
     Some(lo + (hi - lo) * pixel / f64::from(width))
 }
 
-/// What the charts' x axis counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct XAxis {
-    pub steps_per_epoch: Option<u64>,
-    /// Epochs (fractional) instead of steps.
-    pub in_epochs: bool,
-}
-
-impl XAxis {
-    /// Data x per step.
-    pub fn scale(self) -> f64 {
-        match self.steps_per_epoch.filter(|&s| s > 0 && self.in_epochs) {
-            Some(per_epoch) => 1.0 / per_epoch as f64,
-            None => 1.0,
-        }
-    }
-
-    /// The header naming data x: the step and its epoch, whichever the axis counts first.
-    fn describe(self, x: f64) -> String {
-        let step = x / self.scale();
-        match self.steps_per_epoch.filter(|&s| s > 0) {
-            Some(_) if self.in_epochs => format!("epoch {x:.2} (step {step:.0})"),
-            // Step s (counted from 1) falls in epoch ceil(s / steps per epoch).
-            Some(per_epoch) => format!(
-                "step {step:.0} (epoch {})",
-                (step.round().max(1.0) as u64).div_ceil(per_epoch)
-            ),
-            None => format!("step {step:.0}"),
-        }
-    }
-}
-
 /// The read-out at data x: a header naming the x of the nearest point of any series (step and
 /// epoch), then one "name value" line per series with a finite point, in chart order.
-pub fn readout(chart: &Chart, x: f64, axis: XAxis) -> Option<String> {
+pub fn readout(chart: &Chart, x: f64, axis: &XAxis) -> Option<String> {
     let nearest: Vec<(&str, f32, f32)> = chart
         .series
         .iter()
@@ -77,7 +46,7 @@ pub fn readout(chart: &Chart, x: f64, axis: XAxis) -> Option<String> {
             number_format::significant(f64::from(y), 4)
         ));
         if sx != step {
-            text.push_str(&format!(" (step {:.0})", f64::from(sx) / axis.scale()));
+            text.push_str(&format!(" (step {:.0})", axis.step_of(f64::from(sx))));
         }
     }
     Some(text)
@@ -97,7 +66,7 @@ fn nearest_index(xs: &[f32], x: f64) -> Option<usize> {
 }
 
 /// Show the read-out as a tooltip of the chart `response` and draw the guide line.
-pub fn show(ui: &egui::Ui, response: egui::Response, axes: &Axes, chart: &Chart, axis: XAxis) {
+pub fn show(ui: &egui::Ui, response: egui::Response, axes: &Axes, chart: &Chart, axis: &XAxis) {
     let Some(pos) = response.hover_pos() else {
         return;
     };
@@ -121,6 +90,7 @@ pub fn show(ui: &egui::Ui, response: egui::Response, axes: &Axes, chart: &Chart,
 mod tests {
     use super::*;
     use crate::gui::views::ChartSeries;
+    use crate::gui::x_axis::XUnit;
 
     fn chart() -> Chart {
         Chart {
@@ -146,37 +116,39 @@ mod tests {
     #[test]
     fn the_readout_names_the_step_epoch_and_each_series_value() {
         assert_eq!(
-            readout(&chart(), 2.2, steps(2)).as_deref(),
+            readout(&chart(), 2.2, &steps(2)).as_deref(),
             Some("step 2 (epoch 1)\ntrain loss 2\ntest loss 2.25")
         );
         // At step 4 the test loss is not finite (a diverged evaluation): its line is left out,
         // and a series whose nearest point is elsewhere says which step it shows.
         assert_eq!(
-            readout(&chart(), 3.9, XAxis::default()).as_deref(),
+            readout(&chart(), 3.9, &XAxis::default()).as_deref(),
             Some("step 4\ntrain loss 1.25")
         );
         assert_eq!(
-            readout(&chart(), 2.9, steps(2)).as_deref(),
+            readout(&chart(), 2.9, &steps(2)).as_deref(),
             Some("step 3 (epoch 2)\ntrain loss 1.5\ntest loss 2.25 (step 2)")
         );
         assert_eq!(
-            readout(&Chart { series: vec![] }, 1.0, XAxis::default()),
+            readout(&Chart { series: vec![] }, 1.0, &XAxis::default()),
             None
         );
     }
 
-    fn steps(per_epoch: u64) -> XAxis {
+    fn steps(per_epoch: u64) -> XAxis<'static> {
         XAxis {
+            unit: XUnit::Steps,
             steps_per_epoch: Some(per_epoch),
-            in_epochs: false,
+            seconds: &[],
         }
     }
 
     #[test]
     fn in_epochs_the_header_names_the_fractional_epoch_and_its_step() {
         let axis = XAxis {
+            unit: XUnit::Epochs,
             steps_per_epoch: Some(4),
-            in_epochs: true,
+            seconds: &[],
         };
         // The charts' x were scaled to epochs: step 3 of 4 per epoch is x = 0.75.
         let mut chart = chart();
@@ -184,7 +156,7 @@ mod tests {
             series.xs.iter_mut().for_each(|x| *x /= 4.0);
         }
         assert_eq!(
-            readout(&chart, 0.7, axis).as_deref(),
+            readout(&chart, 0.7, &axis).as_deref(),
             Some("epoch 0.75 (step 3)\ntrain loss 1.5\ntest loss 2.25 (step 2)")
         );
     }

@@ -5,6 +5,7 @@ mod chart_hover;
 mod chart_zoom;
 mod class_bars;
 mod download_job;
+mod folder_dialog;
 mod model_summary;
 pub mod more_settings;
 mod most_confused;
@@ -15,9 +16,11 @@ pub mod remembered;
 pub mod run_state;
 mod setup_panel;
 mod shortcuts;
+mod step_estimate;
 mod top_losses;
 mod views;
 mod watch_panel;
+mod x_axis;
 
 use std::path::PathBuf;
 
@@ -26,6 +29,7 @@ use eframe::egui;
 use crate::config::TrainConfig;
 
 pub use app::SlaApp;
+pub use folder_dialog::{FolderChooser, FolderField};
 
 /// How the app starts (the `sla gui` flags).
 #[derive(Clone, Debug, Default)]

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 
+use super::x_axis::XUnit;
+
 /// The key of the app's settings in eframe's storage.
 pub const STORAGE_KEY: &str = "sla-settings";
 
@@ -23,8 +25,8 @@ pub struct RememberedSettings {
     pub open_dir: String,
     pub smoothing: f32,
     pub log_y: bool,
-    /// The charts' x axis counts epochs instead of steps.
-    pub x_in_epochs: bool,
+    /// What the charts' x axis counts.
+    pub x_unit: XUnit,
     pub normalise_rows: bool,
     pub log_scale: bool,
     pub theme: egui::ThemePreference,
@@ -39,7 +41,7 @@ impl Default for RememberedSettings {
             open_dir: String::new(),
             smoothing: 0.6,
             log_y: false,
-            x_in_epochs: false,
+            x_unit: XUnit::Steps,
             normalise_rows: true,
             log_scale: false,
             theme: egui::ThemePreference::System,

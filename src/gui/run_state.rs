@@ -34,6 +34,8 @@ pub struct RunState {
     pub losses: Vec<(f32, f32)>,
     /// (step, learning rate) of every step.
     pub learning_rates: Vec<(f32, f32)>,
+    /// (step, wall-clock seconds since the run began) of every step whose time is known.
+    pub seconds: Vec<(f32, f64)>,
     pub metrics: Vec<EvalMetrics>,
     pub snapshot: Option<Arc<TrainingSnapshot>>,
     pub message: Option<String>,
@@ -51,6 +53,7 @@ impl Default for RunState {
             last_step: None,
             losses: Vec::new(),
             learning_rates: Vec::new(),
+            seconds: Vec::new(),
             metrics: Vec::new(),
             snapshot: None,
             message: None,
@@ -87,6 +90,7 @@ impl RunState {
                 self.losses.push((stats.step as f32, stats.loss as f32));
                 self.learning_rates
                     .push((stats.step as f32, stats.lr as f32));
+                self.seconds.push((stats.step as f32, stats.seconds));
                 self.last_step = Some(stats);
                 self.revision = next_revision();
             }
@@ -146,6 +150,9 @@ impl RunState {
                 let records = || log.records.iter().filter(|r| r.step <= up_to_step);
                 self.losses = records().map(|r| (r.step as f32, r.loss as f32)).collect();
                 self.learning_rates = records().map(|r| (r.step as f32, r.lr as f32)).collect();
+                self.seconds = records()
+                    .filter_map(|r| Some((r.step as f32, r.seconds?)))
+                    .collect();
             }
             Err(error) => note(&mut problems, error),
         }

@@ -14,11 +14,13 @@ use crate::train::TrainerCommand;
 
 use super::app::SlaApp;
 use super::class_bars;
+use super::folder_dialog::FolderField;
 use super::model_summary;
 use super::more_settings;
 use super::number_format;
 use super::run_state::Phase;
 use super::shortcuts;
+use super::step_estimate;
 
 const DATASETS: [DatasetKind; 7] = [
     DatasetKind::FashionMini,
@@ -34,6 +36,7 @@ const ERROR_COLOUR: egui::Color32 = egui::Color32::from_rgb(240, 110, 100);
 
 impl SlaApp {
     pub(super) fn setup_panel(&mut self, ui: &mut egui::Ui) {
+        self.take_chosen_folder();
         let locked = self.state.is_active();
         ui.add_enabled_ui(!locked, |ui| {
             self.dataset_section(ui);
@@ -60,6 +63,56 @@ impl SlaApp {
         self.run_controls(ui);
     }
 
+    /// A "Browse…" button that opens the folder dialog for `field`.
+    fn browse_button(&mut self, ui: &mut egui::Ui, field: FolderField, hint: &str) {
+        let open = self.folder_dialogs.is_open();
+        let clicked = ui
+            .add_enabled(!open, egui::Button::new("Browse…"))
+            .on_hover_text(hint)
+            .on_disabled_hover_text("a folder dialog is open")
+            .clicked();
+        if clicked {
+            let typed = match field {
+                FolderField::Data => &self.data_dir_text,
+                FolderField::Run => &self.run_dir_text,
+                FolderField::Open => &self.open_dir_text,
+            };
+            let start = PathBuf::from(typed.trim());
+            self.folder_dialogs.open(field, &start, ui.ctx());
+        }
+    }
+
+    /// Put a folder chosen in a dialog into its field, as if typed and confirmed.
+    fn take_chosen_folder(&mut self) {
+        let Some((field, path)) = self.folder_dialogs.poll() else {
+            return;
+        };
+        let text = path.display().to_string();
+        match field {
+            FolderField::Data => {
+                self.data_dir_text = text;
+                let before = self.config.dataset.clone();
+                self.apply_data_dir_text();
+                if self.config.dataset != before {
+                    self.reload_preview();
+                }
+            }
+            FolderField::Run => self.run_dir_text = text,
+            FolderField::Open => {
+                self.open_dir_text = text;
+                if !self.state.is_active() {
+                    self.open_run(&path);
+                }
+            }
+        }
+    }
+
+    /// The typed data folder becomes the dataset's folder (empty: the default places).
+    fn apply_data_dir_text(&mut self) {
+        let text = self.data_dir_text.trim();
+        self.config.dataset.dir = (!text.is_empty()).then(|| PathBuf::from(text));
+    }
+
     fn dataset_section(&mut self, ui: &mut egui::Ui) {
         let heading = ui.heading("Dataset");
         let before = self.config.dataset.clone();
@@ -76,12 +129,14 @@ impl SlaApp {
             ui.horizontal(|ui| {
                 let label = ui.label("Folder");
                 let response = ui.text_edit_singleline(&mut self.data_dir_text).labelled_by(label.id).on_hover_text(
-                    "Leave empty for the Debian Fashion-MNIST or the dataset cache (sla data get NAME)",
+                    "Leave empty for the Debian Fashion-MNIST or the dataset cache (sla data get NAME); \
+                     a typed folder takes effect on Enter or when the field loses focus",
                 );
+                // Enter ends a single-line edit too, so this covers both.
                 if response.lost_focus() {
-                    let text = self.data_dir_text.trim();
-                    self.config.dataset.dir = (!text.is_empty()).then(|| PathBuf::from(text));
+                    self.apply_data_dir_text();
                 }
+                self.browse_button(ui, FolderField::Data, "Choose the dataset's folder");
             });
         }
         if self.config.dataset.kind.resizes() {
@@ -377,6 +432,10 @@ impl SlaApp {
             _ => None,
         };
         model_summary::show(ui, &mut self.model_summary, &self.config, shape);
+        if let Some(shape) = shape {
+            let busy = self.state.is_active();
+            step_estimate::show(ui, &mut self.step_estimate, &self.config, shape, busy);
+        }
     }
 
     fn hyper_parameter_section(&mut self, ui: &mut egui::Ui) {
@@ -479,6 +538,9 @@ impl SlaApp {
                     egui::TextEdit::singleline(&mut self.run_dir_text),
                 )
                 .labelled_by(label.id);
+                if !self.state.is_active() {
+                    self.browse_button(ui, FolderField::Run, "Choose where the run is written");
+                }
             });
         }
         let blocker = self.start_blocker();
@@ -536,15 +598,24 @@ impl SlaApp {
         ui.separator();
         ui.horizontal(|ui| {
             let label = ui.label("Open run");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.open_dir_text).id(shortcuts::open_run_field()),
-            )
-            .labelled_by(label.id)
-            .on_hover_text(shortcuts::hint(
-                ui.ctx(),
-                "A run folder to inspect or resume",
-                &shortcuts::OPEN_RUN,
-            ));
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.open_dir_text)
+                        .id(shortcuts::open_run_field()),
+                )
+                .labelled_by(label.id)
+                .on_hover_text(shortcuts::hint(
+                    ui.ctx(),
+                    "A run folder to inspect or resume; Enter opens it",
+                    &shortcuts::OPEN_RUN,
+                ));
+            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if entered && !self.state.is_active() && !self.open_dir_text.trim().is_empty() {
+                self.open_run(&PathBuf::from(self.open_dir_text.trim()));
+            }
+            if !self.state.is_active() {
+                self.browse_button(ui, FolderField::Open, "Choose a run folder and open it");
+            }
         });
         let dir = PathBuf::from(self.open_dir_text.trim());
         ui.horizontal(|ui| {
@@ -600,7 +671,7 @@ impl SlaApp {
                     .on_hover_text("The learning rate of the last step");
                 // Snapshot tests hide it without reading /proc at all.
                 let peak = (!self.deterministic())
-                    .then(crate::process_memory::peak_rss_mb)
+                    .then(crate::process_memory::lifetime_peak_rss_mb)
                     .flatten();
                 if let Some(peak) = peak {
                     ui.separator();

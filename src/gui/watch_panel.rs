@@ -20,6 +20,7 @@ use super::class_bars;
 use super::most_confused;
 use super::top_losses;
 use super::views::{CHARTS, Chart, ChartSeries, Gallery};
+use super::x_axis::{XAxis, XUnit};
 
 const SERIES_COLOURS: [[u8; 4]; 4] = [
     [90, 160, 255, 255],
@@ -166,30 +167,38 @@ impl SlaApp {
             ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99).text("smoothing"));
             ui.checkbox(&mut self.log_y, "log y");
         });
-        let steps_per_epoch = self.steps_per_epoch();
+        let axis = XAxis {
+            unit: self.x_unit,
+            steps_per_epoch: self.steps_per_epoch(),
+            seconds: &self.state.seconds,
+        };
         ui.horizontal(|ui| {
             let label = ui.label("x axis");
-            let before = self.x_in_epochs;
-            ui.add_enabled_ui(steps_per_epoch.is_some(), |ui| {
-                ui.selectable_value(&mut self.x_in_epochs, false, "steps");
-                ui.selectable_value(&mut self.x_in_epochs, true, "epochs")
-                    .on_disabled_hover_text("the run's steps per epoch are not known yet");
+            let before = self.x_unit;
+            ui.horizontal(|ui| {
+                for unit in XUnit::ALL {
+                    let reason = axis.unavailable(unit);
+                    ui.add_enabled_ui(reason.is_none(), |ui| {
+                        ui.selectable_value(&mut self.x_unit, unit, unit.name())
+                            .on_disabled_hover_text(reason.unwrap_or_default());
+                    });
+                }
             })
             .response
             .labelled_by(label.id);
-            if self.x_in_epochs != before {
+            if self.x_unit != before {
                 self.x_view = None;
             }
         });
-        let axis = chart_hover::XAxis {
-            steps_per_epoch,
-            in_epochs: self.x_in_epochs,
+        let axis = XAxis {
+            unit: self.x_unit,
+            ..axis
         };
-        let scale = axis.scale();
         let revision = self.state.revision;
         let names = self.transform_names();
-        // Rebuilt only when the run's data changes: copying a long loss history every frame is waste.
-        let key = (revision, names.len(), scale.to_bits());
+        // Rebuilt only when the run's data or the axis changes: copying a long loss history every
+        // frame is waste.
+        let key = (revision, names.len(), axis.shown_unit());
         if self.charts.as_ref().is_none_or(|(k, _)| *k != key) {
             let mut charts = build_charts(
                 &self.state.losses,
@@ -201,7 +210,7 @@ impl SlaApp {
                 series
                     .xs
                     .iter_mut()
-                    .for_each(|x| *x = (f64::from(*x) * scale) as f32);
+                    .for_each(|x| *x = axis.x_of(f64::from(*x)) as f32);
             }
             self.charts = Some((key, charts));
         }
@@ -209,18 +218,21 @@ impl SlaApp {
             return;
         };
         let chart_height = ((height - 290.0) / 2.0).clamp(120.0, 320.0);
-        // The whole run: all its steps once known, else as far as the curves reach.
-        let last_step = charts
+        // The whole run: all its steps once known (the curves grow into the chart), else as far
+        // as the curves reach; in wall time as far as the run has got.
+        let per_step = axis.per_step();
+        let last_x = charts
             .iter()
             .flat_map(|c| c.series.iter().filter_map(|s| s.xs.last()))
-            .fold(scale, |m, &x| m.max(f64::from(x)));
+            .fold(per_step, |m, &x| m.max(f64::from(x)));
+        let total_steps = self.state.info.as_ref().map(|i| i.total_steps as f64);
         let full = (
             0.0,
-            self.state
-                .info
-                .as_ref()
-                .map_or(last_step, |i| i.total_steps as f64 * scale)
-                .max(scale),
+            match total_steps {
+                Some(total) if axis.shown_unit() != XUnit::WallTime => axis.x_of(total),
+                _ => last_x,
+            }
+            .max(per_step),
         );
         if self
             .x_view
@@ -247,8 +259,8 @@ impl SlaApp {
                     size,
                 ) {
                     self.chart_rects.push(response.rect);
-                    chart_zoom::interact(ui, &response, &axes, (full, scale), &mut self.x_view);
-                    chart_hover::show(ui, response, &axes, chart, axis);
+                    chart_zoom::interact(ui, &response, &axes, (full, per_step), &mut self.x_view);
+                    chart_hover::show(ui, response, &axes, chart, &axis);
                 }
             }
         }

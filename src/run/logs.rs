@@ -1,5 +1,6 @@
 //! The two append-only logs of a run: `metrics.jsonl` (one evaluation a line) and `steps.csv`
-//! (`step,epoch,loss,lr`, one step a line).
+//! (`step,epoch,loss,lr,seconds`, one step a line; logs written before the `seconds` column existed
+//! are read without it).
 //!
 //! A process killed while appending can leave its last line torn. Every record is written with one
 //! `write` call of the whole line, so only the final line can be torn; readers skip such a line and
@@ -16,7 +17,7 @@ use super::snapshot::EvalMetrics;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const STEPS_FILE: &str = "steps.csv";
-pub const STEPS_HEADER: &str = "step,epoch,loss,lr";
+pub const STEPS_HEADER: &str = "step,epoch,loss,lr,seconds";
 
 /// One line of `steps.csv`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,11 +27,19 @@ pub struct StepRecord {
     pub epoch: usize,
     pub loss: f64,
     pub lr: f64,
+    /// Wall-clock seconds since the run began when the step ended, not counting the time the run
+    /// was stopped between a checkpoint and its resume (empty in logs of runs resumed from before
+    /// the column existed).
+    pub seconds: Option<f64>,
 }
 
 impl StepRecord {
     fn line(&self) -> String {
-        format!("{},{},{},{}\n", self.step, self.epoch, self.loss, self.lr)
+        let seconds = self.seconds.map_or(String::new(), |s| format!("{s:.3}"));
+        format!(
+            "{},{},{},{},{seconds}\n",
+            self.step, self.epoch, self.loss, self.lr
+        )
     }
 }
 
@@ -138,6 +147,7 @@ pub fn parse_steps(path: &Path, text: &str) -> Result<Log<StepRecord>, RunError>
         column("loss")?,
         column("lr")?,
     ];
+    let seconds_column = names.iter().position(|&n| n == "seconds");
     parse_log(path, text, 1, |line| {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() != names.len() {
@@ -145,11 +155,16 @@ pub fn parse_steps(path: &Path, text: &str) -> Result<Log<StepRecord>, RunError>
         }
         let [step, epoch, loss, lr] = columns.map(|c| fields[c]);
         let bad = |e: &dyn fmt::Display| e.to_string();
+        let seconds = match seconds_column.map(|c| fields[c]) {
+            None | Some("") => None,
+            Some(text) => Some(text.parse().map_err(|e| bad(&e))?),
+        };
         Ok(StepRecord {
             step: step.parse().map_err(|e| bad(&e))?,
             epoch: epoch.parse().map_err(|e| bad(&e))?,
             loss: loss.parse().map_err(|e| bad(&e))?,
             lr: lr.parse().map_err(|e| bad(&e))?,
+            seconds,
         })
     })
 }
@@ -283,9 +298,41 @@ mod tests {
                 step: 7,
                 epoch: 0,
                 loss: 2.5,
-                lr: 0.1
+                lr: 0.1,
+                seconds: None,
             }]
         );
         assert!(log.torn_tail.is_none());
+    }
+
+    #[test]
+    fn the_seconds_column_round_trips_and_may_be_empty() {
+        let records = [
+            StepRecord {
+                step: 1,
+                epoch: 0,
+                loss: 2.5,
+                lr: 0.1,
+                seconds: Some(0.75),
+            },
+            // A step logged by a resumed run whose earlier lines had no time.
+            StepRecord {
+                step: 2,
+                epoch: 0,
+                loss: 2.25,
+                lr: 0.1,
+                seconds: None,
+            },
+        ];
+        let mut text = format!("{STEPS_HEADER}\n");
+        for record in &records {
+            text += &record.line();
+        }
+        assert_eq!(
+            text,
+            "step,epoch,loss,lr,seconds\n1,0,2.5,0.1,0.750\n2,0,2.25,0.1,\n"
+        );
+        let log = parse_steps(Path::new("s"), &text).expect("readable");
+        assert_eq!(log.records, records);
     }
 }

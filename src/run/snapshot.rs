@@ -2,7 +2,7 @@
 //!
 //! Nothing here holds a tensor. A run folder keeps the latest snapshot as `snapshot.json`,
 //! one `EvalMetrics` per evaluation as a line of `metrics.jsonl`, and the per-step loss in `steps.csv`
-//! (`step,epoch,loss,lr`).
+//! (its columns: `logs::STEPS_HEADER`).
 
 use serde::{Deserialize, Serialize};
 

@@ -48,6 +48,8 @@ pub struct StepStats {
     pub epoch: usize,
     pub loss: f64,
     pub lr: f64,
+    /// Wall-clock seconds since the run began (as `steps.csv` records them).
+    pub seconds: f64,
     /// Source images per second, smoothed over recent steps.
     pub images_per_s: f64,
     /// Transformed images (source × M) per second.

@@ -8,6 +8,7 @@ pub mod optim;
 pub mod sampler;
 pub mod schedule;
 pub mod setup;
+pub mod step_timer;
 pub mod trainer;
 
 pub use crate::run::{EvalMetrics, SampleGrid, TrainingSnapshot};

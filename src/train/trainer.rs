@@ -585,11 +585,13 @@ impl Loop<'_> {
             progress.loss_sum += loss;
             progress.loss_count += 1;
             let lr = learning_rate(config.schedule, config.lr, self.step - 1, total_steps);
+            let seconds = self.elapsed();
             run_folder.log_step(StepRecord {
                 step: self.step,
                 epoch,
                 loss,
                 lr,
+                seconds: Some(seconds),
             })?;
             let rate = batch as f64 / step_started.elapsed().as_secs_f64().max(1e-9);
             let smoothed = images_per_s.map_or(rate, |previous| 0.8 * previous + 0.2 * rate);
@@ -600,6 +602,7 @@ impl Loop<'_> {
                 epoch,
                 loss,
                 lr,
+                seconds,
                 images_per_s: smoothed,
                 transformed_per_s: smoothed
                     * if config.mode.expands_batches() {

@@ -1,0 +1,197 @@
+//! Timing a training step on random data, built as the trainer builds it (expansion, forward,
+//! loss, backward, SGD), for `sla bench` and the app's step estimate: one definition of "a step",
+//! so the estimate before a run and the benchmark time the same work.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+
+use crate::data::ImageShape;
+use crate::model::{ModelKind, Network, seeded_var_builder};
+use crate::process_memory::{peak_rss_mb, reset_peak_rss, resident_mb};
+use crate::sla::transform::Expander;
+use crate::sla::{Objective, TransformSet};
+
+use super::optim::Sgd;
+
+/// One training step's network, optimiser and random batch.
+pub struct SyntheticStep {
+    objective: Objective,
+    expander: Option<Expander>,
+    net: Network,
+    sgd: Sgd,
+    images: Tensor,
+    labels: Tensor,
+}
+
+impl SyntheticStep {
+    /// A `model` trained with `objective` on batches of `batch_size` random images of `shape`,
+    /// expanded by `set` when the objective's mode expands batches.
+    pub fn new(
+        model: ModelKind,
+        objective: Objective,
+        set: &TransformSet,
+        shape: ImageShape,
+        batch_size: usize,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let (c, h, w) = (shape.channels, shape.height, shape.width);
+        let expander = if objective.mode.expands_batches() {
+            Some(Expander::new(set, c, h, w, device)?)
+        } else {
+            None
+        };
+        let vars = VarMap::new();
+        let vb = seeded_var_builder(&vars, 0, DType::F32, device);
+        let net = Network::new(model, c, &objective.head_sizes(), vb)?;
+        // Sorted by name, as the trainer orders its parameters.
+        let mut params: Vec<_> = vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("parameter map lock poisoned".into()))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let sgd = Sgd::new(params, 0.9, 1e-4, false);
+        let images = Tensor::randn(0f32, 1f32, (batch_size, c, h, w), device)?;
+        let classes = objective.num_classes as u32;
+        let labels: Vec<u32> = (0..batch_size as u32).map(|i| i % classes).collect();
+        let labels = Tensor::from_vec(labels, batch_size, device)?;
+        Ok(Self {
+            objective,
+            expander,
+            net,
+            sgd,
+            images,
+            labels,
+        })
+    }
+
+    /// One step; returns its loss (read back to the host, so a GPU step is timed to its end).
+    pub fn run(&mut self) -> candle_core::Result<f64> {
+        let inputs = match &self.expander {
+            Some(expander) => expander.expand(&self.images)?,
+            None => self.images.clone(),
+        };
+        let features = self.net.features(&inputs, true)?;
+        let outputs = self.objective.outputs(self.net.heads(), &features)?;
+        let loss = self.objective.loss(&outputs, &self.labels)?;
+        let grads = loss.backward()?;
+        self.sgd.step(&grads, 0.1)?;
+        loss.to_dtype(DType::F64)?.to_scalar::<f64>()
+    }
+}
+
+/// What timing some steps measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepTiming {
+    /// Milliseconds of each timed step, fastest first.
+    pub sorted_ms: Vec<f64>,
+    /// The process's peak resident memory while the steps ran (MiB; Linux only).
+    pub peak_rss_mb: Option<f64>,
+    /// How far that peak rose above the memory resident before the step was built: the step's
+    /// own working set (parameters, activations, gradients), on the host.
+    pub step_memory_mb: Option<f64>,
+    pub last_loss: f64,
+}
+
+impl StepTiming {
+    pub fn median_ms(&self) -> f64 {
+        let t = &self.sorted_ms;
+        if t.len() % 2 == 1 {
+            t[t.len() / 2]
+        } else {
+            0.5 * (t[t.len() / 2 - 1] + t[t.len() / 2])
+        }
+    }
+
+    pub fn min_ms(&self) -> f64 {
+        self.sorted_ms[0]
+    }
+}
+
+/// Build a step with `build`, run `warmup` untimed steps, call `before_timed`, then time `steps`
+/// steps (at least one).
+pub fn time_steps(
+    build: impl FnOnce() -> candle_core::Result<SyntheticStep>,
+    warmup: usize,
+    steps: usize,
+    before_timed: impl FnOnce(),
+) -> candle_core::Result<StepTiming> {
+    let resident_before = resident_mb();
+    reset_peak_rss();
+    let mut step = build()?;
+    let mut last_loss = f64::NAN;
+    for _ in 0..warmup {
+        last_loss = step.run()?;
+    }
+    before_timed();
+    let mut sorted_ms = Vec::with_capacity(steps.max(1));
+    for _ in 0..steps.max(1) {
+        let start = Instant::now();
+        last_loss = step.run()?;
+        sorted_ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    sorted_ms.sort_by(f64::total_cmp);
+    let peak = peak_rss_mb();
+    Ok(StepTiming {
+        sorted_ms,
+        peak_rss_mb: peak,
+        step_memory_mb: peak.zip(resident_before).map(|(p, r)| (p - r).max(0.0)),
+        last_loss,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sla::{Mode, TransformPreset};
+
+    #[test]
+    fn timing_runs_the_warmup_then_the_timed_steps_of_the_expanded_batch() {
+        let set = TransformSet::preset(TransformPreset::Rotation);
+        let objective = Objective {
+            mode: Mode::Sla,
+            num_classes: 10,
+            num_transforms: set.len(),
+            temperature: 1.0,
+            beta: 1.0,
+            large_loss: false,
+            class_weights: None,
+        };
+        let shape = ImageShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        let mut built = 0;
+        let mut timed_after_warmup = false;
+        let timing = time_steps(
+            || {
+                built += 1;
+                SyntheticStep::new(ModelKind::Cnn, objective, &set, shape, 4, &Device::Cpu)
+            },
+            1,
+            3,
+            || timed_after_warmup = true,
+        )
+        .expect("timed");
+        assert_eq!(built, 1);
+        assert!(timed_after_warmup);
+        assert_eq!(timing.sorted_ms.len(), 3);
+        assert!(timing.sorted_ms.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(timing.median_ms(), timing.sorted_ms[1]);
+        assert!(timing.min_ms() > 0.0);
+        // A 40-way joint softmax starts near ln 40.
+        assert!(
+            timing.last_loss.is_finite() && timing.last_loss > 1.0,
+            "{}",
+            timing.last_loss
+        );
+        if cfg!(target_os = "linux") {
+            assert!(timing.step_memory_mb.is_some() && timing.peak_rss_mb.is_some());
+        }
+    }
+}
