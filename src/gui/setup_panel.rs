@@ -32,6 +32,12 @@ const DATASETS: [DatasetKind; 7] = [
     DatasetKind::Folder,
 ];
 
+/// A folder row after its label: the "Browse…" button at the right end, the typed path filling
+/// what is left, so a long path never widens the panel.
+fn button_then_field() -> egui::Layout {
+    egui::Layout::right_to_left(egui::Align::Center)
+}
+
 const ERROR_COLOUR: egui::Color32 = egui::Color32::from_rgb(240, 110, 100);
 
 impl SlaApp {
@@ -128,15 +134,19 @@ impl SlaApp {
         if self.config.dataset.kind != DatasetKind::FashionMini {
             ui.horizontal(|ui| {
                 let label = ui.label("Folder");
-                let response = ui.text_edit_singleline(&mut self.data_dir_text).labelled_by(label.id).on_hover_text(
-                    "Leave empty for the Debian Fashion-MNIST or the dataset cache (sla data get NAME); \
-                     a typed folder takes effect on Enter or when the field loses focus",
-                );
-                // Enter ends a single-line edit too, so this covers both.
-                if response.lost_focus() {
-                    self.apply_data_dir_text();
-                }
-                self.browse_button(ui, FolderField::Data, "Choose the dataset's folder");
+                ui.with_layout(button_then_field(), |ui| {
+                    self.browse_button(ui, FolderField::Data, "Choose the dataset's folder");
+                    let field = egui::TextEdit::singleline(&mut self.data_dir_text)
+                        .desired_width(ui.available_width());
+                    let response = ui.add(field).labelled_by(label.id).on_hover_text(
+                        "Leave empty for the Debian Fashion-MNIST or the dataset cache (sla data get \
+                         NAME); a typed folder takes effect on Enter or when the field loses focus",
+                    );
+                    // Enter ends a single-line edit too, so this covers both.
+                    if response.lost_focus() {
+                        self.apply_data_dir_text();
+                    }
+                });
             });
         }
         if self.config.dataset.kind.resizes() {
@@ -533,14 +543,15 @@ impl SlaApp {
         if !self.deterministic() {
             ui.horizontal(|ui| {
                 let label = ui.label("Folder");
-                ui.add_enabled(
-                    !self.state.is_active(),
-                    egui::TextEdit::singleline(&mut self.run_dir_text),
-                )
-                .labelled_by(label.id);
-                if !self.state.is_active() {
-                    self.browse_button(ui, FolderField::Run, "Choose where the run is written");
-                }
+                ui.with_layout(button_then_field(), |ui| {
+                    let idle = !self.state.is_active();
+                    if idle {
+                        self.browse_button(ui, FolderField::Run, "Choose where the run is written");
+                    }
+                    let field = egui::TextEdit::singleline(&mut self.run_dir_text)
+                        .desired_width(ui.available_width());
+                    ui.add_enabled(idle, field).labelled_by(label.id);
+                });
             });
         }
         let blocker = self.start_blocker();
@@ -598,24 +609,27 @@ impl SlaApp {
         ui.separator();
         ui.horizontal(|ui| {
             let label = ui.label("Open run");
-            let field = ui
-                .add(
-                    egui::TextEdit::singleline(&mut self.open_dir_text)
-                        .id(shortcuts::open_run_field()),
-                )
-                .labelled_by(label.id)
-                .on_hover_text(shortcuts::hint(
-                    ui.ctx(),
-                    "A run folder to inspect or resume; Enter opens it",
-                    &shortcuts::OPEN_RUN,
-                ));
-            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if entered && !self.state.is_active() && !self.open_dir_text.trim().is_empty() {
-                self.open_run(&PathBuf::from(self.open_dir_text.trim()));
-            }
-            if !self.state.is_active() {
-                self.browse_button(ui, FolderField::Open, "Choose a run folder and open it");
-            }
+            ui.with_layout(button_then_field(), |ui| {
+                if !self.state.is_active() {
+                    self.browse_button(ui, FolderField::Open, "Choose a run folder and open it");
+                }
+                let field = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut self.open_dir_text)
+                            .id(shortcuts::open_run_field())
+                            .desired_width(ui.available_width()),
+                    )
+                    .labelled_by(label.id)
+                    .on_hover_text(shortcuts::hint(
+                        ui.ctx(),
+                        "A run folder to inspect or resume; Enter opens it",
+                        &shortcuts::OPEN_RUN,
+                    ));
+                let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if entered && !self.state.is_active() && !self.open_dir_text.trim().is_empty() {
+                    self.open_run(&PathBuf::from(self.open_dir_text.trim()));
+                }
+            });
         });
         let dir = PathBuf::from(self.open_dir_text.trim());
         ui.horizontal(|ui| {

@@ -77,7 +77,7 @@ fn measure(setup: &Setup) -> Result<StepTiming, String> {
         height,
         width,
     };
-    time_steps(
+    let timing = time_steps(
         || {
             SyntheticStep::new(
                 setup.model,
@@ -92,7 +92,12 @@ fn measure(setup: &Setup) -> Result<StepTiming, String> {
         TIMED_STEPS,
         || {},
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    // Host memory is the step's memory only when the step runs on the host.
+    Ok(StepTiming {
+        step_memory_mb: timing.step_memory_mb.filter(|_| device.is_cpu()),
+        ..timing
+    })
 }
 
 /// The "Time a step" button and its result, for `config` on images of `shape` with `classes`
@@ -158,7 +163,7 @@ fn describe(timing: &StepTiming, setup: &Setup) -> String {
         duration(seconds)
     };
     let memory = match timing.step_memory_mb {
-        Some(mb) if setup.device == "cpu" => format!(", about {mb:.0} MiB of memory for the step"),
+        Some(mb) => format!(", about {mb:.0} MiB of memory for the step"),
         _ => ", memory on this device not measured".to_string(),
     };
     format!(
