@@ -25,13 +25,24 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     click_when_in_view(&mut harness, "Start");
     train_to_the_end(&mut harness);
     let state = harness.state().run_state();
-    assert_eq!(state.losses.len(), 12, "one loss per step");
-    assert_eq!(state.metrics.len(), 2, "one evaluation per epoch");
-    let snapshot = state.snapshot.as_ref().expect("a snapshot");
+    assert_eq!(state.history.losses.len(), 12, "one loss per step");
+    assert_eq!(state.history.metrics.len(), 2, "one evaluation per epoch");
+    let snapshot = state.history.snapshot.as_ref().expect("a snapshot");
     assert_eq!(snapshot.transform_names, ["identity", "rot180"]);
     assert_eq!(snapshot.joint_confusion.len(), 20 * 20);
     assert_eq!(snapshot.joint_confusion.iter().sum::<u32>(), 60 * 2);
-    assert!(state.metrics[1].agg_acc.is_some());
+    assert!(state.history.metrics[1].agg_acc.is_some());
+    // `sla render` draws the charts of the run folder; they are the series the app drew live.
+    let names = &snapshot.transform_names;
+    let from_folder = sla::run::RunHistory::read(state.run_dir().expect("a folder"), u64::MAX);
+    assert_eq!(from_folder.problems(), Vec::<String>::new());
+    let (live, read) = (state.history.charts(names), from_folder.history.charts(names));
+    assert_eq!(live, read);
+    let accuracy: Vec<&str> = live[1].series.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        accuracy,
+        ["single", "aggregated", "joint", "view identity", "view rot180"]
+    );
     // Click the joint confusion matrix's cell for (true: T-shirt/top · identity) in its row's most
     // frequent prediction: the images behind it open, as many as the cell counts (up to 32).
     let k = 20;
@@ -378,7 +389,7 @@ fn a_corrupt_run_folder_opened_in_the_app_shows_what_is_wrong() {
         "{message}"
     );
     assert!(message.contains("is incomplete"), "{message}");
-    assert!(state.snapshot.is_none());
+    assert!(state.history.snapshot.is_none());
     // The message is on screen, not only in the state.
     harness.get_by_label_contains("joint confusion matrix has 7 cells");
 }
@@ -429,12 +440,12 @@ fn an_imbalance_set_in_the_app_redraws_the_counts_and_a_run_shows_per_class_bars
     click_when_in_view(&mut harness, "Start");
     train_to_the_end(&mut harness);
     let state = harness.state().run_state();
-    let snapshot = state.snapshot.as_ref().expect("a snapshot");
+    let snapshot = state.history.snapshot.as_ref().expect("a snapshot");
     assert_eq!(
         snapshot.train_class_counts,
         [500, 387, 299, 232, 179, 139, 107, 83, 64, 50]
     );
-    let metrics = state.metrics.last().expect("an evaluation");
+    let metrics = state.history.metrics.last().expect("an evaluation");
     let per_class = metrics.per_class_acc.as_ref().expect("per-class accuracy");
     // The bars and the group accuracies are on screen, with the values the run recorded.
     harness.get_by_label("Per-class accuracy, classes by training count");

@@ -3,83 +3,27 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::style::category_colour;
 use super::{
     BorderMode, ConfusionInput, ConfusionRenderer, ConfusionView, CurvesInput, CurvesRenderer,
     CurvesView, GpuContext, GpuError, GridInput, GridLayout, InputGridRenderer, RenderTarget,
     Series, ViewStyle, read_back,
 };
-use crate::run::{self, EvalMetrics, Log, RunError};
+use crate::run::{self, Chart, ChartKind, RunHistory};
 
 /// Side the confusion pictures aim for; cells are whole pixels, so large matrices come out a bit bigger.
 const CONFUSION_SIDE: u32 = 800;
 
-/// Size of each of the two charts stacked in `curves.png`.
+/// Width of the charts stacked in `curves.png`, height of the loss and accuracy charts.
 const CHART_SIZE: (u32, u32) = (1000, 360);
+
+/// Height of the learning-rate chart: context, not the subject, so a strip (as in the app).
+const LEARNING_RATE_HEIGHT: u32 = 120;
 
 /// Source images are scaled by a whole factor to about this many pixels.
 const TILE_SIDE: usize = 64;
 
 /// Smoothing of the loss chart: per-step losses are noisy.
 const LOSS_SMOOTHING: f32 = 0.9;
-
-/// A log that may be missing (a run that has not evaluated yet) is empty; a torn final line is
-/// skipped with a warning; anything else is an error.
-fn optional<T>(
-    run_dir: &Path,
-    read: fn(&Path) -> Result<Log<T>, RunError>,
-) -> Result<Vec<T>, GpuError> {
-    match read(run_dir) {
-        Ok(log) => {
-            if let Some(torn) = &log.torn_tail {
-                log::warn!("{torn}");
-            }
-            Ok(log.records)
-        }
-        Err(error) if error.is_not_found() => {
-            log::warn!("{error}; its chart stays empty");
-            Ok(Vec::new())
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// The accuracy lines of a run, named, in chart order (each `None` evaluation is a gap).
-pub fn accuracy_series(
-    metrics: &[EvalMetrics],
-    transform_names: &[String],
-) -> Vec<(String, Vec<f32>)> {
-    let mut series = Vec::new();
-    let mut add = |name: String, pick: &dyn Fn(&EvalMetrics) -> Option<f64>| {
-        let values: Vec<Option<f64>> = metrics.iter().map(pick).collect();
-        if values.iter().any(Option::is_some) {
-            series.push((
-                name,
-                values
-                    .into_iter()
-                    .map(|v| v.map_or(f32::NAN, |v| v as f32))
-                    .collect(),
-            ));
-        }
-    };
-    add("single".into(), &|m| Some(m.single_acc));
-    add("aggregated".into(), &|m| m.agg_acc);
-    add("self-distilled".into(), &|m| m.sd_acc);
-    add("joint".into(), &|m| m.joint_acc);
-    let transforms = metrics
-        .iter()
-        .map(|m| m.per_transform_acc.len())
-        .max()
-        .unwrap_or(0);
-    for j in 0..transforms {
-        let name = transform_names
-            .get(j)
-            .cloned()
-            .unwrap_or_else(|| format!("t{j}"));
-        add(name, &|m| m.per_transform_acc.get(j).copied());
-    }
-    series
-}
 
 fn save_png(path: &Path, width: u32, height: u32, pixels: Vec<u8>) -> Result<(), GpuError> {
     let image = image::RgbaImage::from_raw(width, height, pixels).ok_or_else(|| {
@@ -92,16 +36,24 @@ fn save_png(path: &Path, width: u32, height: u32, pixels: Vec<u8>) -> Result<(),
 }
 
 /// Renders `inputs.png`, `confusion.png` (the joint matrix with its transformation blocks, or the class
-/// matrix for runs without joint labels), `confusion_classes.png` and `curves.png` (loss above,
-/// accuracies below) into `out_dir` from the run folder's `snapshot.json`, `metrics.jsonl` and `steps.csv`.
+/// matrix for runs without joint labels), `confusion_classes.png` and `curves.png` (the app's charts,
+/// `RunHistory::charts`, top to bottom: loss, accuracies, learning rate) into `out_dir` from the run
+/// folder's `snapshot.json`, `metrics.jsonl` and `steps.csv`. A log that does not exist yet leaves
+/// its chart empty and a torn final line is skipped, both with a warning; a corrupt file is an error.
 pub fn render_run(
     run_dir: &Path,
     out_dir: &Path,
     ctx: &GpuContext,
 ) -> Result<Vec<PathBuf>, GpuError> {
     let snapshot = run::read_snapshot(run_dir)?;
-    let metrics = optional(run_dir, run::read_metrics)?;
-    let steps = optional(run_dir, run::read_steps)?;
+    let loaded = RunHistory::read_logs(run_dir, u64::MAX);
+    if let Some(error) = loaded.errors.into_iter().next() {
+        return Err(error.into());
+    }
+    for torn in &loaded.torn_tails {
+        log::warn!("{torn}");
+    }
+    let charts = loaded.history.charts(&snapshot.transform_names);
     fs::create_dir_all(out_dir).map_err(|source| GpuError::Io {
         path: out_dir.to_path_buf(),
         source,
@@ -165,70 +117,59 @@ pub fn render_run(
         write(name, size, size, read_back(ctx, &target)?)?;
     }
 
-    let step_x: Vec<f32> = steps.iter().map(|s| s.step as f32).collect();
-    let loss: Vec<f32> = steps.iter().map(|s| s.loss as f32).collect();
-    let eval_x: Vec<f32> = metrics.iter().map(|m| m.step as f32).collect();
-    let eval_loss: Vec<f32> = metrics.iter().map(|m| m.eval_loss as f32).collect();
-    let accuracies = accuracy_series(&metrics, &snapshot.transform_names);
-    let x_range = step_x
-        .last()
-        .or(eval_x.last())
-        .map(|&last| (0.0, f64::from(last).max(1.0)));
-    let view = CurvesView {
-        x_range,
-        style,
-        ..CurvesView::default()
-    };
-    let charts = [
-        CurvesInput {
-            series: vec![
-                Series {
-                    ys: &loss,
-                    xs: Some(&step_x),
-                    colour: category_colour(0),
-                    smooth: true,
-                },
-                Series {
-                    ys: &eval_loss,
-                    xs: Some(&eval_x),
-                    colour: category_colour(1),
-                    smooth: false,
-                },
-            ],
-            smoothing: LOSS_SMOOTHING,
-            raw_shadow: true,
-            view: CurvesView {
-                log_y: true,
-                ..view
-            },
-        },
-        CurvesInput {
-            series: accuracies
+    let (width, height, pixels) = render_run_charts(ctx, &charts, style)?;
+    write("curves.png", width, height, pixels)?;
+    Ok(written)
+}
+
+/// The charts of a run drawn by the curve renderer as the app draws them (the loss smoothed on a
+/// log axis, accuracies on 0 to 1, every chart over the whole run's steps), stacked top to bottom:
+/// width, height and RGBA rows.
+fn render_run_charts(
+    ctx: &GpuContext,
+    charts: &[Chart],
+    style: ViewStyle,
+) -> Result<(u32, u32, Vec<u8>), GpuError> {
+    let last_step = charts
+        .iter()
+        .flat_map(|chart| chart.series.iter().filter_map(|s| s.xs.last()))
+        .fold(1.0f64, |last, &x| last.max(f64::from(x)));
+    let (width, chart_height) = CHART_SIZE;
+    let mut curves = CurvesRenderer::new(&ctx.device);
+    let mut stacked = Vec::new();
+    let mut height = 0;
+    for chart in charts {
+        let chart_height = match chart.kind {
+            ChartKind::LearningRate => LEARNING_RATE_HEIGHT,
+            ChartKind::Loss | ChartKind::Accuracy => chart_height,
+        };
+        let input = CurvesInput {
+            series: chart
+                .series
                 .iter()
-                .enumerate()
-                .map(|(i, (_, ys))| Series {
-                    ys,
-                    xs: Some(&eval_x),
-                    colour: category_colour(i),
-                    smooth: false,
+                .map(|line| Series {
+                    ys: &line.ys,
+                    xs: Some(&line.xs),
+                    colour: line.colour,
+                    smooth: line.smooth,
                 })
                 .collect(),
-            smoothing: 0.0,
-            raw_shadow: false,
+            smoothing: LOSS_SMOOTHING,
+            raw_shadow: chart.kind == ChartKind::Loss,
             view: CurvesView {
-                y_range: Some((0.0, 1.0)),
-                ..view
+                x_range: Some((0.0, last_step)),
+                y_range: (chart.kind == ChartKind::Accuracy).then_some((0.0, 1.0)),
+                log_y: chart.kind.log_y_by_default(),
+                style,
+                ..CurvesView::default()
             },
-        },
-    ];
-    let (width, height) = CHART_SIZE;
-    write(
-        "curves.png",
-        width,
-        height * 2,
-        render_charts(ctx, &charts)?,
-    )?;
-    Ok(written)
+        };
+        let target = RenderTarget::new(&ctx.device, width, chart_height)?;
+        ctx.submit(|encoder| curves.render(ctx, encoder, &input, &target).map(|_| ()))?;
+        stacked.extend(read_back(ctx, &target)?);
+        height += chart_height;
+    }
+    Ok((width, height, stacked))
 }
 
 /// Charts of `CHART_SIZE`, each drawn by the curve renderer, stacked top to bottom (RGBA rows).

@@ -43,7 +43,7 @@ pub struct SlaApp {
     pub(super) confusion: ConfusionSettings,
     pub(super) selected_cell: Option<(usize, usize)>,
     /// The curves' data, keyed by (run revision, number of views, x scale bits).
-    pub(super) charts: Option<((u64, usize, XUnit), Vec<super::views::Chart>)>,
+    pub(super) charts: Option<((u64, usize, XUnit), Vec<crate::run::Chart>)>,
     /// Where the confusion matrix was drawn last frame, and how many images its selected cell
     /// showed (read by tests that click the matrix).
     pub(super) confusion_rect: Option<egui::Rect>,
@@ -381,7 +381,7 @@ impl SlaApp {
                 self.state.apply(event);
             }
             if was_active
-                && let Some(notice) = Notice::for_end(&self.state.phase, self.state.metrics.last())
+                && let Some(notice) = Notice::for_end(&self.state.phase, self.state.history.metrics.last())
             {
                 notice.request_attention(&self.ctx);
                 self.notice = Some(notice);
@@ -417,7 +417,7 @@ impl SlaApp {
         let Some(epochs) = self.options.exit_after_epochs else {
             return;
         };
-        let enough = self.state.metrics.last().is_some_and(|m| m.epoch >= epochs);
+        let enough = self.state.history.metrics.last().is_some_and(|m| m.epoch >= epochs);
         let ended = matches!(self.state.phase, Phase::Finished { .. } | Phase::Failed(_));
         if !(enough || ended) {
             return;

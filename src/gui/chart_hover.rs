@@ -7,7 +7,7 @@ use eframe::egui;
 use crate::gpu::curves::Axes;
 
 use super::number_format;
-use super::views::Chart;
+use crate::run::Chart;
 use super::x_axis::XAxis;
 
 /// The data x at a horizontal position `offset` points into the chart image, if inside the plot.
@@ -89,26 +89,27 @@ pub fn show(ui: &egui::Ui, response: egui::Response, axes: &Axes, chart: &Chart,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gui::views::ChartSeries;
+    use crate::run::{ChartKind, ChartSeries};
     use crate::gui::x_axis::XUnit;
 
     fn chart() -> Chart {
         Chart {
+            kind: ChartKind::Loss,
             series: vec![
-                ChartSeries::new(
-                    "train loss".into(),
-                    vec![1.0, 2.0, 3.0, 4.0],
-                    vec![2.5, 2.0, 1.5, 1.25],
-                    [0; 4],
-                    true,
-                ),
-                ChartSeries::new(
-                    "test loss".into(),
-                    vec![2.0, 4.0],
-                    vec![2.25, f32::NAN],
-                    [0; 4],
-                    false,
-                ),
+                ChartSeries {
+                    name: "train loss".into(),
+                    xs: vec![1.0, 2.0, 3.0, 4.0],
+                    ys: vec![2.5, 2.0, 1.5, 1.25],
+                    colour: [0; 4],
+                    smooth: true,
+                },
+                ChartSeries {
+                    name: "test loss".into(),
+                    xs: vec![2.0, 4.0],
+                    ys: vec![2.25, f32::NAN],
+                    colour: [0; 4],
+                    smooth: false,
+                },
             ],
         }
     }
@@ -130,7 +131,14 @@ mod tests {
             Some("step 3 (epoch 2)\ntrain loss 1.5\ntest loss 2.25 (step 2)")
         );
         assert_eq!(
-            readout(&Chart { series: vec![] }, 1.0, &XAxis::default()),
+            readout(
+                &Chart {
+                    kind: ChartKind::Loss,
+                    series: vec![]
+                },
+                1.0,
+                &XAxis::default()
+            ),
             None
         );
     }

@@ -1,11 +1,10 @@
 //! What the GUI knows about the run it shows: drained from trainer events, or read from a run folder.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::run::{self, EvalMetrics, RunError, TrainingSnapshot};
+use crate::run::RunHistory;
 use crate::train::{RunInfo, StepStats, TrainerEvent};
 
 static REVISIONS: AtomicU64 = AtomicU64::new(1);
@@ -30,14 +29,8 @@ pub struct RunState {
     pub phase: Phase,
     pub info: Option<RunInfo>,
     pub last_step: Option<StepStats>,
-    /// (step, loss) of every step.
-    pub losses: Vec<(f32, f32)>,
-    /// (step, learning rate) of every step.
-    pub learning_rates: Vec<(f32, f32)>,
-    /// (step, wall-clock seconds since the run began) of every step whose time is known.
-    pub seconds: Vec<(f32, f64)>,
-    pub metrics: Vec<EvalMetrics>,
-    pub snapshot: Option<Arc<TrainingSnapshot>>,
+    /// The curves, evaluations and latest snapshot, as `sla render` reads them from the folder.
+    pub history: RunHistory,
     pub message: Option<String>,
     /// Changes whenever curves or snapshot change, so views re-render only then. Drawn from one
     /// process-wide counter, so a new run never reuses an old run's revision (and its cached pictures).
@@ -51,11 +44,7 @@ impl Default for RunState {
             phase: Phase::Idle,
             info: None,
             last_step: None,
-            losses: Vec::new(),
-            learning_rates: Vec::new(),
-            seconds: Vec::new(),
-            metrics: Vec::new(),
-            snapshot: None,
+            history: RunHistory::default(),
             message: None,
             revision: next_revision(),
             started: None,
@@ -87,16 +76,12 @@ impl RunState {
                 self.info = Some(info);
             }
             TrainerEvent::Step(stats) => {
-                self.losses.push((stats.step as f32, stats.loss as f32));
-                self.learning_rates
-                    .push((stats.step as f32, stats.lr as f32));
-                self.seconds.push((stats.step as f32, stats.seconds));
+                self.history.push_step(&stats.record());
                 self.last_step = Some(stats);
                 self.revision = next_revision();
             }
             TrainerEvent::Snapshot(snapshot) => {
-                self.metrics.push(snapshot.metrics.clone());
-                self.snapshot = Some(snapshot);
+                self.history.push_evaluation(snapshot);
                 self.revision = next_revision();
             }
             TrainerEvent::Paused => self.phase = Phase::Paused,
@@ -127,39 +112,9 @@ impl RunState {
     /// Whatever cannot be read is said in `message`, never dropped: a torn final log line (a run
     /// killed mid-write) is skipped with a note, a corrupt file leaves its view empty with the reason.
     pub fn reload_history(&mut self, run: &Path, up_to_step: u64) {
-        let mut problems = Vec::new();
-        let note = |problems: &mut Vec<String>, error: RunError| {
-            if !error.is_not_found() {
-                problems.push(error.to_string());
-            }
-        };
-        match run::read_metrics(run) {
-            Ok(log) => {
-                problems.extend(log.torn_tail.map(|t| t.to_string()));
-                self.metrics = log
-                    .records
-                    .into_iter()
-                    .filter(|m| m.step <= up_to_step)
-                    .collect();
-            }
-            Err(error) => note(&mut problems, error),
-        }
-        match run::read_steps(run) {
-            Ok(log) => {
-                problems.extend(log.torn_tail.map(|t| t.to_string()));
-                let records = || log.records.iter().filter(|r| r.step <= up_to_step);
-                self.losses = records().map(|r| (r.step as f32, r.loss as f32)).collect();
-                self.learning_rates = records().map(|r| (r.step as f32, r.lr as f32)).collect();
-                self.seconds = records()
-                    .filter_map(|r| Some((r.step as f32, r.seconds?)))
-                    .collect();
-            }
-            Err(error) => note(&mut problems, error),
-        }
-        match run::read_snapshot(run) {
-            Ok(snapshot) => self.snapshot = Some(Arc::new(snapshot)),
-            Err(error) => note(&mut problems, error),
-        }
+        let loaded = RunHistory::read(run, up_to_step);
+        let problems = loaded.problems();
+        self.history = loaded.history;
         if !problems.is_empty() {
             self.message = Some(problems.join("\n"));
         }

@@ -75,33 +75,6 @@ impl Default for ConfusionSettings {
     }
 }
 
-/// One line of a chart.
-pub struct ChartSeries {
-    pub name: String,
-    pub xs: Vec<f32>,
-    pub ys: Vec<f32>,
-    pub colour: [u8; 4],
-    /// Whether the smoothing slider applies (per-step losses, not evaluation points).
-    pub smooth: bool,
-}
-
-impl ChartSeries {
-    pub fn new(name: String, xs: Vec<f32>, ys: Vec<f32>, colour: [u8; 4], smooth: bool) -> Self {
-        Self {
-            name,
-            xs,
-            ys,
-            colour,
-            smooth,
-        }
-    }
-}
-
-/// One chart's data, owned, so it can be uploaded when it changes.
-pub struct Chart {
-    pub series: Vec<ChartSeries>,
-}
-
 pub struct GpuViews {
     ctx: GpuContext,
     render_state: RenderState,

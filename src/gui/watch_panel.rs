@@ -5,13 +5,13 @@ use eframe::egui;
 
 use crate::gpu::confusion::{ConfusionInput, ConfusionView, cell_at};
 use crate::gpu::input_grid::BorderMode;
-use crate::gpu::style::category_colour;
 use candle_core::Device;
 
 use crate::data::Dataset;
 use crate::sla::TransformSet;
 use crate::sla::transform::Expander;
-use crate::train::{EvalMetrics, SampleGrid, TrainingSnapshot};
+use crate::run::ChartKind;
+use crate::train::{SampleGrid, TrainingSnapshot};
 
 use super::app::SlaApp;
 use super::chart_hover;
@@ -19,91 +19,8 @@ use super::chart_zoom;
 use super::class_bars;
 use super::most_confused;
 use super::top_losses;
-use super::views::{CHARTS, Chart, ChartSeries, Gallery};
+use super::views::{CHARTS, Gallery};
 use super::x_axis::{XAxis, XUnit};
-
-const SERIES_COLOURS: [[u8; 4]; 4] = [
-    [90, 160, 255, 255],
-    [255, 170, 60, 255],
-    [120, 220, 120, 255],
-    [230, 100, 230, 255],
-];
-
-/// Picks one value out of an evaluation.
-type Pick<'a> = &'a dyn Fn(&EvalMetrics) -> Option<f64>;
-
-/// The loss, accuracy and learning-rate charts from the run's data.
-pub(super) fn build_charts(
-    losses: &[(f32, f32)],
-    learning_rates: &[(f32, f32)],
-    metrics: &[EvalMetrics],
-    transform_names: &[String],
-) -> Vec<Chart> {
-    let eval_x: Vec<f32> = metrics.iter().map(|m| m.step as f32).collect();
-    let eval = |pick: &dyn Fn(&EvalMetrics) -> Option<f64>| -> Vec<f32> {
-        metrics
-            .iter()
-            .map(|m| pick(m).map_or(f32::NAN, |v| v as f32))
-            .collect()
-    };
-    let loss = Chart {
-        series: vec![
-            ChartSeries::new(
-                "train loss".into(),
-                losses.iter().map(|l| l.0).collect(),
-                losses.iter().map(|l| l.1).collect(),
-                SERIES_COLOURS[0],
-                true,
-            ),
-            ChartSeries::new(
-                "test loss".into(),
-                eval_x.clone(),
-                eval(&|m| Some(m.eval_loss)),
-                SERIES_COLOURS[1],
-                false,
-            ),
-        ],
-    };
-    let mut accuracy = Chart { series: Vec::new() };
-    let headline: [(&str, Pick<'_>); 4] = [
-        ("single", &|m| Some(m.single_acc)),
-        ("aggregated", &|m| m.agg_acc),
-        ("self-distilled", &|m| m.sd_acc),
-        ("validation single", &|m| m.validation_single_acc),
-    ];
-    for (index, (name, pick)) in headline.into_iter().enumerate() {
-        if metrics.iter().any(|m| pick(m).is_some()) {
-            accuracy.series.push(ChartSeries::new(
-                name.into(),
-                eval_x.clone(),
-                eval(pick),
-                SERIES_COLOURS[index],
-                false,
-            ));
-        }
-    }
-    for (j, name) in transform_names.iter().enumerate() {
-        let mut colour = category_colour(j);
-        colour[3] = 120;
-        accuracy.series.push(ChartSeries::new(
-            format!("view {name}"),
-            eval_x.clone(),
-            eval(&|m| m.per_transform_acc.get(j).copied()),
-            colour,
-            false,
-        ));
-    }
-    let learning_rate = Chart {
-        series: vec![ChartSeries::new(
-            "learning rate".into(),
-            learning_rates.iter().map(|l| l.0).collect(),
-            learning_rates.iter().map(|l| l.1).collect(),
-            SERIES_COLOURS[2],
-            false,
-        )],
-    };
-    vec![loss, accuracy, learning_rate]
-}
 
 impl SlaApp {
     pub(super) fn watch_panel(&mut self, ui: &mut egui::Ui) {
@@ -133,7 +50,7 @@ impl SlaApp {
     }
 
     fn transform_names(&self) -> Vec<String> {
-        match &self.state.snapshot {
+        match &self.state.history.snapshot {
             Some(snapshot) => snapshot.transform_names.clone(),
             None => self
                 .config
@@ -153,6 +70,7 @@ impl SlaApp {
             .map(|i| i.steps_per_epoch)
             .or_else(|| {
                 self.state
+                    .history
                     .metrics
                     .iter()
                     .find(|m| m.epoch > 0 && m.step % m.epoch as u64 == 0)
@@ -170,7 +88,7 @@ impl SlaApp {
         let axis = XAxis {
             unit: self.x_unit,
             steps_per_epoch: self.steps_per_epoch(),
-            seconds: &self.state.seconds,
+            seconds: &self.state.history.seconds,
         };
         ui.horizontal(|ui| {
             let label = ui.label("x axis");
@@ -200,12 +118,7 @@ impl SlaApp {
         // frame is waste.
         let key = (revision, names.len(), axis.shown_unit());
         if self.charts.as_ref().is_none_or(|(k, _)| *k != key) {
-            let mut charts = build_charts(
-                &self.state.losses,
-                &self.state.learning_rates,
-                &self.state.metrics,
-                &names,
-            );
+            let mut charts = self.state.history.charts(&names);
             for series in charts.iter_mut().flat_map(|c| c.series.iter_mut()) {
                 series
                     .xs
@@ -246,14 +159,18 @@ impl SlaApp {
         if let Some(views) = &mut self.views {
             for (index, chart) in charts.iter().enumerate().take(CHARTS) {
                 // The learning rate is context, not the subject: a short strip.
-                let height = if index == 2 { 90.0 } else { chart_height };
+                let height = if chart.kind == ChartKind::LearningRate {
+                    90.0
+                } else {
+                    chart_height
+                };
                 let size = egui::vec2(ui.available_width(), height);
                 if let Some((response, axes)) = views.show_chart(
                     ui,
                     index,
                     chart,
                     smoothing,
-                    log_y && index < 2,
+                    log_y && chart.kind != ChartKind::LearningRate,
                     x_range,
                     revision,
                     size,
@@ -272,7 +189,7 @@ impl SlaApp {
     /// Per-class bars of the latest evaluation, sorted by training count and coloured by group,
     /// with the many / medium / few accuracies of a long-tailed run above them.
     fn per_class_accuracy(&self, ui: &mut egui::Ui) {
-        let (Some(metrics), Some(snapshot)) = (self.state.metrics.last(), &self.state.snapshot)
+        let (Some(metrics), Some(snapshot)) = (self.state.history.metrics.last(), &self.state.history.snapshot)
         else {
             return;
         };
@@ -317,7 +234,7 @@ impl SlaApp {
     }
 
     fn per_transform_accuracy(&self, ui: &mut egui::Ui) {
-        let Some(metrics) = self.state.metrics.last() else {
+        let Some(metrics) = self.state.history.metrics.last() else {
             ui.label("Accuracy appears after the first evaluation.");
             return;
         };
@@ -362,7 +279,7 @@ impl SlaApp {
 
     fn input_grid(&mut self, ui: &mut egui::Ui) {
         let (grid, border, revision, title): (SampleGrid, BorderMode, u64, &str) =
-            match &self.state.snapshot {
+            match &self.state.history.snapshot {
                 Some(snapshot) => (
                     snapshot.samples.clone(),
                     BorderMode::Correctness,
@@ -393,7 +310,7 @@ impl SlaApp {
             };
         ui.strong(title);
         let names = self.transform_names();
-        let classes = match (&self.state.snapshot, &self.preview) {
+        let classes = match (&self.state.history.snapshot, &self.preview) {
             (Some(s), _) => s.class_names.clone(),
             (None, Some(Ok(p))) => p.class_names.clone(),
             _ => Vec::new(),
@@ -435,7 +352,7 @@ impl SlaApp {
     }
 
     fn confusion_column(&mut self, ui: &mut egui::Ui, height: f32) {
-        let Some(snapshot) = self.state.snapshot.clone() else {
+        let Some(snapshot) = self.state.history.snapshot.clone() else {
             ui.strong("Confusion matrix");
             ui.label("It appears after the first evaluation.");
             return;

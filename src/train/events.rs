@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::trainer::TrainError;
-use crate::run::{EvalMetrics, TrainingSnapshot};
+use crate::run::{EvalMetrics, StepRecord, TrainingSnapshot};
 
 /// What happened in the trainer. After each event is sent the trainer calls the front end's waker.
 // A few events a second at most (one per step): the size of the rare `Finished` costs nothing
@@ -54,6 +54,19 @@ pub struct StepStats {
     pub images_per_s: f64,
     /// Transformed images (source × M) per second.
     pub transformed_per_s: f64,
+}
+
+impl StepStats {
+    /// The step as `steps.csv` records it.
+    pub fn record(&self) -> StepRecord {
+        StepRecord {
+            step: self.step,
+            epoch: self.epoch,
+            loss: self.loss,
+            lr: self.lr,
+            seconds: Some(self.seconds),
+        }
+    }
 }
 
 /// How a run ended.

@@ -12,7 +12,7 @@ use candle_core::DType;
 use crate::config::{ConfigError, TrainConfig};
 use crate::data::{self, DataError, make_batch};
 use crate::run::{
-    self, EvalMetrics, GroupAccuracies, RunDir, RunError, RunLock, StepRecord, TrainingSnapshot,
+    self, EvalMetrics, GroupAccuracies, RunDir, RunError, RunLock, TrainingSnapshot,
 };
 use crate::sla::TransformError;
 
@@ -586,13 +586,6 @@ impl Loop<'_> {
             progress.loss_count += 1;
             let lr = learning_rate(config.schedule, config.lr, self.step - 1, total_steps);
             let seconds = self.elapsed();
-            run_folder.log_step(StepRecord {
-                step: self.step,
-                epoch,
-                loss,
-                lr,
-                seconds: Some(seconds),
-            })?;
             let rate = batch as f64 / step_started.elapsed().as_secs_f64().max(1e-9);
             let smoothed = images_per_s.map_or(rate, |previous| 0.8 * previous + 0.2 * rate);
             images_per_s = Some(smoothed);
@@ -611,6 +604,7 @@ impl Loop<'_> {
                         1.0
                     },
             };
+            run_folder.log_step(stats.record())?;
             if !emit(TrainerEvent::Step(stats)) {
                 return Err(TrainError::Disconnected);
             }

@@ -1,0 +1,140 @@
+//! The charts of a run, defined once: which series, in which order, named and coloured how. The
+//! app's watch panel and `sla render` both draw `RunHistory::charts`, so a figure in the docs shows
+//! what the window shows.
+
+use super::history::RunHistory;
+use super::snapshot::EvalMetrics;
+use crate::gpu::style::category_colour;
+
+/// Alpha of the per-view accuracy lines: context for the headline lines, drawn under them.
+const VIEW_ALPHA: u8 = 120;
+
+/// What a chart plots; its title and how a viewer scales it follow from this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChartKind {
+    Loss,
+    Accuracy,
+    LearningRate,
+}
+
+impl ChartKind {
+    pub fn title(self) -> &'static str {
+        match self {
+            ChartKind::Loss => "loss",
+            ChartKind::Accuracy => "test accuracy",
+            ChartKind::LearningRate => "learning rate",
+        }
+    }
+
+    /// Losses span decades; accuracies and the schedule read best on a linear axis.
+    pub fn log_y_by_default(self) -> bool {
+        self == ChartKind::Loss
+    }
+}
+
+/// One line of a chart. Its x is the step as built; a viewer may map it to its own unit (epoch,
+/// seconds).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChartSeries {
+    pub name: String,
+    pub xs: Vec<f32>,
+    pub ys: Vec<f32>,
+    pub colour: [u8; 4],
+    /// Whether smoothing applies (per-step losses, not evaluation points).
+    pub smooth: bool,
+}
+
+/// One chart's lines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chart {
+    pub kind: ChartKind,
+    pub series: Vec<ChartSeries>,
+}
+
+/// Picks one value out of an evaluation.
+type Pick<'a> = &'a dyn Fn(&EvalMetrics) -> Option<f64>;
+
+impl RunHistory {
+    /// The loss, accuracy and learning-rate charts, with one accuracy line per view named after
+    /// `transform_names`. An accuracy the run never measured has no line.
+    pub fn charts(&self, transform_names: &[String]) -> Vec<Chart> {
+        let metrics = &self.metrics;
+        let eval_steps: Vec<f32> = metrics.iter().map(|m| m.step as f32).collect();
+        let eval = |pick: Pick<'_>| -> Vec<f32> {
+            metrics
+                .iter()
+                .map(|m| pick(m).map_or(f32::NAN, |v| v as f32))
+                .collect()
+        };
+        let per_step = |values: &[(f32, f32)], name: &str, colour, smooth| ChartSeries {
+            name: name.into(),
+            xs: values.iter().map(|v| v.0).collect(),
+            ys: values.iter().map(|v| v.1).collect(),
+            colour,
+            smooth,
+        };
+        let loss = Chart {
+            kind: ChartKind::Loss,
+            series: vec![
+                per_step(&self.losses, "train loss", category_colour(0), true),
+                ChartSeries {
+                    name: "test loss".into(),
+                    xs: eval_steps.clone(),
+                    ys: eval(&|m| Some(m.eval_loss)),
+                    colour: category_colour(1),
+                    smooth: false,
+                },
+            ],
+        };
+        let headline: [(&str, Pick<'_>); 5] = [
+            ("single", &|m| Some(m.single_acc)),
+            ("aggregated", &|m| m.agg_acc),
+            ("self-distilled", &|m| m.sd_acc),
+            ("joint", &|m| m.joint_acc),
+            ("validation single", &|m| m.validation_single_acc),
+        ];
+        let mut accuracy = Chart {
+            kind: ChartKind::Accuracy,
+            series: Vec::new(),
+        };
+        for (index, (name, pick)) in headline.into_iter().enumerate() {
+            if metrics.iter().any(|m| pick(m).is_some()) {
+                accuracy.series.push(ChartSeries {
+                    name: name.into(),
+                    xs: eval_steps.clone(),
+                    ys: eval(pick),
+                    colour: category_colour(index),
+                    smooth: false,
+                });
+            }
+        }
+        let views = metrics
+            .iter()
+            .map(|m| m.per_transform_acc.len())
+            .max()
+            .unwrap_or(0);
+        for j in 0..views {
+            let name = transform_names
+                .get(j)
+                .map_or_else(|| format!("view {j}"), |name| format!("view {name}"));
+            let [r, g, b, _] = category_colour(j);
+            accuracy.series.push(ChartSeries {
+                name,
+                xs: eval_steps.clone(),
+                ys: eval(&|m| m.per_transform_acc.get(j).copied()),
+                colour: [r, g, b, VIEW_ALPHA],
+                smooth: false,
+            });
+        }
+        let learning_rate = Chart {
+            kind: ChartKind::LearningRate,
+            series: vec![per_step(
+                &self.learning_rates,
+                "learning rate",
+                category_colour(2),
+                false,
+            )],
+        };
+        vec![loss, accuracy, learning_rate]
+    }
+}
