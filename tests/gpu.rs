@@ -968,7 +968,11 @@ fn render_run_writes_the_four_views_of_a_run_folder() {
     );
 
     let charts = load("curves.png");
-    assert_eq!(charts.dimensions(), (1000, 360 + 360 + 120), "loss, accuracy, learning rate");
+    assert_eq!(
+        charts.dimensions(),
+        (1000, 360 + 360 + 120),
+        "loss, accuracy, learning rate"
+    );
     // The accuracy chart (bottom half) shows the single-view line in the first category colour.
     let single = category_colour(0);
     assert!(

@@ -36,12 +36,21 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     let names = &snapshot.transform_names;
     let from_folder = sla::run::RunHistory::read(state.run_dir().expect("a folder"), u64::MAX);
     assert_eq!(from_folder.problems(), Vec::<String>::new());
-    let (live, read) = (state.history.charts(names), from_folder.history.charts(names));
+    let (live, read) = (
+        state.history.charts(names),
+        from_folder.history.charts(names),
+    );
     assert_eq!(live, read);
     let accuracy: Vec<&str> = live[1].series.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         accuracy,
-        ["single", "aggregated", "joint", "view identity", "view rot180"]
+        [
+            "single",
+            "aggregated",
+            "joint",
+            "view identity",
+            "view rot180"
+        ]
     );
     // Click the joint confusion matrix's cell for (true: T-shirt/top · identity) in its row's most
     // frequent prediction: the images behind it open, as many as the cell counts (up to 32).
@@ -113,7 +122,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         .find_map(|l| l.strip_prefix("train loss "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{readout}"));
-    let recorded = harness.state().run_state().losses[step - 1];
+    let recorded = harness.state().run_state().history.losses[step - 1];
     assert_eq!(recorded.0, step as f32);
     assert!(
         (train_loss - recorded.1).abs() < 1e-3,
@@ -123,6 +132,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     let top = harness
         .state()
         .run_state()
+        .history
         .snapshot
         .as_ref()
         .expect("a snapshot")
@@ -183,7 +193,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
     assert!(readout.starts_with("epoch "), "{readout}");
     // In wall time each step sits at its recorded time (steps.csv's `seconds`): the read-out
     // names the time, the step and the epoch, and the loss shown is that step's.
-    let seconds = harness.state().run_state().seconds.clone();
+    let seconds = harness.state().run_state().history.seconds.clone();
     assert_eq!(seconds.len(), 12, "every step's time is known");
     assert!(seconds.windows(2).all(|w| w[0].1 <= w[1].1), "{seconds:?}");
     let logged = sla::run::read_steps(&dir.path().join("run")).expect("steps.csv");
@@ -216,7 +226,7 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         .find_map(|l| l.strip_prefix("train loss "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{readout}"));
-    let recorded = harness.state().run_state().losses[step - 1];
+    let recorded = harness.state().run_state().history.losses[step - 1];
     assert!(
         (shown - recorded.1).abs() < 1e-3,
         "{readout} vs {recorded:?}"
@@ -507,6 +517,7 @@ fn a_custom_set_given_at_start_up_or_opened_from_a_run_stays_custom() {
     let snapshot = harness
         .state()
         .run_state()
+        .history
         .snapshot
         .clone()
         .expect("the run's snapshot");
@@ -688,6 +699,7 @@ fn shortcuts_start_a_run_and_focus_open_run_and_a_banner_says_how_it_ended() {
     let metrics = harness
         .state()
         .run_state()
+        .history
         .metrics
         .last()
         .cloned()
@@ -716,12 +728,12 @@ fn folders_come_from_the_dialog_or_a_typed_path_confirmed_with_enter() {
     wait_for_the_preview(&mut harness);
     harness.key_press_modifiers(eframe::egui::Modifiers::COMMAND, Key::Enter);
     train_to_the_end(&mut harness);
-    let evaluations = harness.state().run_state().metrics.len();
+    let evaluations = harness.state().run_state().history.metrics.len();
 
     // A typed run folder opens on Enter, without a click on Inspect.
     let mut harness = app_harness(tiny_run(dir.path(), (80, 40), 1));
     wait_for_the_preview(&mut harness);
-    assert!(harness.state().run_state().metrics.is_empty());
+    assert!(harness.state().run_state().history.metrics.is_empty());
     harness.get_by_label("Open run").focus();
     harness.step();
     harness
@@ -731,7 +743,10 @@ fn folders_come_from_the_dialog_or_a_typed_path_confirmed_with_enter() {
     harness.key_press(Key::Enter);
     harness.step();
     harness.step();
-    assert_eq!(harness.state().run_state().metrics.len(), evaluations);
+    assert_eq!(
+        harness.state().run_state().history.metrics.len(),
+        evaluations
+    );
 
     // "Browse…" asks the folder dialog (here a stand-in: a test cannot click a system window)
     // and opens the chosen run.
@@ -749,7 +764,10 @@ fn folders_come_from_the_dialog_or_a_typed_path_confirmed_with_enter() {
         harness.get_by_label("Open run").value().as_deref(),
         run.to_str()
     );
-    assert_eq!(harness.state().run_state().metrics.len(), evaluations);
+    assert_eq!(
+        harness.state().run_state().history.metrics.len(),
+        evaluations
+    );
     assert_eq!(
         harness.state().remembered().open_dir,
         run.display().to_string()

@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::style::category_colour;
 use super::{
     BorderMode, ConfusionInput, ConfusionRenderer, ConfusionView, CurvesInput, CurvesRenderer,
     CurvesView, GpuContext, GpuError, GridInput, GridLayout, InputGridRenderer, RenderTarget,

@@ -381,7 +381,8 @@ impl SlaApp {
                 self.state.apply(event);
             }
             if was_active
-                && let Some(notice) = Notice::for_end(&self.state.phase, self.state.history.metrics.last())
+                && let Some(notice) =
+                    Notice::for_end(&self.state.phase, self.state.history.metrics.last())
             {
                 notice.request_attention(&self.ctx);
                 self.notice = Some(notice);
@@ -417,7 +418,12 @@ impl SlaApp {
         let Some(epochs) = self.options.exit_after_epochs else {
             return;
         };
-        let enough = self.state.history.metrics.last().is_some_and(|m| m.epoch >= epochs);
+        let enough = self
+            .state
+            .history
+            .metrics
+            .last()
+            .is_some_and(|m| m.epoch >= epochs);
         let ended = matches!(self.state.phase, Phase::Finished { .. } | Phase::Failed(_));
         if !(enough || ended) {
             return;

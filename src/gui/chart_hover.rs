@@ -7,8 +7,8 @@ use eframe::egui;
 use crate::gpu::curves::Axes;
 
 use super::number_format;
-use crate::run::Chart;
 use super::x_axis::XAxis;
+use crate::run::Chart;
 
 /// The data x at a horizontal position `offset` points into the chart image, if inside the plot.
 pub fn x_at(axes: &Axes, offset: f32, pixels_per_point: f32) -> Option<f64> {
@@ -89,8 +89,8 @@ pub fn show(ui: &egui::Ui, response: egui::Response, axes: &Axes, chart: &Chart,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::{ChartKind, ChartSeries};
     use crate::gui::x_axis::XUnit;
+    use crate::run::{ChartKind, ChartSeries};
 
     fn chart() -> Chart {
         Chart {

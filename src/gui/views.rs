@@ -8,6 +8,7 @@ use crate::gpu::confusion::{ConfusionInput, ConfusionRenderer, ConfusionView};
 use crate::gpu::curves::{Axes, CurvesRenderer, CurvesView, Series};
 use crate::gpu::input_grid::{BorderMode, GridInput, GridLayout, InputGridRenderer};
 use crate::gpu::{GpuContext, GpuError, RenderTarget, ViewStyle};
+use crate::run::Chart;
 use crate::train::SampleGrid;
 
 use super::number_format;

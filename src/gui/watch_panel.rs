@@ -8,9 +8,9 @@ use crate::gpu::input_grid::BorderMode;
 use candle_core::Device;
 
 use crate::data::Dataset;
+use crate::run::ChartKind;
 use crate::sla::TransformSet;
 use crate::sla::transform::Expander;
-use crate::run::ChartKind;
 use crate::train::{SampleGrid, TrainingSnapshot};
 
 use super::app::SlaApp;
@@ -189,8 +189,10 @@ impl SlaApp {
     /// Per-class bars of the latest evaluation, sorted by training count and coloured by group,
     /// with the many / medium / few accuracies of a long-tailed run above them.
     fn per_class_accuracy(&self, ui: &mut egui::Ui) {
-        let (Some(metrics), Some(snapshot)) = (self.state.history.metrics.last(), &self.state.history.snapshot)
-        else {
+        let (Some(metrics), Some(snapshot)) = (
+            self.state.history.metrics.last(),
+            &self.state.history.snapshot,
+        ) else {
             return;
         };
         let Some(per_class) = &metrics.per_class_acc else {

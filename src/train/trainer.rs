@@ -11,9 +11,7 @@ use candle_core::DType;
 
 use crate::config::{ConfigError, TrainConfig};
 use crate::data::{self, DataError, make_batch};
-use crate::run::{
-    self, EvalMetrics, GroupAccuracies, RunDir, RunError, RunLock, TrainingSnapshot,
-};
+use crate::run::{self, EvalMetrics, GroupAccuracies, RunDir, RunError, RunLock, TrainingSnapshot};
 use crate::sla::TransformError;
 
 use super::best;
