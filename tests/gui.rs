@@ -841,3 +841,89 @@ fn a_step_is_timed_on_request_and_shown_as_an_estimate() {
     harness.step();
     harness.get_by_label_contains("(for earlier settings: time again)");
 }
+
+/// Train a tiny run of `mode` (160 training and 40 test images, one epoch) into `run`.
+fn train_tiny(run: &std::path::Path, mode: sla::sla::Mode) {
+    let (_commands, inbox) = std::sync::mpsc::channel();
+    sla::train::trainer::run(
+        sla::train::RunStart::New {
+            config: Box::new(TrainConfig {
+                mode,
+                limit_train: Some(160),
+                limit_test: Some(40),
+                batch_size: 40,
+                epochs: 1,
+                ..Default::default()
+            }),
+            run_dir: run.to_path_buf(),
+        },
+        &inbox,
+        &mut |_| true,
+    )
+    .expect("trained");
+}
+
+#[test]
+fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let experiment = dir.path().join("experiment");
+    train_tiny(&experiment.join("baseline-seed0"), sla::sla::Mode::Baseline);
+    train_tiny(&experiment.join("sla-seed0"), sla::sla::Mode::Sla);
+    let mut harness = app_harness(GuiOptions {
+        open: vec![experiment.clone()],
+        deterministic: true,
+        ..Default::default()
+    });
+    harness.step();
+    let labels: Vec<String> = harness
+        .state()
+        .compare()
+        .runs
+        .iter()
+        .map(|r| r.label.clone())
+        .collect();
+    assert_eq!(labels, ["baseline-seed0", "sla-seed0"]);
+    // The training losses overlaid by default, one line per run, as long as its steps.csv.
+    let chart = harness.state().compare().chart();
+    assert_eq!(chart.series.len(), 2);
+    for (line, label) in chart.series.iter().zip(&labels) {
+        assert_eq!(&line.name, label);
+        let steps = sla::run::read_steps(&experiment.join(label)).expect("steps");
+        assert_eq!(line.ys.len(), steps.records.len());
+    }
+    // Choose the single-view accuracy: each run's line holds its metrics.jsonl values, and the
+    // table shows the final one in percent.
+    harness.get_by_label("single").click_accesskit();
+    harness.step();
+    let chart = harness.state().compare().chart();
+    for (line, label) in chart.series.iter().zip(&labels) {
+        let metrics = sla::run::read_metrics(&experiment.join(label)).expect("metrics");
+        let logged: Vec<f32> = metrics.records.iter().map(|m| m.single_acc as f32).collect();
+        assert_eq!(line.ys, logged, "{label}");
+        let last = metrics.records.last().expect("an evaluation");
+        let shown = format!("{:.2}", 100.0 * last.single_acc);
+        assert!(
+            harness.get_all_by_label(&shown).next().is_some(),
+            "{label}: {shown} not in the table"
+        );
+    }
+    // The SLA run has an aggregated accuracy, the baseline none.
+    let sla_run = sla::run::read_metrics(&experiment.join("sla-seed0")).expect("metrics");
+    let aggregated = sla_run.records.last().and_then(|m| m.agg_acc).expect("AG");
+    let shown = format!("{:.2}", 100.0 * aggregated);
+    assert!(harness.get_all_by_label(&shown).next().is_some(), "{shown}");
+    harness.get_by_label("aggregated").click_accesskit();
+    harness.step();
+    let chart = harness.state().compare().chart();
+    let names: Vec<&str> = chart.series.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["sla-seed0"]);
+    // Hiding a run takes its line away.
+    harness.get_by_label("single").click_accesskit();
+    harness
+        .get_by_role_and_label(eframe::egui::accesskit::Role::CheckBox, "sla-seed0")
+        .click_accesskit();
+    harness.step();
+    let chart = harness.state().compare().chart();
+    let names: Vec<&str> = chart.series.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["baseline-seed0"]);
+}

@@ -17,7 +17,12 @@ pub struct GuiArgs {
     /// Close the window after this many epochs (for demos, tests and screenshots).
     #[arg(long)]
     pub exit_after_epochs: Option<usize>,
-    /// Save a PNG of the whole window before closing (with --exit-after-epochs).
+    /// Open a run folder, or an `sla experiment` folder (all its runs), in the comparison view;
+    /// repeat to compare several.
+    #[arg(long, value_name = "DIR")]
+    pub open: Vec<PathBuf>,
+    /// Save a PNG of the whole window, then close: after --exit-after-epochs epochs, or with
+    /// --open once the comparison is drawn.
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
     #[command(flatten)]
@@ -29,6 +34,11 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
     // Settings given on the command line win; without any, the app starts where the last launch
     // left off.
     let restore = config == TrainConfig::default() && args.train.out.is_none() && !args.autostart;
+    for dir in &args.open {
+        if !dir.is_dir() {
+            anyhow::bail!("--open {}: no such folder", dir.display());
+        }
+    }
     crate::gui::run(GuiOptions {
         restore,
         config,
@@ -37,5 +47,6 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
         exit_after_epochs: args.exit_after_epochs,
         screenshot: args.screenshot,
         deterministic: false,
+        open: args.open,
     })
 }

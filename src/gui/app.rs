@@ -12,6 +12,7 @@ use crate::sla::transform::ALL_PERMUTATIONS;
 use crate::train::{RunStart, TrainerCommand, TrainerHandle, trainer};
 
 use super::GuiOptions;
+use super::compare_panel::ComparePanel;
 use super::download_job::DownloadJob;
 use super::notice::Notice;
 use super::preview::{DatasetPreview, PreviewLoader};
@@ -57,6 +58,9 @@ pub struct SlaApp {
     pub(super) gallery_images: usize,
     /// How the last run ended, shown in a banner until dismissed or the next run starts.
     pub(super) notice: Option<Notice>,
+    pub(super) compare: ComparePanel,
+    /// The central panel shows the comparison instead of the current run.
+    pub(super) show_compare: bool,
     options: GuiOptions,
     ctx: egui::Context,
     screenshot_saved: Arc<AtomicBool>,
@@ -123,6 +127,8 @@ impl SlaApp {
             folder_dialogs: Default::default(),
             gallery_images: 0,
             notice: None,
+            compare: ComparePanel::default(),
+            show_compare: false,
             options,
             ctx: cc.egui_ctx.clone(),
             screenshot_saved: Arc::new(AtomicBool::new(false)),
@@ -130,6 +136,10 @@ impl SlaApp {
             screenshot_asked: None,
         };
         app.apply(settings);
+        for dir in app.options.open.clone() {
+            app.compare.add(&dir);
+            app.show_compare = true;
+        }
         app.reload_preview();
         if app.options.autostart {
             app.start();
@@ -225,6 +235,11 @@ impl SlaApp {
     /// The run state (for tests and the status bar).
     pub fn run_state(&self) -> &RunState {
         &self.state
+    }
+
+    /// The runs being compared (for tests).
+    pub fn compare(&self) -> &ComparePanel {
+        &self.compare
     }
 
     /// Where the confusion matrix is on screen.
@@ -413,19 +428,30 @@ impl SlaApp {
     }
 
     /// `--exit-after-epochs`: once enough epochs are evaluated (or the run ended), take the
-    /// screenshot if asked, then close.
+    /// screenshot if asked, then close. `--open` with `--screenshot`: the same once the comparison
+    /// is drawn.
     fn exit_when_done(&mut self, ui: &egui::Ui) {
-        let Some(epochs) = self.options.exit_after_epochs else {
-            return;
+        let done = match self.options.exit_after_epochs {
+            Some(epochs) => {
+                let enough = self
+                    .state
+                    .history
+                    .metrics
+                    .last()
+                    .is_some_and(|m| m.epoch >= epochs);
+                enough || matches!(self.state.phase, Phase::Finished { .. } | Phase::Failed(_))
+            }
+            // `--open … --screenshot`: once the comparison has been drawn a few times.
+            None => {
+                !self.options.open.is_empty()
+                    && self.options.screenshot.is_some()
+                    && ui.ctx().cumulative_pass_nr() > 3
+            }
         };
-        let enough = self
-            .state
-            .history
-            .metrics
-            .last()
-            .is_some_and(|m| m.epoch >= epochs);
-        let ended = matches!(self.state.phase, Phase::Finished { .. } | Phase::Failed(_));
-        if !(enough || ended) {
+        if !done {
+            if !self.options.open.is_empty() && self.options.screenshot.is_some() {
+                ui.ctx().request_repaint();
+            }
             return;
         }
         if self.closing.is_none() {
@@ -540,7 +566,23 @@ impl eframe::App for SlaApp {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| self.setup_panel(ui));
             });
-        egui::CentralPanel::default().show(ui, |ui| self.watch_panel(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            if !self.compare.runs.is_empty() || self.show_compare {
+                ui.horizontal(|ui| {
+                    ui.selectable_value(&mut self.show_compare, false, "Current run");
+                    let label = format!("Compare ({})", self.compare.runs.len());
+                    ui.selectable_value(&mut self.show_compare, true, label);
+                });
+                ui.separator();
+            }
+            if self.show_compare {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    self.compare.show(ui, self.views.as_mut());
+                });
+            } else {
+                self.watch_panel(ui);
+            }
+        });
         self.exit_when_done(ui);
     }
 }

@@ -4,6 +4,7 @@ pub mod app;
 mod chart_hover;
 mod chart_zoom;
 mod class_bars;
+pub mod compare_panel;
 mod download_job;
 mod folder_dialog;
 mod model_summary;
@@ -47,6 +48,9 @@ pub struct GuiOptions {
     pub deterministic: bool,
     /// Start from the settings the last launch remembered, if any (instead of `config`).
     pub restore: bool,
+    /// Runs (or experiment folders of runs) to open in the comparison view at start; with
+    /// `screenshot` and no `exit_after_epochs`, the window is saved once drawn and closes.
+    pub open: Vec<PathBuf>,
 }
 
 /// Open the window and run until it closes.

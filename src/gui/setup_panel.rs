@@ -645,6 +645,18 @@ impl SlaApp {
                 self.open_run(&dir);
                 self.resume(dir.clone());
             }
+            let comparable = !self.open_dir_text.trim().is_empty();
+            if ui
+                .add_enabled(comparable, egui::Button::new("Compare"))
+                .on_hover_text(
+                    "Add this run, or every run of an experiment folder, to the comparison view",
+                )
+                .clicked()
+            {
+                // Shown even when nothing was added: the view says why.
+                self.compare.add(&dir);
+                self.show_compare = true;
+            }
         });
     }
 

@@ -116,8 +116,9 @@ pub enum Gallery {
 }
 const GALLERIES: usize = 2;
 
-/// Losses, accuracies, learning rate.
-pub const CHARTS: usize = 3;
+/// Losses, accuracies, learning rate; then the comparison view's overlay.
+pub const CHARTS: usize = 4;
+pub const COMPARE_CHART: usize = 3;
 const CONFUSION_PIXELS: usize = 800;
 
 impl GpuViews {

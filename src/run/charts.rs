@@ -138,3 +138,68 @@ impl RunHistory {
         vec![loss, accuracy, learning_rate]
     }
 }
+
+/// A line the comparison view overlays, one per run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ComparedSeries {
+    #[default]
+    TrainLoss,
+    TestLoss,
+    Single,
+    Aggregated,
+    SelfDistilled,
+}
+
+impl ComparedSeries {
+    pub const ALL: [ComparedSeries; 5] = [
+        ComparedSeries::TrainLoss,
+        ComparedSeries::TestLoss,
+        ComparedSeries::Single,
+        ComparedSeries::Aggregated,
+        ComparedSeries::SelfDistilled,
+    ];
+
+    /// The name of the series in a run's own charts (`RunHistory::charts`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ComparedSeries::TrainLoss => "train loss",
+            ComparedSeries::TestLoss => "test loss",
+            ComparedSeries::Single => "single",
+            ComparedSeries::Aggregated => "aggregated",
+            ComparedSeries::SelfDistilled => "self-distilled",
+        }
+    }
+
+    pub fn kind(self) -> ChartKind {
+        match self {
+            ComparedSeries::TrainLoss | ComparedSeries::TestLoss => ChartKind::Loss,
+            _ => ChartKind::Accuracy,
+        }
+    }
+}
+
+/// One chart with `which` of every run in `runs` (label, history), each in its own colour (the
+/// run's place in `runs`) and named by its label; a run that never measured it has no line. The
+/// lines are the runs' own chart series, so the comparison shows what each run's charts show.
+pub fn overlay(runs: &[(&str, &RunHistory)], which: ComparedSeries) -> Chart {
+    let series = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(index, (label, history))| {
+            let line = history
+                .charts(&[])
+                .into_iter()
+                .flat_map(|chart| chart.series)
+                .find(|line| line.name == which.name())?;
+            Some(ChartSeries {
+                name: (*label).to_string(),
+                colour: category_colour(index),
+                ..line
+            })
+        })
+        .collect();
+    Chart {
+        kind: which.kind(),
+        series,
+    }
+}

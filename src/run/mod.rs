@@ -17,7 +17,7 @@ mod lock;
 mod logs;
 mod snapshot;
 
-pub use charts::{Chart, ChartKind, ChartSeries};
+pub use charts::{Chart, ChartKind, ChartSeries, ComparedSeries, overlay};
 pub use class_metrics::{
     ByInference, Group, GroupAccuracies, GroupRule, PerClassAcc, class_groups, is_long_tailed,
 };

@@ -1,0 +1,244 @@
+//! The comparison view: several finished runs (or every run of an `sla experiment` folder) side
+//! by side, one overlaid curve per run and a table of their settings and final accuracies.
+
+use std::path::{Path, PathBuf};
+
+use eframe::egui;
+
+use crate::config::{TrainConfig, TransformChoice};
+use crate::gpu::style::category_colour;
+use crate::run::{self, ComparedSeries, RunHistory, overlay};
+
+use super::chart_hover;
+use super::views::{COMPARE_CHART, GpuViews};
+use super::x_axis::XAxis;
+
+/// Smoothing of an overlaid training loss: enough to tell runs apart through the step noise.
+const LOSS_SMOOTHING: f32 = 0.9;
+
+/// One run in the comparison.
+pub struct ComparedRun {
+    pub dir: PathBuf,
+    /// The folder's name: what the legend and the table call the run.
+    pub label: String,
+    pub config: TrainConfig,
+    pub history: RunHistory,
+    pub visible: bool,
+}
+
+/// The runs compared and how they are shown.
+pub struct ComparePanel {
+    pub runs: Vec<ComparedRun>,
+    pub series: ComparedSeries,
+    /// What could not be read, for the user.
+    pub problems: Vec<String>,
+    /// Changes with the runs, their visibility or the series, so the chart redraws only then.
+    revision: u64,
+}
+
+impl Default for ComparePanel {
+    fn default() -> Self {
+        Self {
+            runs: Vec::new(),
+            series: ComparedSeries::default(),
+            problems: Vec::new(),
+            revision: 1,
+        }
+    }
+}
+
+impl ComparePanel {
+    /// Add the run in `dir`, or every run folder directly inside it (an experiment folder), in
+    /// name order. A folder already compared is not added twice. Returns how many were added.
+    pub fn add(&mut self, dir: &Path) -> usize {
+        let folders = if run::is_run_folder(dir) {
+            vec![dir.to_path_buf()]
+        } else {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|entry| entry.ok().map(|e| e.path()))
+                        .filter(|path| run::is_run_folder(path))
+                        .collect()
+                })
+                .unwrap_or_default();
+            inside.sort();
+            inside
+        };
+        if folders.is_empty() {
+            self.problems.push(format!(
+                "{}: neither a run folder nor a folder of runs (no {} in it or in its folders)",
+                dir.display(),
+                run::CONFIG_FILE
+            ));
+            return 0;
+        }
+        let mut added = 0;
+        for folder in folders {
+            if self.runs.iter().any(|r| r.dir == folder) {
+                continue;
+            }
+            let config = match run::read_config(&folder) {
+                Ok(config) => config,
+                Err(error) => {
+                    self.problems.push(error.to_string());
+                    continue;
+                }
+            };
+            let loaded = RunHistory::read_logs(&folder, u64::MAX);
+            self.problems.extend(loaded.problems());
+            let label = folder.file_name().map_or_else(
+                || folder.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            self.runs.push(ComparedRun {
+                dir: folder,
+                label,
+                config,
+                history: loaded.history,
+                visible: true,
+            });
+            added += 1;
+        }
+        self.revision += 1;
+        added
+    }
+
+    /// The overlaid chart of the visible runs, each keeping its colour (its place in the list).
+    pub fn chart(&self) -> crate::run::Chart {
+        let runs: Vec<(&str, &RunHistory)> = self
+            .runs
+            .iter()
+            .map(|r| (r.label.as_str(), &r.history))
+            .collect();
+        let mut chart = overlay(&runs, self.series);
+        let hidden: Vec<&str> = self
+            .runs
+            .iter()
+            .filter(|r| !r.visible)
+            .map(|r| r.label.as_str())
+            .collect();
+        chart.series.retain(|s| !hidden.contains(&s.name.as_str()));
+        chart
+    }
+
+    pub fn show(&mut self, ui: &mut egui::Ui, views: Option<&mut GpuViews>) {
+        ui.horizontal(|ui| {
+            ui.label(format!("Comparing {} runs", self.runs.len()));
+            if ui.button("Clear").clicked() {
+                *self = Self {
+                    revision: self.revision + 1,
+                    ..Self::default()
+                };
+            }
+        });
+        for problem in &self.problems {
+            ui.colored_label(egui::Color32::from_rgb(240, 110, 100), problem);
+        }
+        if self.runs.is_empty() {
+            ui.label(
+                "Open runs to compare with \"Compare\" under Open run, or sla gui --open DIR.",
+            );
+            return;
+        }
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Curve");
+            let before = self.series;
+            for series in ComparedSeries::ALL {
+                ui.selectable_value(&mut self.series, series, series.name());
+            }
+            if self.series != before {
+                self.revision += 1;
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            for (index, run) in self.runs.iter_mut().enumerate() {
+                let [r, g, b, _] = category_colour(index);
+                let text = egui::RichText::new(&run.label).color(egui::Color32::from_rgb(r, g, b));
+                if ui
+                    .checkbox(&mut run.visible, text)
+                    .on_hover_text(run.dir.display().to_string())
+                    .changed()
+                {
+                    self.revision += 1;
+                }
+            }
+        });
+        let chart = self.chart();
+        if let Some(views) = views {
+            let last_step = chart
+                .series
+                .iter()
+                .filter_map(|s| s.xs.last())
+                .fold(1.0f64, |last, &x| last.max(f64::from(x)));
+            let size = egui::vec2(ui.available_width(), 300.0);
+            let log_y = chart.kind.log_y_by_default();
+            if let Some((response, axes)) = views.show_chart(
+                ui,
+                COMPARE_CHART,
+                &chart,
+                LOSS_SMOOTHING,
+                log_y,
+                Some((0.0, last_step)),
+                self.revision,
+                size,
+            ) {
+                chart_hover::show(ui, response, &axes, &chart, &XAxis::default());
+            }
+        }
+        ui.separator();
+        self.table(ui);
+    }
+
+    /// Settings and final accuracies of every run, in the list's order.
+    fn table(&self, ui: &mut egui::Ui) {
+        let percent =
+            |value: Option<f64>| value.map_or("–".to_string(), |v| format!("{:.2}", 100.0 * v));
+        egui::Grid::new("compared runs")
+            .striped(true)
+            .spacing([12.0, 4.0])
+            .show(ui, |ui| {
+                for heading in [
+                    "run",
+                    "mode",
+                    "transforms",
+                    "model",
+                    "data",
+                    "steps",
+                    "single %",
+                    "aggregated %",
+                    "self-distilled %",
+                    "time (s)",
+                ] {
+                    ui.strong(heading);
+                }
+                ui.end_row();
+                for run in &self.runs {
+                    let last = run.history.metrics.last();
+                    let config = &run.config;
+                    ui.label(&run.label);
+                    ui.label(config.mode.name());
+                    ui.label(describe_transforms(&config.transforms));
+                    ui.label(config.model.name());
+                    ui.label(config.dataset.kind.name());
+                    ui.label(last.map_or("–".to_string(), |m| m.step.to_string()));
+                    ui.label(percent(last.map(|m| m.single_acc)));
+                    ui.label(percent(last.and_then(|m| m.agg_acc)));
+                    ui.label(percent(last.and_then(|m| m.sd_acc)));
+                    ui.label(last.map_or("–".to_string(), |m| format!("{:.0}", m.elapsed_s)));
+                    ui.end_row();
+                }
+            });
+    }
+}
+
+/// A preset by its command-line name, a custom set by its size.
+fn describe_transforms(choice: &TransformChoice) -> String {
+    match choice {
+        TransformChoice::Preset(preset) => preset.name().to_string(),
+        TransformChoice::Custom { .. } => match choice.set() {
+            Ok(set) => format!("custom, M = {}", set.len()),
+            Err(_) => "custom".to_string(),
+        },
+    }
+}
