@@ -898,7 +898,11 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
     let chart = harness.state().compare().chart();
     for (line, label) in chart.series.iter().zip(&labels) {
         let metrics = sla::run::read_metrics(&experiment.join(label)).expect("metrics");
-        let logged: Vec<f32> = metrics.records.iter().map(|m| m.single_acc as f32).collect();
+        let logged: Vec<f32> = metrics
+            .records
+            .iter()
+            .map(|m| m.single_acc as f32)
+            .collect();
         assert_eq!(line.ys, logged, "{label}");
         let last = metrics.records.last().expect("an evaluation");
         let shown = format!("{:.2}", 100.0 * last.single_acc);
