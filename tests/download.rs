@@ -146,7 +146,9 @@ fn serve(
 
 /// Answers one request. Every answer is written before the next connection is accepted (so hits
 /// keep the clients' order), except `Fault::Slow` bodies: those go out on their own thread, so
-/// that concurrent clients really overlap, and record their hit when done.
+/// that concurrent clients really overlap. A hit whose size is known before its body is sent is
+/// recorded then, since the client may finish before this thread runs again; the rest (an
+/// endless body) are returned for the caller to record.
 fn answer(
     stream: TcpStream,
     routes: &HashMap<String, Route>,
@@ -184,26 +186,28 @@ fn answer(
             "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
-        out.write_all(head.as_bytes()).ok()?;
-        out.write_all(body).ok()?;
-        return Some(Hit {
+        hits.lock().expect("hits lock").push(Hit {
             path,
             range,
             status: 404,
             body_bytes: 0,
         });
+        out.write_all(head.as_bytes()).ok()?;
+        out.write_all(body).ok()?;
+        return None;
     };
     if let Fault::Redirect(location) = route.fault {
         let head = format!(
             "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
-        out.write_all(head.as_bytes()).ok()?;
-        return Some(Hit {
+        hits.lock().expect("hits lock").push(Hit {
             path,
             range,
             status: 302,
             body_bytes: 0,
         });
+        out.write_all(head.as_bytes()).ok()?;
+        return None;
     }
     if route.fault == Fault::Endless {
         let head = format!(
@@ -291,14 +295,17 @@ fn answer(
         slow_writers.push(writer);
         return None;
     }
-    out.write_all(&route.body[from..end]).ok()?;
-    out.flush().ok()?;
-    Some(Hit {
+    // Recorded before the body goes out: the transfer ends when this function drops the stream,
+    // and the client (and the test reading the hits) may be done before this thread runs again.
+    hits.lock().expect("hits lock").push(Hit {
         path,
         range,
         status,
         body_bytes: end - from,
-    })
+    });
+    out.write_all(&route.body[from..end]).ok()?;
+    out.flush().ok()?;
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
