@@ -842,33 +842,38 @@ fn a_step_is_timed_on_request_and_shown_as_an_estimate() {
     harness.get_by_label_contains("(for earlier settings: time again)");
 }
 
-/// Train a tiny run of `mode` (160 training and 40 test images, one epoch) into `run`.
-fn train_tiny(run: &std::path::Path, mode: sla::sla::Mode) {
-    let (_commands, inbox) = std::sync::mpsc::channel();
-    sla::train::trainer::run(
-        sla::train::RunStart::New {
-            config: Box::new(TrainConfig {
-                mode,
-                limit_train: Some(160),
-                limit_test: Some(40),
-                batch_size: 40,
-                epochs: 1,
-                ..Default::default()
-            }),
-            run_dir: run.to_path_buf(),
-        },
-        &inbox,
-        &mut |_| true,
-    )
-    .expect("trained");
-}
-
 #[test]
 fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
+    // A real experiment: baseline and SLA, two seeds, 4 steps each.
     let dir = tempfile::tempdir().expect("tempdir");
     let experiment = dir.path().join("experiment");
-    train_tiny(&experiment.join("baseline-seed0"), sla::sla::Mode::Baseline);
-    train_tiny(&experiment.join("sla-seed0"), sla::sla::Mode::Sla);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sla"))
+        .args([
+            "experiment",
+            "--modes",
+            "baseline,sla",
+            "--seeds",
+            "0,1",
+            "--epochs",
+            "1",
+        ])
+        .args([
+            "--limit-train",
+            "160",
+            "--limit-test",
+            "40",
+            "--batch-size",
+            "40",
+            "--out",
+        ])
+        .arg(&experiment)
+        .output()
+        .expect("sla experiment");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut harness = app_harness(GuiOptions {
         open: vec![experiment.clone()],
         deterministic: true,
@@ -882,10 +887,13 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
         .iter()
         .map(|r| r.label.clone())
         .collect();
-    assert_eq!(labels, ["baseline-seed0", "sla-seed0"]);
+    assert_eq!(
+        labels,
+        ["baseline-seed0", "baseline-seed1", "sla-seed0", "sla-seed1"]
+    );
     // The training losses overlaid by default, one line per run, as long as its steps.csv.
     let chart = harness.state().compare().chart();
-    assert_eq!(chart.series.len(), 2);
+    assert_eq!(chart.series.len(), 4);
     for (line, label) in chart.series.iter().zip(&labels) {
         assert_eq!(&line.name, label);
         let steps = sla::run::read_steps(&experiment.join(label)).expect("steps");
@@ -893,7 +901,7 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
     }
     // Choose the single-view accuracy: each run's line holds its metrics.jsonl values, and the
     // table shows the final one in percent.
-    harness.get_by_label("single").click_accesskit();
+    curve_choice(&harness, "single").click_accesskit();
     harness.step();
     let chart = harness.state().compare().chart();
     for (line, label) in chart.series.iter().zip(&labels) {
@@ -916,18 +924,52 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
     let aggregated = sla_run.records.last().and_then(|m| m.agg_acc).expect("AG");
     let shown = format!("{:.2}", 100.0 * aggregated);
     assert!(harness.get_all_by_label(&shown).next().is_some(), "{shown}");
-    harness.get_by_label("aggregated").click_accesskit();
+    curve_choice(&harness, "aggregated").click_accesskit();
     harness.step();
     let chart = harness.state().compare().chart();
     let names: Vec<&str> = chart.series.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["sla-seed0"]);
+    assert_eq!(names, ["sla-seed0", "sla-seed1"]);
+    // Grouped by mode, the table's cells are results.md's, character for character.
+    let results = std::fs::read_to_string(experiment.join("results.md")).expect("results.md");
+    for mode in ["baseline", "sla"] {
+        let row = results
+            .lines()
+            .find(|l| l.starts_with(&format!("| {mode} |")))
+            .expect("a row per mode");
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells.len(), 6, "{row}");
+        for cell in &cells[1..5] {
+            assert!(
+                harness.get_all_by_label(cell).next().is_some(),
+                "{mode}: {cell} of results.md is not in the app"
+            );
+        }
+        let group = harness
+            .state()
+            .compare()
+            .groups()
+            .into_iter()
+            .find(|g| g.name == mode)
+            .expect("a group");
+        assert_eq!(group.runs.to_string(), cells[5]);
+        assert_eq!(sla::run::Spread::cell(group.single, true), cells[1]);
+    }
     // Hiding a run takes its line away.
-    harness.get_by_label("single").click_accesskit();
+    curve_choice(&harness, "single").click_accesskit();
     harness
         .get_by_role_and_label(eframe::egui::accesskit::Role::CheckBox, "sla-seed0")
         .click_accesskit();
     harness.step();
     let chart = harness.state().compare().chart();
     let names: Vec<&str> = chart.series.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["baseline-seed0"]);
+    assert_eq!(names, ["baseline-seed0", "baseline-seed1", "sla-seed1"]);
+}
+
+/// The comparison's curve selector named `name` (the by-mode table below it has a column of the
+/// same name).
+fn curve_choice<'h>(harness: &'h Harness<'_, SlaApp>, name: &'h str) -> egui_kittest::Node<'h> {
+    harness
+        .get_all_by_label(name)
+        .next()
+        .unwrap_or_else(|| panic!("no {name} choice"))
 }

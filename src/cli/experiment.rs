@@ -15,7 +15,7 @@ use crate::config::TrainConfig;
 use crate::gpu::{
     GpuContext, ModeCurves, PerClassLine, render_mode_curves, render_per_class, render_run,
 };
-use crate::run::{self, ByInference, EvalMetrics, GroupRule, PerClassAcc};
+use crate::run::{self, ByInference, EvalMetrics, GroupRule, PerClassAcc, Spread};
 use crate::sla::{ClassWeighting, Mode};
 use crate::train::TrainerEvent;
 use crate::train::trainer::{self, RunStart};
@@ -93,34 +93,6 @@ fn parse_arm(text: &str) -> Result<Arm, String> {
         mode,
         class_balanced,
     })
-}
-
-/// Mean and sample standard deviation.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Spread {
-    pub mean: f64,
-    pub std: f64,
-    pub n: usize,
-}
-
-impl Spread {
-    fn of(values: &[f64]) -> Option<Self> {
-        if values.is_empty() {
-            return None;
-        }
-        let n = values.len();
-        let mean = values.iter().sum::<f64>() / n as f64;
-        let var = if n > 1 {
-            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
-        } else {
-            0.0
-        };
-        Some(Self {
-            mean,
-            std: var.sqrt(),
-            n,
-        })
-    }
 }
 
 /// One mode's results over the seeds.
@@ -418,14 +390,6 @@ fn mean_per_class(runs: &[RunOutcome]) -> Option<PerClassAcc> {
     })
 }
 
-fn cell(spread: Option<Spread>, percent: bool) -> String {
-    match spread {
-        Some(s) if percent => format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std),
-        Some(s) => format!("{:.1} ± {:.1}", s.mean, s.std),
-        None => "–".to_string(),
-    }
-}
-
 /// The results table in Markdown.
 pub fn results_markdown(results: &Results, command: &str) -> String {
     let c = &results.config;
@@ -496,10 +460,10 @@ pub fn results_markdown(results: &Results, command: &str) -> String {
             "{}| {} | {} | {} | {} | {} | {} |",
             rho(m),
             m.mode,
-            cell(m.single_acc, true),
-            cell(m.agg_acc, true),
-            cell(m.sd_acc, true),
-            cell(m.train_seconds, false),
+            Spread::cell(m.single_acc, true),
+            Spread::cell(m.agg_acc, true),
+            Spread::cell(m.sd_acc, true),
+            Spread::cell(m.train_seconds, false),
             m.runs.len()
         );
     }
@@ -556,9 +520,9 @@ pub fn results_markdown(results: &Results, command: &str) -> String {
                     "{}| {} | {} | {} | {} | {} |",
                     rho(m),
                     m.mode,
-                    cell(best.single_acc, true),
-                    cell(best.agg_acc, true),
-                    cell(best.sd_acc, true),
+                    Spread::cell(best.single_acc, true),
+                    Spread::cell(best.agg_acc, true),
+                    Spread::cell(best.sd_acc, true),
                     steps.join(", ")
                 );
             }
@@ -583,9 +547,9 @@ pub fn results_markdown(results: &Results, command: &str) -> String {
                     rho(m),
                     m.mode,
                     g.inference,
-                    cell(g.many, true),
-                    cell(g.medium, true),
-                    cell(g.few, true)
+                    Spread::cell(g.many, true),
+                    Spread::cell(g.medium, true),
+                    Spread::cell(g.few, true)
                 );
             }
         }

@@ -7,7 +7,7 @@ use eframe::egui;
 
 use crate::config::{TrainConfig, TransformChoice};
 use crate::gpu::style::category_colour;
-use crate::run::{self, ComparedSeries, RunHistory, overlay};
+use crate::run::{self, ComparedSeries, RunHistory, Spread, overlay};
 
 use super::chart_hover;
 use super::views::{COMPARE_CHART, GpuViews};
@@ -188,6 +188,50 @@ impl ComparePanel {
         }
         ui.separator();
         self.table(ui);
+        let groups = self.groups();
+        if groups.iter().any(|g| g.runs > 1) {
+            ui.separator();
+            ui.label(
+                "By mode: test accuracy (%) at the end of training, mean ± sample std over seeds",
+            );
+            by_mode_table(ui, &groups);
+        }
+    }
+
+    /// The runs grouped as `sla experiment` names its arms: the folder name without its
+    /// `-seed<k>` suffix, in order of first appearance; each group's final accuracies and
+    /// training time as mean ± std.
+    pub fn groups(&self) -> Vec<ModeGroup> {
+        let mut names: Vec<&str> = Vec::new();
+        for run in &self.runs {
+            let name = arm_name(&run.label);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+            .into_iter()
+            .map(|name| {
+                let finals: Vec<&run::EvalMetrics> = self
+                    .runs
+                    .iter()
+                    .filter(|r| arm_name(&r.label) == name)
+                    .filter_map(|r| r.history.metrics.last())
+                    .collect();
+                let spread = |pick: &dyn Fn(&run::EvalMetrics) -> Option<f64>| {
+                    let values: Vec<f64> = finals.iter().filter_map(|m| pick(m)).collect();
+                    Spread::of(&values)
+                };
+                ModeGroup {
+                    name: name.to_string(),
+                    single: spread(&|m| Some(m.single_acc)),
+                    aggregated: spread(&|m| m.agg_acc),
+                    self_distilled: spread(&|m| m.sd_acc),
+                    train_seconds: spread(&|m| Some(m.elapsed_s)),
+                    runs: finals.len(),
+                }
+            })
+            .collect()
     }
 
     /// Settings and final accuracies of every run, in the list's order.
@@ -240,5 +284,67 @@ fn describe_transforms(choice: &TransformChoice) -> String {
             Ok(set) => format!("custom, M = {}", set.len()),
             Err(_) => "custom".to_string(),
         },
+    }
+}
+
+/// One arm of the compared runs, over its seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModeGroup {
+    pub name: String,
+    pub single: Option<Spread>,
+    pub aggregated: Option<Spread>,
+    pub self_distilled: Option<Spread>,
+    pub train_seconds: Option<Spread>,
+    /// Runs with a final evaluation.
+    pub runs: usize,
+}
+
+/// `sla experiment` names a run `<arm>-seed<k>`; the arm is what its table groups by.
+fn arm_name(label: &str) -> &str {
+    match label.rsplit_once("-seed") {
+        Some((arm, seed)) if !seed.is_empty() && seed.bytes().all(|b| b.is_ascii_digit()) => arm,
+        _ => label,
+    }
+}
+
+/// The groups as `results.md` prints them: same columns, same cells.
+fn by_mode_table(ui: &mut egui::Ui, groups: &[ModeGroup]) {
+    egui::Grid::new("compared modes")
+        .striped(true)
+        .spacing([12.0, 4.0])
+        .show(ui, |ui| {
+            for heading in [
+                "mode",
+                "single",
+                "aggregated",
+                "self-distilled",
+                "training time (s)",
+                "runs",
+            ] {
+                ui.strong(heading);
+            }
+            ui.end_row();
+            for group in groups {
+                ui.label(&group.name);
+                ui.label(Spread::cell(group.single, true));
+                ui.label(Spread::cell(group.aggregated, true));
+                ui.label(Spread::cell(group.self_distilled, true));
+                ui.label(Spread::cell(group.train_seconds, false));
+                ui.label(group.runs.to_string());
+                ui.end_row();
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arm_name;
+
+    #[test]
+    fn the_arm_is_the_run_name_without_its_seed() {
+        assert_eq!(arm_name("sla-sd-seed12"), "sla-sd");
+        assert_eq!(arm_name("sla+cb-seed0"), "sla+cb");
+        assert_eq!(arm_name("my-run"), "my-run");
+        assert_eq!(arm_name("odd-seedling"), "odd-seedling");
     }
 }

@@ -16,6 +16,7 @@ mod history;
 mod lock;
 mod logs;
 mod snapshot;
+mod spread;
 
 pub use charts::{Chart, ChartKind, ChartSeries, ComparedSeries, overlay};
 pub use class_metrics::{
@@ -33,3 +34,4 @@ pub use logs::{
     read_steps,
 };
 pub use snapshot::{EvalMetrics, ImageLoss, SampleGrid, TrainingSnapshot};
+pub use spread::Spread;
