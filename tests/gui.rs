@@ -963,6 +963,28 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
     let chart = harness.state().compare().chart();
     let names: Vec<&str> = chart.series.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["baseline-seed0", "baseline-seed1", "sla-seed1"]);
+    // In epochs each point sits at step / steps per epoch (4 here); in wall time at the step's
+    // recorded seconds.
+    curve_choice(&harness, "train loss").click_accesskit();
+    harness.get_by_label("epochs").click_accesskit();
+    harness.step();
+    let by_steps = sla::run::read_steps(&experiment.join("baseline-seed0")).expect("steps");
+    let chart = harness.state().compare().chart();
+    let xs: Vec<f32> = by_steps
+        .records
+        .iter()
+        .map(|r| r.step as f32 / 4.0)
+        .collect();
+    assert_eq!(chart.series[0].xs, xs);
+    harness.get_by_label("wall time (s)").click_accesskit();
+    harness.step();
+    let chart = harness.state().compare().chart();
+    let xs: Vec<f32> = by_steps
+        .records
+        .iter()
+        .map(|r| r.seconds.expect("a time") as f32)
+        .collect();
+    assert_eq!(chart.series[0].xs, xs);
 }
 
 /// The comparison's curve selector named `name` (the by-mode table below it has a column of the

@@ -11,7 +11,7 @@ use crate::run::{self, ComparedSeries, RunHistory, Spread, overlay};
 
 use super::chart_hover;
 use super::views::{COMPARE_CHART, GpuViews};
-use super::x_axis::XAxis;
+use super::x_axis::{XAxis, XUnit};
 
 /// Smoothing of an overlaid training loss: enough to tell runs apart through the step noise.
 const LOSS_SMOOTHING: f32 = 0.9;
@@ -26,10 +26,23 @@ pub struct ComparedRun {
     pub visible: bool,
 }
 
+impl ComparedRun {
+    /// The run's own step ↔ x map in `unit`.
+    fn axis(&self, unit: XUnit) -> XAxis<'_> {
+        XAxis {
+            unit,
+            steps_per_epoch: self.history.steps_per_epoch(),
+            seconds: &self.history.seconds,
+        }
+    }
+}
+
 /// The runs compared and how they are shown.
 pub struct ComparePanel {
     pub runs: Vec<ComparedRun>,
     pub series: ComparedSeries,
+    /// The x axis as chosen; shown only when every run has what it needs (see `shown_unit`).
+    pub x_unit: XUnit,
     /// What could not be read, for the user.
     pub problems: Vec<String>,
     /// Changes with the runs, their visibility or the series, so the chart redraws only then.
@@ -41,6 +54,7 @@ impl Default for ComparePanel {
         Self {
             runs: Vec::new(),
             series: ComparedSeries::default(),
+            x_unit: XUnit::default(),
             problems: Vec::new(),
             revision: 1,
         }
@@ -87,10 +101,14 @@ impl ComparePanel {
             };
             let loaded = RunHistory::read_logs(&folder, u64::MAX);
             self.problems.extend(loaded.problems());
-            let label = folder.file_name().map_or_else(
-                || folder.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
+            let name = |path: &Path| path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let mut label = name(&folder).unwrap_or_else(|| folder.display().to_string());
+            // Two experiments both have a baseline-seed0: the folder above tells them apart.
+            if self.runs.iter().any(|r| r.label == label)
+                && let Some(parent) = folder.parent().and_then(name)
+            {
+                label = format!("{parent}/{label}");
+            }
             self.runs.push(ComparedRun {
                 dir: folder,
                 label,
@@ -119,7 +137,34 @@ impl ComparePanel {
             .map(|r| r.label.as_str())
             .collect();
         chart.series.retain(|s| !hidden.contains(&s.name.as_str()));
+        let unit = self.shown_unit();
+        for line in &mut chart.series {
+            if let Some(run) = self.runs.iter().find(|r| r.label == line.name) {
+                let axis = run.axis(unit);
+                for x in &mut line.xs {
+                    *x = axis.x_of(f64::from(*x)) as f32;
+                }
+            }
+        }
         chart
+    }
+
+    /// The chosen x unit when every run can show it (one axis for all lines), else steps.
+    pub fn shown_unit(&self) -> XUnit {
+        if self.unavailable(self.x_unit).is_none() {
+            self.x_unit
+        } else {
+            XUnit::Steps
+        }
+    }
+
+    /// Why some run cannot show `unit`, naming the run.
+    fn unavailable(&self, unit: XUnit) -> Option<String> {
+        self.runs.iter().find_map(|run| {
+            run.axis(unit)
+                .unavailable(unit)
+                .map(|why| format!("{}: {why}", run.label))
+        })
     }
 
     pub fn show(&mut self, ui: &mut egui::Ui, views: Option<&mut GpuViews>) {
@@ -151,6 +196,20 @@ impl ComparePanel {
                 self.revision += 1;
             }
         });
+        ui.horizontal(|ui| {
+            ui.label("x axis");
+            let before = self.x_unit;
+            for unit in XUnit::ALL {
+                let reason = self.unavailable(unit);
+                ui.add_enabled_ui(reason.is_none(), |ui| {
+                    ui.selectable_value(&mut self.x_unit, unit, unit.name())
+                        .on_disabled_hover_text(reason.unwrap_or_default());
+                });
+            }
+            if self.x_unit != before {
+                self.revision += 1;
+            }
+        });
         ui.horizontal_wrapped(|ui| {
             for (index, run) in self.runs.iter_mut().enumerate() {
                 let [r, g, b, _] = category_colour(index);
@@ -166,7 +225,7 @@ impl ComparePanel {
         });
         let chart = self.chart();
         if let Some(views) = views {
-            let last_step = chart
+            let last_x = chart
                 .series
                 .iter()
                 .filter_map(|s| s.xs.last())
@@ -179,10 +238,13 @@ impl ComparePanel {
                 &chart,
                 LOSS_SMOOTHING,
                 log_y,
-                Some((0.0, last_step)),
+                Some((0.0, last_x)),
                 self.revision,
                 size,
-            ) {
+            ) && self.shown_unit() == XUnit::Steps
+            {
+                // The read-out maps the pointer back to a step, which in epochs or time differs
+                // from run to run: it is offered where all runs share the axis.
                 chart_hover::show(ui, response, &axes, &chart, &XAxis::default());
             }
         }

@@ -68,14 +68,7 @@ impl SlaApp {
             .info
             .as_ref()
             .map(|i| i.steps_per_epoch)
-            .or_else(|| {
-                self.state
-                    .history
-                    .metrics
-                    .iter()
-                    .find(|m| m.epoch > 0 && m.step % m.epoch as u64 == 0)
-                    .map(|m| m.step / m.epoch as u64)
-            })
+            .or_else(|| self.state.history.steps_per_epoch())
             .filter(|&s| s > 0)
     }
 

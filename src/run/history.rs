@@ -88,6 +88,16 @@ impl RunHistory {
         loaded
     }
 
+    /// Steps per epoch, from an evaluation that fell on an epoch's end (a run opened from its
+    /// folder does not say it otherwise).
+    pub fn steps_per_epoch(&self) -> Option<u64> {
+        self.metrics
+            .iter()
+            .find(|m| m.epoch > 0 && m.step % m.epoch as u64 == 0)
+            .map(|m| m.step / m.epoch as u64)
+            .filter(|&s| s > 0)
+    }
+
     /// One more training step.
     pub fn push_step(&mut self, record: &StepRecord) {
         let step = record.step as f32;
