@@ -7,7 +7,7 @@ use eframe::egui;
 
 use crate::config::{TrainConfig, TransformChoice};
 use crate::gpu::style::category_colour;
-use crate::run::{self, ComparedSeries, RunHistory, Spread, overlay};
+use crate::run::{self, Chart, ComparedSeries, RunHistory, Spread, overlay};
 
 use super::chart_hover;
 use super::views::{COMPARE_CHART, GpuViews};
@@ -47,6 +47,8 @@ pub struct ComparePanel {
     pub problems: Vec<String>,
     /// Changes with the runs, their visibility or the series, so the chart redraws only then.
     revision: u64,
+    /// The chart of `revision`: rebuilding it copies every run's curves, too much for every frame.
+    drawn_chart: Option<(u64, Chart)>,
 }
 
 impl Default for ComparePanel {
@@ -57,6 +59,7 @@ impl Default for ComparePanel {
             x_unit: XUnit::default(),
             problems: Vec::new(),
             revision: 1,
+            drawn_chart: None,
         }
     }
 }
@@ -123,7 +126,7 @@ impl ComparePanel {
     }
 
     /// The overlaid chart of the visible runs, each keeping its colour (its place in the list).
-    pub fn chart(&self) -> crate::run::Chart {
+    pub fn chart(&self) -> Chart {
         let runs: Vec<(&str, &RunHistory)> = self
             .runs
             .iter()
@@ -223,7 +226,10 @@ impl ComparePanel {
                 }
             }
         });
-        let chart = self.chart();
+        let chart = match self.drawn_chart.take() {
+            Some((revision, chart)) if revision == self.revision => chart,
+            _ => self.chart(),
+        };
         if let Some(views) = views {
             let last_x = chart
                 .series
@@ -248,6 +254,7 @@ impl ComparePanel {
                 chart_hover::show(ui, response, &axes, &chart, &XAxis::default());
             }
         }
+        self.drawn_chart = Some((self.revision, chart));
         ui.separator();
         self.table(ui);
         let groups = self.groups();
