@@ -118,16 +118,11 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         header.ends_with(&format!("(epoch {})", step.div_ceil(6))),
         "{readout}"
     );
-    let train_loss: f32 = lines
-        .find_map(|l| l.strip_prefix("train loss "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{readout}"));
-    let recorded = harness.state().run_state().history.losses[step - 1];
-    assert_eq!(recorded.0, step as f32);
-    assert!(
-        (train_loss - recorded.1).abs() < 1e-3,
-        "{readout} vs {recorded:?}"
+    assert_eq!(
+        harness.state().run_state().history.losses[step - 1].0,
+        step as f32
     );
+    assert_train_loss_of_step(&harness, &readout, step);
     // The highest-loss test images, highest first, each loss the cross-entropy of its true class.
     let top = harness
         .state()
@@ -222,7 +217,17 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         header.contains(" s (step ") && header.ends_with(')'),
         "{header}"
     );
-    let shown: f32 = lines
+    assert_train_loss_of_step(&harness, &readout, step);
+    harness.get_by_label("steps").click_accesskit();
+    harness.step();
+    // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
+    harness.snapshot("app_after_training");
+}
+
+/// The hover `readout` shows the train loss the run recorded at `step`.
+fn assert_train_loss_of_step(harness: &Harness<'_, SlaApp>, readout: &str, step: usize) {
+    let shown: f32 = readout
+        .lines()
         .find_map(|l| l.strip_prefix("train loss "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{readout}"));
@@ -231,10 +236,6 @@ fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
         (shown - recorded.1).abs() < 1e-3,
         "{readout} vs {recorded:?}"
     );
-    harness.get_by_label("steps").click_accesskit();
-    harness.step();
-    // The window as a user sees it (the clicked cell's images open under the matrix), drawn by egui-wgpu with the compute views on lavapipe.
-    harness.snapshot("app_after_training");
 }
 
 /// A deterministic app whose run trains on the first (train, test) images of the embedded set in
@@ -985,6 +986,44 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
         .map(|r| r.seconds.expect("a time") as f32)
         .collect();
     assert_eq!(chart.series[0].xs, xs);
+    // Cleared, then added again from the setup panel: the typed folder and Compare.
+    harness.get_by_label("Clear").click_accesskit();
+    harness.step();
+    assert!(harness.state().compare().runs.is_empty());
+    harness.get_by_label("Open run").focus();
+    harness
+        .get_by_label("Open run")
+        .type_text(experiment.to_str().expect("utf-8 path"));
+    harness.step();
+    harness.get_by_label("Compare").click_accesskit();
+    harness.step();
+    assert_eq!(harness.state().compare().runs.len(), 4);
+    // A folder with no run in it says so in the view.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    harness.get_by_label("Open run").focus();
+    harness.key_press_modifiers(eframe::egui::Modifiers::COMMAND, eframe::egui::Key::A);
+    harness
+        .get_by_label("Open run")
+        .type_text(empty.to_str().expect("utf-8 path"));
+    harness.step();
+    assert_eq!(
+        harness.get_by_label("Open run").value().as_deref(),
+        empty.to_str()
+    );
+    harness.get_by_label("Compare").click_accesskit();
+    harness.step();
+    assert_eq!(harness.state().compare().runs.len(), 4);
+    assert!(
+        harness
+            .state()
+            .compare()
+            .problems
+            .iter()
+            .any(|p| p.contains("neither a run folder nor a folder of runs")),
+        "{:?}",
+        harness.state().compare().problems
+    );
 }
 
 /// The comparison's curve selector named `name` (the by-mode table below it has a column of the

@@ -4,10 +4,11 @@
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::config::TrainConfig;
 use crate::data::ImageShape;
 use crate::model::ModelKind;
 use crate::ops;
-use crate::sla::{Mode, Objective, TransformPreset, TransformSet};
+use crate::sla::{Mode, TransformPreset, TransformSet};
 use crate::train::step_timer::{SyntheticStep, time_steps};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -152,15 +153,11 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         BenchMode::Sla => (Mode::Sla, TransformPreset::Rotation, 10),
     };
     let set = TransformSet::preset(preset);
-    let objective = Objective {
+    let config = TrainConfig {
         mode,
-        num_classes: classes,
-        num_transforms: set.len(),
-        temperature: 1.0,
-        beta: 1.0,
-        large_loss: false,
-        class_weights: None,
+        ..Default::default()
     };
+    let objective = config.objective(classes, set.len());
     let shape = ImageShape {
         channels: 3,
         height: 32,

@@ -788,17 +788,3 @@ pub fn per_class_lines(modes: &[&ModeResult]) -> Vec<PerClassLine> {
         })
         .collect()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spread_is_mean_and_sample_deviation() {
-        let s = Spread::of(&[0.7, 0.8, 0.9]).expect("values");
-        assert!((s.mean - 0.8).abs() < 1e-12);
-        assert!((s.std - 0.1).abs() < 1e-12);
-        assert_eq!(Spread::of(&[0.5]).expect("one").std, 0.0);
-        assert!(Spread::of(&[]).is_none());
-    }
-}

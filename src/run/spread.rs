@@ -59,5 +59,9 @@ mod tests {
         );
         assert_eq!(Spread::cell(None, true), "–");
         assert_eq!(Spread::of(&[]), None);
+        let s = Spread::of(&[0.7, 0.8, 0.9]).expect("values");
+        assert!((s.mean - 0.8).abs() < 1e-12);
+        assert!((s.std - 0.1).abs() < 1e-12);
+        assert_eq!(Spread::of(&[0.5]).expect("one").std, 0.0);
     }
 }

@@ -150,20 +150,17 @@ pub fn time_steps(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TrainConfig;
     use crate::sla::{Mode, TransformPreset};
 
     #[test]
     fn timing_runs_the_warmup_then_the_timed_steps_of_the_expanded_batch() {
         let set = TransformSet::preset(TransformPreset::Rotation);
-        let objective = Objective {
+        let config = TrainConfig {
             mode: Mode::Sla,
-            num_classes: 10,
-            num_transforms: set.len(),
-            temperature: 1.0,
-            beta: 1.0,
-            large_loss: false,
-            class_weights: None,
+            ..Default::default()
         };
+        let objective = config.objective(10, set.len());
         let shape = ImageShape {
             channels: 1,
             height: 28,
