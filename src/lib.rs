@@ -11,6 +11,7 @@ pub mod download;
 pub mod gpu;
 pub mod gui;
 pub mod model;
+pub mod number_format;
 pub mod ops;
 pub mod process_memory;
 pub mod run;

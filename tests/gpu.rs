@@ -13,12 +13,13 @@ use std::sync::OnceLock;
 
 use eframe::wgpu;
 use eframe::wgpu::naga;
+use sla::gpu::annotate::{Annotator, FigureText, LegendEntry};
 use sla::gpu::style::{category_colour, viridis_table};
 use sla::gpu::{
     BorderMode, ConfusionInput, ConfusionRenderer, ConfusionView, CurvesInput, CurvesRenderer,
     CurvesView, GpuContext, GpuError, GridInput, GridLayout, InputGridRenderer, Margins,
-    RenderTarget, Series, ViewStyle, confusion, curves, input_grid, pack_rgba, read_back,
-    render_run, shader_sources,
+    RenderTarget, Series, ViewStyle, confusion, curves, fit_margins, input_grid, pack_rgba,
+    read_back, render_chart, render_run, shader_sources,
 };
 use sla::train::{EvalMetrics, SampleGrid, TrainingSnapshot};
 
@@ -842,6 +843,180 @@ fn renderers_reuse_and_grow_their_buffers_across_frames_and_targets() {
 
 // ---- headless export -------------------------------------------------------------------------
 
+/// Whether `p` is anti-aliased text: between the background and the text colour in every channel
+/// and not the background itself.
+fn is_text(p: [u8; 4], style: &ViewStyle) -> bool {
+    p != style.background
+        && (0..3).all(|c| {
+            let (lo, hi) = (
+                style.background[c].min(style.text[c]),
+                style.background[c].max(style.text[c]),
+            );
+            (lo..=hi).contains(&p[c])
+        })
+}
+
+/// Text pixels of `image` in columns `xs` and rows `ys`.
+fn text_pixels(
+    image: &[u8],
+    width: u32,
+    xs: std::ops::Range<u32>,
+    ys: std::ops::Range<u32>,
+    style: &ViewStyle,
+) -> usize {
+    ys.flat_map(|y| xs.clone().map(move |x| (x, y)))
+        .filter(|&(x, y)| is_text(pixel(image, width, x, y), style))
+        .count()
+}
+
+#[test]
+fn an_annotated_chart_labels_title_ticks_and_legend_and_leaves_the_plot_untouched() {
+    let style = ViewStyle::dark();
+    let steps: Vec<f32> = (0..600).map(|i| i as f32 * 2.5).collect();
+    let (baseline, sla) = (noisy_series(600, 4), noisy_series(600, 5));
+    let input = CurvesInput {
+        series: vec![
+            Series {
+                ys: &baseline,
+                xs: Some(&steps),
+                colour: category_colour(0),
+                smooth: false,
+            },
+            Series {
+                ys: &sla,
+                xs: Some(&steps),
+                colour: category_colour(1),
+                smooth: false,
+            },
+        ],
+        smoothing: 0.0,
+        raw_shadow: false,
+        view: CurvesView {
+            log_y: true,
+            line_width: 2.0,
+            style,
+            ..CurvesView::default()
+        },
+    };
+    let text = FigureText {
+        title: "train loss".into(),
+        x_name: "step".into(),
+        legend: vec![
+            LegendEntry {
+                name: "baseline".into(),
+                colour: category_colour(0),
+            },
+            LegendEntry {
+                name: "sla".into(),
+                colour: category_colour(1),
+            },
+        ],
+    };
+    let (width, height) = (1000, 400);
+    let annotator = Annotator::new().expect("fonts");
+    let mut renderer = CurvesRenderer::new(&ctx().device);
+    let margins = fit_margins(
+        ctx(),
+        &mut renderer,
+        &annotator,
+        &input,
+        &text,
+        (width, height),
+    )
+    .expect("fit_margins");
+    let figure = render_chart(
+        ctx(),
+        &mut renderer,
+        &annotator,
+        (&input, &text),
+        (width, height),
+        margins,
+    )
+    .expect("render_chart");
+    assert_eq!(figure.view.margins, margins);
+    let [left, top, plot_width, plot_height] = figure.axes.plot;
+    assert!(
+        figure.view.margins.top >= 20 && figure.view.margins.left >= 40,
+        "margins leave room for text: {:?}",
+        figure.view.margins
+    );
+    assert!(figure.axes.x_ticks.len() >= 3 && figure.axes.y_ticks.len() >= 2);
+
+    // The same chart without text, drawn by the renderer alone with the same view.
+    let plain_input = CurvesInput {
+        view: figure.view,
+        ..input.clone()
+    };
+    let mut plain_renderer = CurvesRenderer::new(&ctx().device);
+    let plain = render_with(width, height, |ctx, enc, t| {
+        plain_renderer.render(ctx, enc, &plain_input, t).map(|_| ())
+    });
+    // The plot and both axis lines: identical, pixel for pixel.
+    for y in top..=top + plot_height {
+        for x in left - 1..left + plot_width {
+            assert_eq!(
+                pixel(&figure.pixels, width, x, y),
+                pixel(&plain, width, x, y),
+                "({x}, {y}) in the plot changed"
+            );
+        }
+    }
+    // Around the plot the renderer leaves background, so every text pixel is the annotation's.
+    assert_eq!(text_pixels(&plain, width, 0..width, 0..top, &style), 0);
+    assert_eq!(
+        text_pixels(&plain, width, 0..left - 1, 0..height, &style),
+        0
+    );
+
+    // The title, at the plot's left edge in the top margin.
+    let title = text_pixels(&figure.pixels, width, left..left + 80, 0..top, &style);
+    assert!(title > 60, "{title} text pixels in the title area");
+    // A label left of every y tick, within a few rows of its grid line, and under every x tick.
+    for tick in &figure.axes.y_ticks {
+        let rows = tick.pixel.saturating_sub(4)..tick.pixel + 5;
+        let n = text_pixels(&figure.pixels, width, 0..left - 1, rows, &style);
+        assert!(n > 10, "{n} text pixels next to the y tick {tick:?}");
+    }
+    let below = top + plot_height + 1;
+    for tick in &figure.axes.x_ticks {
+        let columns = tick.pixel.saturating_sub(4)..(tick.pixel + 5).min(width);
+        let n = text_pixels(&figure.pixels, width, columns, below..below + 20, &style);
+        assert!(n > 5, "{n} text pixels under the x tick {tick:?}");
+    }
+    // The axis name, below the tick labels and centred under the plot.
+    let centre = left + plot_width / 2;
+    let name = text_pixels(
+        &figure.pixels,
+        width,
+        centre - 30..centre + 30,
+        below + 20..height,
+        &style,
+    );
+    assert!(name > 30, "{name} text pixels in the x-axis name");
+
+    // The legend: a swatch of each series' colour in series order, each followed by its name.
+    let layout = annotator.layout(&text, &figure.axes, width);
+    assert_eq!(layout.swatches.len(), 2);
+    let mut previous_right = left;
+    for (swatch, entry) in layout.swatches.iter().zip(&text.legend) {
+        let [x, y, w, h] = swatch.rect;
+        assert!(x > previous_right && y + h < top, "{swatch:?}");
+        for sy in y..y + h {
+            for sx in x..x + w {
+                assert_eq!(
+                    pixel(&figure.pixels, width, sx, sy),
+                    entry.colour,
+                    "swatch of {} at ({sx}, {sy})",
+                    entry.name
+                );
+            }
+        }
+        let n = text_pixels(&figure.pixels, width, x + w..x + w + 30, 0..top, &style);
+        assert!(n > 15, "{n} text pixels in the name of {}", entry.name);
+        previous_right = x + w;
+    }
+}
+
 fn fake_run(dir: &Path) -> TrainingSnapshot {
     let (n, m) = (3, 4);
     let data = grid_data(2, m, 3, 8, 8, 17);
@@ -970,15 +1145,23 @@ fn render_run_writes_the_four_views_of_a_run_folder() {
     let charts = load("curves.png");
     assert_eq!(
         charts.dimensions(),
-        (1000, 360 + 360 + 120),
+        (1000, 400 + 400 + 200),
         "loss, accuracy, learning rate"
     );
-    // The accuracy chart (bottom half) shows the single-view line in the first category colour.
+    // The accuracy chart (below the loss) shows the single-view line in the first category
+    // colour, over more pixels than its legend swatch (18×4) alone could cover.
     let single = category_colour(0);
-    assert!(
-        charts.pixels().skip(1000 * 360).any(|p| p.0 == single),
-        "no single-accuracy line in the accuracy chart"
-    );
+    let drawn = (400..800)
+        .flat_map(|y| (0..1000).map(move |x| (x, y)))
+        .filter(|&(x, y)| charts.get_pixel(x, y).0 == single)
+        .count();
+    assert!(drawn > 200, "no single-accuracy line in the accuracy chart");
+    // Each chart carries its title and legend above its plot (the top 20 rows of each chart).
+    let style = ViewStyle::dark();
+    for (chart, top) in [("loss", 0), ("accuracy", 400), ("learning rate", 800)] {
+        let n = text_pixels(charts.as_raw(), 1000, 0..1000, top..top + 20, &style);
+        assert!(n > 100, "{n} text pixels at the top of the {chart} chart");
+    }
 }
 
 #[test]

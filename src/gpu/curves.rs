@@ -27,7 +27,8 @@ pub struct Series<'a> {
     pub smooth: bool,
 }
 
-/// Pixels around the plot area, left for axis labels that egui draws over the texture.
+/// Pixels around the plot area, left for axis labels: egui draws them over the texture in the app,
+/// `annotate` onto the read-back picture in the headless figures (with wider margins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Margins {
     pub left: u32,
@@ -93,7 +94,7 @@ pub struct Tick {
     pub pixel: u32,
 }
 
-/// Where things landed in the texture, for labels and hover drawn by egui.
+/// Where things landed in the texture, for labels and hover drawn by egui or by `annotate`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Axes {
     /// Plot area: left, top, width, height in texture pixels.

@@ -3,22 +3,29 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::annotate::{Annotator, FigureText, LegendEntry, y_tick_labels};
+use super::curves::Axes;
 use super::style::category_colour;
 use super::{
     BorderMode, ConfusionInput, ConfusionRenderer, ConfusionView, CurvesInput, CurvesRenderer,
-    CurvesView, GpuContext, GpuError, GridInput, GridLayout, InputGridRenderer, RenderTarget,
-    Series, ViewStyle, read_back,
+    CurvesView, GpuContext, GpuError, GridInput, GridLayout, InputGridRenderer, Margins,
+    RenderTarget, Series, ViewStyle, read_back,
 };
 use crate::run::{self, Chart, ChartKind, RunHistory};
 
 /// Side the confusion pictures aim for; cells are whole pixels, so large matrices come out a bit bigger.
 const CONFUSION_SIDE: u32 = 800;
 
-/// Width of the charts stacked in `curves.png`, height of the loss and accuracy charts.
-const CHART_SIZE: (u32, u32) = (1000, 360);
+/// Width of every chart figure, height of each loss and accuracy chart (title, legend and axis
+/// labels included: about 400 − 100 pixels of plot).
+const CHART_SIZE: (u32, u32) = (1000, 400);
 
-/// Height of the learning-rate chart: context, not the subject, so a strip (as in the app).
-const LEARNING_RATE_HEIGHT: u32 = 120;
+/// Height of the learning-rate chart: context, not the subject, so a strip (as in the app), tall
+/// enough for its text and about 100 pixels of plot.
+const LEARNING_RATE_HEIGHT: u32 = 200;
+
+/// Name of the x axis of the run and mode charts.
+const STEP_AXIS: &str = "step";
 
 /// Source images are scaled by a whole factor to about this many pixels.
 const TILE_SIDE: usize = 64;
@@ -38,7 +45,8 @@ fn save_png(path: &Path, width: u32, height: u32, pixels: Vec<u8>) -> Result<(),
 
 /// Renders `inputs.png`, `confusion.png` (the joint matrix with its transformation blocks, or the class
 /// matrix for runs without joint labels), `confusion_classes.png` and `curves.png` (the app's charts,
-/// `RunHistory::charts`, top to bottom: loss, accuracies, learning rate) into `out_dir` from the run
+/// `RunHistory::charts`, top to bottom: loss, accuracies, learning rate, each with its title, legend
+/// and labelled axes; 1000×1000 pixels) into `out_dir` from the run
 /// folder's `snapshot.json`, `metrics.jsonl` and `steps.csv`. A log that does not exist yet leaves
 /// its chart empty and a torn final line is skipped, both with a warning; a corrupt file is an error.
 pub fn render_run(
@@ -124,8 +132,8 @@ pub fn render_run(
 }
 
 /// The charts of a run drawn by the curve renderer as the app draws them (the loss smoothed on a
-/// log axis, accuracies on 0 to 1, every chart over the whole run's steps), stacked top to bottom:
-/// width, height and RGBA rows.
+/// log axis, accuracies on 0 to 1, every chart over the whole run's steps), each with its title,
+/// legend and labelled axes, stacked top to bottom: width, height and RGBA rows.
 fn render_run_charts(
     ctx: &GpuContext,
     charts: &[Chart],
@@ -135,53 +143,154 @@ fn render_run_charts(
         .iter()
         .flat_map(|chart| chart.series.iter().filter_map(|s| s.xs.last()))
         .fold(1.0f64, |last, &x| last.max(f64::from(x)));
-    let (width, chart_height) = CHART_SIZE;
-    let mut curves = CurvesRenderer::new(&ctx.device);
-    let mut stacked = Vec::new();
-    let mut height = 0;
-    for chart in charts {
-        let chart_height = match chart.kind {
-            ChartKind::LearningRate => LEARNING_RATE_HEIGHT,
-            ChartKind::Loss | ChartKind::Accuracy => chart_height,
-        };
-        let input = CurvesInput {
-            series: chart
-                .series
-                .iter()
-                .map(|line| Series {
-                    ys: &line.ys,
-                    xs: Some(&line.xs),
-                    colour: line.colour,
-                    smooth: line.smooth,
-                })
-                .collect(),
-            smoothing: LOSS_SMOOTHING,
-            raw_shadow: chart.kind == ChartKind::Loss,
-            view: CurvesView {
-                x_range: Some((0.0, last_step)),
-                y_range: (chart.kind == ChartKind::Accuracy).then_some((0.0, 1.0)),
-                log_y: chart.kind.log_y_by_default(),
-                style,
-                ..CurvesView::default()
+    let stack: Vec<StackedChart<'_>> = charts
+        .iter()
+        .map(|chart| StackedChart {
+            height: match chart.kind {
+                ChartKind::LearningRate => LEARNING_RATE_HEIGHT,
+                ChartKind::Loss | ChartKind::Accuracy => CHART_SIZE.1,
             },
-        };
-        let target = RenderTarget::new(&ctx.device, width, chart_height)?;
-        ctx.submit(|encoder| curves.render(ctx, encoder, &input, &target).map(|_| ()))?;
-        stacked.extend(read_back(ctx, &target)?);
-        height += chart_height;
-    }
-    Ok((width, height, stacked))
+            input: CurvesInput {
+                series: chart
+                    .series
+                    .iter()
+                    .map(|line| Series {
+                        ys: &line.ys,
+                        xs: Some(&line.xs),
+                        colour: line.colour,
+                        smooth: line.smooth,
+                    })
+                    .collect(),
+                smoothing: LOSS_SMOOTHING,
+                raw_shadow: chart.kind == ChartKind::Loss,
+                view: CurvesView {
+                    x_range: Some((0.0, last_step)),
+                    y_range: (chart.kind == ChartKind::Accuracy).then_some((0.0, 1.0)),
+                    log_y: chart.kind.log_y_by_default(),
+                    style,
+                    ..CurvesView::default()
+                },
+            },
+            text: FigureText {
+                title: chart.kind.title().into(),
+                x_name: STEP_AXIS.into(),
+                legend: chart
+                    .series
+                    .iter()
+                    .filter_map(|line| legend_entry(&line.name, line.colour, &line.ys))
+                    .collect(),
+            },
+        })
+        .collect();
+    let height = stack.iter().map(|chart| chart.height).sum();
+    Ok((CHART_SIZE.0, height, render_stack(ctx, &stack)?))
 }
 
-/// Charts of `CHART_SIZE`, each drawn by the curve renderer, stacked top to bottom (RGBA rows).
-fn render_charts(ctx: &GpuContext, charts: &[CurvesInput<'_>]) -> Result<Vec<u8>, GpuError> {
-    let (width, height) = CHART_SIZE;
+/// A legend entry for a series that draws something: a line with no finite point is not drawn, so
+/// naming it would promise a line the reader cannot find.
+fn legend_entry(name: &str, colour: [u8; 4], ys: &[f32]) -> Option<LegendEntry> {
+    ys.iter().any(|y| y.is_finite()).then(|| LegendEntry {
+        name: name.into(),
+        colour,
+    })
+}
+
+/// One chart of a figure: its RGBA rows, where its plot and ticks landed, and the view it was
+/// drawn with (the input's view with the margins the text needs).
+#[derive(Clone, Debug)]
+pub struct FigureChart {
+    pub pixels: Vec<u8>,
+    pub axes: Axes,
+    pub view: CurvesView,
+}
+
+/// Margins that fit `text` around `input`'s plot in a `width`×`height` chart: the widest y tick
+/// label sets the left one, the legend's rows the top one. Uploads `input` to find its y ticks.
+pub fn fit_margins(
+    ctx: &GpuContext,
+    curves: &mut CurvesRenderer,
+    annotator: &Annotator,
+    input: &CurvesInput<'_>,
+    text: &FigureText,
+    (width, height): (u32, u32),
+) -> Result<Margins, GpuError> {
+    curves.upload(ctx, &input.series, input.smoothing, input.raw_shadow)?;
+    // The y ticks follow the plot's height alone, which the top and bottom margins fix whatever
+    // the left one: resolve once with those for the labels, then size the left margin to them.
+    let view = CurvesView {
+        margins: annotator.margins(text, width, &[]),
+        ..input.view
+    };
+    let labels = y_tick_labels(&curves.axes(&view, width, height));
+    Ok(annotator.margins(text, width, &labels))
+}
+
+/// Draws `input` into a `width`×`height` chart with `margins` (from [`fit_margins`], or wider),
+/// reads it back and writes `text` around the plot; the plot itself stays exactly as the renderer
+/// drew it.
+pub fn render_chart(
+    ctx: &GpuContext,
+    curves: &mut CurvesRenderer,
+    annotator: &Annotator,
+    (input, text): (&CurvesInput<'_>, &FigureText),
+    (width, height): (u32, u32),
+    margins: Margins,
+) -> Result<FigureChart, GpuError> {
+    curves.upload(ctx, &input.series, input.smoothing, input.raw_shadow)?;
+    let view = CurvesView {
+        margins,
+        ..input.view
+    };
     let target = RenderTarget::new(&ctx.device, width, height)?;
+    let mut axes = None;
+    ctx.submit(|encoder| {
+        axes = Some(curves.draw(ctx, encoder, &view, &target)?);
+        Ok(())
+    })?;
+    let axes = axes.unwrap_or_else(|| curves.axes(&view, width, height));
+    let mut pixels = read_back(ctx, &target)?;
+    annotator.annotate(&mut pixels, (width, height), &axes, text, &view.style)?;
+    Ok(FigureChart { pixels, axes, view })
+}
+
+/// One chart of a stacked figure: what it plots, what its text says, and its height.
+struct StackedChart<'a> {
+    input: CurvesInput<'a>,
+    text: FigureText,
+    height: u32,
+}
+
+/// Charts `CHART_SIZE.0` wide drawn with their text and stacked top to bottom (RGBA rows), all
+/// with the widest left margin any of them needs, so that their plots (and x axes, which the
+/// stacked charts share) line up.
+fn render_stack(ctx: &GpuContext, charts: &[StackedChart<'_>]) -> Result<Vec<u8>, GpuError> {
+    let width = CHART_SIZE.0;
     let mut curves = CurvesRenderer::new(&ctx.device);
-    let mut stacked = Vec::with_capacity(width as usize * height as usize * 4 * charts.len());
+    let annotator = Annotator::new()?;
+    let mut fitted = Vec::with_capacity(charts.len());
     for chart in charts {
-        ctx.submit(|encoder| curves.render(ctx, encoder, chart, &target).map(|_| ()))?;
-        stacked.extend(read_back(ctx, &target)?);
+        let size = (width, chart.height);
+        fitted.push(fit_margins(
+            ctx,
+            &mut curves,
+            &annotator,
+            &chart.input,
+            &chart.text,
+            size,
+        )?);
+    }
+    let left = fitted.iter().map(|m| m.left).max().unwrap_or(0);
+    let mut stacked = Vec::new();
+    for (chart, margins) in charts.iter().zip(fitted) {
+        let figure = render_chart(
+            ctx,
+            &mut curves,
+            &annotator,
+            (&chart.input, &chart.text),
+            (width, chart.height),
+            Margins { left, ..margins },
+        )?;
+        stacked.extend(figure.pixels);
     }
     Ok(stacked)
 }
@@ -195,8 +304,9 @@ pub struct PerClassLine {
 }
 
 /// `per-class-*.png`: per-class test accuracy (y from 0 to 1) against the class rank by training
-/// count (x), one line per mode in the categorical colours, in order (the legend is the order of
-/// `lines`: blue, orange, red, teal, green, …).
+/// count (x, 0 the class with the most images), one line per mode in the categorical colours, in
+/// order (blue, orange, red, teal, green, …), with a title, labelled axes and a legend of `lines`'
+/// names in that order.
 pub fn render_per_class(
     lines: &[PerClassLine],
     path: &Path,
@@ -224,7 +334,23 @@ pub fn render_per_class(
             ..CurvesView::default()
         },
     };
-    let pixels = render_charts(ctx, &[chart])?;
+    let text = FigureText {
+        title: "per-class test accuracy".into(),
+        x_name: "class rank by training images (0: the most)".into(),
+        legend: lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, line)| legend_entry(&line.name, category_colour(i), &line.values))
+            .collect(),
+    };
+    let pixels = render_stack(
+        ctx,
+        &[StackedChart {
+            input: chart,
+            text,
+            height: CHART_SIZE.1,
+        }],
+    )?;
     save_figure(path, 1, pixels)
 }
 
@@ -253,7 +379,8 @@ pub struct ModeCurves {
 
 /// `curves-modes*.png`: the modes overlaid, one categorical colour each in the order of `modes`
 /// (blue, orange, red, teal, green, …): the smoothed training loss (log y) above, the test accuracy
-/// below (y fitted to the data, so gaps of a point or two stay visible), x the step in both.
+/// below (y fitted to the data, so gaps of a point or two stay visible), x the step in both; each
+/// chart titled, with labelled axes and a legend of the modes' names.
 pub fn render_mode_curves(
     modes: &[ModeCurves],
     path: &Path,
@@ -269,41 +396,61 @@ pub fn render_mode_curves(
         style: ViewStyle::dark(),
         ..CurvesView::default()
     };
+    let text = |title: &str, values: fn(&ModeCurves) -> &[f32]| FigureText {
+        title: title.into(),
+        x_name: STEP_AXIS.into(),
+        legend: modes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| legend_entry(&m.name, category_colour(i), values(m)))
+            .collect(),
+    };
     let charts = [
-        CurvesInput {
-            series: modes
-                .iter()
-                .enumerate()
-                .map(|(i, m)| Series {
-                    ys: &m.loss,
-                    xs: Some(&m.steps),
-                    colour: category_colour(i),
-                    smooth: true,
-                })
-                .collect(),
-            smoothing: LOSS_SMOOTHING,
-            raw_shadow: false,
-            view: CurvesView {
-                log_y: true,
-                ..view
+        (
+            CurvesInput {
+                series: modes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| Series {
+                        ys: &m.loss,
+                        xs: Some(&m.steps),
+                        colour: category_colour(i),
+                        smooth: true,
+                    })
+                    .collect(),
+                smoothing: LOSS_SMOOTHING,
+                raw_shadow: false,
+                view: CurvesView {
+                    log_y: true,
+                    ..view
+                },
             },
-        },
-        CurvesInput {
-            series: modes
-                .iter()
-                .enumerate()
-                .map(|(i, m)| Series {
-                    ys: &m.accuracy,
-                    xs: Some(&m.eval_steps),
-                    colour: category_colour(i),
-                    smooth: false,
-                })
-                .collect(),
-            smoothing: 0.0,
-            raw_shadow: false,
-            view,
-        },
+            text("train loss", |m| &m.loss),
+        ),
+        (
+            CurvesInput {
+                series: modes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| Series {
+                        ys: &m.accuracy,
+                        xs: Some(&m.eval_steps),
+                        colour: category_colour(i),
+                        smooth: false,
+                    })
+                    .collect(),
+                smoothing: 0.0,
+                raw_shadow: false,
+                view,
+            },
+            text("test accuracy", |m| &m.accuracy),
+        ),
     ];
-    let pixels = render_charts(ctx, &charts)?;
+    let charts = charts.map(|(input, text)| StackedChart {
+        input,
+        text,
+        height: CHART_SIZE.1,
+    });
+    let pixels = render_stack(ctx, &charts)?;
     save_figure(path, 2, pixels)
 }

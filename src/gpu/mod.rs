@@ -7,9 +7,13 @@
 //! compare against the GPU read-back. Nothing here knows candle or eframe beyond `eframe::wgpu`, except
 //! [`GpuContext::from_render_state`] and [`wgpu_setup_for_compute`], the two doors into the GUI.
 //!
+//! The one CPU-only drawing module, `annotate`, writes the text of the headless figures (titles,
+//! tick labels, legends) around a read-back chart; it pairs with no shader.
+//!
 //! Colours are written gamma-space (sRGB-encoded) into `Rgba8Unorm` storage textures, because that is
 //! how egui interprets a registered native texture.
 
+pub mod annotate;
 mod buffer;
 pub mod confusion;
 mod context;
@@ -27,7 +31,10 @@ use eframe::wgpu;
 pub use confusion::{ConfusionInput, ConfusionRenderer, ConfusionView};
 pub use context::{GpuContext, device_descriptor, wgpu_setup_for_compute};
 pub use curves::{Axes, CurvesInput, CurvesRenderer, CurvesView, Margins, Series, Tick};
-pub use export::{ModeCurves, PerClassLine, render_mode_curves, render_per_class, render_run};
+pub use export::{
+    FigureChart, ModeCurves, PerClassLine, fit_margins, render_chart, render_mode_curves,
+    render_per_class, render_run,
+};
 pub use input_grid::{BorderMode, GridInput, GridLayout, InputGridRenderer};
 pub use style::ViewStyle;
 pub use target::{RenderTarget, TARGET_FORMAT, read_back};

@@ -15,6 +15,9 @@ pub struct ViewStyle {
     pub correct: [u8; 4],
     /// Tile border of a misclassified input.
     pub wrong: [u8; 4],
+    /// Titles, tick labels and legends of the headless figures: egui's normal text colour of the
+    /// same theme, so a figure reads like the app's chart.
+    pub text: [u8; 4],
 }
 
 impl ViewStyle {
@@ -26,6 +29,8 @@ impl ViewStyle {
             highlight: [255, 40, 150, 255],
             correct: [46, 170, 80, 255],
             wrong: [225, 50, 45, 255],
+            // egui's dark `Visuals`: `widgets.noninteractive.fg_stroke`, gray 140.
+            text: [140, 140, 140, 255],
         }
     }
 
@@ -37,6 +42,8 @@ impl ViewStyle {
             highlight: [230, 0, 120, 255],
             correct: [30, 150, 60, 255],
             wrong: [210, 35, 30, 255],
+            // egui's light `Visuals`: `widgets.noninteractive.fg_stroke`, gray 80.
+            text: [80, 80, 80, 255],
         }
     }
 }

@@ -6,8 +6,8 @@ use eframe::egui;
 
 use crate::gpu::curves::Axes;
 
-use super::number_format;
 use super::x_axis::XAxis;
+use crate::number_format;
 use crate::run::Chart;
 
 /// The data x at a horizontal position `offset` points into the chart image, if inside the plot.

@@ -11,7 +11,6 @@ mod model_summary;
 pub mod more_settings;
 mod most_confused;
 mod notice;
-mod number_format;
 mod preview;
 pub mod remembered;
 pub mod run_state;

@@ -17,7 +17,7 @@ use super::class_bars;
 use super::folder_dialog::FolderField;
 use super::model_summary;
 use super::more_settings;
-use super::number_format;
+use crate::number_format;
 use super::run_state::Phase;
 use super::shortcuts;
 use super::step_estimate;

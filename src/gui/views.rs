@@ -11,7 +11,7 @@ use crate::gpu::{GpuContext, GpuError, RenderTarget, ViewStyle};
 use crate::run::Chart;
 use crate::train::SampleGrid;
 
-use super::number_format;
+use crate::number_format;
 
 /// A render target shown in egui under a fixed texture id.
 struct Texture {
