@@ -8,6 +8,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod download;
+pub mod experiment;
 pub mod gpu;
 pub mod gui;
 pub mod model;

@@ -7,7 +7,6 @@ pub mod eval;
 pub mod experiment;
 pub mod gui;
 pub mod interrupt;
-pub mod paired;
 pub mod render;
 pub mod train;
 
