@@ -1,4 +1,5 @@
-//! Confusion heatmap: colour-mapped count cells, row-normalised or raw, linear or log, block grid lines, one highlighted cell.
+//! Confusion heatmap: colour-mapped count cells (or signed differences of two runs' counts), row-normalised
+//! or raw, linear or log, block grid lines, one highlighted cell.
 
 // Keep in sync with `ConfusionParams` in src/gpu/gpu_data.rs.
 struct ConfusionParams {
@@ -13,16 +14,18 @@ struct ConfusionParams {
     max_count: u32,
     grid_colour: u32,
     highlight_colour: u32,
-    _pad: u32,
+    // 1: cells are i32 differences, drawn in the diverging half of the table around its middle.
+    signed: u32,
 }
 
 const NO_HIGHLIGHT: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> params: ConfusionParams;
-// Row-major n×n counts: row = true label, column = predicted label.
+// Row-major n×n counts (or the i32 bits of differences): row = true label, column = predicted label.
 @group(0) @binding(1) var<storage, read> counts: array<u32>;
 @group(0) @binding(2) var<storage, read> row_sums: array<u32>;
-// 256 packed gamma-space colours, interpolated linearly.
+// 256 packed gamma-space colours for counts (viridis), then 256 for differences (blue, white, red);
+// interpolated linearly.
 @group(0) @binding(3) var<storage, read> colormap: array<u32>;
 @group(0) @binding(4) var output: texture_storage_2d<rgba8unorm, write>;
 
@@ -36,10 +39,10 @@ fn cell_start(c: u32, size: u32) -> i32 {
     return i32((c * size + params.n - 1u) / params.n);
 }
 
-fn colormap_sample(t: f32) -> vec4<f32> {
+fn colormap_sample(offset: u32, t: f32) -> vec4<f32> {
     let s = clamp(t, 0.0, 1.0) * 255.0;
     let i = min(u32(floor(s)), 254u);
-    return mix(unpack_rgba(colormap[i]), unpack_rgba(colormap[i + 1u]), s - f32(i));
+    return mix(unpack_rgba(colormap[offset + i]), unpack_rgba(colormap[offset + i + 1u]), s - f32(i));
 }
 
 fn in_ring(p: i32, start: i32, end: i32) -> bool {
@@ -77,16 +80,29 @@ fn cell_colour(x: u32, y: u32) -> vec4<f32> {
     if params.normalise_rows != 0u {
         denominator = row_sums[row];
     }
-    let count = counts[row * params.n + col];
-    var t = 0.0;
+    let cell = counts[row * params.n + col];
+    var magnitude = cell;
+    var direction = 1.0;
+    var offset = 0u;
+    if params.signed != 0u {
+        let d = bitcast<i32>(cell);
+        magnitude = u32(abs(d));
+        direction = f32(sign(d));
+        offset = 256u;
+    }
+    var scaled = 0.0;
     if denominator > 0u {
         if params.log_scale != 0u {
-            t = log(1.0 + f32(count)) / log(1.0 + f32(denominator));
+            scaled = log(1.0 + f32(magnitude)) / log(1.0 + f32(denominator));
         } else {
-            t = f32(count) / f32(denominator);
+            scaled = f32(magnitude) / f32(denominator);
         }
     }
-    return colormap_sample(t);
+    var t = scaled;
+    if params.signed != 0u {
+        t = 0.5 + 0.5 * direction * scaled;
+    }
+    return colormap_sample(offset, t);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE, WORKGROUP_SIZE)

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use eframe::wgpu;
 use eframe::wgpu::naga;
 use sla::gpu::annotate::{Annotator, FigureText, LegendEntry};
-use sla::gpu::style::{category_colour, viridis_table};
+use sla::gpu::style::{category_colour, diverging_table, viridis_table};
 use sla::gpu::{
     BorderMode, ConfusionInput, ConfusionRenderer, ConfusionView, CurvesInput, CurvesRenderer,
     CurvesView, GpuContext, GpuError, GridInput, GridLayout, InputGridRenderer, Margins,
@@ -439,6 +439,7 @@ fn confusion_full_joint_matrix_matches_reference_with_blocks_and_highlight() {
         highlight: Some((5, 7)),
         view: ConfusionView::Full,
         style,
+        minus: None,
     };
     // 100 pixels over 12 cells: cells of 8 and 9 pixels, to exercise the integer cell mapping.
     let (width, height) = (100, 100);
@@ -546,6 +547,7 @@ fn confusion_marginals_are_block_sums_and_render_like_the_reference() {
             highlight: Some((1, 2)),
             view,
             style: ViewStyle::light(),
+            minus: None,
         };
         let (width, height) = (160, 120);
         let gpu = render_with(width, height, |ctx, enc, t| {
@@ -565,6 +567,144 @@ fn confusion_marginals_are_block_sums_and_render_like_the_reference() {
         ..ConfusionInput::classes(4, &counts)
     };
     assert!(matches!(bad.matrix(), Err(GpuError::InvalidInput(_))));
+}
+
+#[test]
+fn confusion_difference_is_b_minus_a_with_rows_summing_to_zero_in_the_diverging_map() {
+    // Hand-made: 3 classes, 10 test images each, run B moves a few of them between cells.
+    #[rustfmt::skip]
+    let a = [
+        8, 2, 0,
+        1, 9, 0,
+        0, 3, 7,
+    ];
+    #[rustfmt::skip]
+    let b = [
+        6, 4, 0,
+        1, 9, 0,
+        0, 1, 9,
+    ];
+    let input = ConfusionInput {
+        normalise_rows: false,
+        minus: Some(&a),
+        ..ConfusionInput::classes(3, &b)
+    };
+    let (n, difference) = input
+        .difference()
+        .expect("same test set")
+        .expect("a difference");
+    #[rustfmt::skip]
+    assert_eq!((n, difference), (3, vec![
+        -2, 2, 0,
+        0, 0, 0,
+        0, -2, 2,
+    ]));
+    // 3 cells over 99 pixels: 33 each. Raw scale: the largest difference (2) reaches either end
+    // of the diverging map, blue for fewer images in B, red for more; no difference is its middle.
+    let diverging = diverging_table();
+    let (width, height) = (99, 99);
+    let mut renderer = ConfusionRenderer::new(&ctx().device);
+    let gpu = render_with(width, height, |ctx, enc, t| {
+        renderer.render(ctx, enc, &input, t)
+    });
+    let cpu = confusion::reference_image(&input, width, height).expect("reference");
+    assert_matches(
+        "confusion_difference",
+        &gpu,
+        &cpu,
+        width,
+        CONFUSION_TOLERANCE,
+    );
+    assert_eq!(pixel(&gpu, width, 16, 16), diverging[0].to_le_bytes());
+    assert_eq!(pixel(&gpu, width, 49, 16), diverging[255].to_le_bytes());
+    let [r, g, bl, _] = diverging[0].to_le_bytes();
+    assert!(bl > r && bl > g, "fewer is blue: {r} {g} {bl}");
+    let [r, g, bl, _] = diverging[255].to_le_bytes();
+    assert!(r > g && r > bl, "more is red: {r} {g} {bl}");
+    let zero = pixel(&gpu, width, 49, 49);
+    assert!(
+        zero[..3].iter().all(|&c| c > 230),
+        "no difference is white: {zero:?}"
+    );
+    // The tolerance still catches a wrong picture: the counts of B drawn as counts.
+    let counts_only = confusion::reference_image(
+        &ConfusionInput {
+            minus: None,
+            ..input
+        },
+        width,
+        height,
+    )
+    .expect("reference");
+    assert!(mismatches(&gpu, &counts_only, CONFUSION_TOLERANCE) > 1000);
+
+    // A joint matrix: B takes 7 images of each row off the diagonal into the next label. Every
+    // view's difference is the two views' cell differences, every row sums to zero, and each
+    // renders like its reference, per row and on a log scale too.
+    let (classes, m) = (5, 4);
+    let k = classes * m;
+    let a = joint_counts(k, 31);
+    let mut b = a.clone();
+    for row in 0..k {
+        b[row * k + row] -= 7;
+        b[row * k + (row + 1) % k] += 7;
+    }
+    for (view, normalise_rows, log_scale) in [
+        (ConfusionView::Full, true, false),
+        (ConfusionView::ClassMarginal, false, true),
+        (ConfusionView::TransformMarginal, true, true),
+    ] {
+        let input = ConfusionInput {
+            block: m,
+            view,
+            normalise_rows,
+            log_scale,
+            highlight: Some((1, 1)),
+            minus: Some(&a),
+            ..ConfusionInput::classes(k, &b)
+        };
+        let (n, difference) = input.difference().expect("valid").expect("a difference");
+        let (_, b_view) = input.matrix().expect("B");
+        let (_, a_view) = ConfusionInput {
+            counts: &a,
+            minus: None,
+            ..input
+        }
+        .matrix()
+        .expect("A");
+        for (cell, d) in difference.iter().enumerate() {
+            assert_eq!(*d, i64::from(b_view[cell]) - i64::from(a_view[cell]));
+        }
+        for row in difference.chunks_exact(n) {
+            assert_eq!(row.iter().sum::<i64>(), 0, "{view:?}: {row:?}");
+        }
+        assert!(difference.iter().any(|&d| d != 0), "{view:?}");
+        let (width, height) = (120, 120);
+        let gpu = render_with(width, height, |ctx, enc, t| {
+            renderer.render(ctx, enc, &input, t)
+        });
+        let cpu = confusion::reference_image(&input, width, height).expect("reference");
+        assert_matches(
+            &format!("confusion_difference_{view:?}"),
+            &gpu,
+            &cpu,
+            width,
+            CONFUSION_TOLERANCE,
+        );
+    }
+
+    // Runs evaluated on different test sets cannot be subtracted, and the error says why.
+    let mut other = b.clone();
+    other[0] += 1;
+    let mismatched = ConfusionInput {
+        block: m,
+        minus: Some(&a),
+        ..ConfusionInput::classes(k, &other)
+    };
+    match mismatched.difference() {
+        Err(GpuError::InvalidInput(why)) => assert!(why.contains("same test set"), "{why}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
 }
 
 #[test]

@@ -955,6 +955,79 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
         assert_eq!(group.runs.to_string(), cells[5]);
         assert_eq!(sla::run::Spread::cell(group.single, true), cells[1]);
     }
+    // The difference of confusion matrices, B − A: by default the second run minus the first,
+    // the two baseline seeds' class matrices; each cell is their snapshots' difference and each
+    // row (one true class's test images) sums to zero.
+    let snapshot =
+        |label: &str| sla::run::read_snapshot(&experiment.join(label)).expect("snapshot");
+    let difference = |harness: &Harness<'_, SlaApp>| {
+        let compare = harness.state().compare();
+        compare
+            .difference
+            .matrix(&compare.runs)
+            .expect("a difference")
+    };
+    let cell_differences = |b: &[u32], a: &[u32]| -> Vec<i64> {
+        b.iter()
+            .zip(a)
+            .map(|(&b, &a)| i64::from(b) - i64::from(a))
+            .collect()
+    };
+    let (base0, base1) = (snapshot("baseline-seed0"), snapshot("baseline-seed1"));
+    let (n, cells) = difference(&harness);
+    assert_eq!(n, base0.num_classes());
+    assert_eq!(
+        cells,
+        cell_differences(&base1.class_confusion, &base0.class_confusion)
+    );
+    for row in cells.chunks_exact(n) {
+        assert_eq!(row.iter().sum::<i64>(), 0, "{row:?}");
+    }
+    // A baseline predicts no joint labels: the joint level says so instead of drawing.
+    harness.get_by_label("joint labels").click_accesskit();
+    harness.step();
+    assert!(
+        harness
+            .query_by_label_contains("only runs that predict joint labels")
+            .is_some()
+    );
+    // Both SLA runs, picked in the two run menus: their joint matrices subtract cell by cell,
+    // and the transformation level is the joint difference summed over classes.
+    for (menu, run) in [("B", "sla-seed1"), ("minus A", "sla-seed0")] {
+        harness
+            .get_by_role_and_label(eframe::egui::accesskit::Role::ComboBox, menu)
+            .click_accesskit();
+        // The menu opens on the frame after the click.
+        harness.step();
+        harness.step();
+        harness
+            .get_by_role(eframe::egui::accesskit::Role::ListBox)
+            .get_by_label(run)
+            .click_accesskit();
+        harness.step();
+    }
+    let (sla0, sla1) = (snapshot("sla-seed0"), snapshot("sla-seed1"));
+    let (k, cells) = difference(&harness);
+    let m = sla0.num_transforms();
+    assert_eq!(k, sla0.num_classes() * m);
+    assert_eq!(
+        cells,
+        cell_differences(&sla1.joint_confusion, &sla0.joint_confusion)
+    );
+    harness.get_by_label("transformations").click_accesskit();
+    harness.step();
+    let (side, by_transform) = difference(&harness);
+    assert_eq!(side, m);
+    for (cell, d) in by_transform.iter().enumerate() {
+        let summed: i64 = (0..k * k)
+            .filter(|joint| (joint / k) % m == cell / m && (joint % k) % m == cell % m)
+            .map(|joint| cells[joint])
+            .sum();
+        assert_eq!(*d, summed, "transformation cell {cell}");
+    }
+    for row in by_transform.chunks_exact(m) {
+        assert_eq!(row.iter().sum::<i64>(), 0, "{row:?}");
+    }
     // Hiding a run takes its line away.
     curve_choice(&harness, "single").click_accesskit();
     harness
@@ -1024,6 +1097,114 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
         "{:?}",
         harness.state().compare().problems
     );
+    // Folders compared or opened are remembered, newest first, and the empty one is not; the
+    // list compares the experiment again in one click.
+    let run = experiment.join("sla-seed0");
+    harness.get_by_label("Open run").focus();
+    harness.key_press_modifiers(eframe::egui::Modifiers::COMMAND, eframe::egui::Key::A);
+    harness
+        .get_by_label("Open run")
+        .type_text(run.to_str().expect("utf-8 path"));
+    harness.step();
+    harness.get_by_label("Inspect").click_accesskit();
+    harness.step();
+    assert_eq!(
+        harness.state().remembered().recent_runs.folders(),
+        [run.clone(), experiment.clone()]
+    );
+    harness.get_by_label("Clear").click_accesskit();
+    harness.step();
+    harness.get_by_label("Recent runs (2)").click_accesskit();
+    harness.step();
+    let compare_buttons: Vec<_> = harness.get_all_by_label("Compare").collect();
+    assert_eq!(
+        compare_buttons.len(),
+        3,
+        "the setup panel's and one per recent run"
+    );
+    compare_buttons[2].click_accesskit();
+    harness.step();
+    assert_eq!(harness.state().compare().runs.len(), 4);
+    assert_eq!(
+        harness.state().remembered().recent_runs.folders(),
+        [experiment.clone(), run]
+    );
+}
+
+#[test]
+fn baseline_vs_sla_from_the_window_trains_both_writes_the_tables_and_compares_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let experiment = dir.path().join("experiment");
+    // 160 training and 40 test images in batches of 40: 4 steps per run.
+    let options = GuiOptions {
+        run_dir: Some(experiment.clone()),
+        ..tiny_run(dir.path(), (160, 40), 1)
+    };
+    let mut harness = app_harness(options);
+    wait_for_the_preview(&mut harness);
+    harness.get_by_label("Experiment").click_accesskit();
+    harness.step();
+    let finish = |harness: &mut Harness<'_, SlaApp>| {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while harness
+            .state()
+            .experiment_queue()
+            .is_none_or(|q| q.results.is_none())
+        {
+            assert!(Instant::now() < deadline, "the experiment did not finish");
+            harness.step();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    harness.get_by_label("Baseline vs sla").click_accesskit();
+    harness.step();
+    finish(&mut harness);
+    let queue = harness.state().experiment_queue().expect("a queue");
+    assert_eq!(queue.results, Some(Ok(())));
+    let names: Vec<&str> = queue.runs.iter().map(|r| r.run.name.as_str()).collect();
+    assert_eq!(names, ["baseline-seed0", "sla-seed0"]);
+    assert!(
+        queue
+            .runs
+            .iter()
+            .all(|r| r.status == sla::gui::experiment_queue::QueueStatus::Done)
+    );
+    // Both runs trained to their end on the window's settings, in the experiment folder.
+    for name in names {
+        let metrics = sla::run::read_metrics(&experiment.join(name)).expect("metrics");
+        assert_eq!(metrics.records.last().map(|m| m.step), Some(4), "{name}");
+    }
+    // The tables are `sla experiment`'s, and the comparison, now shown, has both runs with
+    // results.md's cells in its by-mode table.
+    let results = std::fs::read_to_string(experiment.join("results.md")).expect("results.md");
+    assert!(experiment.join("results.json").is_file());
+    let labels: Vec<String> = harness
+        .state()
+        .compare()
+        .runs
+        .iter()
+        .map(|r| r.label.clone())
+        .collect();
+    assert_eq!(labels, ["baseline-seed0", "sla-seed0"]);
+    for group in harness.state().compare().groups() {
+        let row = results
+            .lines()
+            .find(|l| l.starts_with(&format!("| {} |", group.name)))
+            .expect("a row per mode");
+        let cell = sla::run::Spread::cell(group.single, true);
+        assert!(row.contains(&cell), "{cell} not in {row}");
+    }
+    assert!(
+        harness.get_all_by_label("Compare (2)").next().is_some(),
+        "the comparison view is offered"
+    );
+    // Again: both runs are complete, so nothing trains and the tables are written again.
+    std::fs::remove_file(experiment.join("results.md")).expect("remove");
+    harness.get_by_label("Baseline vs sla").click_accesskit();
+    harness.step();
+    finish(&mut harness);
+    assert!(experiment.join("results.md").is_file());
+    assert_eq!(harness.state().compare().runs.len(), 2);
 }
 
 /// The comparison's curve selector named `name` (the by-mode table below it has a column of the

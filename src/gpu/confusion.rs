@@ -1,7 +1,9 @@
-//! Confusion heatmap view: a count matrix as colour-mapped cells, with its class and transformation marginals.
+//! Confusion heatmap view: a count matrix as colour-mapped cells, with its class and transformation
+//! marginals, or the difference of two runs' matrices (run B − run A) in a diverging colour map.
 //!
-//! The marginals and the row sums are computed on the CPU before upload: they are O(K²) additions done
-//! once per new matrix, far below the cost of the per-pixel pass, and keep the shader a pure lookup.
+//! The marginals, differences and row sums are computed on the CPU before upload: they are O(K²)
+//! additions done once per new matrix, far below the cost of the per-pixel pass, and keep the shader
+//! a pure lookup.
 
 use std::borrow::Cow;
 
@@ -10,7 +12,7 @@ use eframe::wgpu::util::DeviceExt;
 
 use super::buffer::GrowableBuffer;
 use super::gpu_data::{ConfusionParams, NO_HIGHLIGHT};
-use super::style::{COLORMAP_LEN, viridis_table};
+use super::style::{COLORMAP_LEN, diverging_table, viridis_table};
 use super::{GpuContext, GpuError, RenderTarget, ViewStyle, pack_rgba, unorm8, unpack_rgba};
 
 /// Which matrix of a joint (class × transformation) confusion matrix to draw.
@@ -41,6 +43,10 @@ pub struct ConfusionInput<'a> {
     pub highlight: Option<(usize, usize)>,
     pub view: ConfusionView,
     pub style: ViewStyle,
+    /// Run A's counts (same `k`, same test set): the view then draws `counts − minus`, blue where
+    /// run B has fewer images in a cell than run A, red where it has more, normalised by the row's
+    /// images or by the largest difference.
+    pub minus: Option<&'a [u32]>,
 }
 
 impl<'a> ConfusionInput<'a> {
@@ -55,6 +61,7 @@ impl<'a> ConfusionInput<'a> {
             highlight: None,
             view: ConfusionView::Full,
             style: ViewStyle::default(),
+            minus: None,
         }
     }
 
@@ -77,27 +84,72 @@ impl<'a> ConfusionInput<'a> {
                 self.k, self.block
             ));
         }
+        if let Some(minus) = self.minus {
+            if minus.len() != self.counts.len() {
+                return invalid(format!(
+                    "cannot subtract a matrix of {} cells from one of {}",
+                    minus.len(),
+                    self.counts.len()
+                ));
+            }
+            let row_sum = |row: &[u32]| row.iter().map(|&c| u64::from(c)).sum::<u64>();
+            let rows = self
+                .counts
+                .chunks_exact(self.k)
+                .zip(minus.chunks_exact(self.k));
+            for (label, (b, a)) in rows.enumerate() {
+                if row_sum(b) != row_sum(a) {
+                    return invalid(format!(
+                        "the two runs were not evaluated on the same test set: true label {label} \
+                         has {} images in one and {} in the other",
+                        row_sum(b),
+                        row_sum(a)
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
-    /// The matrix this view draws: its side and its row-major counts.
+    /// The matrix this view draws: its side and its row-major counts (run B's, for a difference).
     pub fn matrix(&self) -> Result<(usize, Cow<'a, [u32]>), GpuError> {
         self.validate()?;
+        Ok(self.view_of(self.counts))
+    }
+
+    /// The difference this view draws, run B − run A cell by cell in the drawn view (each row sums
+    /// to zero), with its side; `None` when there is no `minus`.
+    pub fn difference(&self) -> Result<Option<(usize, Vec<i64>)>, GpuError> {
+        self.validate()?;
+        Ok(self.minus.map(|minus| {
+            let (n, b) = self.view_of(self.counts);
+            let (_, a) = self.view_of(minus);
+            let cells = b
+                .iter()
+                .zip(a.iter())
+                .map(|(&b, &a)| i64::from(b) - i64::from(a))
+                .collect();
+            (n, cells)
+        }))
+    }
+
+    /// `counts` (validated `k`×`k`) as this view shows them.
+    fn view_of(&self, counts: &'a [u32]) -> (usize, Cow<'a, [u32]>) {
         let (k, m) = (self.k, self.block);
         let (n, label_of): (usize, fn(usize, usize) -> usize) = match self.view {
-            ConfusionView::Full => return Ok((k, Cow::Borrowed(self.counts))),
+            ConfusionView::Full => return (k, Cow::Borrowed(counts)),
             ConfusionView::ClassMarginal => (k / m, |joint, m| joint / m),
             ConfusionView::TransformMarginal => (m, |joint, m| joint % m),
         };
         let mut matrix = vec![0u32; n * n];
-        for (truth, row) in self.counts.chunks_exact(k).enumerate() {
+        for (truth, row) in counts.chunks_exact(k).enumerate() {
             let r = label_of(truth, m);
             for (predicted, &count) in row.iter().enumerate() {
                 let cell = &mut matrix[r * n + label_of(predicted, m)];
                 *cell = cell.saturating_add(count);
             }
         }
-        Ok((n, Cow::Owned(matrix)))
+        (n, Cow::Owned(matrix))
     }
 
     /// Lines between blocks only make sense on the full joint matrix.
@@ -109,10 +161,11 @@ impl<'a> ConfusionInput<'a> {
     }
 }
 
-/// The drawn matrix with what the shader needs besides the counts.
+/// The drawn matrix with what the shader needs besides the cells.
 struct Prepared<'a> {
     n: usize,
-    counts: Cow<'a, [u32]>,
+    /// Counts, or for a difference the i32 bits of each cell's B − A.
+    cells: Cow<'a, [u32]>,
     row_sums: Vec<u32>,
     params: ConfusionParams,
 }
@@ -123,6 +176,7 @@ fn prepare<'a>(
     height: u32,
 ) -> Result<Prepared<'a>, GpuError> {
     let (n, counts) = input.matrix()?;
+    // Rows of a difference hold the same images in both runs: either run's sums normalise it.
     let row_sums: Vec<u32> = counts
         .chunks_exact(n)
         .map(|row| row.iter().fold(0u32, |a, &c| a.saturating_add(c)))
@@ -131,7 +185,19 @@ fn prepare<'a>(
         Some((r, c)) if r < n && c < n => (r as u32, c as u32),
         _ => (NO_HIGHLIGHT, NO_HIGHLIGHT),
     };
-    let max_count = counts.iter().copied().max().unwrap_or(0);
+    let (cells, max_count) = match input.difference()? {
+        Some((_, difference)) => {
+            // Counts fit in i32 on any test set a run can hold (the GPU cell is 32 bits).
+            let to_i32 = |d: i64| d.clamp(i64::from(i32::MIN + 1), i64::from(i32::MAX)) as i32;
+            let largest = difference.iter().map(|&d| to_i32(d).unsigned_abs()).max();
+            let bits = difference.iter().map(|&d| to_i32(d) as u32).collect();
+            (Cow::Owned(bits), largest.unwrap_or(0))
+        }
+        None => {
+            let largest = counts.iter().copied().max().unwrap_or(0);
+            (counts, largest)
+        }
+    };
     // n ≤ sqrt(counts buffer size), far below u32::MAX.
     let params = ConfusionParams {
         n: n as u32,
@@ -145,11 +211,11 @@ fn prepare<'a>(
         max_count,
         grid_colour: pack_rgba(input.style.grid_line),
         highlight_colour: pack_rgba(input.style.highlight),
-        _pad: 0,
+        signed: u32::from(input.minus.is_some()),
     };
     Ok(Prepared {
         n,
-        counts,
+        cells,
         row_sums,
         params,
     })
@@ -191,7 +257,7 @@ impl ConfusionRenderer {
         let module = super::shader_module(device, "confusion");
         let colormap = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("confusion colormap"),
-            contents: bytemuck::cast_slice(&viridis_table()),
+            contents: bytemuck::cast_slice(&colour_table()),
             usage: wgpu::BufferUsages::STORAGE,
         });
         Self {
@@ -222,7 +288,7 @@ impl ConfusionRenderer {
         let prepared = prepare(input, target.width(), target.height())?;
         let grown_counts = self
             .counts
-            .write_bytes(ctx, bytemuck::cast_slice(&prepared.counts))?;
+            .write_bytes(ctx, bytemuck::cast_slice(&prepared.cells))?;
         let grown_sums = self
             .row_sums
             .write_bytes(ctx, bytemuck::cast_slice(&prepared.row_sums))?;
@@ -265,12 +331,23 @@ impl ConfusionRenderer {
     }
 }
 
-/// The CPU side of `colormap_sample` in `shaders/confusion.wgsl`.
-fn colormap_sample(table: &[u32], t: f32) -> [f32; 4] {
+/// The shader's colour table: viridis for counts, then the diverging map for differences.
+fn colour_table() -> Vec<u32> {
+    let mut table = viridis_table();
+    table.extend(diverging_table());
+    table
+}
+
+/// The CPU side of `colormap_sample` in `shaders/confusion.wgsl`: `t` in [0, 1] along the table
+/// starting at entry `offset`.
+fn colormap_sample(table: &[u32], offset: usize, t: f32) -> [f32; 4] {
     let s = t.clamp(0.0, 1.0) * 255.0;
     let i = (s.floor() as usize).min(COLORMAP_LEN - 2);
     let f = s - i as f32;
-    let (a, b) = (unpack_rgba(table[i]), unpack_rgba(table[i + 1]));
+    let (a, b) = (
+        unpack_rgba(table[offset + i]),
+        unpack_rgba(table[offset + i + 1]),
+    );
     // WGSL's mix(a, b, f) is defined as a * (1 - f) + b * f.
     std::array::from_fn(|c| a[c] * (1.0 - f) + b[c] * f)
 }
@@ -283,11 +360,11 @@ pub fn reference_image(
 ) -> Result<Vec<u8>, GpuError> {
     let Prepared {
         n,
-        counts,
+        cells,
         row_sums,
         params: p,
     } = prepare(input, width, height)?;
-    let table = viridis_table();
+    let table = colour_table();
     let cell_of = |px: u32, size: u32| px * p.n / size;
     let cell_start = |c: u32, size: u32| (c * size).div_ceil(p.n) as i32;
     let in_ring = |v: i32, start: i32, end: i32| v >= start - 1 && v <= end;
@@ -326,13 +403,25 @@ pub fn reference_image(
                 } else {
                     p.max_count
                 };
-                let count = counts[row as usize * n + col as usize];
-                let t = match (denominator, p.log_scale != 0) {
-                    (0, _) => 0.0,
-                    (d, true) => (1.0 + count as f32).ln() / (1.0 + d as f32).ln(),
-                    (d, false) => count as f32 / d as f32,
+                let cell = cells[row as usize * n + col as usize];
+                // A difference maps its sign to either side of the diverging map's middle.
+                let (magnitude, sign, offset) = if p.signed != 0 {
+                    let d = cell as i32;
+                    (d.unsigned_abs(), d.signum() as f32, COLORMAP_LEN)
+                } else {
+                    (cell, 1.0, 0)
                 };
-                colormap_sample(&table, t)
+                let scaled = match (denominator, p.log_scale != 0) {
+                    (0, _) => 0.0,
+                    (d, true) => (1.0 + magnitude as f32).ln() / (1.0 + d as f32).ln(),
+                    (d, false) => magnitude as f32 / d as f32,
+                };
+                let t = if p.signed != 0 {
+                    0.5 + 0.5 * sign * scaled
+                } else {
+                    scaled
+                };
+                colormap_sample(&table, offset, t)
             })();
             image.extend(colour.map(unorm8));
         }

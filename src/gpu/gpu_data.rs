@@ -44,7 +44,9 @@ pub struct ConfusionParams {
     pub max_count: u32,
     pub grid_colour: u32,
     pub highlight_colour: u32,
-    pub _pad: u32,
+    /// 1 when the cells are signed differences (i32 bits) drawn in the diverging half of the
+    /// colour table; `max_count` is then the largest magnitude.
+    pub signed: u32,
 }
 
 const _: () = assert!(size_of::<ConfusionParams>() == 48);

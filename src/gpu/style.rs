@@ -69,6 +69,20 @@ pub fn viridis_table() -> Vec<u32> {
         .collect()
 }
 
+/// Blue through white to red, 256 packed gamma-space colours (ColorBrewer's RdBu, reversed): the
+/// diverging half of the confusion colour table, for differences: below zero blue, above it red,
+/// zero at the middle, where the two middle entries average to RdBu's own white.
+pub fn diverging_table() -> Vec<u32> {
+    (0..COLORMAP_LEN)
+        .map(|i| {
+            let [r, g, b] = colorous::RED_BLUE
+                .eval_rational(COLORMAP_LEN - 1 - i, COLORMAP_LEN - 1)
+                .into_array();
+            pack_rgba([r, g, b, 255])
+        })
+        .collect()
+}
+
 /// The i-th categorical colour (Tableau 10, repeating): series of a chart, transformations of a grid.
 pub fn category_colour(i: usize) -> [u8; 4] {
     let [r, g, b] = colorous::TABLEAU10[i % colorous::TABLEAU10.len()].into_array();

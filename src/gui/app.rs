@@ -14,8 +14,11 @@ use crate::train::{RunStart, TrainerCommand, TrainerHandle, trainer};
 use super::GuiOptions;
 use super::compare_panel::ComparePanel;
 use super::download_job::DownloadJob;
+use super::experiment_panel::ExperimentChoice;
+use super::experiment_queue::ExperimentQueue;
 use super::notice::Notice;
 use super::preview::{DatasetPreview, PreviewLoader};
+use super::recent_runs::RecentRuns;
 use super::remembered::RememberedSettings;
 use super::run_state::{Phase, RunState};
 use super::shortcuts;
@@ -61,6 +64,10 @@ pub struct SlaApp {
     pub(super) compare: ComparePanel,
     /// The central panel shows the comparison instead of the current run.
     pub(super) show_compare: bool,
+    pub(super) recent_runs: RecentRuns,
+    /// The experiment launched from the window, while it runs and after.
+    pub(super) queue: Option<ExperimentQueue>,
+    pub(super) experiment: ExperimentChoice,
     options: GuiOptions,
     ctx: egui::Context,
     screenshot_saved: Arc<AtomicBool>,
@@ -129,16 +136,19 @@ impl SlaApp {
             notice: None,
             compare: ComparePanel::default(),
             show_compare: false,
+            recent_runs: RecentRuns::default(),
+            queue: None,
+            experiment: ExperimentChoice::default(),
             options,
             ctx: cc.egui_ctx.clone(),
             screenshot_saved: Arc::new(AtomicBool::new(false)),
             closing: None,
             screenshot_asked: None,
         };
+        app.recent_runs = settings.recent_runs.clone();
         app.apply(settings);
         for dir in app.options.open.clone() {
-            app.compare.add(&dir);
-            app.show_compare = true;
+            app.compare_runs(&dir);
         }
         app.reload_preview();
         if app.options.autostart {
@@ -188,6 +198,7 @@ impl SlaApp {
             normalise_rows: self.confusion.normalise_rows,
             log_scale: self.confusion.log_scale,
             theme: self.ctx.options(|o| o.theme_preference),
+            recent_runs: self.recent_runs.clone(),
         }
     }
 
@@ -197,7 +208,7 @@ impl SlaApp {
         self.folder_dialogs.set_chooser(chooser);
     }
 
-    /// Every setting back to its default (the run folder and the run shown stay).
+    /// Every setting back to its default (the run folder, the run shown and the recent runs stay).
     pub(super) fn reset_to_defaults(&mut self) {
         let before = self.config.dataset.clone();
         self.apply(RememberedSettings::default());
@@ -235,6 +246,11 @@ impl SlaApp {
     /// The run state (for tests and the status bar).
     pub fn run_state(&self) -> &RunState {
         &self.state
+    }
+
+    /// The experiment launched from the window, if any (for tests).
+    pub fn experiment_queue(&self) -> Option<&ExperimentQueue> {
+        self.queue.as_ref()
     }
 
     /// The runs being compared (for tests).
@@ -327,6 +343,7 @@ impl SlaApp {
             return;
         }
         let run_dir = PathBuf::from(self.run_dir_text.trim());
+        self.recent_runs.remember(&run_dir);
         self.spawn(RunStart::New {
             config: Box::new(self.config.clone()),
             run_dir,
@@ -337,7 +354,7 @@ impl SlaApp {
         self.spawn(RunStart::Resume { run_dir });
     }
 
-    fn spawn(&mut self, start: RunStart) {
+    pub(super) fn spawn(&mut self, start: RunStart) {
         let ctx = self.ctx.clone();
         // At most five frames a second from training events: drawing the window (in software, on
         // machines without a GPU) must not take the cores the trainer needs.
@@ -378,6 +395,7 @@ impl SlaApp {
                 return;
             }
         };
+        self.recent_runs.remember(dir);
         self.trainer = None;
         self.state = RunState::from_folder(dir);
         self.config = config;
@@ -385,11 +403,21 @@ impl SlaApp {
         self.reload_preview();
     }
 
+    /// Add the run in `dir`, or an experiment's runs, to the comparison and show it (it says why
+    /// when nothing was added).
+    pub(super) fn compare_runs(&mut self, dir: &Path) {
+        if self.compare.add(dir) > 0 {
+            self.recent_runs.remember(dir);
+        }
+        self.show_compare = true;
+    }
+
     pub(super) fn can_resume(dir: &Path) -> bool {
         trainer::is_resumable(dir)
     }
 
     fn drain_events(&mut self) {
+        let mut ended = false;
         if let Some(trainer) = &mut self.trainer {
             let was_active = self.state.is_active();
             for event in trainer.poll() {
@@ -407,6 +435,10 @@ impl SlaApp {
             if finished && crate::run::is_run_folder(Path::new(self.run_dir_text.trim())) {
                 self.run_dir_text = default_run_dir();
             }
+            ended = was_active && finished;
+        }
+        if ended {
+            self.queue_run_ended();
         }
         if let Some(job) = &self.download
             && let Some(result) = job.finished()

@@ -7,9 +7,10 @@ use eframe::egui;
 
 use crate::config::{TrainConfig, TransformChoice};
 use crate::gpu::style::category_colour;
-use crate::run::{self, Chart, ComparedSeries, RunHistory, Spread, overlay};
+use crate::run::{self, Chart, ComparedSeries, RunHistory, Spread, TrainingSnapshot, overlay};
 
-use super::chart_hover;
+use super::chart_hover::{self, ReadoutAxes};
+use super::compare_confusion::DifferenceView;
 use super::views::{COMPARE_CHART, GpuViews};
 use super::x_axis::{XAxis, XUnit};
 
@@ -23,6 +24,8 @@ pub struct ComparedRun {
     pub label: String,
     pub config: TrainConfig,
     pub history: RunHistory,
+    /// The last evaluation's snapshot (its confusion matrices), once the run has one.
+    pub snapshot: Option<TrainingSnapshot>,
     pub visible: bool,
 }
 
@@ -45,6 +48,8 @@ pub struct ComparePanel {
     pub x_unit: XUnit,
     /// What could not be read, for the user.
     pub problems: Vec<String>,
+    /// The difference of two runs' confusion matrices.
+    pub difference: DifferenceView,
     /// Changes with the runs, their visibility or the series, so the chart redraws only then.
     revision: u64,
     /// The chart of `revision`: rebuilding it copies every run's curves, too much for every frame.
@@ -58,6 +63,7 @@ impl Default for ComparePanel {
             series: ComparedSeries::default(),
             x_unit: XUnit::default(),
             problems: Vec::new(),
+            difference: DifferenceView::default(),
             revision: 1,
             drawn_chart: None,
         }
@@ -104,6 +110,14 @@ impl ComparePanel {
             };
             let loaded = RunHistory::read_logs(&folder, u64::MAX);
             self.problems.extend(loaded.problems());
+            // A run not evaluated yet has no snapshot: not a problem, only no matrix to compare.
+            let snapshot = if folder.join(run::SNAPSHOT_FILE).exists() {
+                run::read_snapshot(&folder)
+                    .map_err(|error| self.problems.push(error.to_string()))
+                    .ok()
+            } else {
+                None
+            };
             let name = |path: &Path| path.file_name().map(|n| n.to_string_lossy().into_owned());
             let mut label = name(&folder).unwrap_or_else(|| folder.display().to_string());
             // Two experiments both have a baseline-seed0: the folder above tells them apart.
@@ -117,6 +131,7 @@ impl ComparePanel {
                 label,
                 config,
                 history: loaded.history,
+                snapshot,
                 visible: true,
             });
             added += 1;
@@ -170,7 +185,7 @@ impl ComparePanel {
         })
     }
 
-    pub fn show(&mut self, ui: &mut egui::Ui, views: Option<&mut GpuViews>) {
+    pub fn show(&mut self, ui: &mut egui::Ui, mut views: Option<&mut GpuViews>) {
         ui.horizontal(|ui| {
             ui.label(format!("Comparing {} runs", self.runs.len()));
             if ui.button("Clear").clicked() {
@@ -230,7 +245,7 @@ impl ComparePanel {
             Some((revision, chart)) if revision == self.revision => chart,
             _ => self.chart(),
         };
-        if let Some(views) = views {
+        if let Some(views) = views.as_deref_mut() {
             let last_x = chart
                 .series
                 .iter()
@@ -247,11 +262,17 @@ impl ComparePanel {
                 Some((0.0, last_x)),
                 self.revision,
                 size,
-            ) && self.shown_unit() == XUnit::Steps
-            {
-                // The read-out maps the pointer back to a step, which in epochs or time differs
-                // from run to run: it is offered where all runs share the axis.
-                chart_hover::show(ui, response, &axes, &chart, &XAxis::default());
+            ) {
+                let unit = self.shown_unit();
+                let axis_of = |name: &str| {
+                    let run = self.runs.iter().find(|r| r.label == name)?;
+                    Some(run.axis(unit))
+                };
+                let readout_axes = ReadoutAxes::PerRun {
+                    unit,
+                    axis_of: &axis_of,
+                };
+                chart_hover::show(ui, response, &axes, &chart, readout_axes);
             }
         }
         self.drawn_chart = Some((self.revision, chart));
@@ -265,6 +286,9 @@ impl ComparePanel {
             );
             by_mode_table(ui, &groups);
         }
+        ui.separator();
+        ui.strong("Difference of confusion matrices (run B − run A, same test set)");
+        self.difference.show(ui, &self.runs, views);
     }
 
     /// The runs grouped as `sla experiment` names its arms: the folder name without its

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 
+use super::recent_runs::RecentRuns;
 use super::x_axis::XUnit;
 
 /// The key of the app's settings in eframe's storage.
@@ -30,6 +31,8 @@ pub struct RememberedSettings {
     pub normalise_rows: bool,
     pub log_scale: bool,
     pub theme: egui::ThemePreference,
+    /// Run folders opened, compared or trained into lately, newest first.
+    pub recent_runs: RecentRuns,
 }
 
 impl Default for RememberedSettings {
@@ -45,6 +48,7 @@ impl Default for RememberedSettings {
             normalise_rows: true,
             log_scale: false,
             theme: egui::ThemePreference::System,
+            recent_runs: RecentRuns::default(),
         }
     }
 }

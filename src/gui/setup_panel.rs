@@ -17,10 +17,11 @@ use super::class_bars;
 use super::folder_dialog::FolderField;
 use super::model_summary;
 use super::more_settings;
-use crate::number_format;
+use super::recent_runs::RecentAction;
 use super::run_state::Phase;
 use super::shortcuts;
 use super::step_estimate;
+use crate::number_format;
 
 const DATASETS: [DatasetKind; 7] = [
     DatasetKind::FashionMini,
@@ -603,9 +604,10 @@ impl SlaApp {
                 self.command(TrainerCommand::SaveCheckpoint);
             }
         });
-        if let Some(reason) = blocker.filter(|_| !self.state.is_active()) {
+        if let Some(reason) = blocker.as_ref().filter(|_| !self.state.is_active()) {
             ui.colored_label(ERROR_COLOUR, reason);
         }
+        self.experiment_section(ui, blocker.as_deref());
         ui.separator();
         ui.horizontal(|ui| {
             let label = ui.label("Open run");
@@ -653,11 +655,17 @@ impl SlaApp {
                 )
                 .clicked()
             {
-                // Shown even when nothing was added: the view says why.
-                self.compare.add(&dir);
-                self.show_compare = true;
+                self.compare_runs(&dir);
             }
         });
+        match self.recent_runs.show(ui, !self.state.is_active()) {
+            Some(RecentAction::Open(dir)) => {
+                self.open_dir_text = dir.display().to_string();
+                self.open_run(&dir);
+            }
+            Some(RecentAction::Compare(dir)) => self.compare_runs(&dir),
+            None => {}
+        }
     }
 
     pub(super) fn status_bar(&mut self, ui: &mut egui::Ui) {

@@ -81,11 +81,11 @@ pub struct GpuViews {
     render_state: RenderState,
     grid: InputGridRenderer,
     galleries: [InputGridRenderer; GALLERIES],
-    confusion: ConfusionRenderer,
+    confusions: [ConfusionRenderer; CONFUSIONS],
     curves: Vec<CurvesRenderer>,
     grid_texture: Option<Texture>,
     gallery_textures: [Option<Texture>; GALLERIES],
-    confusion_texture: Option<Texture>,
+    confusion_textures: [Option<Texture>; CONFUSIONS],
     curve_textures: Vec<Option<Texture>>,
     drawn: DrawnState,
     /// Colours of the views, following the app's theme.
@@ -98,7 +98,7 @@ pub struct GpuViews {
 struct DrawnState {
     grid: Option<(u64, BorderMode)>,
     galleries: [Option<u64>; GALLERIES],
-    confusion: Option<(u64, ConfusionSettings, usize)>,
+    confusions: [Option<(u64, ConfusionSettings, usize)>; CONFUSIONS],
     curves: Vec<Option<CurveKey>>,
     uploaded: Vec<Option<(u64, u32)>>,
 }
@@ -116,6 +116,26 @@ pub enum Gallery {
 }
 const GALLERIES: usize = 2;
 
+/// The confusion matrices shown, each with its own texture.
+#[derive(Clone, Copy, Debug)]
+pub enum ConfusionSlot {
+    /// The current run's matrix (watch panel).
+    Run = 0,
+    /// Run B − run A in the comparison view.
+    Difference = 1,
+}
+const CONFUSIONS: usize = 2;
+
+/// A matrix to draw: `k`×`k` counts in blocks of `block` transformations, and for a difference the
+/// counts of run A subtracted from them.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfusionCounts<'a> {
+    pub counts: &'a [u32],
+    pub k: usize,
+    pub block: usize,
+    pub minus: Option<&'a [u32]>,
+}
+
 /// Losses, accuracies, learning rate; then the comparison view's overlay.
 pub const CHARTS: usize = 4;
 pub const COMPARE_CHART: usize = 3;
@@ -130,7 +150,10 @@ impl GpuViews {
                 InputGridRenderer::new(&ctx.device),
                 InputGridRenderer::new(&ctx.device),
             ],
-            confusion: ConfusionRenderer::new(&ctx.device),
+            confusions: [
+                ConfusionRenderer::new(&ctx.device),
+                ConfusionRenderer::new(&ctx.device),
+            ],
             curves: (0..CHARTS)
                 .map(|_| CurvesRenderer::new(&ctx.device))
                 .collect(),
@@ -138,7 +161,7 @@ impl GpuViews {
             render_state: render_state.clone(),
             grid_texture: None,
             gallery_textures: [None, None],
-            confusion_texture: None,
+            confusion_textures: [None, None],
             curve_textures: (0..CHARTS).map(|_| None).collect(),
             drawn: DrawnState {
                 curves: vec![None; CHARTS],
@@ -264,16 +287,23 @@ impl GpuViews {
         ui.add(egui::Image::new(egui::load::SizedTexture::new(id, shown)));
     }
 
-    /// Draw and show a confusion matrix in a square of `side` points; returns the response and the
-    /// drawn matrix size.
+    /// Draw and show a confusion matrix (redrawn when `revision` or the settings change) in a
+    /// square of `side` points; returns the response and the drawn matrix size.
     pub fn show_confusion(
         &mut self,
         ui: &mut egui::Ui,
-        (counts, k, block): (&[u32], usize, usize),
+        slot: ConfusionSlot,
+        matrix: ConfusionCounts<'_>,
         settings: ConfusionSettings,
         revision: u64,
         side: f32,
     ) -> Option<(egui::Response, usize)> {
+        let ConfusionCounts {
+            counts,
+            k,
+            block,
+            minus,
+        } = matrix;
         let input = ConfusionInput {
             k,
             counts,
@@ -283,6 +313,7 @@ impl GpuViews {
             highlight: settings.highlight,
             view: settings.view,
             style: self.style,
+            minus,
         };
         let drawn_side = match input.matrix() {
             Ok((n, _)) => n,
@@ -292,8 +323,9 @@ impl GpuViews {
             }
         };
         let pixels = (drawn_side * CONFUSION_PIXELS.div_ceil(drawn_side.max(1))) as u32;
+        let slot = slot as usize;
         let id = match Texture::ensure(
-            &mut self.confusion_texture,
+            &mut self.confusion_textures[slot],
             &self.render_state,
             pixels,
             pixels,
@@ -305,16 +337,15 @@ impl GpuViews {
             }
         };
         let key = Some((revision, settings, k));
-        if self.drawn.confusion != key {
-            let result = match &self.confusion_texture {
+        if self.drawn.confusions[slot] != key {
+            let result = match &self.confusion_textures[slot] {
                 Some(texture) => self.ctx.submit(|encoder| {
-                    self.confusion
-                        .render(&self.ctx, encoder, &input, &texture.target)
+                    self.confusions[slot].render(&self.ctx, encoder, &input, &texture.target)
                 }),
                 None => Ok(()),
             };
             self.report(result);
-            self.drawn.confusion = key;
+            self.drawn.confusions[slot] = key;
         }
         let response = ui.add(
             egui::Image::new(egui::load::SizedTexture::new(id, egui::vec2(side, side)))

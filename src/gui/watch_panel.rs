@@ -14,12 +14,12 @@ use crate::sla::transform::Expander;
 use crate::train::{SampleGrid, TrainingSnapshot};
 
 use super::app::SlaApp;
-use super::chart_hover;
+use super::chart_hover::{self, ReadoutAxes};
 use super::chart_zoom;
 use super::class_bars;
 use super::most_confused;
 use super::top_losses;
-use super::views::{CHARTS, Gallery};
+use super::views::{CHARTS, ConfusionCounts, ConfusionSlot, Gallery};
 use super::x_axis::{XAxis, XUnit};
 
 impl SlaApp {
@@ -170,7 +170,7 @@ impl SlaApp {
                 ) {
                     self.chart_rects.push(response.rect);
                     chart_zoom::interact(ui, &response, &axes, (full, per_step), &mut self.x_view);
-                    chart_hover::show(ui, response, &axes, chart, &axis);
+                    chart_hover::show(ui, response, &axes, chart, ReadoutAxes::Run(&axis));
                 }
             }
         }
@@ -389,8 +389,14 @@ impl SlaApp {
         let settings = self.confusion;
         let revision = self.state.revision;
         let Some(views) = &mut self.views else { return };
+        let matrix = ConfusionCounts {
+            counts,
+            k,
+            block,
+            minus: None,
+        };
         let Some((response, drawn)) =
-            views.show_confusion(ui, (counts, k, block), settings, revision, side)
+            views.show_confusion(ui, ConfusionSlot::Run, matrix, settings, revision, side)
         else {
             return;
         };
@@ -568,7 +574,7 @@ fn cell_gallery(
 }
 
 /// "class · transformation" for a joint label, or the class name.
-fn describe_label(
+pub(super) fn describe_label(
     label: u32,
     joint: bool,
     m: usize,
