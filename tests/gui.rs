@@ -881,13 +881,7 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
         ..Default::default()
     });
     harness.step();
-    let labels: Vec<String> = harness
-        .state()
-        .compare()
-        .runs
-        .iter()
-        .map(|r| r.label.clone())
-        .collect();
+    let labels = compared_labels(&harness);
     assert_eq!(
         labels,
         ["baseline-seed0", "baseline-seed1", "sla-seed0", "sla-seed1"]
@@ -1178,13 +1172,7 @@ fn baseline_vs_sla_from_the_window_trains_both_writes_the_tables_and_compares_th
     // results.md's cells in its by-mode table.
     let results = std::fs::read_to_string(experiment.join("results.md")).expect("results.md");
     assert!(experiment.join("results.json").is_file());
-    let labels: Vec<String> = harness
-        .state()
-        .compare()
-        .runs
-        .iter()
-        .map(|r| r.label.clone())
-        .collect();
+    let labels = compared_labels(&harness);
     assert_eq!(labels, ["baseline-seed0", "sla-seed0"]);
     for group in harness.state().compare().groups() {
         let row = results
@@ -1205,6 +1193,17 @@ fn baseline_vs_sla_from_the_window_trains_both_writes_the_tables_and_compares_th
     finish(&mut harness);
     assert!(experiment.join("results.md").is_file());
     assert_eq!(harness.state().compare().runs.len(), 2);
+}
+
+/// The compared runs' labels, in the view's order.
+fn compared_labels(harness: &Harness<'_, SlaApp>) -> Vec<String> {
+    harness
+        .state()
+        .compare()
+        .runs
+        .iter()
+        .map(|r| r.label.clone())
+        .collect()
 }
 
 /// The comparison's curve selector named `name` (the by-mode table below it has a column of the

@@ -11,7 +11,7 @@ use super::{
     CurvesView, GpuContext, GpuError, GridInput, GridLayout, InputGridRenderer, Margins,
     RenderTarget, Series, ViewStyle, read_back,
 };
-use crate::run::{self, Chart, ChartKind, RunHistory};
+use crate::run::{self, Chart, ChartKind, ChartSeries, RunHistory};
 
 /// Side the confusion pictures aim for; cells are whole pixels, so large matrices come out a bit bigger.
 const CONFUSION_SIDE: u32 = 800;
@@ -151,16 +151,7 @@ fn render_run_charts(
                 ChartKind::Loss | ChartKind::Accuracy => CHART_SIZE.1,
             },
             input: CurvesInput {
-                series: chart
-                    .series
-                    .iter()
-                    .map(|line| Series {
-                        ys: &line.ys,
-                        xs: Some(&line.xs),
-                        colour: line.colour,
-                        smooth: line.smooth,
-                    })
-                    .collect(),
+                series: chart.series.iter().map(ChartSeries::as_series).collect(),
                 smoothing: LOSS_SMOOTHING,
                 raw_shadow: chart.kind == ChartKind::Loss,
                 view: CurvesView {

@@ -8,7 +8,7 @@ use crate::gpu::confusion::{ConfusionInput, ConfusionRenderer, ConfusionView};
 use crate::gpu::curves::{Axes, CurvesRenderer, CurvesView, Series};
 use crate::gpu::input_grid::{BorderMode, GridInput, GridLayout, InputGridRenderer};
 use crate::gpu::{GpuContext, GpuError, RenderTarget, ViewStyle};
-use crate::run::Chart;
+use crate::run::{Chart, ChartSeries};
 use crate::train::SampleGrid;
 
 use crate::number_format;
@@ -374,16 +374,7 @@ impl GpuViews {
         let smoothing_key = (smoothing * 1000.0) as u32;
         let upload_key = Some((revision, smoothing_key));
         if self.drawn.uploaded[index] != upload_key {
-            let series: Vec<Series<'_>> = chart
-                .series
-                .iter()
-                .map(|line| Series {
-                    ys: &line.ys,
-                    xs: Some(&line.xs),
-                    colour: line.colour,
-                    smooth: line.smooth,
-                })
-                .collect();
+            let series: Vec<Series<'_>> = chart.series.iter().map(ChartSeries::as_series).collect();
             let result = self.curves[index].upload(&self.ctx, &series, smoothing, true);
             self.report(result);
             self.drawn.uploaded[index] = upload_key;

@@ -44,6 +44,18 @@ pub struct ChartSeries {
     pub smooth: bool,
 }
 
+impl ChartSeries {
+    /// The line as the curve renderer draws it, in the app and in the headless figures alike.
+    pub fn as_series(&self) -> crate::gpu::Series<'_> {
+        crate::gpu::Series {
+            ys: &self.ys,
+            xs: Some(&self.xs),
+            colour: self.colour,
+            smooth: self.smooth,
+        }
+    }
+}
+
 /// One chart's lines.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chart {
