@@ -3,16 +3,16 @@
 //!
 //! The app draws the same text with egui over the GPU texture (`gui::views`); a PNG has no egui, so
 //! the text is rasterised here with `ab_glyph` in egui's own fonts (Hack for tick labels, as the
-//! app's monospace ticks, Ubuntu Light for the rest) and the labels are formatted by the same
-//! [`tick_labels`], so a figure reads like the window. Layout ([`Annotator::layout`]) and painting
-//! ([`Annotator::draw`]) are separate so the placement can be tested without pixels.
+//! app's monospace ticks, Ubuntu Light for the rest) and the labels are the app's own
+//! ([`Axes::y_tick_labels`], [`Axes::x_tick_labels`]), so a figure reads like the window. Layout
+//! ([`Annotator::layout`]) and painting ([`Annotator::draw`]) are separate so the placement can be
+//! tested without pixels.
 
 use ab_glyph::{Font, FontRef, GlyphId, PxScale, ScaleFont, point};
 
 use super::GpuError;
 use super::curves::{Axes, Margins};
 use super::style::ViewStyle;
-use crate::number_format::tick_labels;
 
 /// Text heights (ascent to descent) in pixels: about 12 px em for the ticks, 13 for the legend and
 /// the axis name, 16 for the title, sized for figures about 1000 pixels wide shown in a document.
@@ -108,18 +108,6 @@ pub struct FigureLayout {
     pub texts: Vec<TextItem>,
     /// One per legend entry, in order.
     pub swatches: Vec<Swatch>,
-}
-
-/// Labels of the y ticks of `axes`, as the app prints them.
-pub fn y_tick_labels(axes: &Axes) -> Vec<String> {
-    let values: Vec<f64> = axes.y_ticks.iter().map(|t| t.value).collect();
-    tick_labels(&values, axes.log_y)
-}
-
-/// Labels of the x ticks of `axes`, as the app prints them (x is never on a log axis).
-pub fn x_tick_labels(axes: &Axes) -> Vec<String> {
-    let values: Vec<f64> = axes.x_ticks.iter().map(|t| t.value).collect();
-    tick_labels(&values, false)
 }
 
 /// Lays out and draws figure text in egui's fonts. Build it once per export; it holds parsed fonts.
@@ -311,7 +299,7 @@ impl Annotator {
             ..
         } = self.top_strip(text, left, width);
         // The y axis line is the column left of the plot and the x axis line the row below it.
-        for (tick, label) in axes.y_ticks.iter().zip(y_tick_labels(axes)) {
+        for (tick, label) in axes.y_ticks.iter().zip(axes.y_tick_labels()) {
             texts.push(TextItem {
                 role: Role::YTick,
                 text: label,
@@ -321,7 +309,7 @@ impl Annotator {
             });
         }
         let below = top + plot_height + 1.0;
-        for (tick, label) in axes.x_ticks.iter().zip(x_tick_labels(axes)) {
+        for (tick, label) in axes.x_ticks.iter().zip(axes.x_tick_labels()) {
             texts.push(TextItem {
                 role: Role::XTick,
                 text: label,
@@ -470,6 +458,7 @@ fn blend_channel(old: u8, new: u8, a: f32) -> u8 {
 mod tests {
     use super::*;
     use crate::gpu::curves::Tick;
+    use crate::number_format::tick_labels;
 
     /// Axes of a plot at `plot` with ticks where the renderer would put them.
     fn axes_at(plot: [u32; 4], log_y: bool) -> Axes {
@@ -628,7 +617,7 @@ mod tests {
         ];
         let wide = text(&names);
         let narrow = text(&names[..2]);
-        let labels = y_tick_labels(&axes(true));
+        let labels = axes(true).y_tick_labels();
         let one_row = annotator.margins(&narrow, 1000, &labels);
         let two_rows = annotator.margins(&wide, 1000, &labels);
         assert!(two_rows.top > one_row.top, "{two_rows:?} vs {one_row:?}");

@@ -14,6 +14,7 @@ use super::{
     GpuContext, GpuError, LINEAR_WORKGROUP_SIZE, RenderTarget, ViewStyle, pack_rgba, unorm8,
     unpack_rgba,
 };
+use crate::number_format::tick_labels;
 
 /// One line: `ys[i]` at `xs[i]` (ascending), or at x = i when `xs` is `None`. Non-finite values are gaps.
 /// The GPU works in f32, so x stays exact up to 2^24 (16.7 million steps).
@@ -106,6 +107,20 @@ pub struct Axes {
     pub log_y: bool,
     pub x_ticks: Vec<Tick>,
     pub y_ticks: Vec<Tick>,
+}
+
+impl Axes {
+    /// Labels of the x ticks, as the app and the figures print them (x is never on a log axis).
+    pub fn x_tick_labels(&self) -> Vec<String> {
+        let values: Vec<f64> = self.x_ticks.iter().map(|t| t.value).collect();
+        tick_labels(&values, false)
+    }
+
+    /// Labels of the y ticks, as the app and the figures print them.
+    pub fn y_tick_labels(&self) -> Vec<String> {
+        let values: Vec<f64> = self.y_ticks.iter().map(|t| t.value).collect();
+        tick_labels(&values, self.log_y)
+    }
 }
 
 /// Debiased exponential moving average (as TensorBoard and W&B smooth): a constant series stays

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::annotate::{Annotator, FigureText, LegendEntry, y_tick_labels};
+use super::annotate::{Annotator, FigureText, LegendEntry};
 use super::curves::Axes;
 use super::style::category_colour;
 use super::{
@@ -212,7 +212,7 @@ pub fn fit_margins(
         margins: annotator.margins(text, width, &[]),
         ..input.view
     };
-    let labels = y_tick_labels(&curves.axes(&view, width, height));
+    let labels = curves.axes(&view, width, height).y_tick_labels();
     Ok(annotator.margins(text, width, &labels))
 }
 
@@ -396,19 +396,27 @@ pub fn render_mode_curves(
             .filter_map(|(i, m)| legend_entry(&m.name, category_colour(i), values(m)))
             .collect(),
     };
+    // One line per mode, in its categorical colour: (xs, ys) picked from each mode.
+    type Points = fn(&ModeCurves) -> (&[f32], &[f32]);
+    let lines = |points: Points, smooth: bool| -> Vec<Series<'_>> {
+        modes
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let (xs, ys) = points(m);
+                Series {
+                    ys,
+                    xs: Some(xs),
+                    colour: category_colour(i),
+                    smooth,
+                }
+            })
+            .collect()
+    };
     let charts = [
         (
             CurvesInput {
-                series: modes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| Series {
-                        ys: &m.loss,
-                        xs: Some(&m.steps),
-                        colour: category_colour(i),
-                        smooth: true,
-                    })
-                    .collect(),
+                series: lines(|m| (&m.steps, &m.loss), true),
                 smoothing: LOSS_SMOOTHING,
                 raw_shadow: false,
                 view: CurvesView {
@@ -420,21 +428,12 @@ pub fn render_mode_curves(
         ),
         (
             CurvesInput {
-                series: modes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| Series {
-                        ys: &m.accuracy,
-                        xs: Some(&m.eval_steps),
-                        colour: category_colour(i),
-                        smooth: false,
-                    })
-                    .collect(),
+                series: lines(|m| (&m.eval_steps, &m.accuracy), false),
                 smoothing: 0.0,
                 raw_shadow: false,
                 view,
             },
-            text("test accuracy", |m| &m.accuracy),
+            text(ChartKind::Accuracy.title(), |m| &m.accuracy),
         ),
     ];
     let charts = charts.map(|(input, text)| StackedChart {

@@ -167,7 +167,7 @@ impl SlaApp {
                 }
                 QueueStep::Skipped(index) => {
                     let dir = queue.runs[index].run.dir.clone();
-                    self.add_finished_run(&dir);
+                    self.compare.add(&dir);
                 }
                 QueueStep::Finished => {
                     let result =
@@ -204,15 +204,11 @@ impl SlaApp {
         let done = status == QueueStatus::Done;
         queue.ended(status);
         if done {
+            // It joins the comparison (which skips a run it has); the central panel stays on the
+            // next run's live views until the last one ends.
             let dir = queue.runs[index].run.dir.clone();
-            self.add_finished_run(&dir);
+            self.compare.add(&dir);
             self.advance_queue();
         }
-    }
-
-    /// A finished run joins the comparison (a run already in it is not added twice); the
-    /// central panel stays on the next run's live views until the last one ends.
-    fn add_finished_run(&mut self, dir: &std::path::Path) {
-        self.compare.add(dir);
     }
 }

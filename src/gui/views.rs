@@ -11,8 +11,6 @@ use crate::gpu::{GpuContext, GpuError, RenderTarget, ViewStyle};
 use crate::run::{Chart, ChartSeries};
 use crate::train::SampleGrid;
 
-use crate::number_format;
-
 /// A render target shown in egui under a fixed texture id.
 struct Texture {
     target: RenderTarget,
@@ -440,9 +438,7 @@ fn paint_axes(ui: &egui::Ui, rect: &egui::Rect, axes: &Axes, pixels_per_point: f
     let colour = ui.visuals().weak_text_color();
     let to_point = |px: u32| px as f32 / pixels_per_point;
     let plot_bottom = to_point(axes.plot[1] + axes.plot[3]);
-    let x_values: Vec<f64> = axes.x_ticks.iter().map(|t| t.value).collect();
-    let x_labels = number_format::tick_labels(&x_values, false);
-    for (tick, label) in axes.x_ticks.iter().zip(x_labels) {
+    for (tick, label) in axes.x_ticks.iter().zip(axes.x_tick_labels()) {
         painter.text(
             egui::pos2(
                 rect.left() + to_point(tick.pixel),
@@ -454,9 +450,7 @@ fn paint_axes(ui: &egui::Ui, rect: &egui::Rect, axes: &Axes, pixels_per_point: f
             colour,
         );
     }
-    let y_values: Vec<f64> = axes.y_ticks.iter().map(|t| t.value).collect();
-    let y_labels = number_format::tick_labels(&y_values, axes.log_y);
-    for (tick, label) in axes.y_ticks.iter().zip(y_labels) {
+    for (tick, label) in axes.y_ticks.iter().zip(axes.y_tick_labels()) {
         painter.text(
             egui::pos2(
                 rect.left() + to_point(axes.plot[0]) - 4.0,
