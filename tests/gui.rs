@@ -1193,6 +1193,34 @@ fn baseline_vs_sla_from_the_window_trains_both_writes_the_tables_and_compares_th
     finish(&mut harness);
     assert!(experiment.join("results.md").is_file());
     assert_eq!(harness.state().compare().runs.len(), 2);
+    // Seeds typed in: the ticked modes (baseline and sla) at seeds 0 and 1, where seed 0's runs
+    // are skipped and seed 1's trained; the tables then hold two runs per mode.
+    harness.get_by_label("Seeds").focus();
+    harness.key_press_modifiers(eframe::egui::Modifiers::COMMAND, eframe::egui::Key::A);
+    harness.get_by_label("Seeds").type_text("0, 1");
+    harness.step();
+    harness.get_by_label("Run experiment").click_accesskit();
+    harness.step();
+    finish(&mut harness);
+    let queue = harness.state().experiment_queue().expect("a queue");
+    assert_eq!(queue.results, Some(Ok(())));
+    let names: Vec<&str> = queue.runs.iter().map(|r| r.run.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["baseline-seed0", "baseline-seed1", "sla-seed0", "sla-seed1"]
+    );
+    assert_eq!(
+        compared_labels(&harness),
+        ["baseline-seed0", "sla-seed0", "baseline-seed1", "sla-seed1"]
+    );
+    let results = std::fs::read_to_string(experiment.join("results.md")).expect("results.md");
+    for mode in ["baseline", "sla"] {
+        let row = results
+            .lines()
+            .find(|l| l.starts_with(&format!("| {mode} |")))
+            .expect("a row per mode");
+        assert!(row.trim_end().ends_with("| 2 |"), "{row}");
+    }
 }
 
 /// The compared runs' labels, in the view's order.
