@@ -243,7 +243,12 @@ fn residual_add_relu_matches_candle_for_identity_and_option_a() -> Result<()> {
 fn network_gradients(kind: ModelKind, dtype: DType) -> Result<(f64, Vec<(String, Tensor)>)> {
     let vars = VarMap::new();
     let vb = seeded_var_builder(&vars, 7, dtype, &Device::Cpu);
-    let net = Network::new(kind, 3, &[10], vb)?;
+    let shape = sla::data::ImageShape {
+        channels: 3,
+        height: 11,
+        width: 11,
+    };
+    let net = Network::new(kind, shape, &[10], vb)?;
     let xs = random(&[4, 3, 11, 11], 41, dtype)?;
     let labels = Tensor::new(&[1u32, 7, 3, 3], &Device::Cpu)?;
     let features = net.features(&xs, true)?;

@@ -193,9 +193,14 @@ fn crop_padding_and_no_flip_reach_the_training_batches_and_fix_what_a_step_means
             crop_padding: Some(4),
             ..Default::default()
         },
-        &padded,
+        &padded.train,
+        padded.validation.as_ref(),
     )
-    .differences(&fingerprint(&TrainConfig::default(), &usual));
+    .differences(&fingerprint(
+        &TrainConfig::default(),
+        &usual.train,
+        usual.validation.as_ref(),
+    ));
     assert!(
         changes
             .iter()

@@ -100,7 +100,12 @@ fn every_objective_gradient_matches_finite_differences() -> candle_core::Result<
         };
         let vars = VarMap::new();
         let vb = seeded_var_builder(&vars, 7, DType::F64, &device);
-        let net = Network::new(ModelKind::Cnn, 1, &obj.head_sizes(), vb)?;
+        let shape = data::ImageShape {
+            channels: 1,
+            height: side,
+            width: side,
+        };
+        let net = Network::new(ModelKind::Cnn, shape, &obj.head_sizes(), vb)?;
         let grads = loss_of(&net, &obj, &expander, &images, &labels)?.backward()?;
         let teacher = if mode == Mode::SlaSd {
             let features = net.features(&expander.expand(&images)?, true)?;
@@ -178,7 +183,7 @@ fn loss_at_initialisation_is_log_of_the_label_count() -> candle_core::Result<()>
         let vars = VarMap::new();
         let net = Network::new(
             ModelKind::Cnn,
-            1,
+            images_shape(&images)?,
             &obj.head_sizes(),
             seeded_var_builder(&vars, 3, DType::F32, &Device::Cpu),
         )?;
@@ -437,4 +442,13 @@ fn stop_during_an_evaluation_takes_effect_inside_it_and_resume_owes_it() {
         [(1, 1), (2, 2)]
     );
     assert_eq!(run::read_metrics(&run).expect("metrics").records.len(), 2);
+}
+
+fn images_shape(images: &Tensor) -> candle_core::Result<data::ImageShape> {
+    let (_, channels, height, width) = images.dims4()?;
+    Ok(data::ImageShape {
+        channels,
+        height,
+        width,
+    })
 }

@@ -3,7 +3,9 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::{Channels, Conv, Norm, batch_norm, conv, global_average_pool};
+use super::layers::{
+    Channels, Conv, Norm, Pooling, batch_norm, conv, global_average_pool, max_pool_2x2,
+};
 
 const WIDTHS: [usize; 3] = [16, 32, 64];
 
@@ -53,26 +55,9 @@ impl SmallCnn {
             xs = bn.forward_t(&conv.forward(&xs, channels)?, train, true, channels)?;
             // Pool after all but the last stage; tiny inputs stop pooling instead of vanishing.
             if index + 1 < self.stages.len() && xs.dim(rows)? >= 2 && xs.dim(cols)? >= 2 {
-                xs = pool_rounding_up(&xs, channels)?;
+                xs = max_pool_2x2(&xs, channels, Pooling::Ceil)?;
             }
         }
         global_average_pool(&xs, channels)
-    }
-}
-
-/// 2×2 max pooling that keeps odd edges (ceil(H/2)); zero padding after a ReLU never changes a
-/// maximum. Built from reshapes and max reductions because candle 0.11's `max_pool2d` backward
-/// scales gradients by 1/4 (it multiplies by the window's count of maxima instead of dividing),
-/// which the finite-difference test catches.
-fn pool_rounding_up(xs: &Tensor, channels: Channels) -> Result<Tensor> {
-    let (rows, cols) = channels.spatial_dims();
-    let (h, w) = (xs.dim(rows)?, xs.dim(cols)?);
-    let xs = xs
-        .pad_with_zeros(rows, 0, h % 2)?
-        .pad_with_zeros(cols, 0, w % 2)?;
-    let (b, d1, d2, d3) = xs.dims4()?;
-    match channels {
-        Channels::First => xs.reshape((b, d1, d2 / 2, 2, d3 / 2, 2))?.max(5)?.max(3),
-        Channels::Last => xs.reshape((b, d1 / 2, 2, d2 / 2, 2, d3))?.max(4)?.max(2),
     }
 }

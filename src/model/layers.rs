@@ -161,3 +161,31 @@ pub fn global_average_pool(xs: &Tensor, channels: Channels) -> Result<Tensor> {
     let (rows, cols) = channels.spatial_dims();
     xs.mean((rows, cols))
 }
+
+/// How 2×2 max pooling treats an odd edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// Keep it (⌈H/2⌉ rows): zero padding after a ReLU never changes a maximum.
+    Ceil,
+    /// Drop it (⌊H/2⌋ rows), as PyTorch's `MaxPool2d(2)`.
+    Floor,
+}
+
+/// 2×2 max pooling with stride 2. Built from reshapes and max reductions because candle 0.11's
+/// `max_pool2d` backward scales gradients by 1/4 (it multiplies by the window's count of maxima
+/// instead of dividing), which the finite-difference test catches.
+pub fn max_pool_2x2(xs: &Tensor, channels: Channels, pooling: Pooling) -> Result<Tensor> {
+    let (rows, cols) = channels.spatial_dims();
+    let (h, w) = (xs.dim(rows)?, xs.dim(cols)?);
+    let xs = match pooling {
+        Pooling::Ceil => xs
+            .pad_with_zeros(rows, 0, h % 2)?
+            .pad_with_zeros(cols, 0, w % 2)?,
+        Pooling::Floor => xs.narrow(rows, 0, h - h % 2)?.narrow(cols, 0, w - w % 2)?,
+    };
+    let (b, d1, d2, d3) = xs.dims4()?;
+    match channels {
+        Channels::First => xs.reshape((b, d1, d2 / 2, 2, d3 / 2, 2))?.max(5)?.max(3),
+        Channels::Last => xs.reshape((b, d1 / 2, 2, d2 / 2, 2, d3))?.max(4)?.max(2),
+    }
+}

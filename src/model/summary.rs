@@ -4,7 +4,8 @@
 use candle_core::{DType, Device, Result};
 use candle_nn::{VarBuilder, VarMap};
 
-use super::{ModelKind, Network, cnn, resnet};
+use super::{ModelKind, Network, cnn, conv4, resnet};
+use crate::data::ImageShape;
 
 /// The size and cost of a network with its heads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +29,12 @@ impl ModelSummary {
     ) -> Result<Self> {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        Network::new(kind, channels, head_sizes, vb)?;
+        let shape = ImageShape {
+            channels,
+            height,
+            width,
+        };
+        let features = Network::new(kind, shape, head_sizes, vb)?.feature_size();
         let parameters = map
             .data()
             .lock()
@@ -37,12 +43,15 @@ impl ModelSummary {
             .filter(|(name, _)| !name.contains("running"))
             .map(|(_, var)| var.elem_count())
             .sum();
-        let backbone = match kind.resnet_depth() {
-            None => cnn::SmallCnn::multiply_adds(channels, height, width),
-            Some(depth) => resnet::CifarResNet::multiply_adds(depth, channels, height, width),
+        let backbone = match (kind, kind.resnet_depth()) {
+            (ModelKind::Conv4, _) => conv4::Conv4::multiply_adds(channels, height, width),
+            (_, None) => cnn::SmallCnn::multiply_adds(channels, height, width),
+            (_, Some(depth)) => resnet::CifarResNet::multiply_adds(depth, channels, height, width),
         };
-        // Both backbones end in 64 features.
-        let heads: u64 = head_sizes.iter().map(|&size| 64 * size as u64).sum();
+        let heads: u64 = head_sizes
+            .iter()
+            .map(|&size| (features * size) as u64)
+            .sum();
         Ok(Self {
             parameters,
             head_sizes: head_sizes.to_vec(),

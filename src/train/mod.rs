@@ -2,6 +2,7 @@
 
 pub mod best;
 pub mod checkpoint;
+pub mod commands;
 pub mod evaluate;
 pub mod events;
 pub mod optim;

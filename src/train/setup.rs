@@ -92,8 +92,9 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
 /// The settings that fix which batches a step draws and which model it updates: a resume that
 /// changes any of them would continue a different run. (The learning rate, schedule, epochs, device
 /// and the like may change: they steer the rest of the run without changing what was done.)
-const STEP_SETTINGS: [&str; 16] = [
+const STEP_SETTINGS: [&str; 17] = [
     "dataset",
+    "fewshot",
     "train_per_class",
     "limit_train",
     "imbalance",
@@ -111,8 +112,13 @@ const STEP_SETTINGS: [&str; 16] = [
     "seed",
 ];
 
-/// What a step of this run means, to store with each checkpoint and compare on resume.
-pub fn fingerprint(config: &TrainConfig, data: &RunData) -> Fingerprint {
+/// What a step of this run means, to store with each checkpoint and compare on resume: the step
+/// settings and the images it trains on (`train`) or selects with (`validation`).
+pub fn fingerprint(
+    config: &TrainConfig,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+) -> Fingerprint {
     use sha2::{Digest, Sha256};
     let settings = match serde_json::to_value(config) {
         Ok(serde_json::Value::Object(all)) => all
@@ -122,7 +128,7 @@ pub fn fingerprint(config: &TrainConfig, data: &RunData) -> Fingerprint {
         _ => serde_json::Map::new(),
     };
     let mut hash = Sha256::new();
-    for set in std::iter::once(&data.train).chain(&data.validation) {
+    for set in std::iter::once(train).chain(validation) {
         hash.update((set.len() as u64).to_le_bytes());
         hash.update(&set.images);
         for label in &set.labels {
@@ -131,9 +137,9 @@ pub fn fingerprint(config: &TrainConfig, data: &RunData) -> Fingerprint {
     }
     Fingerprint {
         settings,
-        train_images: data.train.len(),
-        validation_images: data.validation.as_ref().map_or(0, Dataset::len),
-        num_classes: data.train.num_classes(),
+        train_images: train.len(),
+        validation_images: validation.map_or(0, Dataset::len),
+        num_classes: train.num_classes(),
         data_sha256: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
     }
 }
@@ -159,7 +165,7 @@ pub fn build_model(
     let objective = config.objective(num_classes, transforms.len());
     let mut vars = VarMap::new();
     let vb = seeded_var_builder(&vars, config.seed, DType::F32, &device);
-    let net = Network::new(config.model, shape.channels, &objective.head_sizes(), vb)?;
+    let net = Network::new(config.model, shape, &objective.head_sizes(), vb)?;
     if let Some(checkpoint) = checkpoint {
         checkpoint.load_weights(&mut vars)?;
     }
@@ -176,12 +182,16 @@ pub fn build_model(
 impl Model {
     /// Parameters by name, sorted, for the optimiser.
     pub fn named_parameters(&self) -> Vec<(String, candle_core::Var)> {
-        let data = self.vars.data().lock();
-        let mut params: Vec<_> = match data {
-            Ok(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            Err(_) => Vec::new(),
-        };
-        params.sort_by(|a, b| a.0.cmp(&b.0));
-        params
+        named_parameters(&self.vars)
     }
+}
+
+/// The parameters of `vars` by name, sorted, so the optimiser's order never depends on a hash.
+pub fn named_parameters(vars: &VarMap) -> Vec<(String, candle_core::Var)> {
+    let mut params: Vec<_> = match vars.data().lock() {
+        Ok(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Err(_) => Vec::new(),
+    };
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    params
 }

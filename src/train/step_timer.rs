@@ -44,7 +44,7 @@ impl SyntheticStep {
         };
         let vars = VarMap::new();
         let vb = seeded_var_builder(&vars, 0, DType::F32, device);
-        let net = Network::new(model, c, &objective.head_sizes(), vb)?;
+        let net = Network::new(model, shape, &objective.head_sizes(), vb)?;
         // Sorted by name, as the trainer orders its parameters.
         let mut params: Vec<_> = vars
             .data()

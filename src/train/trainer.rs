@@ -16,6 +16,7 @@ use crate::sla::TransformError;
 
 use super::best;
 use super::checkpoint::{self, Checkpoint, CheckpointError, Fingerprint, TrainingState};
+use super::commands;
 use super::evaluate::{Evaluation, evaluate};
 use super::events::{RunInfo, StepStats, Summary, TrainerCommand, TrainerEvent};
 use super::optim::Sgd;
@@ -193,15 +194,15 @@ pub fn run(
 
 /// Where a run starts: its folder (locked, logs cut back to the checkpoint), its step and the
 /// evaluation a stopped run still owes.
-struct Opened {
-    folder: RunDir,
-    state: TrainingState,
-    checkpoint: Option<Checkpoint>,
+pub(crate) struct Opened {
+    pub folder: RunDir,
+    pub state: TrainingState,
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// Lock the folder and find where to continue. A run folder without a checkpoint (killed before its
 /// first one was complete) starts again from step 0 with its own config.
-fn open_for_resume(
+pub(crate) fn open_for_resume(
     run_dir: &Path,
     config: &TrainConfig,
     fingerprint: &Fingerprint,
@@ -227,7 +228,7 @@ fn open_for_resume(
     })
 }
 
-fn fresh_state(config: &TrainConfig) -> TrainingState {
+pub(crate) fn fresh_state(config: &TrainConfig) -> TrainingState {
     TrainingState {
         step: 0,
         seed: config.seed,
@@ -273,7 +274,7 @@ pub fn run_until(
         .into());
     }
     let num_classes = data.train.num_classes();
-    let fingerprint = fingerprint(&config, &data);
+    let fingerprint = fingerprint(&config, &data.train, data.validation.as_ref());
     let opened = if resume {
         open_for_resume(&run_dir, &config, &fingerprint)?
     } else {
@@ -528,42 +529,12 @@ impl Loop<'_> {
         let mut images_per_s: Option<f64> = None;
         let mut paused = false;
         while self.step < total_steps {
-            // Commands: drain without blocking; while paused, wait for the next one.
-            loop {
-                if self.stop.load(Ordering::SeqCst) {
-                    self.save_checkpoint(sgd, run_folder, false)?;
-                    return Ok(self.summary(progress.final_metrics, true));
-                }
-                let command = if paused {
-                    commands.recv().map_err(|_| TrainError::Disconnected)?
-                } else {
-                    match commands.try_recv() {
-                        Ok(command) => command,
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => return Err(TrainError::Disconnected),
-                    }
-                };
-                match command {
-                    TrainerCommand::Pause if !paused => {
-                        paused = true;
-                        emit(TrainerEvent::Paused);
-                    }
-                    TrainerCommand::Resume if paused => {
-                        paused = false;
-                        emit(TrainerEvent::Resumed);
-                    }
-                    TrainerCommand::SaveCheckpoint => {
-                        self.save_checkpoint(sgd, run_folder, false)?;
-                        emit(TrainerEvent::CheckpointSaved(
-                            run_folder.path().to_path_buf(),
-                        ));
-                    }
-                    TrainerCommand::Stop => {
-                        self.save_checkpoint(sgd, run_folder, false)?;
-                        return Ok(self.summary(progress.final_metrics, true));
-                    }
-                    _ => {}
-                }
+            let obeyed = commands::obey(commands, self.stop, &mut paused, emit, &mut || {
+                self.save_checkpoint(sgd, run_folder, false)?;
+                Ok(run_folder.path().to_path_buf())
+            })?;
+            if obeyed == commands::Obeyed::Stop {
+                return Ok(self.summary(progress.final_metrics, true));
             }
             let step_started = Instant::now();
             let epoch = self.sampler.epoch_of(self.step);
