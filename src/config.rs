@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Augmentation, DatasetKind, DatasetSource, Imbalance, ImbalanceProfile};
+use crate::fewshot::FewShotConfig;
 use crate::model::ModelKind;
 use crate::sla::{ClassWeighting, Mode, Objective, TransformError, TransformPreset, TransformSet};
 
@@ -141,6 +142,10 @@ pub struct TrainConfig {
     pub class_weights: ClassWeighting,
     /// β of the effective number of samples, (1 − β^n) / (1 − β), for `class_weights: effective`.
     pub cb_beta: f64,
+    /// The few-shot setting: episodes of novel classes instead of epochs of all of them (`None`:
+    /// the standard setting). Absent from the config files of standard runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fewshot: Option<FewShotConfig>,
 }
 
 impl Default for TrainConfig {
@@ -177,6 +182,7 @@ impl Default for TrainConfig {
             imbalance_profile: ImbalanceProfile::Exp,
             class_weights: ClassWeighting::None,
             cb_beta: 0.999,
+            fewshot: None,
         }
     }
 }
@@ -331,6 +337,9 @@ impl TrainConfig {
             .map_err(|e| invalid("transforms", e.to_string()))?;
         crate::device::parse_device_name(&self.device)
             .map_err(|reason| invalid("device", reason))?;
+        if let Some(fewshot) = &self.fewshot {
+            fewshot.validate(self.mode)?;
+        }
         Ok(())
     }
 

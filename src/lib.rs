@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod download;
 pub mod experiment;
+pub mod fewshot;
 pub mod gpu;
 pub mod gui;
 pub mod model;

@@ -5,6 +5,7 @@ mod conv;
 mod crash;
 mod data;
 mod download;
+mod fewshot;
 mod fuzz_regressions;
 mod gpu;
 mod gui;

@@ -5,6 +5,7 @@ pub mod data;
 pub mod data_counts;
 pub mod eval;
 pub mod experiment;
+pub mod fewshot;
 pub mod gui;
 pub mod interrupt;
 pub mod render;
@@ -51,6 +52,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Train several modes on the same data and seeds and tabulate their accuracies.
     Experiment(Box<experiment::ExperimentArgs>),
+    /// The few-shot setting: episodic training on base classes, evaluation on novel ones.
+    Fewshot(fewshot::FewShotArgs),
     /// Draw a run folder's views (inputs, confusion matrices, curves) to PNG files.
     Render(render::RenderArgs),
     /// List, download or import datasets.
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Data(args)) => data::run(args),
         Some(Command::Render(args)) => render::run(args),
         Some(Command::Experiment(args)) => experiment::run(*args),
+        Some(Command::Fewshot(args)) => fewshot::run(args),
         Some(Command::Gui(args)) => gui::run(*args),
         Some(Command::Bench(args)) => bench::run(args),
         None => crate::gui::run(crate::gui::GuiOptions::default()),

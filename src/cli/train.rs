@@ -11,7 +11,7 @@ use crate::config::{ScheduleKind, TrainConfig, TransformChoice, TransformChoiceE
 use crate::data::imbalance::histogram_line;
 use crate::data::{DatasetKind, DatasetSource, ImbalanceProfile};
 use crate::model::ModelKind;
-use crate::run::{ByInference, Group};
+use crate::run::{ByInference, EpisodeStats, Group};
 use crate::sla::{ClassWeighting, Mode, TransformPreset};
 use crate::train::setup::resolve_source;
 use crate::train::{EvalMetrics, RunStart, TrainerEvent, TrainerHandle};
@@ -178,6 +178,7 @@ impl TrainArgs {
             imbalance_profile: self.imbalance_profile,
             class_weights: self.class_weights,
             cb_beta: self.cb_beta,
+            fewshot: None,
         })
     }
 }
@@ -215,11 +216,32 @@ pub fn metrics_line(metrics: &EvalMetrics) -> String {
     if let Some(sd) = metrics.sd_acc {
         line += &format!("  self-distilled {}", percent(sd));
     }
+    if let Some(episodes) = &metrics.episodes {
+        line += &format!("\n    {}", episodes_line(metrics, episodes));
+    }
     if let Some(validation) = metrics.validation_single_acc {
         line += &format!("  validation single {}", percent(validation));
     }
     if let Some(groups) = group_line(metrics) {
         line += &format!("\n    {groups}");
+    }
+    line
+}
+
+/// A few-shot evaluation's episodes and confidence intervals, e.g. `600 test episodes (5-way
+/// 1-shot, 15 queries): single 48.20% ± 0.81  aggregated 50.10% ± 0.79`.
+pub fn episodes_line(metrics: &EvalMetrics, episodes: &EpisodeStats) -> String {
+    let mut line = format!(
+        "{} test episodes ({}-way {}-shot, {} queries): single {} ± {:.2}",
+        episodes.episodes,
+        episodes.ways,
+        episodes.shots,
+        episodes.queries,
+        percent(metrics.single_acc),
+        100.0 * episodes.single_ci95
+    );
+    if let (Some(agg), Some(ci)) = (metrics.agg_acc, episodes.agg_ci95) {
+        line += &format!("  aggregated {} ± {:.2}", percent(agg), 100.0 * ci);
     }
     line
 }
@@ -272,6 +294,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("pass --out RUN_DIR for a new run or --resume RUN_DIR"),
     };
+    follow(start, "sla train")
+}
+
+/// Train on the trainer thread and show its progress until it ends. `command` is how the user
+/// resumes an interrupted run (`sla train` or `sla fewshot train`).
+pub fn follow(start: RunStart, command: &str) -> anyhow::Result<()> {
     let trainer = TrainerHandle::spawn(start, || {}).context("starting the trainer")?;
     super::interrupt::stop_on_interrupt(trainer.stop_flag());
     let mut run_dir = None;
@@ -328,7 +356,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 if summary.stopped_early && super::interrupt::interrupted() {
                     let how = match &run_dir {
                         Some(dir) => format!(
-                            "checkpoint saved at step {}; continue with `sla train --resume {}`",
+                            "checkpoint saved at step {}; continue with `{command} --resume {}`",
                             summary.steps,
                             dir.display()
                         ),

@@ -33,5 +33,5 @@ pub use logs::{
     Log, METRICS_FILE, STEPS_FILE, StepRecord, TornTail, parse_metrics, parse_steps, read_metrics,
     read_steps,
 };
-pub use snapshot::{EvalMetrics, ImageLoss, SampleGrid, TrainingSnapshot};
+pub use snapshot::{EpisodeStats, EvalMetrics, ImageLoss, SampleGrid, TrainingSnapshot};
 pub use spread::Spread;

@@ -54,6 +54,24 @@ pub struct EvalMetrics {
     pub medium_acc: Option<ByInference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub few_acc: Option<ByInference>,
+    /// Few-shot runs: the test episodes behind the accuracies, which are then means over episodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episodes: Option<EpisodeStats>,
+}
+
+/// What a few-shot evaluation averaged over: `episodes` test episodes of `ways` ways with `shots`
+/// support and `queries` query images each; the half-widths of the 95 % confidence intervals of
+/// the mean single and aggregated accuracies (1.96·σ/√episodes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeStats {
+    pub episodes: usize,
+    pub ways: usize,
+    pub shots: usize,
+    pub queries: usize,
+    #[serde(with = "float")]
+    pub single_ci95: f64,
+    #[serde(default, with = "float::option")]
+    pub agg_ci95: Option<f64>,
 }
 
 impl EvalMetrics {

@@ -252,6 +252,9 @@ pub fn run_until(
         }
         RunStart::Resume { run_dir } => (run::read_config(&run_dir)?, run_dir, true),
     };
+    if config.fewshot.is_some() {
+        return crate::fewshot::trainer::run_until(config, run_dir, resume, commands, stop, emit);
+    }
     let stopped_before_start = || Summary {
         steps: 0,
         final_metrics: None,
@@ -706,6 +709,7 @@ fn snapshot_from(
             medium_acc: groups.and_then(|g| g.medium),
             few_acc: groups.and_then(|g| g.few),
             per_class_acc: Some(eval.per_class_acc),
+            episodes: None,
         },
         class_names: state.data.train.class_names.clone(),
         transform_names: state.model.transforms.names(),

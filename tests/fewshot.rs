@@ -1,0 +1,266 @@
+//! The few-shot setting end to end: a tiny episodic run on the embedded set writes a complete run
+//! folder and beats chance on novel classes, `sla fewshot eval` reports its confidence intervals, a
+//! resumed run ends bit for bit where an uninterrupted one does, and shapes the data cannot fill
+//! are explained.
+
+use std::path::Path;
+
+use candle_core::Device;
+use sla::config::{TrainConfig, TransformChoice};
+use sla::fewshot::{FewShotConfig, Method};
+use sla::model::ModelKind;
+use sla::run;
+use sla::sla::{Mode, TransformPreset};
+use sla::train::{RunStart, TrainerCommand, TrainerEvent, TrainerHandle, trainer};
+
+use crate::support::sla;
+
+fn tiny(mode: Mode, method: Method, episodes: u64) -> TrainConfig {
+    TrainConfig {
+        model: ModelKind::Conv4,
+        mode,
+        transforms: TransformChoice::Preset(TransformPreset::Rotation),
+        lr: 0.05,
+        nesterov: true,
+        weight_decay: 5e-4,
+        seed: 3,
+        fewshot: Some(FewShotConfig {
+            method,
+            ways: 5,
+            shots: 1,
+            queries: 3,
+            test_ways: 5,
+            test_shots: 1,
+            test_queries: 5,
+            episodes,
+            eval_every: 15,
+            eval_episodes: 20,
+            ..FewShotConfig::default()
+        }),
+        ..TrainConfig::default()
+    }
+}
+
+fn train(start: RunStart) -> Vec<sla::train::EvalMetrics> {
+    let trainer = TrainerHandle::spawn(start, || {}).expect("spawn");
+    let mut metrics = Vec::new();
+    while let Some(event) = trainer.next_event() {
+        match event {
+            TrainerEvent::Snapshot(s) => metrics.push(s.metrics.clone()),
+            TrainerEvent::Finished(result) => {
+                result.expect("training succeeds");
+                break;
+            }
+            _ => {}
+        }
+    }
+    metrics
+}
+
+#[test]
+fn a_tiny_sla_protonet_run_beats_chance_on_novel_classes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run_dir = dir.path().join("run");
+    let metrics = train(RunStart::New {
+        config: Box::new(tiny(Mode::Sla, Method::Protonet, 30)),
+        run_dir: run_dir.clone(),
+    });
+    assert_eq!(metrics.len(), 2, "evaluations after episodes 15 and 30");
+    let last = &metrics[1];
+    assert_eq!(last.step, 30);
+    let episodes = last.episodes.expect("episode statistics");
+    assert_eq!(
+        (
+            episodes.episodes,
+            episodes.ways,
+            episodes.shots,
+            episodes.queries
+        ),
+        (20, 5, 1, 5)
+    );
+    // Chance is 20 % in 5-way episodes.
+    assert!(last.single_acc > 0.3, "single {}", last.single_acc);
+    let aggregated = last.agg_acc.expect("SLA aggregates");
+    assert!(aggregated > 0.3, "aggregated {aggregated}");
+    assert!(episodes.single_ci95 > 0.0 && episodes.single_ci95 < 0.2);
+    assert!(episodes.agg_ci95.is_some());
+    assert_eq!(last.per_transform_acc.len(), 4);
+    assert!(last.joint_acc.is_some());
+    for file in [
+        "config.json",
+        "metrics.jsonl",
+        "steps.csv",
+        "snapshot.json",
+        "checkpoint.json",
+        "confusion_joint.csv",
+        "confusion_classes.csv",
+    ] {
+        assert!(run_dir.join(file).exists(), "{file} missing");
+    }
+    assert_eq!(run::read_steps(&run_dir).expect("steps").records.len(), 30);
+    assert_eq!(
+        run::read_config(&run_dir).expect("config"),
+        tiny(Mode::Sla, Method::Protonet, 30)
+    );
+    // The joint confusion counts every view of every query of every test episode once.
+    let snapshot = run::read_snapshot(&run_dir).expect("snapshot");
+    assert_eq!(snapshot.class_names.len(), 5);
+    assert_eq!(snapshot.joint_confusion.len(), 20 * 20);
+    assert_eq!(snapshot.joint_confusion.iter().sum::<u32>(), 20 * 25 * 4);
+    assert_eq!(snapshot.class_confusion.iter().sum::<u32>(), 20 * 25);
+    let diagonal: u32 = (0..5).map(|w| snapshot.class_confusion[w * 5 + w]).sum();
+    assert!(
+        (f64::from(diagonal) / 500.0 - aggregated).abs() < 1e-9,
+        "the class confusion is the aggregated inference's"
+    );
+    assert_eq!(snapshot.samples.samples, 5, "one query of each way");
+    assert_eq!(snapshot.samples.pixels.len(), 5 * 4 * 28 * 28);
+
+    // `sla fewshot eval` on more episodes, with its JSON.
+    let json = dir.path().join("eval.json");
+    let run_arg = run_dir.to_str().expect("utf-8 path");
+    let (ok, out, err) = sla(&[
+        "fewshot",
+        "eval",
+        "--run",
+        run_arg,
+        "--episodes",
+        "40",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("40 test episodes (5-way 1-shot, 5 queries): single"),
+        "{out}"
+    );
+    assert!(out.contains("aggregated"), "{out}");
+    let evaluated: sla::run::EvalMetrics =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("metrics");
+    assert_eq!(evaluated.episodes.expect("episodes").episodes, 40);
+    assert_eq!(evaluated.step, 30);
+    // The first 20 of those 40 episodes are the ones the run's last evaluation saw.
+    let (ok, _, err) = sla(&[
+        "fewshot",
+        "eval",
+        "--run",
+        run_arg,
+        "--episodes",
+        "20",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    assert!(ok, "{err}");
+    let again: sla::run::EvalMetrics =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("metrics");
+    assert_eq!(again.single_acc, last.single_acc);
+    assert_eq!(again.agg_acc, last.agg_acc);
+}
+
+fn weights(run: &Path) -> Vec<(String, Vec<u32>)> {
+    let checkpoint = sla::train::checkpoint::require(run).expect("checkpoint");
+    let tensors =
+        candle_core::safetensors::load(checkpoint.model_path(), &Device::Cpu).expect("weights");
+    let mut named: Vec<(String, Vec<u32>)> = tensors
+        .into_iter()
+        .map(|(k, t)| {
+            let values: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).expect("values");
+            (k, values.iter().map(|v| v.to_bits()).collect())
+        })
+        .collect();
+    named.sort();
+    named
+}
+
+#[test]
+fn a_resumed_ridge_run_ends_with_the_weights_of_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = tiny(Mode::Da, Method::Ridge, 8);
+    if let Some(fewshot) = config.fewshot.as_mut() {
+        fewshot.eval_every = 4;
+        fewshot.eval_episodes = 3;
+    }
+    let whole = dir.path().join("whole");
+    train(RunStart::New {
+        config: Box::new(config.clone()),
+        run_dir: whole.clone(),
+    });
+    let parted = dir.path().join("parted");
+    let (commands, inbox) = std::sync::mpsc::channel();
+    let mut emit = |event: TrainerEvent| {
+        if let TrainerEvent::Step(stats) = event
+            && stats.step == 3
+        {
+            commands.send(TrainerCommand::Stop).expect("queue stop");
+        }
+        true
+    };
+    let summary = trainer::run(
+        RunStart::New {
+            config: Box::new(config),
+            run_dir: parted.clone(),
+        },
+        &inbox,
+        &mut emit,
+    )
+    .expect("stopped cleanly");
+    assert_eq!((summary.steps, summary.stopped_early), (3, true));
+    train(RunStart::Resume {
+        run_dir: parted.clone(),
+    });
+    let (a, b) = (weights(&whole), weights(&parted));
+    assert!(
+        a.iter().any(|(name, _)| name == "head.scale"),
+        "the ridge head's scale is a trained, saved parameter"
+    );
+    assert_eq!(a, b, "the same weights, bit for bit");
+    assert_eq!(
+        run::read_steps(&parted).expect("steps").records.len(),
+        8,
+        "one line per episode, none twice after resuming"
+    );
+    let (x, y) = (
+        run::read_metrics(&whole).expect("metrics").records,
+        run::read_metrics(&parted).expect("metrics").records,
+    );
+    assert_eq!(x.len(), 2);
+    assert_eq!(
+        x.iter().map(|m| m.single_acc).collect::<Vec<_>>(),
+        y.iter().map(|m| m.single_acc).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn episodes_the_novel_classes_cannot_fill_are_explained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let (ok, _, err) = sla(&[
+        "fewshot",
+        "train",
+        "--test-ways",
+        "6",
+        "--episodes",
+        "1",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "novel classes: 6-way episodes need 6 classes with at least 6 images each (1 shots + \
+             5 queries)"
+        ) || err.contains("novel classes: 6-way episodes need 6 classes"),
+        "{err}"
+    );
+    assert!(err.contains("only 5 of the 5 classes"), "{err}");
+    let (ok, _, err) = sla(&[
+        "fewshot",
+        "train",
+        "--mode",
+        "mt",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("baseline, da or sla, not mt"), "{err}");
+}
