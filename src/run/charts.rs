@@ -9,6 +9,9 @@ use crate::gpu::style::category_colour;
 /// Alpha of the per-view accuracy lines: context for the headline lines, drawn under them.
 const VIEW_ALPHA: u8 = 120;
 
+/// Alpha of the confidence-interval bounds of few-shot accuracies.
+const BAND_ALPHA: u8 = 90;
+
 /// What a chart plots; its title and how a viewer scales it follow from this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChartKind {
@@ -120,6 +123,31 @@ impl RunHistory {
                 });
             }
         }
+        // Few-shot accuracies are means over test episodes: their 95 % intervals bound a band of
+        // two faint lines in the headline's colour.
+        let intervals: [(&str, usize, Pick<'_>, Pick<'_>); 2] = [
+            ("single", 0, &|m| Some(m.single_acc), &|m| {
+                m.episodes.map(|e| e.single_ci95)
+            }),
+            ("aggregated", 1, &|m| m.agg_acc, &|m| {
+                m.episodes.and_then(|e| e.agg_ci95)
+            }),
+        ];
+        for (name, index, mean, half_width) in intervals {
+            if !metrics.iter().any(|m| half_width(m).is_some()) {
+                continue;
+            }
+            let [r, g, b, _] = category_colour(index);
+            for (bound, sign) in [("−", -1.0), ("+", 1.0)] {
+                accuracy.series.push(ChartSeries {
+                    name: format!("{name} {bound} 95% CI"),
+                    xs: eval_steps.clone(),
+                    ys: eval(&|m| Some(mean(m)? + sign * half_width(m)?)),
+                    colour: [r, g, b, BAND_ALPHA],
+                    smooth: false,
+                });
+            }
+        }
         let views = metrics
             .iter()
             .map(|m| m.per_transform_acc.len())
@@ -213,5 +241,60 @@ pub fn overlay(runs: &[(&str, &RunHistory)], which: ComparedSeries) -> Chart {
     Chart {
         kind: which.kind(),
         series,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::EpisodeStats;
+
+    #[test]
+    fn few_shot_accuracies_are_drawn_with_their_confidence_bounds() {
+        let evaluation = |step: u64, single: f64, ci: f64| EvalMetrics {
+            step,
+            single_acc: single,
+            agg_acc: Some(single + 0.05),
+            episodes: Some(EpisodeStats {
+                episodes: 100,
+                ways: 5,
+                shots: 1,
+                queries: 15,
+                single_ci95: ci,
+                agg_ci95: Some(ci / 2.0),
+            }),
+            ..Default::default()
+        };
+        let history = RunHistory {
+            metrics: vec![evaluation(10, 0.5, 0.04), evaluation(20, 0.75, 0.02)],
+            ..Default::default()
+        };
+        let charts = history.charts(&[]);
+        let accuracy = &charts[1];
+        let line = |name: &str| -> &ChartSeries {
+            accuracy
+                .series
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no {name} line"))
+        };
+        assert_eq!(line("single − 95% CI").ys, [0.46, 0.73]);
+        assert_eq!(line("single + 95% CI").ys, [0.54, 0.77]);
+        assert_eq!(line("aggregated + 95% CI").ys, [0.57, 0.81]);
+        assert_eq!(line("single − 95% CI").xs, [10.0, 20.0]);
+        // A standard run has no bounds.
+        let standard = RunHistory {
+            metrics: vec![EvalMetrics {
+                single_acc: 0.5,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(
+            standard.charts(&[])[1]
+                .series
+                .iter()
+                .all(|s| !s.name.contains("CI"))
+        );
     }
 }
