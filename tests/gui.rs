@@ -1242,3 +1242,114 @@ fn curve_choice<'h>(harness: &'h Harness<'_, SlaApp>, name: &'h str) -> egui_kit
         .next()
         .unwrap_or_else(|| panic!("no {name} choice"))
 }
+
+#[test]
+fn the_few_shot_setting_trains_episodes_in_the_app_with_confidence_bands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut harness = app_harness(GuiOptions {
+        run_dir: Some(dir.path().join("run")),
+        deterministic: true,
+        ..Default::default()
+    });
+    wait_for_the_preview(&mut harness);
+    assert!(harness.query_by_label("Ways").is_none(), "standard first");
+    harness
+        .get_by_label(sla::gui::fewshot_settings::FEW_SHOT)
+        .click_accesskit();
+    harness.step();
+    // The setting's own rows appear, the standard's epochs and batch size go.
+    assert!(harness.query_by_label("Epochs").is_none());
+    assert!(harness.query_by_label("Batch size").is_none());
+    for (name, value) in [
+        ("Shots", 1.0),
+        ("Queries", 2.0),
+        ("Test queries", 3.0),
+        ("Episodes", 6.0),
+        ("Evaluate every", 3.0),
+        ("Test episodes", 4.0),
+    ] {
+        harness.get_by_label(name).set_value_accesskit(value);
+        harness.step();
+    }
+    // Only the modes the setting trains are offered.
+    harness
+        .get_all_by_label("Objective and model")
+        .next()
+        .expect("the mode menu")
+        .click_accesskit();
+    harness.step();
+    harness.step();
+    let menu = harness.get_by_role(eframe::egui::accesskit::Role::ListBox);
+    for offered in ["baseline", "da", "sla"] {
+        assert!(menu.query_by_label(offered).is_some(), "{offered} missing");
+    }
+    for standard_only in ["mt", "sla-sd"] {
+        assert!(
+            menu.query_by_label(standard_only).is_none(),
+            "{standard_only} offered"
+        );
+    }
+    harness
+        .get_by_role(eframe::egui::accesskit::Role::ListBox)
+        .get_by_label("sla")
+        .click_accesskit();
+    harness.step();
+    // The model summary counts Conv-4 on 1×28×28 images without a linear head, and an episode's
+    // images: 5 ways × (1 shot + 2 queries) × 4 rotations. By hand: convolutions 576 + 3 × 36,864,
+    // batch norms 4 × 128; multiply-adds 28²·64·9 + 14²·64²·9 + 7²·64²·9 + 3²·64²·9.
+    harness.get_by_label(
+        "111,680 parameters, no head (the meta-learner's classifier comes from the support set)\n\
+         9.8 M multiply-adds per image\nabout 1.8 G per episode (60 images, forward and backward)",
+    );
+    let config = harness.state().config().clone();
+    let fewshot = config.fewshot.clone().expect("few-shot");
+    assert_eq!(config.model, sla::model::ModelKind::Conv4);
+    assert_eq!(
+        (
+            fewshot.ways,
+            fewshot.shots,
+            fewshot.queries,
+            fewshot.episodes
+        ),
+        (5, 1, 2, 6)
+    );
+    click_when_in_view(&mut harness, "Start");
+    train_to_the_end(&mut harness);
+    let state = harness.state().run_state();
+    assert_eq!(state.history.losses.len(), 6, "one loss per episode");
+    assert_eq!(
+        state.history.metrics.len(),
+        2,
+        "evaluations after episodes 3 and 6"
+    );
+    let last = state.history.metrics.last().expect("metrics");
+    let episodes = last.episodes.expect("episode statistics");
+    assert_eq!(
+        (episodes.episodes, episodes.shots, episodes.queries),
+        (4, 5, 3)
+    );
+    // The episode grid: the first query of each of the 5 ways under the 4 rotations, with joint
+    // labels.
+    let snapshot = state.history.snapshot.as_ref().expect("a snapshot");
+    assert_eq!(snapshot.samples.samples, 5);
+    assert_eq!(snapshot.samples.num_transforms, 4);
+    assert_eq!(snapshot.samples.true_labels[..4], [0, 1, 2, 3]);
+    assert_eq!(snapshot.joint_confusion.iter().sum::<u32>(), 4 * 15 * 4);
+    // The accuracy chart carries the confidence bounds, as `sla render` draws them from the folder.
+    let names = &snapshot.transform_names;
+    let accuracy: Vec<String> = state.history.charts(names)[1]
+        .series
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    for bound in ["single − 95% CI", "single + 95% CI", "aggregated − 95% CI"] {
+        assert!(accuracy.iter().any(|n| n == bound), "{accuracy:?}");
+    }
+    let from_folder = sla::run::RunHistory::read(state.run_dir().expect("a folder"), u64::MAX);
+    assert_eq!(
+        from_folder.history.charts(names),
+        state.history.charts(names)
+    );
+    let saved = sla::run::read_config(state.run_dir().expect("a folder")).expect("config");
+    assert_eq!(saved.fewshot, Some(fewshot));
+}

@@ -18,6 +18,11 @@ impl EpisodeShape {
     pub fn per_class(&self) -> usize {
         self.shots + self.queries
     }
+
+    /// Images of a whole episode, support and queries.
+    pub fn images(&self) -> usize {
+        self.ways * self.per_class()
+    }
 }
 
 /// One episode. Way `w` is dataset class `classes[w]`; its support images are
@@ -153,8 +158,8 @@ impl EpisodeSampler {
                 .choose_multiple(&mut rng, shots + queries)
                 .copied()
                 .collect();
-            // `choose_multiple` keeps the pool's order for some sizes; a shuffle makes the
-            // support/query cut independent of where an image sits in the file.
+            // rand documents the order of a `choose_multiple` sample as not random; a shuffle
+            // makes the support/query cut independent of where an image sits in the file.
             drawn.shuffle(&mut rng);
             episode.classes.push(*class);
             episode.support.extend_from_slice(&drawn[..shots]);

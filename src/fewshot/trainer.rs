@@ -241,7 +241,7 @@ impl Episodic<'_> {
     ) -> Result<Summary, TrainError> {
         let total = self.fewshot.episodes;
         let shape = self.fewshot.train_shape();
-        let images_per_episode = (shape.ways * shape.per_class()) as f64;
+        let images_per_episode = shape.images() as f64;
         let m = self.model.objective.num_transforms;
         let mut paused = false;
         let mut images_per_s: Option<f64> = None;

@@ -57,8 +57,12 @@ impl SlaApp {
                 );
                 ui.add_enabled_ui(idle, |ui| {
                     ui.horizontal_wrapped(|ui| {
+                        let allowed = super::fewshot_settings::modes(&self.config);
                         for (mode, on) in Mode::ALL.iter().zip(&mut self.experiment.modes) {
-                            ui.checkbox(on, mode.name());
+                            ui.add_enabled(
+                                allowed.contains(mode),
+                                egui::Checkbox::new(on, mode.name()),
+                            );
                         }
                     });
                     ui.horizontal(|ui| {
@@ -75,7 +79,9 @@ impl SlaApp {
                         let chosen: Vec<Mode> = Mode::ALL
                             .iter()
                             .zip(self.experiment.modes)
-                            .filter(|(_, on)| *on)
+                            .filter(|(mode, on)| {
+                                *on && super::fewshot_settings::modes(&self.config).contains(mode)
+                            })
                             .map(|(mode, _)| *mode)
                             .collect();
                         if ui

@@ -9,6 +9,7 @@ pub mod compare_panel;
 mod download_job;
 mod experiment_panel;
 pub mod experiment_queue;
+pub mod fewshot_settings;
 mod folder_dialog;
 mod model_summary;
 pub mod more_settings;

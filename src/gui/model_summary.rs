@@ -27,7 +27,11 @@ impl SummaryCache {
         classes: usize,
     ) -> Option<&Result<ModelSummary, String>> {
         let m = config.transforms.set().ok()?.len();
-        let heads = config.objective(classes, m).head_sizes();
+        // A meta-learner classifies from the episode's support set: no linear head.
+        let heads = match config.fewshot {
+            Some(_) => Vec::new(),
+            None => config.objective(classes, m).head_sizes(),
+        };
         let key = (
             config.model,
             (shape.channels, shape.height, shape.width),
@@ -62,18 +66,25 @@ pub(super) fn show(
         }
     };
     let m = config.transforms.set().map(|s| s.len()).unwrap_or(1);
+    let (source, step) = match &config.fewshot {
+        Some(fewshot) => (fewshot.train_shape().images(), "episode"),
+        None => (config.batch_size, "step"),
+    };
     let images = if config.mode.expands_batches() {
-        config.batch_size * m
+        source * m
     } else {
-        config.batch_size
+        source
     };
     let heads: Vec<String> = summary.head_sizes.iter().map(|s| s.to_string()).collect();
+    let heads = match heads.len() {
+        0 => "no head (the meta-learner's classifier comes from the support set)".to_string(),
+        1 => format!("head {}", heads[0]),
+        _ => format!("heads {}", heads.join(" + ")),
+    };
     let text = format!(
-        "{} parameters, head{} {}\n{} multiply-adds per image\nabout {} per step ({images} images, \
-         forward and backward)",
+        "{} parameters, {heads}\n{} multiply-adds per image\nabout {} per {step} ({images} \
+         images, forward and backward)",
         grouped(summary.parameters as u64),
-        if heads.len() > 1 { "s" } else { "" },
-        heads.join(" + "),
         scaled(summary.multiply_adds as f64),
         scaled(3.0 * summary.multiply_adds as f64 * images as f64),
     );

@@ -14,6 +14,7 @@ use crate::train::TrainerCommand;
 
 use super::app::SlaApp;
 use super::class_bars;
+use super::fewshot_settings;
 use super::folder_dialog::FolderField;
 use super::model_summary;
 use super::more_settings;
@@ -46,12 +47,18 @@ impl SlaApp {
         self.take_chosen_folder();
         let locked = self.state.is_active();
         ui.add_enabled_ui(!locked, |ui| {
+            fewshot_settings::setting_choice(ui, &mut self.config);
+            ui.separator();
             self.dataset_section(ui);
             ui.separator();
             self.transform_section(ui);
             ui.separator();
             self.objective_section(ui);
             ui.separator();
+            if let Some(fewshot) = self.config.fewshot.as_mut() {
+                fewshot_settings::show(ui, fewshot);
+                ui.separator();
+            }
             self.hyper_parameter_section(ui);
             let side = match &self.preview {
                 Some(Ok(preview)) => Some(preview.shape.height),
@@ -421,7 +428,7 @@ impl SlaApp {
         egui::ComboBox::from_id_salt("mode")
             .selected_text(self.config.mode.name())
             .show_ui(ui, |ui| {
-                for mode in Mode::ALL {
+                for &mode in fewshot_settings::modes(&self.config) {
                     ui.selectable_value(&mut self.config.mode, mode, mode.name())
                         .on_hover_text(mode.explanation());
                 }
@@ -443,7 +450,8 @@ impl SlaApp {
             _ => None,
         };
         model_summary::show(ui, &mut self.model_summary, &self.config, shape);
-        if let Some(shape) = shape {
+        // The step timer times a standard step; a few-shot step is an episode.
+        if let Some(shape) = shape.filter(|_| self.config.fewshot.is_none()) {
             let busy = self.state.is_active();
             step_estimate::show(ui, &mut self.step_estimate, &self.config, shape, busy);
         }
@@ -454,14 +462,17 @@ impl SlaApp {
         egui::Grid::new("hyper-parameters")
             .num_columns(2)
             .show(ui, |ui| {
-                let label = ui.label("Epochs");
-                ui.add(egui::DragValue::new(&mut self.config.epochs).range(1..=10_000))
-                    .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.label("Batch size");
-                ui.add(egui::DragValue::new(&mut self.config.batch_size).range(1..=4096))
-                    .labelled_by(label.id);
-                ui.end_row();
+                // Few-shot runs count episodes (above), and an episode is its own batch.
+                if self.config.fewshot.is_none() {
+                    let label = ui.label("Epochs");
+                    ui.add(egui::DragValue::new(&mut self.config.epochs).range(1..=10_000))
+                        .labelled_by(label.id);
+                    ui.end_row();
+                    let label = ui.label("Batch size");
+                    ui.add(egui::DragValue::new(&mut self.config.batch_size).range(1..=4096))
+                        .labelled_by(label.id);
+                    ui.end_row();
+                }
                 let label = ui.label("Learning rate");
                 ui.add(
                     egui::DragValue::new(&mut self.config.lr)
