@@ -155,6 +155,19 @@ fn a_tiny_sla_protonet_run_beats_chance_on_novel_classes() {
         serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("metrics");
     assert_eq!(again.single_acc, last.single_acc);
     assert_eq!(again.agg_acc, last.agg_acc);
+
+    // `sla fewshot table` over the folder: the run's last evaluation, to two decimals.
+    let (ok, out, err) = sla(&["fewshot", "table", dir.path().to_str().expect("utf-8 path")]);
+    assert!(ok, "{err}");
+    let cell = |v: f64| format!("{:.2} ± 0.00", 100.0 * v);
+    assert!(
+        out.contains(&format!(
+            "| protonet | conv4 | 5-way 1-shot | 30 | {} | {} | 1 |",
+            cell(last.single_acc),
+            cell(aggregated)
+        )),
+        "{out}"
+    );
 }
 
 fn weights(run: &Path) -> Vec<(String, Vec<u32>)> {

@@ -13,6 +13,7 @@ use crate::config::{ScheduleKind, TrainConfig, TransformChoice};
 use crate::data::{DatasetKind, DatasetSource};
 use crate::fewshot::classes::ClassSplit;
 use crate::fewshot::evaluate::{evaluate_episodes, test_sampler};
+use crate::fewshot::results::{read_runs, results_markdown};
 use crate::fewshot::setup::{build_episode_model, fewshot_of, load_episode_data};
 use crate::fewshot::trainer::{EvaluationAt, episode_snapshot};
 use crate::fewshot::{FewShotConfig, Method};
@@ -35,6 +36,17 @@ pub enum FewShotCommand {
     Train(Box<FewShotTrainArgs>),
     /// Evaluate a few-shot run on test episodes of its novel classes.
     Eval(FewShotEvalArgs),
+    /// Tabulate a folder of finished few-shot runs (Markdown): each mode's accuracy over seeds.
+    Table(FewShotTableArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FewShotTableArgs {
+    /// The folder holding the run folders.
+    pub dir: PathBuf,
+    /// Write the tables to this file instead of printing them.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Named class splits; explicit lists come with --base-classes and --novel-classes.
@@ -218,7 +230,31 @@ pub fn run(args: FewShotArgs) -> anyhow::Result<()> {
     match args.command {
         FewShotCommand::Train(args) => train(*args),
         FewShotCommand::Eval(args) => eval(args),
+        FewShotCommand::Table(args) => table(args),
     }
+}
+
+fn table(args: FewShotTableArgs) -> anyhow::Result<()> {
+    let (runs, skipped) = read_runs(&args.dir)
+        .with_context(|| format!("reading the runs in {}", args.dir.display()))?;
+    for line in &skipped {
+        eprintln!("skipped {line}");
+    }
+    if runs.is_empty() {
+        bail!(
+            "{} holds no finished few-shot run (train them with `sla fewshot train --out {}/NAME`)",
+            args.dir.display(),
+            args.dir.display()
+        );
+    }
+    let command = format!("sla fewshot table {}", args.dir.display());
+    let text = results_markdown(&runs, &command);
+    match &args.out {
+        Some(path) => crate::run::write_atomically(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 fn train(args: FewShotTrainArgs) -> anyhow::Result<()> {

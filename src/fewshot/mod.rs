@@ -9,6 +9,7 @@ pub mod episode;
 pub mod evaluate;
 pub mod objective;
 pub mod protonet;
+pub mod results;
 pub mod ridge;
 pub mod setup;
 pub mod trainer;
