@@ -277,3 +277,33 @@ fn episodes_the_novel_classes_cannot_fill_are_explained() {
     assert!(!ok);
     assert!(err.contains("baseline, da or sla, not mt"), "{err}");
 }
+
+#[test]
+fn a_resume_may_evaluate_differently_but_never_train_other_episodes() {
+    let data = sla::data::load(&sla::data::DatasetSource::default()).expect("embedded set");
+    let fingerprint = |change: &dyn Fn(&mut FewShotConfig)| {
+        let mut config = tiny(Mode::Sla, Method::Protonet, 30);
+        if let Some(fewshot) = config.fewshot.as_mut() {
+            change(fewshot);
+        }
+        sla::train::setup::fingerprint(&config, &data.train, None)
+    };
+    let stored = fingerprint(&|_| {});
+    let evaluation_only = fingerprint(&|f| {
+        f.eval_episodes = 500;
+        f.eval_every = 7;
+        f.test_shots = 5;
+        f.episodes = 60;
+    });
+    assert_eq!(evaluation_only.differences(&stored), Vec::<String>::new());
+    let other_episodes = fingerprint(&|f| f.shots = 5);
+    assert_eq!(
+        other_episodes.differences(&stored),
+        ["fewshot.shots is now 5 but was 1"]
+    );
+    let other_learner = fingerprint(&|f| f.method = Method::Ridge);
+    assert_eq!(
+        other_learner.differences(&stored),
+        ["fewshot.method is now \"ridge\" but was \"protonet\""]
+    );
+}

@@ -92,9 +92,8 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
 /// The settings that fix which batches a step draws and which model it updates: a resume that
 /// changes any of them would continue a different run. (The learning rate, schedule, epochs, device
 /// and the like may change: they steer the rest of the run without changing what was done.)
-const STEP_SETTINGS: [&str; 17] = [
+const STEP_SETTINGS: [&str; 16] = [
     "dataset",
-    "fewshot",
     "train_per_class",
     "limit_train",
     "imbalance",
@@ -112,6 +111,9 @@ const STEP_SETTINGS: [&str; 17] = [
     "seed",
 ];
 
+const FEWSHOT_STEP_SETTINGS: [&str; 6] =
+    ["method", "classes", "ways", "shots", "queries", "lambda"];
+
 /// What a step of this run means, to store with each checkpoint and compare on resume: the step
 /// settings and the images it trains on (`train`) or selects with (`validation`).
 pub fn fingerprint(
@@ -127,6 +129,19 @@ pub fn fingerprint(
             .collect(),
         _ => serde_json::Map::new(),
     };
+    let mut settings = settings;
+    // The few-shot settings that fix which episodes a step draws and what the model learns from
+    // them, as `fewshot.<key>`: the number of episodes (the schedule's length) and everything about
+    // evaluation may change on resume, as epochs and evaluation may in the standard setting.
+    if let Some(Ok(serde_json::Value::Object(fewshot))) =
+        config.fewshot.as_ref().map(serde_json::to_value)
+    {
+        for (key, value) in fewshot {
+            if FEWSHOT_STEP_SETTINGS.contains(&key.as_str()) {
+                settings.insert(format!("fewshot.{key}"), value);
+            }
+        }
+    }
     let mut hash = Sha256::new();
     for set in std::iter::once(train).chain(validation) {
         hash.update((set.len() as u64).to_le_bytes());
