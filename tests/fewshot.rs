@@ -97,7 +97,14 @@ fn a_tiny_sla_protonet_run_beats_chance_on_novel_classes() {
     ] {
         assert!(run_dir.join(file).exists(), "{file} missing");
     }
-    assert_eq!(run::read_steps(&run_dir).expect("steps").records.len(), 30);
+    let steps = run::read_steps(&run_dir).expect("steps").records;
+    assert_eq!(steps.len(), 30);
+    // Every training episode's query accuracy is logged: 15 queries, so a multiple of 1/15.
+    for step in &steps {
+        let accuracy = step.accuracy.expect("an episode accuracy");
+        let hits = accuracy * 15.0;
+        assert!((hits - hits.round()).abs() < 1e-9, "{accuracy}");
+    }
     assert_eq!(
         run::read_config(&run_dir).expect("config"),
         tiny(Mode::Sla, Method::Protonet, 30)

@@ -1342,7 +1342,12 @@ fn the_few_shot_setting_trains_episodes_in_the_app_with_confidence_bands() {
         .iter()
         .map(|s| s.name.clone())
         .collect();
-    for bound in ["single − 95% CI", "single + 95% CI", "aggregated − 95% CI"] {
+    for bound in [
+        "training episodes",
+        "single − 95% CI",
+        "single + 95% CI",
+        "aggregated − 95% CI",
+    ] {
         assert!(accuracy.iter().any(|n| n == bound), "{accuracy:?}");
     }
     let from_folder = sla::run::RunHistory::read(state.run_dir().expect("a folder"), u64::MAX);

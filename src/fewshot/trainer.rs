@@ -31,6 +31,7 @@ use super::evaluate::{
     EpisodeEvaluation, evaluate_episodes, mean_and_ci95, snapshot_transforms, test_sampler,
     validation_sampler,
 };
+use super::objective::predicted;
 use super::setup::{EpisodeData, EpisodeModel, build_episode_model, fewshot_of, load_episode_data};
 
 impl From<EpisodeError> for TrainError {
@@ -255,7 +256,7 @@ impl Episodic<'_> {
             }
             let step_started = Instant::now();
             let epoch = self.epoch_of(self.step);
-            let loss = self.train_step(sgd, total)?;
+            let (loss, accuracy) = self.train_step(sgd, total)?;
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {
                     what: "training loss",
@@ -285,6 +286,7 @@ impl Episodic<'_> {
                     } else {
                         1.0
                     },
+                accuracy: Some(accuracy),
             };
             run_folder.log_step(stats.record())?;
             if !emit(TrainerEvent::Step(stats)) {
@@ -312,8 +314,9 @@ impl Episodic<'_> {
     }
 
     /// One training episode: its images (augmented from the episode's own stream), the loss of
-    /// the mode, and an SGD step.
-    fn train_step(&self, sgd: &mut Sgd, total: u64) -> Result<f64, TrainError> {
+    /// the mode, and an SGD step. Returns the loss and the episode's query accuracy (single
+    /// inference, before the step).
+    fn train_step(&self, sgd: &mut Sgd, total: u64) -> Result<(f64, f64), TrainError> {
         let model = self.model;
         let episode = self.train_sampler.episode(self.step);
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ AUGMENTATION_STREAM);
@@ -335,7 +338,16 @@ impl Episodic<'_> {
             &grads,
             learning_rate(self.config.schedule, self.config.lr, self.step, total),
         )?;
-        Ok(outputs.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+        let hits = predicted(&outputs.single)?
+            .iter()
+            .zip(&images.query_ways)
+            .filter(|(p, t)| p == t)
+            .count();
+        let accuracy = hits as f64 / images.query_ways.len().max(1) as f64;
+        Ok((
+            outputs.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+            accuracy,
+        ))
     }
 
     /// Evaluate, record and checkpoint; `None` when stopped during the evaluation (the checkpoint

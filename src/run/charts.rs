@@ -123,6 +123,16 @@ impl RunHistory {
                 });
             }
         }
+        // Few-shot runs: each training episode's query accuracy, smoothed like the loss; a
+        // colour after the five headline ones.
+        if !self.episode_accuracies.is_empty() {
+            accuracy.series.push(per_step(
+                &self.episode_accuracies,
+                "training episodes",
+                category_colour(5),
+                true,
+            ));
+        }
         // Few-shot accuracies are means over test episodes: their 95 % intervals bound a band of
         // two faint lines in the headline's colour.
         let intervals: [(&str, usize, Pick<'_>, Pick<'_>); 2] = [
@@ -250,7 +260,7 @@ mod tests {
     use crate::run::EpisodeStats;
 
     #[test]
-    fn few_shot_accuracies_are_drawn_with_their_confidence_bounds() {
+    fn few_shot_accuracies_are_drawn_with_their_confidence_bounds_and_training_episodes() {
         let evaluation = |step: u64, single: f64, ci: f64| EvalMetrics {
             step,
             single_acc: single,
@@ -267,6 +277,7 @@ mod tests {
         };
         let history = RunHistory {
             metrics: vec![evaluation(10, 0.5, 0.04), evaluation(20, 0.75, 0.02)],
+            episode_accuracies: vec![(1.0, 0.25), (2.0, 0.5)],
             ..Default::default()
         };
         let charts = history.charts(&[]);
@@ -282,6 +293,12 @@ mod tests {
         assert_eq!(line("single + 95% CI").ys, [0.54, 0.77]);
         assert_eq!(line("aggregated + 95% CI").ys, [0.57, 0.81]);
         assert_eq!(line("single − 95% CI").xs, [10.0, 20.0]);
+        let episodes = line("training episodes");
+        assert_eq!(
+            (episodes.xs.as_slice(), episodes.ys.as_slice()),
+            (&[1.0, 2.0][..], &[0.25, 0.5][..])
+        );
+        assert!(episodes.smooth);
         // A standard run has no bounds.
         let standard = RunHistory {
             metrics: vec![EvalMetrics {

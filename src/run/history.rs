@@ -19,6 +19,8 @@ pub struct RunHistory {
     pub learning_rates: Vec<(f32, f32)>,
     /// (step, wall-clock seconds since the run began) of every step whose time is known.
     pub seconds: Vec<(f32, f64)>,
+    /// (step, query accuracy) of every few-shot training episode.
+    pub episode_accuracies: Vec<(f32, f32)>,
     pub metrics: Vec<EvalMetrics>,
     pub snapshot: Option<Arc<TrainingSnapshot>>,
 }
@@ -105,6 +107,9 @@ impl RunHistory {
         self.learning_rates.push((step, record.lr as f32));
         if let Some(seconds) = record.seconds {
             self.seconds.push((step, seconds));
+        }
+        if let Some(accuracy) = record.accuracy {
+            self.episode_accuracies.push((step, accuracy as f32));
         }
     }
 

@@ -17,7 +17,7 @@ use super::snapshot::EvalMetrics;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const STEPS_FILE: &str = "steps.csv";
-pub const STEPS_HEADER: &str = "step,epoch,loss,lr,seconds";
+pub const STEPS_HEADER: &str = "step,epoch,loss,lr,seconds,accuracy";
 
 /// One line of `steps.csv`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,13 +31,17 @@ pub struct StepRecord {
     /// was stopped between a checkpoint and its resume (empty in logs of runs resumed from before
     /// the column existed).
     pub seconds: Option<f64>,
+    /// Few-shot runs: the accuracy of the step's training episode on its queries (single
+    /// inference); empty for standard runs, whose steps are batches without a test of their own.
+    pub accuracy: Option<f64>,
 }
 
 impl StepRecord {
     fn line(&self) -> String {
         let seconds = self.seconds.map_or(String::new(), |s| format!("{s:.3}"));
+        let accuracy = self.accuracy.map_or(String::new(), |a| a.to_string());
         format!(
-            "{},{},{},{},{seconds}\n",
+            "{},{},{},{},{seconds},{accuracy}\n",
             self.step, self.epoch, self.loss, self.lr
         )
     }
@@ -147,7 +151,9 @@ pub fn parse_steps(path: &Path, text: &str) -> Result<Log<StepRecord>, RunError>
         column("loss")?,
         column("lr")?,
     ];
+    // Optional columns: logs written before they existed lack them.
     let seconds_column = names.iter().position(|&n| n == "seconds");
+    let accuracy_column = names.iter().position(|&n| n == "accuracy");
     parse_log(path, text, 1, |line| {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() != names.len() {
@@ -155,16 +161,21 @@ pub fn parse_steps(path: &Path, text: &str) -> Result<Log<StepRecord>, RunError>
         }
         let [step, epoch, loss, lr] = columns.map(|c| fields[c]);
         let bad = |e: &dyn fmt::Display| e.to_string();
-        let seconds = match seconds_column.map(|c| fields[c]) {
-            None | Some("") => None,
-            Some(text) => Some(text.parse().map_err(|e| bad(&e))?),
+        let optional = |column: Option<usize>| -> Result<Option<f64>, String> {
+            match column.map(|c| fields[c]) {
+                None | Some("") => Ok(None),
+                Some(text) => Ok(Some(text.parse().map_err(|e| bad(&e))?)),
+            }
         };
+        let seconds = optional(seconds_column)?;
+        let accuracy = optional(accuracy_column)?;
         Ok(StepRecord {
             step: step.parse().map_err(|e| bad(&e))?,
             epoch: epoch.parse().map_err(|e| bad(&e))?,
             loss: loss.parse().map_err(|e| bad(&e))?,
             lr: lr.parse().map_err(|e| bad(&e))?,
             seconds,
+            accuracy,
         })
     })
 }
@@ -300,13 +311,14 @@ mod tests {
                 loss: 2.5,
                 lr: 0.1,
                 seconds: None,
+                accuracy: None,
             }]
         );
         assert!(log.torn_tail.is_none());
     }
 
     #[test]
-    fn the_seconds_column_round_trips_and_may_be_empty() {
+    fn the_optional_columns_round_trip_and_may_be_empty() {
         let records = [
             StepRecord {
                 step: 1,
@@ -314,14 +326,16 @@ mod tests {
                 loss: 2.5,
                 lr: 0.1,
                 seconds: Some(0.75),
+                accuracy: Some(0.6),
             },
-            // A step logged by a resumed run whose earlier lines had no time.
+            // A step logged by a resumed run whose earlier lines had no time, of a standard run.
             StepRecord {
                 step: 2,
                 epoch: 0,
                 loss: 2.25,
                 lr: 0.1,
                 seconds: None,
+                accuracy: None,
             },
         ];
         let mut text = format!("{STEPS_HEADER}\n");
@@ -330,9 +344,17 @@ mod tests {
         }
         assert_eq!(
             text,
-            "step,epoch,loss,lr,seconds\n1,0,2.5,0.1,0.750\n2,0,2.25,0.1,\n"
+            "step,epoch,loss,lr,seconds,accuracy\n1,0,2.5,0.1,0.750,0.6\n2,0,2.25,0.1,,\n"
         );
         let log = parse_steps(Path::new("s"), &text).expect("readable");
         assert_eq!(log.records, records);
+        // A log from before the accuracy column reads as steps without one.
+        let old = parse_steps(
+            Path::new("s"),
+            "step,epoch,loss,lr,seconds\n1,0,2.5,0.1,0.750\n",
+        )
+        .expect("readable");
+        assert_eq!(old.records[0].accuracy, None);
+        assert_eq!(old.records[0].seconds, Some(0.75));
     }
 }

@@ -54,6 +54,8 @@ pub struct StepStats {
     pub images_per_s: f64,
     /// Transformed images (source × M) per second.
     pub transformed_per_s: f64,
+    /// Few-shot runs: the training episode's query accuracy.
+    pub accuracy: Option<f64>,
 }
 
 impl StepStats {
@@ -65,6 +67,7 @@ impl StepStats {
             loss: self.loss,
             lr: self.lr,
             seconds: Some(self.seconds),
+            accuracy: self.accuracy,
         }
     }
 }

@@ -575,6 +575,7 @@ impl Loop<'_> {
                     } else {
                         1.0
                     },
+                accuracy: None,
             };
             run_folder.log_step(stats.record())?;
             if !emit(TrainerEvent::Step(stats)) {
