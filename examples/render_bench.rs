@@ -157,6 +157,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pixels: &pixels,
         true_labels: &true_labels,
         predicted_labels: &predicted_labels,
+        support_samples: 0,
         border_mode: BorderMode::Correctness,
         layout: GridLayout::scaled(side, side, 1),
         style: ViewStyle::dark(),

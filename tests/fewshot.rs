@@ -120,8 +120,18 @@ fn a_tiny_sla_protonet_run_beats_chance_on_novel_classes() {
         (f64::from(diagonal) / 500.0 - aggregated).abs() < 1e-9,
         "the class confusion is the aggregated inference's"
     );
-    assert_eq!(snapshot.samples.samples, 5, "one query of each way");
-    assert_eq!(snapshot.samples.pixels.len(), 5 * 4 * 28 * 28);
+    assert_eq!(
+        snapshot.samples.samples, 10,
+        "a support image and a query of each way"
+    );
+    assert_eq!(snapshot.samples.support_samples, 5);
+    assert_eq!(snapshot.samples.pixels.len(), 10 * 4 * 28 * 28);
+    // Support images are labelled with their joint labels and never judged.
+    assert_eq!(snapshot.samples.true_labels[4..8], [4, 5, 6, 7]);
+    assert_eq!(
+        snapshot.samples.predicted_labels[..20],
+        snapshot.samples.true_labels[..20]
+    );
 
     // `sla fewshot eval` on more episodes, with its JSON.
     let json = dir.path().join("eval.json");

@@ -272,6 +272,7 @@ fn grid_data(
             pixels,
             true_labels,
             predicted_labels,
+            support_samples: 0,
         },
     }
 }
@@ -353,6 +354,50 @@ fn input_grid_rgb_tiles_match_reference_and_hand_computed_pixels() {
         Some((2, 1))
     );
     assert_eq!(layout.tile_at(5, 4, 1, 1), None);
+}
+
+/// A few-shot episode's grid: the support samples, which have no verdict, are bordered by their
+/// transformation's colour; the queries after them by their verdict.
+#[test]
+fn input_grid_of_an_episode_borders_support_by_transformation_and_queries_by_verdict() {
+    let mut data = grid_data(4, 3, 1, 6, 6, 11);
+    data.grid.support_samples = 2;
+    // Support tiles carry their true label as prediction; make one query wrong and one right.
+    data.grid.predicted_labels[2 * 3] = data.grid.true_labels[2 * 3] + 1;
+    data.grid.predicted_labels[3 * 3 + 1] = data.grid.true_labels[3 * 3 + 1];
+    let layout = GridLayout {
+        tile_width: 8,
+        tile_height: 8,
+        border: 2,
+        gap: 2,
+    };
+    let style = ViewStyle::dark();
+    let input = GridInput::from_sample_grid(&data.grid, BorderMode::Correctness, layout, style);
+    let (width, height) = input.size();
+    let mut renderer = InputGridRenderer::new(&ctx().device);
+    let gpu = render_with(width, height, |ctx, enc, t| {
+        renderer.render(ctx, enc, &input, t)
+    });
+    let cpu = input_grid::reference_image(&input, width, height).expect("reference");
+    assert_matches("input_grid_episode", &gpu, &cpu, width, 0);
+    // Tile (sample s, view j) starts at (2 + 14 j, 2 + 14 s).
+    let border = |s: u32, j: u32| pixel(&gpu, width, 2 + 14 * j, 2 + 14 * s);
+    for s in 0..2 {
+        for j in 0..3 {
+            assert_eq!(
+                border(s, j),
+                category_colour(j as usize),
+                "support ({s}, {j})"
+            );
+        }
+    }
+    assert_eq!(border(2, 0), style.wrong);
+    assert_eq!(border(3, 1), style.correct);
+    // Without support samples the same tiles are judged: a check that can fail.
+    data.grid.support_samples = 0;
+    let judged = GridInput::from_sample_grid(&data.grid, BorderMode::Correctness, layout, style);
+    let plain = input_grid::reference_image(&judged, width, height).expect("reference");
+    assert_ne!(plain, cpu);
 }
 
 #[test]

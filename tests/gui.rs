@@ -1328,10 +1328,11 @@ fn the_few_shot_setting_trains_episodes_in_the_app_with_confidence_bands() {
         (episodes.episodes, episodes.shots, episodes.queries),
         (4, 5, 3)
     );
-    // The episode grid: the first query of each of the 5 ways under the 4 rotations, with joint
-    // labels.
+    // The episode grid: a support image and a query of each of the 5 ways under the 4 rotations,
+    // with joint labels.
     let snapshot = state.history.snapshot.as_ref().expect("a snapshot");
-    assert_eq!(snapshot.samples.samples, 5);
+    assert_eq!(snapshot.samples.samples, 10);
+    assert_eq!(snapshot.samples.support_samples, 5);
     assert_eq!(snapshot.samples.num_transforms, 4);
     assert_eq!(snapshot.samples.true_labels[..4], [0, 1, 2, 3]);
     assert_eq!(snapshot.joint_confusion.iter().sum::<u32>(), 4 * 15 * 4);

@@ -9,7 +9,7 @@ use crate::run::SampleGrid;
 use crate::sla::Mode;
 
 use super::batch::episode_images;
-use super::episode::EpisodeSampler;
+use super::episode::{Episode, EpisodeSampler, EpisodeShape};
 use super::objective::predicted;
 use super::setup::{EpisodeData, EpisodeModel};
 
@@ -31,7 +31,8 @@ pub struct EpisodeEvaluation {
     pub joint_confusion: Vec<u32>,
     /// N×N confusion of the headline inference (AG for DA and SLA, SI for the baseline), by way.
     pub class_confusion: Vec<u32>,
-    /// The first episode's first query of each way with its views and verdicts.
+    /// The first test episode: the first support image and the first query of each way, with
+    /// their views and the queries' verdicts.
     pub samples: SampleGrid,
 }
 
@@ -150,14 +151,7 @@ pub fn evaluate_episodes(
                 .as_deref()
                 .or(view_predictions.as_deref())
                 .unwrap_or(&single);
-            evaluation.samples = sample_grid(
-                model,
-                data,
-                &episode.queries,
-                shape.queries,
-                truth,
-                verdicts,
-            )?;
+            evaluation.samples = sample_grid(model, data, &episode, shape, verdicts)?;
         }
         evaluation.episodes += 1;
         progress(evaluation.episodes);
@@ -179,23 +173,30 @@ fn accuracy(predicted: &[u32], truth: &[u32]) -> f64 {
     hits as f64 / truth.len().max(1) as f64
 }
 
-/// The first query of every way with its views: `verdicts` holds one prediction per query (the
-/// baseline) or per view, rows `q·M + j`, in the label space of the grid (joint for SLA).
+/// The episode as a grid: the first support image of every way, then its first query, each with
+/// its views. `verdicts` holds one prediction per query (the baseline) or per view, rows `q·M + j`,
+/// in the label space of the grid (joint for SLA); support images have their true label.
 fn sample_grid(
     model: &EpisodeModel,
     data: &Dataset,
-    queries: &[usize],
-    per_way: usize,
-    truth: &[u32],
+    episode: &Episode,
+    shape: EpisodeShape,
     verdicts: &[u32],
 ) -> Result<SampleGrid> {
     let mode = model.objective.mode;
     let m = snapshot_transforms(mode, model.objective.num_transforms);
-    let shape = data.shape;
-    let chosen: Vec<usize> = (0..queries.len()).step_by(per_way.max(1)).collect();
-    let mut bytes = Vec::with_capacity(chosen.len() * shape.image_len());
-    for &q in &chosen {
-        bytes.extend_from_slice(data.image(queries[q]));
+    let image = data.shape;
+    let ways = episode.classes.len();
+    // (dataset image, way, its row among the queries if it is one)
+    let support = (0..ways).map(|w| (episode.support[w * shape.shots], w, None));
+    let queries = (0..ways).map(|w| {
+        let q = w * shape.queries;
+        (episode.queries[q], w, Some(q))
+    });
+    let chosen: Vec<(usize, usize, Option<usize>)> = support.chain(queries).collect();
+    let mut bytes = Vec::with_capacity(chosen.len() * image.image_len());
+    for &(index, _, _) in &chosen {
+        bytes.extend_from_slice(data.image(index));
     }
     let pixels = if m == 1 {
         bytes
@@ -203,31 +204,38 @@ fn sample_grid(
         model.expander.expand_bytes(
             &bytes,
             chosen.len(),
-            (shape.channels, shape.height, shape.width),
+            (image.channels, image.height, image.width),
         )?
     };
+    let per_view = verdicts.len() > episode.queries.len();
     let mut true_labels = Vec::with_capacity(chosen.len() * m);
     let mut predicted_labels = Vec::with_capacity(chosen.len() * m);
-    for &q in &chosen {
+    for &(_, way, query) in &chosen {
         for j in 0..m {
-            let way = truth[q];
-            true_labels.push(if mode == Mode::Sla {
-                way * m as u32 + j as u32
+            let truth = if mode == Mode::Sla {
+                (way * m + j) as u32
             } else {
-                way
-            });
-            predicted_labels.push(verdicts[(q * m + j).min(verdicts.len() - 1)]);
+                way as u32
+            };
+            let verdict = match query {
+                Some(q) if per_view => verdicts.get(q * m + j),
+                Some(q) => verdicts.get(q),
+                None => None,
+            };
+            true_labels.push(truth);
+            predicted_labels.push(verdict.copied().unwrap_or(truth));
         }
     }
     Ok(SampleGrid {
         samples: chosen.len(),
         num_transforms: m,
-        channels: shape.channels,
-        height: shape.height,
-        width: shape.width,
+        channels: image.channels,
+        height: image.height,
+        width: image.width,
         pixels,
         true_labels,
         predicted_labels,
+        support_samples: ways,
     })
 }
 

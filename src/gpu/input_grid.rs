@@ -10,7 +10,8 @@ use crate::run::SampleGrid;
 /// What a tile's border colour says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BorderMode {
-    /// `ViewStyle::correct` when the predicted label equals the true one, else `ViewStyle::wrong`.
+    /// `ViewStyle::correct` when the predicted label equals the true one, else `ViewStyle::wrong`;
+    /// support samples, which have no verdict, in their transformation's colour.
     #[default]
     Correctness,
     /// The categorical colour of the tile's transformation index.
@@ -98,6 +99,8 @@ pub struct GridInput<'a> {
     /// Per tile; only read for `BorderMode::Correctness`.
     pub true_labels: &'a [u32],
     pub predicted_labels: &'a [u32],
+    /// The leading samples that are a few-shot episode's support images.
+    pub support_samples: usize,
     pub border_mode: BorderMode,
     pub layout: GridLayout,
     pub style: ViewStyle,
@@ -120,6 +123,7 @@ impl<'a> GridInput<'a> {
             pixels: &grid.pixels,
             true_labels: &grid.true_labels,
             predicted_labels: &grid.predicted_labels,
+            support_samples: grid.support_samples,
             border_mode,
             layout,
             style,
@@ -176,7 +180,11 @@ impl<'a> GridInput<'a> {
     fn tile_colours(&self) -> Vec<u32> {
         (0..self.tiles())
             .map(|t| {
+                let support = t / self.transforms.max(1) < self.support_samples;
                 pack_rgba(match self.border_mode {
+                    BorderMode::Correctness if support => {
+                        style::category_colour(t % self.transforms)
+                    }
                     BorderMode::Correctness if self.true_labels[t] == self.predicted_labels[t] => {
                         self.style.correct
                     }

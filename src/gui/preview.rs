@@ -146,6 +146,7 @@ impl DatasetPreview {
             pixels,
             true_labels: labels.clone(),
             predicted_labels: labels,
+            support_samples: 0,
         })
     }
 }

@@ -279,7 +279,12 @@ impl SlaApp {
                     snapshot.samples.clone(),
                     BorderMode::Correctness,
                     self.state.revision,
-                    "Test images as the model saw them (green: right, red: wrong)",
+                    if snapshot.samples.support_samples > 0 {
+                        "A test episode: a support image of each way (bordered by transformation), \
+                         then a query of each (green: right, red: wrong)"
+                    } else {
+                        "Test images as the model saw them (green: right, red: wrong)"
+                    },
                 ),
                 None => match &self.preview {
                     Some(Ok(preview)) => match self

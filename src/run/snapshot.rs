@@ -99,6 +99,10 @@ pub struct SampleGrid {
     pub true_labels: Vec<u32>,
     /// Predicted label of each tile in the same label space as `true_labels`.
     pub predicted_labels: Vec<u32>,
+    /// Few-shot episodes: the first `support_samples` samples are support images, labelled and
+    /// never predicted (their predicted label is their true one); the rest are queries.
+    #[serde(default)]
+    pub support_samples: usize,
 }
 
 /// Everything a live view needs at one evaluation.
@@ -249,12 +253,19 @@ impl SampleGrid {
             pixels,
             true_labels: labels.clone(),
             predicted_labels: labels,
+            support_samples: 0,
         }
     }
 
     fn validate(&self, num_classes: usize, num_transforms: usize) -> Result<(), String> {
         if self.samples == 0 {
             return Ok(());
+        }
+        if self.support_samples > self.samples {
+            return Err(format!(
+                "the sample grid has {} support samples among {}",
+                self.support_samples, self.samples
+            ));
         }
         if self.num_transforms != num_transforms {
             return Err(format!(

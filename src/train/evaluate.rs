@@ -319,6 +319,7 @@ fn sample_grid(
         pixels,
         true_labels,
         predicted_labels,
+        support_samples: 0,
     })
 }
 
