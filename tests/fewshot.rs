@@ -11,9 +11,9 @@ use sla::fewshot::{FewShotConfig, Method};
 use sla::model::ModelKind;
 use sla::run;
 use sla::sla::{Mode, TransformPreset};
-use sla::train::{RunStart, TrainerCommand, TrainerEvent, TrainerHandle, trainer};
+use sla::train::{RunStart, TrainerCommand, TrainerEvent, trainer};
 
-use crate::support::sla;
+use crate::support::{sla, train};
 
 fn tiny(mode: Mode, method: Method, episodes: u64) -> TrainConfig {
     TrainConfig {
@@ -39,22 +39,6 @@ fn tiny(mode: Mode, method: Method, episodes: u64) -> TrainConfig {
         }),
         ..TrainConfig::default()
     }
-}
-
-fn train(start: RunStart) -> Vec<sla::train::EvalMetrics> {
-    let trainer = TrainerHandle::spawn(start, || {}).expect("spawn");
-    let mut metrics = Vec::new();
-    while let Some(event) = trainer.next_event() {
-        match event {
-            TrainerEvent::Snapshot(s) => metrics.push(s.metrics.clone()),
-            TrainerEvent::Finished(result) => {
-                result.expect("training succeeds");
-                break;
-            }
-            _ => {}
-        }
-    }
-    metrics
 }
 
 #[test]

@@ -41,3 +41,21 @@ pub fn sla(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Train on the trainer thread to the end, returning the metrics of every evaluation.
+pub fn train(start: sla::train::RunStart) -> Vec<sla::train::EvalMetrics> {
+    use sla::train::{TrainerEvent, TrainerHandle};
+    let trainer = TrainerHandle::spawn(start, || {}).expect("spawn");
+    let mut metrics = Vec::new();
+    while let Some(event) = trainer.next_event() {
+        match event {
+            TrainerEvent::Snapshot(s) => metrics.push(s.metrics.clone()),
+            TrainerEvent::Finished(result) => {
+                result.expect("training succeeds");
+                break;
+            }
+            _ => {}
+        }
+    }
+    metrics
+}

@@ -12,6 +12,8 @@ use sla::run;
 use sla::sla::{Mode, Objective, TransformPreset, TransformSet, transform::Expander};
 use sla::train::{RunStart, TrainerCommand, TrainerEvent, TrainerHandle, trainer};
 
+use crate::support::train;
+
 fn objective(mode: Mode, n: usize, m: usize) -> Objective {
     Objective {
         mode,
@@ -211,23 +213,6 @@ fn quick_config(mode: Mode, epochs: usize) -> TrainConfig {
         seed: 11,
         ..Default::default()
     }
-}
-
-/// Train synchronously to the end, returning the events' snapshots' metrics.
-fn train(start: RunStart) -> Vec<sla::train::EvalMetrics> {
-    let trainer = TrainerHandle::spawn(start, || {}).expect("spawn");
-    let mut metrics = Vec::new();
-    while let Some(event) = trainer.next_event() {
-        match event {
-            TrainerEvent::Snapshot(s) => metrics.push(s.metrics.clone()),
-            TrainerEvent::Finished(result) => {
-                result.expect("training succeeds");
-                break;
-            }
-            _ => {}
-        }
-    }
-    metrics
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::sla::TransformSet;
 use crate::sla::transform::Expander;
 use crate::train::TrainError;
 use crate::train::checkpoint::Checkpoint;
-use crate::train::setup::resolve_source;
+use crate::train::setup::{resolve_source, transforms_for};
 
 use super::FewShotConfig;
 use super::classes::load_class_splits;
@@ -74,15 +74,7 @@ pub fn build_episode_model(
     let fewshot = fewshot_of(config)?;
     let shape = data.base.shape;
     let device = crate::device::open_device(&config.device).map_err(TrainError::Device)?;
-    let transforms = config.transforms.set()?;
-    transforms.check_image_shape(shape.channels, shape.height, shape.width)?;
-    let expander = Expander::new(
-        &transforms,
-        shape.channels,
-        shape.height,
-        shape.width,
-        &device,
-    )?;
+    let (transforms, expander) = transforms_for(config, shape, &device)?;
     let mut vars = VarMap::new();
     let vb = seeded_var_builder(&vars, config.seed, DType::F32, &device);
     let net = Network::new(config.model, shape, &[], vb.clone())?;

@@ -4,7 +4,7 @@
 //! checkpoints with their fingerprint, exact resume) and speaks the same events, so the CLI and
 //! the app follow a few-shot run as any other.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -15,13 +15,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ConfigError, TrainConfig};
-use crate::run::{self, EpisodeStats, EvalMetrics, RunDir, TrainingSnapshot};
+use crate::run::{EpisodeStats, EvalMetrics, RunDir, TrainingSnapshot};
 use crate::train::checkpoint::{self, Fingerprint, TrainingState};
 use crate::train::commands::{self, Obeyed};
 use crate::train::optim::Sgd;
 use crate::train::schedule::learning_rate;
 use crate::train::setup::{fingerprint, named_parameters};
-use crate::train::trainer::{Opened, fresh_state, open_for_resume};
+use crate::train::trainer::{Opened, Progress, fresh_state, open_for_resume};
 use crate::train::{RunInfo, StepStats, Summary, TrainError, TrainerCommand, TrainerEvent};
 
 use super::FewShotConfig;
@@ -142,37 +142,6 @@ pub fn run_until(
         }
     }
     episodic.train(&mut sgd, &mut run_folder, commands, emit, progress)
-}
-
-/// The training loss since the last evaluation, and the newest metrics.
-struct Progress {
-    loss_sum: f64,
-    loss_count: usize,
-    final_metrics: Option<EvalMetrics>,
-}
-
-impl Progress {
-    /// Rebuilt from the logs on resume, as the standard trainer does.
-    fn since_last_evaluation(run_dir: &Path, step: u64) -> Result<Self, TrainError> {
-        let mut progress = Progress {
-            loss_sum: 0.0,
-            loss_count: 0,
-            final_metrics: None,
-        };
-        if step == 0 {
-            return Ok(progress);
-        }
-        let metrics = run::read_metrics(run_dir)?.records;
-        let evaluated = metrics.last().map_or(0, |m| m.step);
-        for record in run::read_steps(run_dir)?.records {
-            if record.step > evaluated && record.step <= step {
-                progress.loss_sum += record.loss;
-                progress.loss_count += 1;
-            }
-        }
-        progress.final_metrics = metrics.into_iter().last();
-        Ok(progress)
-    }
 }
 
 struct Episodic<'a> {

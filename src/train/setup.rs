@@ -168,15 +168,7 @@ pub fn build_model(
 ) -> Result<Model, TrainError> {
     config.validate()?;
     let device = crate::device::open_device(&config.device).map_err(TrainError::Device)?;
-    let transforms = config.transforms.set()?;
-    transforms.check_image_shape(shape.channels, shape.height, shape.width)?;
-    let expander = Expander::new(
-        &transforms,
-        shape.channels,
-        shape.height,
-        shape.width,
-        &device,
-    )?;
+    let (transforms, expander) = transforms_for(config, shape, &device)?;
     let objective = config.objective(num_classes, transforms.len());
     let mut vars = VarMap::new();
     let vb = seeded_var_builder(&vars, config.seed, DType::F32, &device);
@@ -192,6 +184,24 @@ pub fn build_model(
         vars,
         net,
     })
+}
+
+/// The config's transformation set, checked against images of `shape`, and its batch expander.
+pub fn transforms_for(
+    config: &TrainConfig,
+    shape: data::ImageShape,
+    device: &Device,
+) -> Result<(TransformSet, Expander), TrainError> {
+    let transforms = config.transforms.set()?;
+    transforms.check_image_shape(shape.channels, shape.height, shape.width)?;
+    let expander = Expander::new(
+        &transforms,
+        shape.channels,
+        shape.height,
+        shape.width,
+        device,
+    )?;
+    Ok((transforms, expander))
 }
 
 impl Model {

@@ -372,17 +372,17 @@ pub fn run_until(
     )
 }
 
-/// What the loop carries between evaluations.
-struct Progress {
-    loss_sum: f64,
-    loss_count: usize,
-    final_metrics: Option<EvalMetrics>,
+/// What the loop carries between evaluations (the standard and the episodic trainer alike).
+pub(crate) struct Progress {
+    pub loss_sum: f64,
+    pub loss_count: usize,
+    pub final_metrics: Option<EvalMetrics>,
 }
 
 impl Progress {
     /// Rebuilt from the logs when resuming, so the first evaluation after a resume reports the same
     /// mean training loss as an uninterrupted run would.
-    fn since_last_evaluation(run_dir: &Path, step: u64) -> Result<Self, TrainError> {
+    pub(crate) fn since_last_evaluation(run_dir: &Path, step: u64) -> Result<Self, TrainError> {
         let mut progress = Progress {
             loss_sum: 0.0,
             loss_count: 0,
