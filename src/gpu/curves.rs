@@ -274,6 +274,33 @@ fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     (first..=last).map(|i| i as f64 * step).collect()
 }
 
+/// Ticks of a log axis over [lo, hi] (0 < lo < hi): whole decades when at least three fall
+/// inside (every k-th decade for wide ranges, at most about eight); else 1, 2 and 5 times each
+/// power of ten, which a range of one or two decades holds three or more of (a loss from 2 to 30
+/// has the decade 10 alone, but 2, 5, 10 and 20); else, for a range under about a factor of 2.5,
+/// evenly spaced nice values.
+fn log_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    let (a, b) = (lo.log10(), hi.log10());
+    if !(a.is_finite() && b.is_finite() && b > a) {
+        return Vec::new();
+    }
+    let step = ((b - a) / 8.0).ceil().max(1.0);
+    let decades: Vec<f64> = ((a / step).ceil() as i64..=(b / step).floor() as i64)
+        .map(|k| 10f64.powf(k as f64 * step))
+        .collect();
+    if decades.len() >= 3 {
+        return decades;
+    }
+    let one_two_five: Vec<f64> = (a.floor() as i32..=b.floor() as i32)
+        .flat_map(|k| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(k)))
+        .filter(|v| (lo..=hi).contains(v))
+        .collect();
+    if one_two_five.len() >= 3 {
+        return one_two_five;
+    }
+    nice_ticks(lo, hi, target)
+}
+
 /// The view resolved against the data: shader parameters plus the axes egui labels.
 fn resolve(
     view: &CurvesView,
@@ -353,14 +380,8 @@ fn resolve(
         plot_width,
     );
     let y_target = (plot_height / 60).clamp(2, 8) as usize;
-    let y_values = if view.log_y && y1 - y0 >= 1.0 {
-        // Whole decades, at most about eight of them.
-        let step = ((y1 - y0) / 8.0).ceil().max(1.0);
-        ((y0 / step).ceil() as i64..=(y1 / step).floor() as i64)
-            .map(|k| 10f64.powf(k as f64 * step))
-            .collect()
-    } else if view.log_y {
-        nice_ticks(unlog(y0), unlog(y1), y_target)
+    let y_values = if view.log_y {
+        log_ticks(unlog(y0), unlog(y1), y_target)
     } else {
         nice_ticks(y0, y1, y_target)
     };
@@ -746,4 +767,35 @@ fn reference_pixel(
         colour[3] = 1.0;
     }
     colour
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-9 * y.abs())
+    }
+
+    #[test]
+    fn a_log_axis_always_gets_several_ticks() {
+        // Many decades: whole ones; every third of eighteen, to keep about eight.
+        assert!(close(
+            &log_ticks(1e-3, 1e2, 5),
+            &[1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0]
+        ));
+        assert!(close(
+            &log_ticks(1e-9, 1e9, 5),
+            &[1e-9, 1e-6, 1e-3, 1.0, 1e3, 1e6, 1e9]
+        ));
+        // A loss from 2 to 30 holds one decade only: 1-2-5 steps instead.
+        assert!(close(&log_ticks(2.0, 30.0, 5), &[2.0, 5.0, 10.0, 20.0]));
+        assert!(close(&log_ticks(0.3, 4.0, 5), &[0.5, 1.0, 2.0]));
+        // Under a factor of 2.5: evenly spaced values.
+        assert!(close(&log_ticks(1.1, 1.9, 4), &[1.2, 1.4, 1.6, 1.8]));
+        assert!(log_ticks(0.0, 1.0, 4).is_empty());
+    }
 }
