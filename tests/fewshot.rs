@@ -157,6 +157,14 @@ fn a_tiny_sla_protonet_run_beats_chance_on_novel_classes() {
     assert_eq!(again.single_acc, last.single_acc);
     assert_eq!(again.agg_acc, last.agg_acc);
 
+    // `sla eval` is for standard runs and says which command to use.
+    let (ok, _, err) = sla(&["eval", "--run", run_arg]);
+    assert!(!ok);
+    assert!(
+        err.contains("is a few-shot run: evaluate it on test episodes with `sla fewshot eval"),
+        "{err}"
+    );
+
     // `sla fewshot table` over the folder: the run's last evaluation, to two decimals.
     let (ok, out, err) = sla(&["fewshot", "table", dir.path().to_str().expect("utf-8 path")]);
     assert!(ok, "{err}");

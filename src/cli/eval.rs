@@ -38,6 +38,13 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut config = read_config(&args.run)?;
+    if config.fewshot.is_some() {
+        anyhow::bail!(
+            "{} is a few-shot run: evaluate it on test episodes with `sla fewshot eval --run {}`",
+            args.run.display(),
+            args.run.display()
+        );
+    }
     if let Some(kind) = args.dataset {
         config.dataset.kind = kind;
         config.dataset.dir = args.data_dir.clone();
