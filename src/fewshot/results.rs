@@ -137,7 +137,7 @@ pub fn results_markdown(runs: &[FewShotRun], command: &str) -> String {
     let _ = writeln!(
         text,
         "\nEvery run, with the 95 % confidence interval of its mean over test episodes \
-         (1.96·σ/√episodes):\n\n| run | mode | seed | test episodes | SI | AG | training time (s) |\n|---|---|---|---|---|---|---|"
+         (1.96·σ/√episodes), and its time from the first episode to the end of its last evaluation:\n\n| run | mode | seed | test episodes | SI | AG | time (s) |\n|---|---|---|---|---|---|---|"
     );
     for run in runs {
         let episodes = run.metrics.episodes;
