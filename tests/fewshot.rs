@@ -3,9 +3,6 @@
 //! resumed run ends bit for bit where an uninterrupted one does, and shapes the data cannot fill
 //! are explained.
 
-use std::path::Path;
-
-use candle_core::Device;
 use sla::config::{TrainConfig, TransformChoice};
 use sla::fewshot::{FewShotConfig, Method};
 use sla::model::ModelKind;
@@ -13,7 +10,7 @@ use sla::run;
 use sla::sla::{Mode, TransformPreset};
 use sla::train::{RunStart, TrainerCommand, TrainerEvent, trainer};
 
-use crate::support::{sla, train};
+use crate::support::{sla, train, weight_bits};
 
 fn tiny(mode: Mode, method: Method, episodes: u64) -> TrainConfig {
     TrainConfig {
@@ -179,21 +176,6 @@ fn a_tiny_sla_protonet_run_beats_chance_on_novel_classes() {
     );
 }
 
-fn weights(run: &Path) -> Vec<(String, Vec<u32>)> {
-    let checkpoint = sla::train::checkpoint::require(run).expect("checkpoint");
-    let tensors =
-        candle_core::safetensors::load(checkpoint.model_path(), &Device::Cpu).expect("weights");
-    let mut named: Vec<(String, Vec<u32>)> = tensors
-        .into_iter()
-        .map(|(k, t)| {
-            let values: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).expect("values");
-            (k, values.iter().map(|v| v.to_bits()).collect())
-        })
-        .collect();
-    named.sort();
-    named
-}
-
 #[test]
 fn a_resumed_ridge_run_ends_with_the_weights_of_an_uninterrupted_one() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -230,7 +212,7 @@ fn a_resumed_ridge_run_ends_with_the_weights_of_an_uninterrupted_one() {
     train(RunStart::Resume {
         run_dir: parted.clone(),
     });
-    let (a, b) = (weights(&whole), weights(&parted));
+    let (a, b) = (weight_bits(&whole), weight_bits(&parted));
     assert!(
         a.iter().any(|(name, _)| name == "head.scale"),
         "the ridge head's scale is a trained, saved parameter"

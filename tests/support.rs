@@ -59,3 +59,20 @@ pub fn train(start: sla::train::RunStart) -> Vec<sla::train::EvalMetrics> {
     }
     metrics
 }
+
+/// Every weight of a run's checkpoint, by name, as bits (for bit-for-bit comparisons).
+pub fn weight_bits(run: &std::path::Path) -> Vec<(String, Vec<u32>)> {
+    let checkpoint = sla::train::checkpoint::require(run).expect("checkpoint");
+    let tensors =
+        candle_core::safetensors::load(checkpoint.model_path(), &candle_core::Device::Cpu)
+            .expect("weights");
+    let mut named: Vec<(String, Vec<u32>)> = tensors
+        .into_iter()
+        .map(|(k, t)| {
+            let values: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).expect("values");
+            (k, values.iter().map(|v| v.to_bits()).collect())
+        })
+        .collect();
+    named.sort();
+    named
+}

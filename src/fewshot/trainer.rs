@@ -21,7 +21,7 @@ use crate::train::commands::{self, Obeyed};
 use crate::train::optim::Sgd;
 use crate::train::schedule::learning_rate;
 use crate::train::setup::{fingerprint, named_parameters};
-use crate::train::trainer::{Opened, Progress, fresh_state, open_for_resume};
+use crate::train::trainer::{Opened, Progress, fresh_state, open_for_resume, save_after_logs};
 use crate::train::{RunInfo, StepStats, Summary, TrainError, TrainerCommand, TrainerEvent};
 
 use super::FewShotConfig;
@@ -184,21 +184,13 @@ impl Episodic<'_> {
         run_folder: &mut RunDir,
         pending_evaluation: bool,
     ) -> Result<(), TrainError> {
-        run_folder.sync()?;
         let state = TrainingState {
             step: self.step,
             seed: self.config.seed,
             elapsed_s: self.elapsed(),
             pending_evaluation,
         };
-        checkpoint::save(
-            run_folder.path(),
-            &self.model.vars,
-            sgd.buffers(),
-            &state,
-            self.fingerprint,
-        )?;
-        Ok(())
+        save_after_logs(run_folder, &self.model.vars, sgd, &state, self.fingerprint)
     }
 
     fn train(

@@ -440,21 +440,13 @@ impl Loop<'_> {
         run_folder: &mut RunDir,
         pending_evaluation: bool,
     ) -> Result<(), TrainError> {
-        // The logs must hold every step the checkpoint claims before the checkpoint claims it.
-        run_folder.sync()?;
         let state = TrainingState {
             step: self.step,
             seed: self.config.seed,
             elapsed_s: self.elapsed(),
             pending_evaluation,
         };
-        checkpoint::save(
-            run_folder.path(),
-            &self.model.vars,
-            sgd.buffers(),
-            &state,
-            self.fingerprint,
-        )?;
+        save_after_logs(run_folder, &self.model.vars, sgd, &state, self.fingerprint)?;
         self.last_checkpoint = self.step;
         Ok(())
     }
@@ -721,6 +713,20 @@ fn snapshot_from(
         train_class_counts: train_class_counts.to_vec(),
         top_losses: eval.top_losses,
     }
+}
+
+/// Save a checkpoint of `state` in the run folder, the standard and the episodic trainer alike.
+pub(crate) fn save_after_logs(
+    run_folder: &mut RunDir,
+    vars: &candle_nn::VarMap,
+    sgd: &Sgd,
+    state: &TrainingState,
+    fingerprint: &Fingerprint,
+) -> Result<(), TrainError> {
+    // The logs must hold every step the checkpoint claims before the checkpoint claims it.
+    run_folder.sync()?;
+    checkpoint::save(run_folder.path(), vars, sgd.buffers(), state, fingerprint)?;
+    Ok(())
 }
 
 /// Whether `dir` holds a run that can be resumed (one with a checkpoint).
