@@ -190,6 +190,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             xs: None,
             colour: category_colour(i),
             smooth: true,
+            low: None,
         })
         .collect();
     let input = CurvesInput {

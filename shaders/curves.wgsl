@@ -28,9 +28,11 @@ struct SeriesInfo {
     x_offset: u32,
     len: u32,
     colour: u32,
+    low_offset: u32,
 }
 
 const IMPLICIT_X: u32 = 0xffffffffu;
+const NO_BAND: u32 = 0xffffffffu;
 // Inputs at or above this are missing points; the CPU replaces non-finite values with it.
 const MISSING: f32 = 3.0e38;
 const LOG10_2: f32 = 0.30102999566398120;
@@ -51,9 +53,9 @@ fn x_at(s: SeriesInfo, i: u32) -> f32 {
     return xs[s.x_offset + i];
 }
 
-// The plotted y (log10 on a log axis), or MISSING.
-fn y_at(s: SeriesInfo, i: u32) -> f32 {
-    let y = ys[s.y_offset + i];
+// The plotted y of point i of the line starting at `offset` in `ys` (log10 on a log axis), or MISSING.
+fn y_at(offset: u32, i: u32) -> f32 {
+    let y = ys[offset + i];
     if y >= MISSING {
         return MISSING;
     }
@@ -82,12 +84,12 @@ fn lower_bound(s: SeriesInfo, x: f32) -> u32 {
 }
 
 // The polyline's y where it crosses x, between points i - 1 and i; MISSING if either is.
-fn crossing(s: SeriesInfo, i: u32, x: f32) -> f32 {
+fn crossing(s: SeriesInfo, offset: u32, i: u32, x: f32) -> f32 {
     if i == 0u || i >= s.len {
         return MISSING;
     }
-    let ya = y_at(s, i - 1u);
-    let yb = y_at(s, i);
+    let ya = y_at(offset, i - 1u);
+    let yb = y_at(offset, i);
     if ya >= MISSING || yb >= MISSING {
         return MISSING;
     }
@@ -106,8 +108,34 @@ fn to_pixel(y: f32) -> f32 {
     return clamp(top + (params.y_top - y) * params.y_scale, top - margin, top + f32(params.plot_height) + margin);
 }
 
+// The (min, max) of the line at `offset` over points first..end and where it enters at x0 and leaves
+// at x1; (MISSING, -MISSING) when it has nothing there.
+fn column_range(s: SeriesInfo, offset: u32, first: u32, end: u32, x0: f32, x1: f32) -> vec2<f32> {
+    var lo = MISSING;
+    var hi = -MISSING;
+    for (var i = first; i < end; i++) {
+        let y = y_at(offset, i);
+        if y < MISSING {
+            lo = min(lo, y);
+            hi = max(hi, y);
+        }
+    }
+    let enter = crossing(s, offset, first, x0);
+    if enter < MISSING {
+        lo = min(lo, enter);
+        hi = max(hi, enter);
+    }
+    let leave = crossing(s, offset, end, x1);
+    if leave < MISSING {
+        lo = min(lo, leave);
+        hi = max(hi, leave);
+    }
+    return vec2<f32>(lo, hi);
+}
+
 // One invocation per (plot column, series): the min and max of the polyline over the column's x interval,
 // i.e. of the points inside it and of the line where it enters and leaves, so no spike is ever dropped.
+// A band covers everything from its low line's min to its high line's max, so the column is filled.
 @compute @workgroup_size(LINEAR_WORKGROUP_SIZE)
 fn reduce(@builtin(global_invocation_id) id: vec3<u32>) {
     let column = id.x;
@@ -120,25 +148,13 @@ fn reduce(@builtin(global_invocation_id) id: vec3<u32>) {
     let x1 = params.x_origin + f32(column + 1u) * params.x_step;
     let first = lower_bound(s, x0);
     let end = lower_bound(s, x1);
-    var lo = MISSING;
-    var hi = -MISSING;
-    for (var i = first; i < end; i++) {
-        let y = y_at(s, i);
-        if y < MISSING {
-            lo = min(lo, y);
-            hi = max(hi, y);
-        }
+    var range = column_range(s, s.y_offset, first, end, x0, x1);
+    if s.low_offset != NO_BAND {
+        let low = column_range(s, s.low_offset, first, end, x0, x1);
+        range = vec2<f32>(min(range.x, low.x), max(range.y, low.y));
     }
-    let enter = crossing(s, first, x0);
-    if enter < MISSING {
-        lo = min(lo, enter);
-        hi = max(hi, enter);
-    }
-    let leave = crossing(s, end, x1);
-    if leave < MISSING {
-        lo = min(lo, leave);
-        hi = max(hi, leave);
-    }
+    let lo = range.x;
+    let hi = range.y;
     var span = vec2<f32>(1.0, -1.0);
     if lo <= hi {
         span = vec2<f32>(to_pixel(hi), to_pixel(lo));

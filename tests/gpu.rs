@@ -807,6 +807,7 @@ fn a_flat_line_lands_on_the_hand_computed_rows() {
             xs: None,
             colour: [255, 255, 255, 255],
             smooth: true,
+            low: None,
         }],
         smoothing: 0.0,
         raw_shadow: false,
@@ -861,6 +862,7 @@ fn a_single_spike_in_a_million_points_survives_downsampling() {
             xs: None,
             colour: [255, 0, 0, 255],
             smooth: true,
+            low: None,
         }],
         smoothing: 0.0,
         raw_shadow: false,
@@ -893,6 +895,69 @@ fn a_single_spike_in_a_million_points_survives_downsampling() {
     assert_matches("curves_spike", &gpu, &cpu, width, CURVES_TOLERANCE);
 }
 
+#[test]
+fn a_band_fills_between_its_low_and_high_lines_and_only_there() {
+    // Two evaluations: the interval 0.3–0.5 at x = 0 widening to 0.2–0.8 at x = 10, over a black
+    // plot of 0..1 (row = 100 · (1 − y)).
+    let (high, low) = ([0.5f32, 0.8], [0.3f32, 0.2]);
+    let xs = [0.0f32, 10.0];
+    let mut style = ViewStyle::dark();
+    style.background = [0, 0, 0, 255];
+    let band = [0, 0, 255, 255];
+    let input = CurvesInput {
+        series: vec![Series {
+            ys: &high,
+            xs: Some(&xs),
+            colour: band,
+            smooth: false,
+            low: Some(&low),
+        }],
+        smoothing: 0.0,
+        raw_shadow: false,
+        view: CurvesView {
+            y_range: Some((0.0, 1.0)),
+            margins: no_margins(),
+            line_width: 1.0,
+            style,
+            ..CurvesView::default()
+        },
+    };
+    let (width, height) = (100, 100);
+    let mut renderer = CurvesRenderer::new(&ctx().device);
+    let mut axes = None;
+    let gpu = render_with(width, height, |ctx, enc, t| {
+        axes = Some(renderer.render(ctx, enc, &input, t)?);
+        Ok(())
+    });
+    let axes = axes.expect("axes");
+    let on_grid = |x: u32, y: u32| {
+        axes.x_ticks.iter().any(|t| t.pixel == x) || axes.y_ticks.iter().any(|t| t.pixel == y)
+    };
+    // Column 50 is at x = 5: the band runs from y = 0.65 (row 35) down to y = 0.25 (row 75).
+    let column = 50;
+    let filled = |y: u32| pixel(&gpu, width, column, y)[..3] == band[..3];
+    for y in (38..73).filter(|&y| !on_grid(column, y)) {
+        assert!(filled(y), "row {y} inside the band is not filled");
+    }
+    for y in [5, 25, 85, 95].into_iter().filter(|&y| !on_grid(column, y)) {
+        assert!(!filled(y), "row {y} outside the band is filled");
+    }
+    let cpu = curves::reference_image(&input, width, height).expect("reference");
+    assert_matches("curves_band", &gpu, &cpu, width, CURVES_TOLERANCE);
+    // The same high values as a plain line leave the inside empty: the fill is the band's doing.
+    let line = CurvesInput {
+        series: vec![Series {
+            low: None,
+            ..input.series[0]
+        }],
+        ..input.clone()
+    };
+    let gpu_line = render_with(width, height, |ctx, enc, t| {
+        renderer.render(ctx, enc, &line, t).map(|_| ())
+    });
+    assert_ne!(pixel(&gpu_line, width, column, 55)[..3], band[..3]);
+}
+
 fn noisy_series(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng(seed);
     (0..len)
@@ -916,18 +981,21 @@ fn several_series_with_gaps_sparse_x_log_y_and_smoothing_match_reference() {
                     xs: None,
                     colour: category_colour(0),
                     smooth: true,
+                    low: None,
                 },
                 Series {
                     ys: &gappy,
                     xs: None,
                     colour: [255, 127, 14, 180],
                     smooth: false,
+                    low: None,
                 },
                 Series {
                     ys: &sparse_y,
                     xs: Some(&sparse_x),
                     colour: category_colour(2),
                     smooth: true,
+                    low: None,
                 },
             ],
             smoothing,
@@ -967,6 +1035,7 @@ fn curves_reject_descending_x() {
             xs: Some(&xs),
             colour: [255; 4],
             smooth: true,
+            low: None,
         }],
         smoothing: 0.0,
         raw_shadow: false,
@@ -995,6 +1064,7 @@ fn renderers_reuse_and_grow_their_buffers_across_frames_and_targets() {
                 xs: None,
                 colour: category_colour(3),
                 smooth: true,
+                low: None,
             }],
             smoothing: 0.5,
             raw_shadow: false,
@@ -1066,12 +1136,14 @@ fn an_annotated_chart_labels_title_ticks_and_legend_and_leaves_the_plot_untouche
                 xs: Some(&steps),
                 colour: category_colour(0),
                 smooth: false,
+                low: None,
             },
             Series {
                 ys: &sla,
                 xs: Some(&steps),
                 colour: category_colour(1),
                 smooth: false,
+                low: None,
             },
         ],
         smoothing: 0.0,

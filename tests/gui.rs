@@ -1345,9 +1345,8 @@ fn the_few_shot_setting_trains_episodes_in_the_app_with_confidence_bands() {
         .collect();
     for bound in [
         "training episodes",
-        "single − 95% CI",
-        "single + 95% CI",
-        "aggregated − 95% CI",
+        "single 95% CI",
+        "aggregated 95% CI",
     ] {
         assert!(accuracy.iter().any(|n| n == bound), "{accuracy:?}");
     }

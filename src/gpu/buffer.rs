@@ -4,8 +4,11 @@ use eframe::wgpu;
 
 use super::{GpuContext, GpuError};
 
-/// Storage buffers may not be empty; small ones get at least this many bytes.
-const MIN_SIZE: u64 = 16;
+/// Storage buffers may not be empty, and a shader's array needs room for one element even when
+/// there is no data: small buffers get at least this many bytes.
+const MIN_SIZE: u64 = 32;
+
+const _: () = assert!(size_of::<super::gpu_data::SeriesInfo>() as u64 <= MIN_SIZE);
 
 #[derive(Debug)]
 pub(crate) struct GrowableBuffer {

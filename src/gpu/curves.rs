@@ -9,7 +9,7 @@
 use eframe::wgpu;
 
 use super::buffer::GrowableBuffer;
-use super::gpu_data::{CurvesParams, IMPLICIT_X, MAX_TICKS, MISSING, SeriesInfo};
+use super::gpu_data::{CurvesParams, IMPLICIT_X, MAX_TICKS, MISSING, NO_BAND, SeriesInfo};
 use super::{
     GpuContext, GpuError, LINEAR_WORKGROUP_SIZE, RenderTarget, ViewStyle, pack_rgba, unorm8,
     unpack_rgba,
@@ -26,6 +26,8 @@ pub struct Series<'a> {
     pub colour: [u8; 4],
     /// Whether the chart's smoothing applies (per-step losses: yes; a few evaluation points: no).
     pub smooth: bool,
+    /// A band instead of a line: filled from `low` up to `ys` (at the same x), in `colour`.
+    pub low: Option<&'a [f32]>,
 }
 
 /// Pixels around the plot area, left for axis labels: egui draws them over the texture in the app,
@@ -180,6 +182,15 @@ impl Prepared {
         self.bounds = Bounds::default();
         let mut x_offsets = Vec::with_capacity(series.len());
         for s in series {
+            if let Some(low) = s.low
+                && low.len() != s.ys.len()
+            {
+                return Err(GpuError::InvalidInput(format!(
+                    "a band has {} high and {} low values",
+                    s.ys.len(),
+                    low.len()
+                )));
+            }
             let Some(xs) = s.xs else {
                 x_offsets.push(IMPLICIT_X);
                 if !s.ys.is_empty() {
@@ -213,11 +224,11 @@ impl Prepared {
                 let [r, g, b, a] = s.colour;
                 // Faded so the smoothed line reads first; the raw data stays visible as context.
                 let faded = [r, g, b, (f32::from(a) * 0.3).round() as u8];
-                self.push(s.ys, x_offset, faded, None)?;
+                self.push(s, x_offset, faded, None)?;
             }
         }
         for (s, &x_offset) in series.iter().zip(&x_offsets) {
-            self.push(s.ys, x_offset, s.colour, smoothed(s).then_some(smoothing))?;
+            self.push(s, x_offset, s.colour, smoothed(s).then_some(smoothing))?;
         }
         count_u32(self.ys.len(), "y values")?;
         Ok(())
@@ -225,11 +236,28 @@ impl Prepared {
 
     fn push(
         &mut self,
-        ys: &[f32],
+        series: &Series<'_>,
         x_offset: u32,
         colour: [u8; 4],
         smoothing: Option<f32>,
     ) -> Result<(), GpuError> {
+        let y_offset = self.append(series.ys, smoothing)?;
+        let low_offset = match series.low {
+            Some(low) => self.append(low, smoothing)?,
+            None => NO_BAND,
+        };
+        self.infos.push(SeriesInfo {
+            y_offset,
+            x_offset,
+            len: count_u32(series.ys.len(), "points")?,
+            colour: pack_rgba(colour),
+            low_offset,
+        });
+        Ok(())
+    }
+
+    /// Appends one line's y values (smoothed if asked), widening the bounds; returns its offset.
+    fn append(&mut self, ys: &[f32], smoothing: Option<f32>) -> Result<u32, GpuError> {
         let y_offset = count_u32(self.ys.len(), "y values")?;
         let start = self.ys.len();
         match smoothing {
@@ -246,13 +274,7 @@ impl Prepared {
                 *y = MISSING;
             }
         }
-        self.infos.push(SeriesInfo {
-            y_offset,
-            x_offset,
-            len: count_u32(ys.len(), "points")?,
-            colour: pack_rgba(colour),
-        });
-        Ok(())
+        Ok(y_offset)
     }
 }
 
@@ -660,8 +682,8 @@ fn reference_span(p: &CurvesParams, data: &Prepared, s: &SeriesInfo, column: u32
             data.xs[(s.x_offset + i) as usize]
         }
     };
-    let y_at = |i: u32| {
-        let y = data.ys[(s.y_offset + i) as usize];
+    let y_at = |offset: u32, i: u32| {
+        let y = data.ys[(offset + i) as usize];
         match y {
             y if y >= MISSING => MISSING,
             y if p.log_y != 0 && y <= 0.0 => MISSING,
@@ -681,11 +703,11 @@ fn reference_span(p: &CurvesParams, data: &Prepared, s: &SeriesInfo, column: u32
         }
         lo
     };
-    let crossing = |i: u32, x: f32| {
+    let crossing = |offset: u32, i: u32, x: f32| {
         if i == 0 || i >= s.len {
             return MISSING;
         }
-        let (ya, yb) = (y_at(i - 1), y_at(i));
+        let (ya, yb) = (y_at(offset, i - 1), y_at(offset, i));
         if ya >= MISSING || yb >= MISSING {
             return MISSING;
         }
@@ -704,12 +726,19 @@ fn reference_span(p: &CurvesParams, data: &Prepared, s: &SeriesInfo, column: u32
     let x1 = p.x_origin + (column + 1) as f32 * p.x_step;
     let (first, end) = (lower_bound(x0), lower_bound(x1));
     let (mut lo, mut hi) = (MISSING, -MISSING);
-    let values = (first..end)
-        .map(y_at)
-        .chain([crossing(first, x0), crossing(end, x1)]);
-    for y in values.filter(|&y| y < MISSING) {
-        lo = lo.min(y);
-        hi = hi.max(y);
+    // A band covers its low line too, and everything between.
+    let lines = [
+        Some(s.y_offset),
+        (s.low_offset != NO_BAND).then_some(s.low_offset),
+    ];
+    for offset in lines.into_iter().flatten() {
+        let values = (first..end)
+            .map(|i| y_at(offset, i))
+            .chain([crossing(offset, first, x0), crossing(offset, end, x1)]);
+        for y in values.filter(|&y| y < MISSING) {
+            lo = lo.min(y);
+            hi = hi.max(y);
+        }
     }
     if lo <= hi {
         [to_pixel(hi), to_pixel(lo)]

@@ -313,6 +313,7 @@ pub fn render_per_class(
                 xs: None,
                 colour: category_colour(i),
                 smooth: false,
+                low: None,
             })
             .collect(),
         smoothing: 0.0,
@@ -409,6 +410,7 @@ pub fn render_mode_curves(
                     xs: Some(xs),
                     colour: category_colour(i),
                     smooth,
+                    low: None,
                 }
             })
             .collect()

@@ -99,9 +99,14 @@ pub struct SeriesInfo {
     pub x_offset: u32,
     pub len: u32,
     pub colour: u32,
+    /// A band's low line in the y buffer (same x and length), `NO_BAND` for a plain line.
+    pub low_offset: u32,
 }
 
-const _: () = assert!(size_of::<SeriesInfo>() == 16);
+const _: () = assert!(size_of::<SeriesInfo>() == 20);
+
+/// `SeriesInfo::low_offset` of a line that is not a band.
+pub const NO_BAND: u32 = u32::MAX;
 
 /// `SeriesInfo::x_offset` of a series whose x is its index.
 pub const IMPLICIT_X: u32 = u32::MAX;

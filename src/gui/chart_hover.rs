@@ -63,27 +63,30 @@ impl ReadoutAxes<'_> {
 /// The read-out at data x: a header naming the x of the nearest point of any series (step and
 /// epoch), then one "name value" line per series with a finite point, in chart order.
 pub fn readout(chart: &Chart, x: f64, axes: ReadoutAxes<'_>) -> Option<String> {
-    let nearest: Vec<(&str, f32, f32)> = chart
+    let nearest: Vec<(&str, f32, String)> = chart
         .series
         .iter()
         .filter_map(|series| {
             let index = nearest_index(&series.xs, x)?;
             let y = *series.ys.get(index)?;
+            let value = |v: f32| number_format::significant(f64::from(v), 4);
+            // A band reads as its interval, low to high.
+            let text = match &series.low {
+                Some(low) => format!("{}–{}", value(*low.get(index)?), value(y)),
+                None => value(y),
+            };
             y.is_finite()
-                .then(|| (series.name.as_str(), series.xs[index], y))
+                .then(|| (series.name.as_str(), series.xs[index], text))
         })
         .collect();
-    let step = nearest.iter().map(|&(_, sx, _)| sx).min_by(|a, b| {
+    let step = nearest.iter().map(|(_, sx, _)| *sx).min_by(|a, b| {
         (f64::from(*a) - x)
             .abs()
             .total_cmp(&(f64::from(*b) - x).abs())
     })?;
     let mut text = axes.header(f64::from(step));
-    for (name, sx, y) in nearest {
-        text.push_str(&format!(
-            "\n{name} {}",
-            number_format::significant(f64::from(y), 4)
-        ));
+    for (name, sx, value) in nearest {
+        text.push_str(&format!("\n{name} {value}"));
         if let Some(note) = axes.note(name, sx, step) {
             text.push_str(&note);
         }
@@ -146,6 +149,7 @@ mod tests {
                     ys: vec![2.5, 2.0, 1.5, 1.25],
                     colour: [0; 4],
                     smooth: true,
+                    low: None,
                 },
                 ChartSeries {
                     name: "test loss".into(),
@@ -153,6 +157,7 @@ mod tests {
                     ys: vec![2.25, f32::NAN],
                     colour: [0; 4],
                     smooth: false,
+                    low: None,
                 },
             ],
         }
@@ -184,6 +189,25 @@ mod tests {
                 ReadoutAxes::Run(&XAxis::default())
             ),
             None
+        );
+    }
+
+    #[test]
+    fn a_band_reads_as_its_interval() {
+        let band = Chart {
+            kind: ChartKind::Accuracy,
+            series: vec![ChartSeries {
+                name: "single 95% CI".into(),
+                xs: vec![10.0, 20.0],
+                ys: vec![0.54, 0.77],
+                colour: [0; 4],
+                smooth: false,
+                low: Some(vec![0.46, 0.73]),
+            }],
+        };
+        assert_eq!(
+            readout(&band, 19.0, ReadoutAxes::Run(&XAxis::default())).as_deref(),
+            Some("step 20\nsingle 95% CI 0.73–0.77")
         );
     }
 
@@ -236,6 +260,7 @@ mod tests {
             ys: vec![2.0, 1.5, 1.25, 1.0],
             colour: [0; 4],
             smooth: true,
+            low: None,
         };
         let chart = Chart {
             kind: ChartKind::Loss,

@@ -9,8 +9,9 @@ use crate::gpu::style::category_colour;
 /// Alpha of the per-view accuracy lines: context for the headline lines, drawn under them.
 const VIEW_ALPHA: u8 = 120;
 
-/// Alpha of the confidence-interval bounds of few-shot accuracies.
-const BAND_ALPHA: u8 = 90;
+/// Alpha of the confidence-interval bands of few-shot accuracies: the headline line must stay
+/// readable inside its band.
+const BAND_ALPHA: u8 = 60;
 
 /// What a chart plots; its title and how a viewer scales it follow from this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct ChartSeries {
     pub colour: [u8; 4],
     /// Whether smoothing applies (per-step losses, not evaluation points).
     pub smooth: bool,
+    /// A band instead of a line: filled from these values up to `ys`.
+    pub low: Option<Vec<f32>>,
 }
 
 impl ChartSeries {
@@ -55,6 +58,7 @@ impl ChartSeries {
             xs: Some(&self.xs),
             colour: self.colour,
             smooth: self.smooth,
+            low: self.low.as_deref(),
         }
     }
 }
@@ -87,6 +91,7 @@ impl RunHistory {
             ys: values.iter().map(|v| v.1).collect(),
             colour,
             smooth,
+            low: None,
         };
         let loss = Chart {
             kind: ChartKind::Loss,
@@ -98,6 +103,7 @@ impl RunHistory {
                     ys: eval(&|m| Some(m.eval_loss)),
                     colour: category_colour(1),
                     smooth: false,
+                    low: None,
                 },
             ],
         };
@@ -120,6 +126,7 @@ impl RunHistory {
                     ys: eval(pick),
                     colour: category_colour(index),
                     smooth: false,
+                    low: None,
                 });
             }
         }
@@ -133,8 +140,8 @@ impl RunHistory {
                 true,
             ));
         }
-        // Few-shot accuracies are means over test episodes: their 95 % intervals bound a band of
-        // two faint lines in the headline's colour.
+        // Few-shot accuracies are means over test episodes: their 95 % intervals are faint bands
+        // in the headline's colour.
         let intervals: [(&str, usize, Pick<'_>, Pick<'_>); 2] = [
             ("single", 0, &|m| Some(m.single_acc), &|m| {
                 m.episodes.map(|e| e.single_ci95)
@@ -148,15 +155,14 @@ impl RunHistory {
                 continue;
             }
             let [r, g, b, _] = category_colour(index);
-            for (bound, sign) in [("−", -1.0), ("+", 1.0)] {
-                accuracy.series.push(ChartSeries {
-                    name: format!("{name} {bound} 95% CI"),
-                    xs: eval_steps.clone(),
-                    ys: eval(&|m| Some(mean(m)? + sign * half_width(m)?)),
-                    colour: [r, g, b, BAND_ALPHA],
-                    smooth: false,
-                });
-            }
+            accuracy.series.push(ChartSeries {
+                name: format!("{name} 95% CI"),
+                xs: eval_steps.clone(),
+                ys: eval(&|m| Some(mean(m)? + half_width(m)?)),
+                colour: [r, g, b, BAND_ALPHA],
+                smooth: false,
+                low: Some(eval(&|m| Some(mean(m)? - half_width(m)?))),
+            });
         }
         let views = metrics
             .iter()
@@ -174,6 +180,7 @@ impl RunHistory {
                 ys: eval(&|m| m.per_transform_acc.get(j).copied()),
                 colour: [r, g, b, VIEW_ALPHA],
                 smooth: false,
+                low: None,
             });
         }
         let learning_rate = Chart {
@@ -289,10 +296,15 @@ mod tests {
                 .find(|s| s.name == name)
                 .unwrap_or_else(|| panic!("no {name} line"))
         };
-        assert_eq!(line("single − 95% CI").ys, [0.46, 0.73]);
-        assert_eq!(line("single + 95% CI").ys, [0.54, 0.77]);
-        assert_eq!(line("aggregated + 95% CI").ys, [0.57, 0.81]);
-        assert_eq!(line("single − 95% CI").xs, [10.0, 20.0]);
+        // Each interval is one band: its high values are the line, its low values the fill's floor.
+        let single = line("single 95% CI");
+        assert_eq!(single.low.as_deref(), Some(&[0.46, 0.73][..]));
+        assert_eq!(single.ys, [0.54, 0.77]);
+        assert_eq!(single.xs, [10.0, 20.0]);
+        let aggregated = line("aggregated 95% CI");
+        assert_eq!(aggregated.ys, [0.57, 0.81]);
+        assert_eq!(aggregated.low.as_deref(), Some(&[0.53, 0.79][..]));
+        assert!(line("single").low.is_none());
         let episodes = line("training episodes");
         assert_eq!(
             (episodes.xs.as_slice(), episodes.ys.as_slice()),
