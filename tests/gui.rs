@@ -1314,6 +1314,58 @@ fn the_few_shot_setting_trains_episodes_in_the_app_with_confidence_bands() {
         (5, 1, 2, 6)
     );
     click_when_in_view(&mut harness, "Start");
+    // While it trains, the grid shows the training episode of the moment, its ways named after the
+    // base classes they stand for. Paused after the first, so the window can be read at leisure.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while harness.state().run_state().training_episode.is_none() {
+        assert!(Instant::now() < deadline, "no training episode was shown");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    click_when_in_view(&mut harness, "Pause");
+    while harness.state().run_state().phase != Phase::Paused {
+        assert!(Instant::now() < deadline, "the run did not pause");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let episode = harness
+        .state()
+        .run_state()
+        .training_episode
+        .clone()
+        .expect("a training episode");
+    assert!(episode.step >= 1);
+    assert_eq!(
+        (episode.grid.samples, episode.grid.support_samples),
+        (10, 5)
+    );
+    assert_eq!(episode.grid.num_transforms, 4);
+    let base_classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"];
+    assert_eq!(episode.class_names.len(), 5);
+    for (way, name) in episode.class_names.iter().enumerate() {
+        let class = name
+            .strip_prefix(&format!("way {}: ", way + 1))
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(base_classes.contains(&class), "{name} is not a base class");
+    }
+    assert!(
+        harness
+            .query_all_by_label_contains(&format!("Training episode {}: ", episode.step))
+            .next()
+            .is_some(),
+        "the grid's title names the training episode"
+    );
+    // The first "Resume" is the paused run's; the second resumes a run folder.
+    harness
+        .get_all_by_label("Resume")
+        .next()
+        .expect("a Resume button")
+        .click();
+    while harness.state().run_state().phase == Phase::Paused {
+        assert!(Instant::now() < deadline, "the run did not resume");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
     train_to_the_end(&mut harness);
     let state = harness.state().run_state();
     assert_eq!(state.history.losses.len(), 6, "one loss per episode");
@@ -1343,11 +1395,7 @@ fn the_few_shot_setting_trains_episodes_in_the_app_with_confidence_bands() {
         .iter()
         .map(|s| s.name.clone())
         .collect();
-    for bound in [
-        "training episodes",
-        "single 95% CI",
-        "aggregated 95% CI",
-    ] {
+    for bound in ["training episodes", "single 95% CI", "aggregated 95% CI"] {
         assert!(accuracy.iter().any(|n| n == bound), "{accuracy:?}");
     }
     let from_folder = sla::run::RunHistory::read(state.run_dir().expect("a folder"), u64::MAX);

@@ -349,7 +349,7 @@ pub fn follow(start: RunStart, command: &str) -> anyhow::Result<()> {
             TrainerEvent::CheckpointSaved(path) => {
                 bar.suspend(|| println!("checkpoint saved in {}", path.display()))
             }
-            TrainerEvent::Paused | TrainerEvent::Resumed => {}
+            TrainerEvent::Paused | TrainerEvent::Resumed | TrainerEvent::Episode(_) => {}
             TrainerEvent::Finished(result) => {
                 bar.finish_and_clear();
                 let summary = result?;

@@ -147,11 +147,8 @@ pub fn evaluate_episodes(
             }
         }
         if index == 0 {
-            let verdicts = joint_predictions
-                .as_deref()
-                .or(view_predictions.as_deref())
-                .unwrap_or(&single);
-            evaluation.samples = sample_grid(model, data, &episode, shape, verdicts)?;
+            let verdicts = outputs.grid_verdicts()?;
+            evaluation.samples = episode_grid(model, data, &episode, shape, &verdicts)?;
         }
         evaluation.episodes += 1;
         progress(evaluation.episodes);
@@ -176,7 +173,7 @@ fn accuracy(predicted: &[u32], truth: &[u32]) -> f64 {
 /// The episode as a grid: the first support image of every way, then its first query, each with
 /// its views. `verdicts` holds one prediction per query (the baseline) or per view, rows `q·M + j`,
 /// in the label space of the grid (joint for SLA); support images have their true label.
-fn sample_grid(
+pub fn episode_grid(
     model: &EpisodeModel,
     data: &Dataset,
     episode: &Episode,

@@ -175,6 +175,19 @@ fn repeated(ways: &[u32], m: usize) -> Vec<u32> {
         .collect()
 }
 
+impl EpisodeOutputs {
+    /// The verdicts the episode grid draws: per view in the joint label space (SLA), per view by
+    /// class (DA), or per query (the baseline).
+    pub fn grid_verdicts(&self) -> Result<Vec<u32>> {
+        predicted(
+            self.joint
+                .as_ref()
+                .or(self.views.as_ref())
+                .unwrap_or(&self.single),
+        )
+    }
+}
+
 /// Argmax of each row, as plain numbers.
 pub fn predicted(logits: &Tensor) -> Result<Vec<u32>> {
     logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1()

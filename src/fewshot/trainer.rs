@@ -22,14 +22,16 @@ use crate::train::optim::Sgd;
 use crate::train::schedule::learning_rate;
 use crate::train::setup::{fingerprint, named_parameters};
 use crate::train::trainer::{Opened, Progress, fresh_state, open_for_resume, save_after_logs};
-use crate::train::{RunInfo, StepStats, Summary, TrainError, TrainerCommand, TrainerEvent};
+use crate::train::{
+    RunInfo, StepStats, Summary, TrainError, TrainerCommand, TrainerEvent, TrainingEpisode,
+};
 
 use super::FewShotConfig;
 use super::batch::episode_images;
 use super::episode::{EpisodeError, EpisodeSampler};
 use super::evaluate::{
-    EpisodeEvaluation, evaluate_episodes, mean_and_ci95, snapshot_transforms, test_sampler,
-    validation_sampler,
+    EpisodeEvaluation, episode_grid, evaluate_episodes, mean_and_ci95, snapshot_transforms,
+    test_sampler, validation_sampler,
 };
 use super::objective::predicted;
 use super::setup::{EpisodeData, EpisodeModel, build_episode_model, fewshot_of, load_episode_data};
@@ -207,6 +209,7 @@ impl Episodic<'_> {
         let m = self.model.objective.num_transforms;
         let mut paused = false;
         let mut images_per_s: Option<f64> = None;
+        let mut last_episode_shown: Option<Instant> = None;
         while self.step < total {
             let obeyed = commands::obey(commands, self.stop, &mut paused, emit, &mut || {
                 self.save_checkpoint(sgd, run_folder, false)?;
@@ -217,7 +220,9 @@ impl Episodic<'_> {
             }
             let step_started = Instant::now();
             let epoch = self.epoch_of(self.step);
-            let (loss, accuracy) = self.train_step(sgd, total)?;
+            let show_episode = last_episode_shown
+                .is_none_or(|shown: Instant| shown.elapsed() >= EPISODE_GRID_INTERVAL);
+            let (loss, accuracy, episode) = self.train_step(sgd, total, show_episode)?;
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {
                     what: "training loss",
@@ -253,6 +258,10 @@ impl Episodic<'_> {
             if !emit(TrainerEvent::Step(stats)) {
                 return Err(TrainError::Disconnected);
             }
+            if let Some(episode) = episode {
+                last_episode_shown = Some(Instant::now());
+                emit(TrainerEvent::Episode(Arc::new(episode)));
+            }
             let evaluate_now =
                 self.step == total || self.step.is_multiple_of(self.fewshot.eval_every);
             if evaluate_now {
@@ -275,9 +284,14 @@ impl Episodic<'_> {
     }
 
     /// One training episode: its images (augmented from the episode's own stream), the loss of
-    /// the mode, and an SGD step. Returns the loss and the episode's query accuracy (single
-    /// inference, before the step).
-    fn train_step(&self, sgd: &mut Sgd, total: u64) -> Result<(f64, f64), TrainError> {
+    /// the mode, and an SGD step. Returns the loss, the episode's query accuracy (single
+    /// inference, before the step) and, when `show` asks for it, the episode as the grid draws it.
+    fn train_step(
+        &self,
+        sgd: &mut Sgd,
+        total: u64,
+        show: bool,
+    ) -> Result<(f64, f64, Option<TrainingEpisode>), TrainError> {
         let model = self.model;
         let episode = self.train_sampler.episode(self.step);
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ AUGMENTATION_STREAM);
@@ -305,9 +319,34 @@ impl Episodic<'_> {
             .filter(|(p, t)| p == t)
             .count();
         let accuracy = hits as f64 / images.query_ways.len().max(1) as f64;
+        let shown = if show {
+            let base = &self.data.base;
+            Some(TrainingEpisode {
+                step: self.step + 1,
+                grid: episode_grid(
+                    model,
+                    base,
+                    &episode,
+                    self.train_sampler.shape(),
+                    &outputs.grid_verdicts()?,
+                )?,
+                class_names: episode
+                    .classes
+                    .iter()
+                    .enumerate()
+                    .map(|(way, &class)| {
+                        let name = base.class_names.get(class as usize);
+                        format!("way {}: {}", way + 1, name.map_or("?", String::as_str))
+                    })
+                    .collect(),
+            })
+        } else {
+            None
+        };
         Ok((
             outputs.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
             accuracy,
+            shown,
         ))
     }
 
@@ -455,5 +494,9 @@ pub fn episode_snapshot(
         ..Default::default()
     }
 }
+
+/// How often a training episode is sent to the app's grid: often enough to watch, rarely enough
+/// that building it (a few dozen small images) stays out of the step's time.
+const EPISODE_GRID_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 const AUGMENTATION_STREAM: u64 = 0xA06_0000_0000_0003;

@@ -1,11 +1,12 @@
 //! What the GUI knows about the run it shows: drained from trainer events, or read from a run folder.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::run::RunHistory;
-use crate::train::{RunInfo, StepStats, TrainerEvent};
+use crate::train::{RunInfo, StepStats, TrainerEvent, TrainingEpisode};
 
 static REVISIONS: AtomicU64 = AtomicU64::new(1);
 
@@ -31,6 +32,8 @@ pub struct RunState {
     pub last_step: Option<StepStats>,
     /// The curves, evaluations and latest snapshot, as `sla render` reads them from the folder.
     pub history: RunHistory,
+    /// Few-shot runs while they train: the latest training episode, for the input grid.
+    pub training_episode: Option<Arc<TrainingEpisode>>,
     pub message: Option<String>,
     /// Changes whenever curves or snapshot change, so views re-render only then. Drawn from one
     /// process-wide counter, so a new run never reuses an old run's revision (and its cached pictures).
@@ -45,6 +48,7 @@ impl Default for RunState {
             info: None,
             last_step: None,
             history: RunHistory::default(),
+            training_episode: None,
             message: None,
             revision: next_revision(),
             started: None,
@@ -82,6 +86,10 @@ impl RunState {
             }
             TrainerEvent::Snapshot(snapshot) => {
                 self.history.push_evaluation(snapshot);
+                self.revision = next_revision();
+            }
+            TrainerEvent::Episode(episode) => {
+                self.training_episode = Some(episode);
                 self.revision = next_revision();
             }
             TrainerEvent::Paused => self.phase = Phase::Paused,

@@ -273,9 +273,25 @@ impl SlaApp {
     }
 
     fn input_grid(&mut self, ui: &mut egui::Ui) {
-        let (grid, border, revision, title): (SampleGrid, BorderMode, u64, &str) =
-            match &self.state.history.snapshot {
-                Some(snapshot) => (
+        let training_episode = self
+            .state
+            .training_episode
+            .clone()
+            .filter(|_| self.state.is_active());
+        let (grid, border, revision, title): (SampleGrid, BorderMode, u64, String) =
+            match (&training_episode, &self.state.history.snapshot) {
+                (Some(episode), _) => (
+                    episode.grid.clone(),
+                    BorderMode::Correctness,
+                    self.state.revision,
+                    format!(
+                        "Training episode {}: a support image of each way (bordered by \
+                         transformation), then a query of each (green: right, red: wrong, \
+                         before the step)",
+                        episode.step
+                    ),
+                ),
+                (None, Some(snapshot)) => (
                     snapshot.samples.clone(),
                     BorderMode::Correctness,
                     self.state.revision,
@@ -284,9 +300,10 @@ impl SlaApp {
                          then a query of each (green: right, red: wrong)"
                     } else {
                         "Test images as the model saw them (green: right, red: wrong)"
-                    },
+                    }
+                    .to_string(),
                 ),
-                None => match &self.preview {
+                (None, None) => match &self.preview {
                     Some(Ok(preview)) => match self
                         .config
                         .transforms
@@ -298,7 +315,7 @@ impl SlaApp {
                             grid,
                             BorderMode::Transform,
                             self.preview_revision ^ hash_transforms(&self.config),
-                            "Preview: each image with its M transformed copies",
+                            "Preview: each image with its M transformed copies".to_string(),
                         ),
                         Err(error) => {
                             ui.colored_label(egui::Color32::from_rgb(240, 110, 100), error);
@@ -310,9 +327,14 @@ impl SlaApp {
             };
         ui.strong(title);
         let names = self.transform_names();
-        let classes = match (&self.state.history.snapshot, &self.preview) {
-            (Some(s), _) => s.class_names.clone(),
-            (None, Some(Ok(p))) => p.class_names.clone(),
+        let classes = match (
+            &training_episode,
+            &self.state.history.snapshot,
+            &self.preview,
+        ) {
+            (Some(episode), _, _) => episode.class_names.clone(),
+            (None, Some(s), _) => s.class_names.clone(),
+            (None, None, Some(Ok(p))) => p.class_names.clone(),
             _ => Vec::new(),
         };
         let Some(views) = &mut self.views else { return };

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::trainer::TrainError;
-use crate::run::{EvalMetrics, StepRecord, TrainingSnapshot};
+use crate::run::{EvalMetrics, SampleGrid, StepRecord, TrainingSnapshot};
 
 /// What happened in the trainer. After each event is sent the trainer calls the front end's waker.
 // A few events a second at most (one per step): the size of the rare `Finished` costs nothing
@@ -17,6 +17,9 @@ pub enum TrainerEvent {
     Step(StepStats),
     /// An evaluation finished.
     Snapshot(Arc<TrainingSnapshot>),
+    /// Few-shot runs: a training episode just stepped on, as the input grid shows it (about one a
+    /// second, not every step: the app draws the latest).
+    Episode(Arc<TrainingEpisode>),
     Paused,
     Resumed,
     CheckpointSaved(PathBuf),
@@ -70,6 +73,16 @@ impl StepStats {
             accuracy: self.accuracy,
         }
     }
+}
+
+/// A training episode of a few-shot run with the verdicts of its queries (made before the step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingEpisode {
+    /// Steps done, this episode's included.
+    pub step: u64,
+    pub grid: SampleGrid,
+    /// The ways of the episode with the base class each stands for ("way 1: Sandal").
+    pub class_names: Vec<String>,
 }
 
 /// How a run ended.

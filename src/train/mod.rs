@@ -13,5 +13,5 @@ pub mod step_timer;
 pub mod trainer;
 
 pub use crate::run::{EvalMetrics, SampleGrid, TrainingSnapshot};
-pub use events::{RunInfo, StepStats, Summary, TrainerCommand, TrainerEvent};
+pub use events::{RunInfo, StepStats, Summary, TrainerCommand, TrainerEvent, TrainingEpisode};
 pub use trainer::{RunStart, TrainError, TrainerHandle};
