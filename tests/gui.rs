@@ -1223,6 +1223,95 @@ fn baseline_vs_sla_from_the_window_trains_both_writes_the_tables_and_compares_th
     }
 }
 
+#[test]
+fn a_few_shot_experiment_from_the_window_trains_baseline_and_sla_on_episodes_and_tabulates_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let experiment = dir.path().join("experiment");
+    let mut harness = app_harness(GuiOptions {
+        run_dir: Some(experiment.clone()),
+        deterministic: true,
+        ..Default::default()
+    });
+    wait_for_the_preview(&mut harness);
+    harness
+        .get_by_label(sla::gui::fewshot_settings::FEW_SHOT)
+        .click_accesskit();
+    harness.step();
+    for (name, value) in [
+        ("Shots", 1.0),
+        ("Queries", 2.0),
+        ("Test queries", 3.0),
+        ("Episodes", 4.0),
+        ("Evaluate every", 4.0),
+        ("Test episodes", 4.0),
+    ] {
+        harness.get_by_label(name).set_value_accesskit(value);
+        harness.step();
+    }
+    harness.get_by_label("Experiment").click_accesskit();
+    harness.step();
+    // The setting's modes only: MT and SLA+SD are greyed out.
+    for standard_only in ["mt", "sla-sd"] {
+        assert!(
+            harness
+                .get_by_label(standard_only)
+                .accesskit_node()
+                .is_disabled(),
+            "{standard_only} offered"
+        );
+    }
+    assert!(!harness.get_by_label("da").accesskit_node().is_disabled());
+    harness.get_by_label("Baseline vs sla").click_accesskit();
+    harness.step();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while harness
+        .state()
+        .experiment_queue()
+        .is_none_or(|q| q.results.is_none())
+    {
+        assert!(Instant::now() < deadline, "the experiment did not finish");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let queue = harness.state().experiment_queue().expect("a queue");
+    assert_eq!(queue.results, Some(Ok(())));
+    let names: Vec<&str> = queue.runs.iter().map(|r| r.run.name.as_str()).collect();
+    assert_eq!(names, ["baseline-seed0", "sla-seed0"]);
+    // Each run is a few-shot run of its mode, trained for its 4 episodes and evaluated on 4 test
+    // episodes with their interval.
+    for (name, mode) in [
+        ("baseline-seed0", sla::sla::Mode::Baseline),
+        ("sla-seed0", sla::sla::Mode::Sla),
+    ] {
+        let run = experiment.join(name);
+        let config = sla::run::read_config(&run).expect("config");
+        assert_eq!(config.mode, mode, "{name}");
+        let fewshot = config.fewshot.expect("a few-shot run");
+        assert_eq!((fewshot.shots, fewshot.episodes), (1, 4), "{name}");
+        let metrics = sla::run::read_metrics(&run).expect("metrics");
+        let last = metrics.records.last().expect("an evaluation");
+        assert_eq!(last.step, 4, "{name}");
+        let episodes = last.episodes.expect("episode statistics");
+        assert_eq!((episodes.episodes, episodes.queries), (4, 3), "{name}");
+        assert_eq!(
+            last.agg_acc.is_some(),
+            mode == sla::sla::Mode::Sla,
+            "{name}"
+        );
+    }
+    // The tables are `sla experiment`'s: a row per mode, with the comparison's cells.
+    let results = std::fs::read_to_string(experiment.join("results.md")).expect("results.md");
+    assert_eq!(compared_labels(&harness), ["baseline-seed0", "sla-seed0"]);
+    for group in harness.state().compare().groups() {
+        let row = results
+            .lines()
+            .find(|l| l.starts_with(&format!("| {} |", group.name)))
+            .expect("a row per mode");
+        let cell = sla::run::Spread::cell(group.single, true);
+        assert!(row.contains(&cell), "{cell} not in {row}");
+    }
+}
+
 /// The compared runs' labels, in the view's order.
 fn compared_labels(harness: &Harness<'_, SlaApp>) -> Vec<String> {
     harness
