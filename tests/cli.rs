@@ -37,6 +37,8 @@ fn train_then_eval_reports_every_inference_mode() {
     let run = run.to_str().expect("utf-8 path");
     let (ok, stdout, stderr) = sla(&[
         "train",
+        "--model",
+        "cnn",
         "--mode",
         "sla-sd",
         "--epochs",
@@ -120,6 +122,8 @@ fn a_tiny_experiment_writes_its_table_json_and_figures_and_resumes() {
         "40",
         "--batch-size",
         "40",
+        "--model",
+        "cnn",
         "--out",
         exp_str,
     ];

@@ -7,6 +7,7 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use sla::config::{TrainConfig, TransformChoice};
 use sla::gui::run_state::Phase;
 use sla::gui::{GuiOptions, SlaApp};
+use sla::model::ModelKind;
 
 #[test]
 fn a_run_started_in_the_app_fills_the_curves_and_the_confusion_matrix() {
@@ -247,6 +248,7 @@ fn tiny_run(dir: &std::path::Path, (train, test): (usize, usize), epochs: usize)
             limit_test: Some(test),
             batch_size: 40,
             epochs,
+            model: ModelKind::Cnn,
             ..Default::default()
         },
         run_dir: Some(dir.join("run")),
@@ -413,6 +415,7 @@ fn an_imbalance_set_in_the_app_redraws_the_counts_and_a_run_shows_per_class_bars
             limit_test: Some(100),
             batch_size: 100,
             epochs: 1,
+            model: ModelKind::Cnn,
             ..Default::default()
         },
         run_dir: Some(dir.path().join("run")),
@@ -504,6 +507,7 @@ fn a_custom_set_given_at_start_up_or_opened_from_a_run_stays_custom() {
                 limit_test: Some(20),
                 batch_size: 50,
                 epochs: 1,
+                model: ModelKind::Cnn,
                 ..Default::default()
             }),
             run_dir: run.clone(),
@@ -530,6 +534,7 @@ fn every_setting_of_sla_train_is_reachable_in_the_app_by_its_name() {
     let options = GuiOptions {
         config: TrainConfig {
             mode: sla::sla::Mode::SlaSd,
+            model: ModelKind::Cnn,
             ..Default::default()
         },
         deterministic: true,
@@ -851,6 +856,8 @@ fn an_experiment_folder_opens_as_overlaid_curves_and_a_table_of_its_runs() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sla"))
         .args([
             "experiment",
+            "--model",
+            "cnn",
             "--modes",
             "baseline,sla",
             "--seeds",

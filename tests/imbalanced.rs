@@ -87,6 +87,7 @@ fn a_long_tailed_run_records_per_class_and_group_accuracies_that_agree_with_its_
         limit_test: Some(300),
         batch_size: 64,
         epochs: 1,
+        model: sla::model::ModelKind::Cnn,
         ..Default::default()
     };
     let (_commands, inbox) = std::sync::mpsc::channel();
@@ -150,6 +151,8 @@ fn an_imbalanced_experiment_adds_group_columns_and_a_per_class_figure() {
     let exp_str = exp.to_str().expect("utf-8 path");
     let (ok, stdout, stderr) = sla_cli(&[
         "experiment",
+        "--model",
+        "cnn",
         "--modes",
         "baseline+cb,sla",
         "--imbalances",

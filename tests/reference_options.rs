@@ -24,6 +24,8 @@ fn iterations_replace_epochs_and_put_the_milestones_at_half_and_three_quarters()
     // 100 images in batches of 25: 4 steps an epoch, so 10 iterations end inside the third epoch.
     let (ok, stdout, stderr) = sla_cli(&[
         "train",
+        "--model",
+        "cnn",
         "--mode",
         "baseline",
         "--iterations",
@@ -215,6 +217,8 @@ fn keep_best_keeps_the_best_validation_weights_and_eval_reports_their_test_accur
     let run = dir.path().join("run");
     let mut args = vec![
         "train",
+        "--model",
+        "cnn",
         "--mode",
         "sla",
         "--epochs",

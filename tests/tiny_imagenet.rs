@@ -370,6 +370,8 @@ fn sla_data_import_takes_the_zip_the_folder_or_its_parent_and_sla_train_uses_it(
     let (ok, stdout, stderr) = sla(
         &[
             "train",
+            "--model",
+            "cnn",
             "--dataset",
             "tiny-imagenet",
             "--image-size",

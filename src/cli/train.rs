@@ -29,7 +29,7 @@ pub struct TrainArgs {
     /// Side in pixels that image-folder and tiny-ImageNet images are resized to (tiny-ImageNet's own: 64).
     #[arg(long, default_value_t = 32)]
     pub image_size: usize,
-    #[arg(long, value_enum, default_value_t = ModelKind::Cnn)]
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().model)]
     pub model: ModelKind,
     #[arg(long, value_enum, default_value_t = Mode::Sla)]
     pub mode: Mode,

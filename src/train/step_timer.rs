@@ -158,6 +158,7 @@ mod tests {
         let set = TransformSet::preset(TransformPreset::Rotation);
         let config = TrainConfig {
             mode: Mode::Sla,
+            model: crate::model::ModelKind::Cnn,
             ..Default::default()
         };
         let objective = config.objective(10, set.len());
