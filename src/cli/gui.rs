@@ -25,6 +25,9 @@ pub struct GuiArgs {
     /// --open once the comparison is drawn.
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
+    /// The window's inner size, WIDTHxHEIGHT in points (default: the last launch's, or 1280x800).
+    #[arg(long, value_name = "WxH", value_parser = parse_window_size)]
+    pub window_size: Option<[f32; 2]>,
     #[command(flatten)]
     pub train: TrainArgs,
 }
@@ -48,5 +51,42 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
         screenshot: args.screenshot,
         deterministic: false,
         open: args.open,
+        window_size: args.window_size,
     })
+}
+
+/// "1280x1000" → [1280, 1000]; at least the window's minimum of 800×500.
+fn parse_window_size(text: &str) -> Result<[f32; 2], String> {
+    let invalid = || format!("{text:?} is not a size like 1280x1000 (width x height in points)");
+    let (width, height) = text.split_once(['x', 'X']).ok_or_else(invalid)?;
+    let width: u16 = width.trim().parse().map_err(|_| invalid())?;
+    let height: u16 = height.trim().parse().map_err(|_| invalid())?;
+    if width < 800 || height < 500 {
+        return Err(format!("{text}: the window is at least 800x500"));
+    }
+    Ok([f32::from(width), f32::from(height)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_sizes_are_width_x_height_and_at_least_the_minimum() {
+        assert_eq!(parse_window_size("1280x1000"), Ok([1280.0, 1000.0]));
+        assert_eq!(parse_window_size("900X600"), Ok([900.0, 600.0]));
+        for bad in [
+            "1280",
+            "x1000",
+            "1280x",
+            "wide x tall",
+            "-5x600",
+            "99999x600",
+        ] {
+            let error = parse_window_size(bad).expect_err(bad);
+            assert!(error.contains("is not a size"), "{error}");
+        }
+        let small = parse_window_size("640x480").expect_err("too small");
+        assert!(small.contains("at least 800x500"), "{small}");
+    }
 }

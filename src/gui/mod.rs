@@ -55,15 +55,20 @@ pub struct GuiOptions {
     /// Runs (or experiment folders of runs) to open in the comparison view at start; with
     /// `screenshot` and no `exit_after_epochs`, the window is saved once drawn and closes.
     pub open: Vec<PathBuf>,
+    /// The window's inner size in points, instead of the remembered one (e.g. a tall window that
+    /// shows the whole comparison in one screenshot).
+    pub window_size: Option<[f32; 2]>,
 }
 
 /// Open the window and run until it closes.
 pub fn run(options: GuiOptions) -> anyhow::Result<()> {
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
-            .with_inner_size([1280.0, 800.0])
+            .with_inner_size(options.window_size.unwrap_or([1280.0, 800.0]))
             .with_min_inner_size([800.0, 500.0])
             .with_title("sla — Self-supervised Label Augmentation"),
+        // A size asked for must not be replaced by the one the last launch remembered.
+        persist_window: options.window_size.is_none(),
         renderer: eframe::Renderer::Wgpu,
         wgpu_options: eframe::egui_wgpu::WgpuConfiguration {
             wgpu_setup: crate::gpu::wgpu_setup_for_compute(),
