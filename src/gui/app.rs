@@ -22,8 +22,8 @@ use super::recent_runs::RecentRuns;
 use super::remembered::RememberedSettings;
 use super::run_state::{Phase, RunState};
 use super::shortcuts;
-use super::views::{ConfusionSettings, GpuViews};
-use super::x_axis::XUnit;
+use super::views::GpuViews;
+use super::watch_panel::{WatchInput, WatchPanel};
 
 pub struct SlaApp {
     pub(super) config: TrainConfig,
@@ -41,24 +41,11 @@ pub struct SlaApp {
     pub(super) trainer: Option<TrainerHandle>,
     pub(super) state: RunState,
     pub(super) views: Option<GpuViews>,
-    pub(super) smoothing: f32,
-    pub(super) log_y: bool,
-    pub(super) x_unit: XUnit,
-    pub(super) confusion: ConfusionSettings,
-    pub(super) selected_cell: Option<(usize, usize)>,
-    /// The curves' data, keyed by (run revision, number of views, x scale bits).
-    pub(super) charts: Option<((u64, usize, XUnit), Vec<crate::run::Chart>)>,
-    /// Where the confusion matrix was drawn last frame, and how many images its selected cell
-    /// showed (read by tests that click the matrix).
-    pub(super) confusion_rect: Option<egui::Rect>,
-    /// Where each chart was drawn last frame (read by tests that hover over them).
-    pub(super) chart_rects: Vec<egui::Rect>,
-    /// The charts' zoomed x range (`None`: the whole run).
-    pub(super) x_view: Option<(f64, f64)>,
+    /// The central panel's view of the current run.
+    pub(super) watch: WatchPanel,
     pub(super) model_summary: super::model_summary::SummaryCache,
     pub(super) step_estimate: super::step_estimate::StepEstimate,
     pub(super) folder_dialogs: super::folder_dialog::FolderDialogs,
-    pub(super) gallery_images: usize,
     /// How the last run ended, shown in a banner until dismissed or the next run starts.
     pub(super) notice: Option<Notice>,
     pub(super) compare: ComparePanel,
@@ -120,19 +107,10 @@ impl SlaApp {
             trainer: None,
             state: RunState::default(),
             views,
-            smoothing: 0.6,
-            log_y: false,
-            x_unit: XUnit::Steps,
-            confusion: ConfusionSettings::default(),
-            selected_cell: None,
-            charts: None,
-            confusion_rect: None,
-            chart_rects: Vec::new(),
-            x_view: None,
+            watch: WatchPanel::default(),
             model_summary: Default::default(),
             step_estimate: Default::default(),
             folder_dialogs: Default::default(),
-            gallery_images: 0,
             notice: None,
             compare: ComparePanel::default(),
             show_compare: false,
@@ -170,11 +148,11 @@ impl SlaApp {
         self.custom_rotations = settings.custom_rotations;
         self.custom_permutations = settings.custom_permutations;
         self.open_dir_text = settings.open_dir;
-        self.smoothing = settings.smoothing;
-        self.log_y = settings.log_y;
-        self.x_unit = settings.x_unit;
-        self.confusion.normalise_rows = settings.normalise_rows;
-        self.confusion.log_scale = settings.log_scale;
+        self.watch.smoothing = settings.smoothing;
+        self.watch.log_y = settings.log_y;
+        self.watch.x_unit = settings.x_unit;
+        self.watch.confusion.normalise_rows = settings.normalise_rows;
+        self.watch.confusion.log_scale = settings.log_scale;
         // Snapshot tests must not depend on the theme of the machine they run on.
         let theme = if self.options.deterministic {
             egui::ThemePreference::Dark
@@ -192,11 +170,11 @@ impl SlaApp {
             custom_rotations: self.custom_rotations,
             custom_permutations: self.custom_permutations,
             open_dir: self.open_dir_text.clone(),
-            smoothing: self.smoothing,
-            log_y: self.log_y,
-            x_unit: self.x_unit,
-            normalise_rows: self.confusion.normalise_rows,
-            log_scale: self.confusion.log_scale,
+            smoothing: self.watch.smoothing,
+            log_y: self.watch.log_y,
+            x_unit: self.watch.x_unit,
+            normalise_rows: self.watch.confusion.normalise_rows,
+            log_scale: self.watch.confusion.log_scale,
             theme: self.ctx.options(|o| o.theme_preference),
             recent_runs: self.recent_runs.clone(),
         }
@@ -260,22 +238,24 @@ impl SlaApp {
 
     /// Where the confusion matrix is on screen.
     pub fn confusion_rect(&self) -> Option<egui::Rect> {
-        self.confusion_rect
+        self.watch.confusion_rect
     }
 
     /// The charts' zoomed x range, if zoomed.
     pub fn chart_x_view(&self) -> Option<(f64, f64)> {
-        self.x_view
+        self.watch.x_view
     }
 
     /// Where chart `index` (0: losses, 1: accuracies, 2: learning rate) is on screen.
     pub fn chart_rect(&self, index: usize) -> Option<egui::Rect> {
-        self.chart_rects.get(index).copied()
+        self.watch.chart_rects.get(index).copied()
     }
 
     /// The selected confusion cell and the number of test images shown for it.
     pub fn selected_cell(&self) -> Option<((usize, usize), usize)> {
-        self.selected_cell.map(|cell| (cell, self.gallery_images))
+        self.watch
+            .selected_cell
+            .map(|cell| (cell, self.watch.gallery_images))
     }
 
     /// Whether the dataset preview has loaded (successfully or not).
@@ -364,7 +344,7 @@ impl SlaApp {
                 self.trainer = Some(handle);
                 self.notice = None;
                 self.state = RunState::loading();
-                self.selected_cell = None;
+                self.watch.new_run();
             }
             Err(error) => self.state.phase = Phase::Failed(error.to_string()),
         }
@@ -612,7 +592,13 @@ impl eframe::App for SlaApp {
                     self.compare.show(ui, self.views.as_mut());
                 });
             } else {
-                self.watch_panel(ui);
+                let input = WatchInput {
+                    state: &self.state,
+                    config: &self.config,
+                    preview: &self.preview,
+                    preview_revision: self.preview_revision,
+                };
+                self.watch.show(ui, input, self.views.as_mut());
             }
         });
         self.exit_when_done(ui);

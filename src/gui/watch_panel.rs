@@ -7,23 +7,87 @@ use crate::gpu::confusion::{ConfusionInput, ConfusionView, cell_at};
 use crate::gpu::input_grid::BorderMode;
 use candle_core::Device;
 
+use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::run::ChartKind;
 use crate::sla::TransformSet;
 use crate::sla::transform::Expander;
 use crate::train::{SampleGrid, TrainingSnapshot};
 
-use super::app::SlaApp;
 use super::chart_hover::{self, ReadoutAxes};
 use super::chart_zoom;
 use super::class_bars;
 use super::most_confused;
+use super::preview::DatasetPreview;
+use super::run_state::RunState;
 use super::top_losses;
-use super::views::{CHARTS, ConfusionCounts, ConfusionSlot, Gallery};
+use super::views::{CHARTS, ConfusionCounts, ConfusionSettings, ConfusionSlot, Gallery, GpuViews};
 use super::x_axis::{XAxis, XUnit};
 
-impl SlaApp {
-    pub(super) fn watch_panel(&mut self, ui: &mut egui::Ui) {
+/// How the current run is viewed: the panel's own state, kept between frames and launches.
+#[derive(Default)]
+pub struct WatchPanel {
+    pub smoothing: f32,
+    pub log_y: bool,
+    /// What the charts' x axis counts.
+    pub x_unit: XUnit,
+    pub confusion: ConfusionSettings,
+    /// The confusion cell whose images are shown.
+    pub selected_cell: Option<(usize, usize)>,
+    /// The curves' data, keyed by (run revision, number of views, x unit shown).
+    charts: Option<((u64, usize, XUnit), Vec<crate::run::Chart>)>,
+    /// Where the confusion matrix was drawn last frame (read by tests that click the matrix).
+    pub confusion_rect: Option<egui::Rect>,
+    /// Where each chart was drawn last frame (read by tests that hover over them).
+    pub chart_rects: Vec<egui::Rect>,
+    /// The charts' zoomed x range (`None`: the whole run).
+    pub x_view: Option<(f64, f64)>,
+    /// How many images the selected cell's gallery showed.
+    pub gallery_images: usize,
+}
+
+/// What the watch panel draws from; it changes none of it.
+pub struct WatchInput<'a> {
+    pub state: &'a RunState,
+    /// The settings in the setup panel: their transformations name the views before a run has.
+    pub config: &'a TrainConfig,
+    /// The dataset's preview: the input grid before training, the test images of galleries.
+    pub preview: &'a Option<Result<DatasetPreview, String>>,
+    pub preview_revision: u64,
+}
+
+impl WatchPanel {
+    /// Draw the run of `input` with the GPU `views` (none: a message saying why).
+    pub fn show(&mut self, ui: &mut egui::Ui, input: WatchInput<'_>, views: Option<&mut GpuViews>) {
+        WatchFrame {
+            panel: self,
+            state: input.state,
+            config: input.config,
+            preview: input.preview,
+            preview_revision: input.preview_revision,
+            views,
+        }
+        .show(ui);
+    }
+
+    /// Forget the confusion cell selected in the run shown before (a new run starts).
+    pub fn new_run(&mut self) {
+        self.selected_cell = None;
+    }
+}
+
+/// One frame of the panel: its own state and what it draws from.
+struct WatchFrame<'a> {
+    panel: &'a mut WatchPanel,
+    state: &'a RunState,
+    config: &'a TrainConfig,
+    preview: &'a Option<Result<DatasetPreview, String>>,
+    preview_revision: u64,
+    views: Option<&'a mut GpuViews>,
+}
+
+impl WatchFrame<'_> {
+    fn show(&mut self, ui: &mut egui::Ui) {
         if self.views.is_none() {
             ui.colored_label(
                 egui::Color32::RED,
@@ -75,34 +139,34 @@ impl SlaApp {
     fn curves_column(&mut self, ui: &mut egui::Ui, height: f32) {
         ui.horizontal(|ui| {
             ui.strong("Curves");
-            ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99).text("smoothing"));
-            ui.checkbox(&mut self.log_y, "log y");
+            ui.add(egui::Slider::new(&mut self.panel.smoothing, 0.0..=0.99).text("smoothing"));
+            ui.checkbox(&mut self.panel.log_y, "log y");
         });
         let axis = XAxis {
-            unit: self.x_unit,
+            unit: self.panel.x_unit,
             steps_per_epoch: self.steps_per_epoch(),
             seconds: &self.state.history.seconds,
         };
         ui.horizontal(|ui| {
             let label = ui.label("x axis");
-            let before = self.x_unit;
+            let before = self.panel.x_unit;
             ui.horizontal(|ui| {
                 for unit in XUnit::ALL {
                     let reason = axis.unavailable(unit);
                     ui.add_enabled_ui(reason.is_none(), |ui| {
-                        ui.selectable_value(&mut self.x_unit, unit, unit.name())
+                        ui.selectable_value(&mut self.panel.x_unit, unit, unit.name())
                             .on_disabled_hover_text(reason.unwrap_or_default());
                     });
                 }
             })
             .response
             .labelled_by(label.id);
-            if self.x_unit != before {
-                self.x_view = None;
+            if self.panel.x_unit != before {
+                self.panel.x_view = None;
             }
         });
         let axis = XAxis {
-            unit: self.x_unit,
+            unit: self.panel.x_unit,
             ..axis
         };
         let revision = self.state.revision;
@@ -110,7 +174,7 @@ impl SlaApp {
         // Rebuilt only when the run's data or the axis changes: copying a long loss history every
         // frame is waste.
         let key = (revision, names.len(), axis.shown_unit());
-        if self.charts.as_ref().is_none_or(|(k, _)| *k != key) {
+        if self.panel.charts.as_ref().is_none_or(|(k, _)| *k != key) {
             let mut charts = self.state.history.charts(&names);
             for series in charts.iter_mut().flat_map(|c| c.series.iter_mut()) {
                 series
@@ -118,9 +182,9 @@ impl SlaApp {
                     .iter_mut()
                     .for_each(|x| *x = axis.x_of(f64::from(*x)) as f32);
             }
-            self.charts = Some((key, charts));
+            self.panel.charts = Some((key, charts));
         }
-        let Some((_, charts)) = self.charts.take() else {
+        let Some((_, charts)) = self.panel.charts.take() else {
             return;
         };
         let chart_height = ((height - 290.0) / 2.0).clamp(120.0, 320.0);
@@ -141,14 +205,15 @@ impl SlaApp {
             .max(per_step),
         );
         if self
+            .panel
             .x_view
             .is_some_and(|(lo, hi)| lo < full.0 || hi > full.1)
         {
-            self.x_view = None;
+            self.panel.x_view = None;
         }
-        let x_range = Some(self.x_view.unwrap_or(full));
-        let (smoothing, log_y) = (self.smoothing, self.log_y);
-        self.chart_rects.clear();
+        let x_range = Some(self.panel.x_view.unwrap_or(full));
+        let (smoothing, log_y) = (self.panel.smoothing, self.panel.log_y);
+        self.panel.chart_rects.clear();
         if let Some(views) = &mut self.views {
             for (index, chart) in charts.iter().enumerate().take(CHARTS) {
                 // The learning rate is context, not the subject: a short strip.
@@ -168,13 +233,19 @@ impl SlaApp {
                     revision,
                     size,
                 ) {
-                    self.chart_rects.push(response.rect);
-                    chart_zoom::interact(ui, &response, &axes, (full, per_step), &mut self.x_view);
+                    self.panel.chart_rects.push(response.rect);
+                    chart_zoom::interact(
+                        ui,
+                        &response,
+                        &axes,
+                        (full, per_step),
+                        &mut self.panel.x_view,
+                    );
                     chart_hover::show(ui, response, &axes, chart, ReadoutAxes::Run(&axis));
                 }
             }
         }
-        self.charts = Some((key, charts));
+        self.panel.charts = Some((key, charts));
         self.per_transform_accuracy(ui);
         self.per_class_accuracy(ui);
     }
@@ -314,7 +385,7 @@ impl SlaApp {
                         Ok(grid) => (
                             grid,
                             BorderMode::Transform,
-                            self.preview_revision ^ hash_transforms(&self.config),
+                            self.preview_revision ^ hash_transforms(self.config),
                             "Preview: each image with its M transformed copies".to_string(),
                         ),
                         Err(error) => {
@@ -389,31 +460,31 @@ impl SlaApp {
                 "Class confusion"
             });
             if joint {
-                ui.selectable_value(&mut self.confusion.view, ConfusionView::Full, "joint");
+                ui.selectable_value(&mut self.panel.confusion.view, ConfusionView::Full, "joint");
                 ui.selectable_value(
-                    &mut self.confusion.view,
+                    &mut self.panel.confusion.view,
                     ConfusionView::ClassMarginal,
                     "classes",
                 );
                 ui.selectable_value(
-                    &mut self.confusion.view,
+                    &mut self.panel.confusion.view,
                     ConfusionView::TransformMarginal,
                     "transformations",
                 );
             }
         });
         ui.horizontal(|ui| {
-            ui.checkbox(&mut self.confusion.normalise_rows, "row-normalised");
-            ui.checkbox(&mut self.confusion.log_scale, "log");
+            ui.checkbox(&mut self.panel.confusion.normalise_rows, "row-normalised");
+            ui.checkbox(&mut self.panel.confusion.log_scale, "log");
         });
         let (counts, k, block) = if joint {
             (&snapshot.joint_confusion, n * m, m)
         } else {
-            self.confusion.view = ConfusionView::Full;
+            self.panel.confusion.view = ConfusionView::Full;
             (&snapshot.class_confusion, n, 1)
         };
         let side = ui.available_width().min(height * 0.55).max(100.0);
-        let settings = self.confusion;
+        let settings = self.panel.confusion;
         let revision = self.state.revision;
         let Some(views) = &mut self.views else { return };
         let matrix = ConfusionCounts {
@@ -427,19 +498,19 @@ impl SlaApp {
         else {
             return;
         };
-        self.confusion_rect = Some(response.rect);
+        self.panel.confusion_rect = Some(response.rect);
         let hovered = response.hover_pos().and_then(|pos| {
             let x = ((pos.x - response.rect.left()) / response.rect.width() * 1000.0) as u32;
             let y = ((pos.y - response.rect.top()) / response.rect.height() * 1000.0) as u32;
             cell_at(drawn, 1000, 1000, x, y)
         });
-        if hovered != self.confusion.highlight {
-            self.confusion.highlight = hovered;
+        if hovered != self.panel.confusion.highlight {
+            self.panel.confusion.highlight = hovered;
             ui.ctx().request_repaint();
         }
         let names = self.transform_names();
         let label = |index: usize| -> String {
-            match (joint, self.confusion.view) {
+            match (joint, self.panel.confusion.view) {
                 (true, ConfusionView::Full) => {
                     describe_label(index as u32, true, m, &snapshot.class_names, &names)
                 }
@@ -453,7 +524,7 @@ impl SlaApp {
         let drawn_input = ConfusionInput {
             k,
             block,
-            view: self.confusion.view,
+            view: self.panel.confusion.view,
             ..ConfusionInput::classes(k, counts)
         };
         let Ok((_, matrix)) = drawn_input.matrix() else {
@@ -470,14 +541,14 @@ impl SlaApp {
             );
             let response = response.on_hover_text(text);
             if response.clicked() {
-                self.selected_cell = Some((row, col));
+                self.panel.selected_cell = Some((row, col));
             }
         }
         let pairs = most_confused::most_confused(&matrix, drawn, most_confused::SHOWN);
-        if let Some(cell) = most_confused::show(ui, &pairs, self.selected_cell, label) {
-            self.selected_cell = Some(cell);
+        if let Some(cell) = most_confused::show(ui, &pairs, self.panel.selected_cell, label) {
+            self.panel.selected_cell = Some(cell);
         }
-        if let Some((row, col)) = self.selected_cell.filter(|(r, c)| r.max(c) < &drawn) {
+        if let Some((row, col)) = self.panel.selected_cell.filter(|(r, c)| r.max(c) < &drawn) {
             ui.horizontal(|ui| {
                 ui.label(format!(
                     "True {}, predicted {}: {} images, as the model saw them",
@@ -486,11 +557,11 @@ impl SlaApp {
                     matrix.get(row * drawn + col).copied().unwrap_or(0)
                 ));
                 if ui.small_button("close").clicked() {
-                    self.selected_cell = None;
+                    self.panel.selected_cell = None;
                 }
             });
             let view = if joint {
-                self.confusion.view
+                self.panel.confusion.view
             } else {
                 ConfusionView::Full
             };
@@ -504,7 +575,7 @@ impl SlaApp {
                 let key = self.state.revision.wrapping_mul(1_000_003)
                     ^ ((row * 100_003 + col) as u64)
                     ^ ((view as u64) << 60);
-                self.gallery_images = count;
+                self.panel.gallery_images = count;
                 views.show_gallery(ui, Gallery::Cell, &gallery, key);
             }
         }
