@@ -22,6 +22,7 @@ use super::recent_runs::RecentRuns;
 use super::remembered::RememberedSettings;
 use super::run_state::{Phase, RunState};
 use super::shortcuts;
+use super::status_bar::{self, StatusInput};
 use super::views::GpuViews;
 use super::watch_panel::{WatchInput, WatchPanel};
 
@@ -564,7 +565,14 @@ impl eframe::App for SlaApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.drain_events();
         self.keyboard_shortcuts(ui);
-        egui::Panel::top("status").show(ui, |ui| self.status_bar(ui));
+        egui::Panel::top("status").show(ui, |ui| {
+            let input = StatusInput {
+                state: &self.state,
+                adapter: self.views.as_ref().map(GpuViews::adapter),
+                deterministic: self.deterministic(),
+            };
+            status_bar::show(ui, input);
+        });
         if let Some(notice) = self.notice.clone() {
             egui::Panel::top("notice").show(ui, |ui| {
                 if notice.show(ui) {

@@ -196,7 +196,7 @@ impl ComparePanel {
             }
         });
         for problem in &self.problems {
-            ui.colored_label(egui::Color32::from_rgb(240, 110, 100), problem);
+            ui.colored_label(super::ERROR_COLOUR, problem);
         }
         if self.runs.is_empty() {
             ui.label(

@@ -170,7 +170,7 @@ impl ExperimentQueue {
                         ui.label("stopped");
                     }
                     QueueStatus::Failed(why) => {
-                        ui.colored_label(egui::Color32::from_rgb(240, 110, 100), "failed")
+                        ui.colored_label(super::ERROR_COLOUR, "failed")
                             .on_hover_text(why);
                     }
                 }
@@ -187,7 +187,7 @@ impl ExperimentQueue {
                 ));
             }
             Some(Err(why)) => {
-                ui.colored_label(egui::Color32::from_rgb(240, 110, 100), why);
+                ui.colored_label(super::ERROR_COLOUR, why);
             }
             None => {}
         }

@@ -21,6 +21,7 @@ pub mod remembered;
 pub mod run_state;
 mod setup_panel;
 mod shortcuts;
+mod status_bar;
 mod step_estimate;
 mod top_losses;
 mod views;
@@ -35,6 +36,9 @@ use crate::config::TrainConfig;
 
 pub use app::SlaApp;
 pub use folder_dialog::{FolderChooser, FolderField};
+
+/// The colour of errors and failures, readable on the dark and the light theme.
+const ERROR_COLOUR: egui::Color32 = egui::Color32::from_rgb(240, 110, 100);
 
 /// How the app starts (the `sla gui` flags).
 #[derive(Clone, Debug, Default)]

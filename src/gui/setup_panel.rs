@@ -1,5 +1,4 @@
-//! The left panel (dataset, transformations, objective, model, hyper-parameters, run controls) and
-//! the status bar.
+//! The left panel: dataset, transformations, objective, model, hyper-parameters, run controls.
 
 use std::path::PathBuf;
 
@@ -22,7 +21,6 @@ use super::recent_runs::RecentAction;
 use super::run_state::Phase;
 use super::shortcuts;
 use super::step_estimate;
-use crate::number_format;
 
 const DATASETS: [DatasetKind; 7] = [
     DatasetKind::FashionMini,
@@ -39,8 +37,6 @@ const DATASETS: [DatasetKind; 7] = [
 fn button_then_field() -> egui::Layout {
     egui::Layout::right_to_left(egui::Align::Center)
 }
-
-const ERROR_COLOUR: egui::Color32 = egui::Color32::from_rgb(240, 110, 100);
 
 impl SlaApp {
     pub(super) fn setup_panel(&mut self, ui: &mut egui::Ui) {
@@ -186,7 +182,7 @@ impl SlaApp {
                 ));
             }
             Some(Err(error)) => {
-                ui.colored_label(ERROR_COLOUR, error);
+                ui.colored_label(super::ERROR_COLOUR, error);
             }
         }
         self.download_controls(ui);
@@ -280,7 +276,7 @@ impl SlaApp {
                 class_bars::count_chart(ui, &preview.class_names, &counts, groups.as_deref());
             }
             Err(error) => {
-                ui.colored_label(ERROR_COLOUR, error);
+                ui.colored_label(super::ERROR_COLOUR, error);
             }
         }
     }
@@ -418,7 +414,7 @@ impl SlaApp {
                 ui.label(format!("M = {}: {}", set.len(), set.names().join(", ")));
             }
             Err(error) => {
-                ui.colored_label(ERROR_COLOUR, error.to_string());
+                ui.colored_label(super::ERROR_COLOUR, error.to_string());
             }
         }
     }
@@ -616,7 +612,7 @@ impl SlaApp {
             }
         });
         if let Some(reason) = blocker.as_ref().filter(|_| !self.state.is_active()) {
-            ui.colored_label(ERROR_COLOUR, reason);
+            ui.colored_label(super::ERROR_COLOUR, reason);
         }
         self.experiment_section(ui, blocker.as_deref());
         ui.separator();
@@ -678,116 +674,9 @@ impl SlaApp {
             None => {}
         }
     }
-
-    pub(super) fn status_bar(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal_wrapped(|ui| {
-            let phase = match &self.state.phase {
-                Phase::Idle => "idle".to_string(),
-                Phase::Loading => "loading data and building the model…".to_string(),
-                Phase::Training => "training".to_string(),
-                Phase::Paused => "paused".to_string(),
-                Phase::Finished {
-                    stopped_early: true,
-                } => "stopped".to_string(),
-                Phase::Finished { .. } => "finished".to_string(),
-                Phase::Failed(_) => "failed".to_string(),
-            };
-            ui.strong(phase);
-            if let (Some(info), Some(stats)) = (&self.state.info, self.state.last_step) {
-                ui.separator();
-                ui.label(format!(
-                    "epoch {}/{}  step {}/{}",
-                    stats.epoch + 1,
-                    info.total_steps / info.steps_per_epoch.max(1),
-                    stats.step,
-                    info.total_steps
-                ));
-                if !self.deterministic() {
-                    ui.separator();
-                    ui.label(format!(
-                        "{:.0} img/s ({:.0} transformed/s)",
-                        stats.images_per_s, stats.transformed_per_s
-                    ));
-                }
-                ui.separator();
-                ui.label(format!("loss {:.4}", stats.loss));
-                ui.separator();
-                ui.label(format!("lr {}", number_format::significant(stats.lr, 3)))
-                    .on_hover_text("The learning rate of the last step");
-                // Snapshot tests hide it without reading /proc at all.
-                let peak = (!self.deterministic())
-                    .then(crate::process_memory::lifetime_peak_rss_mb)
-                    .flatten();
-                if let Some(peak) = peak {
-                    ui.separator();
-                    ui.label(format!("peak memory {peak:.0} MiB"))
-                        .on_hover_text("The most resident memory this process has used so far");
-                }
-                if let Some(eta) = self.state.eta_s().filter(|_| !self.deterministic()) {
-                    ui.separator();
-                    ui.label(format!("ETA {}", format_duration(eta)));
-                }
-                ui.separator();
-                ui.label(format!("device {}", info.device));
-            }
-            if let Some(views) = &self.views {
-                ui.separator();
-                ui.label(egui::RichText::new(format!("views on {}", views.adapter())).small());
-            }
-            ui.separator();
-            theme_choice(ui);
-            if let Phase::Failed(error) = &self.state.phase {
-                ui.colored_label(ERROR_COLOUR, error);
-            } else if let Some(message) = self
-                .state
-                .message
-                .as_ref()
-                .filter(|_| !self.deterministic())
-            {
-                ui.separator();
-                ui.label(message);
-            }
-        });
-    }
-}
-
-/// Follow the system's light or dark theme, or choose one. (egui's own theme buttons draw emoji
-/// that its bundled fonts lack.)
-fn theme_choice(ui: &mut egui::Ui) {
-    let mut preference = ui.options(|o| o.theme_preference);
-    let name = |p: egui::ThemePreference| match p {
-        egui::ThemePreference::System => "system theme",
-        egui::ThemePreference::Dark => "dark",
-        egui::ThemePreference::Light => "light",
-    };
-    egui::ComboBox::from_id_salt("theme")
-        .selected_text(name(preference))
-        .show_ui(ui, |ui| {
-            for choice in [
-                egui::ThemePreference::System,
-                egui::ThemePreference::Dark,
-                egui::ThemePreference::Light,
-            ] {
-                ui.selectable_value(&mut preference, choice, name(choice));
-            }
-        })
-        .response
-        .on_hover_text("Theme");
-    if preference != ui.options(|o| o.theme_preference) {
-        ui.ctx().set_theme(preference);
-    }
 }
 
 /// Whether two lists hold the same items, in any order.
 fn same_members<T: PartialEq>(a: &[T], b: &[T]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
-}
-
-fn format_duration(seconds: f64) -> String {
-    let s = seconds.max(0.0) as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
 }

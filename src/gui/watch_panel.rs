@@ -389,7 +389,7 @@ impl WatchFrame<'_> {
                             "Preview: each image with its M transformed copies".to_string(),
                         ),
                         Err(error) => {
-                            ui.colored_label(egui::Color32::from_rgb(240, 110, 100), error);
+                            ui.colored_label(super::ERROR_COLOUR, error);
                             return;
                         }
                     },
