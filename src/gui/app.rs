@@ -7,34 +7,29 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 
-use crate::config::{TrainConfig, TransformChoice};
-use crate::sla::transform::ALL_PERMUTATIONS;
-use crate::train::{RunStart, TrainerCommand, TrainerHandle, trainer};
+use crate::config::TrainConfig;
+use crate::train::{RunStart, TrainerCommand, TrainerHandle};
 
 use super::GuiOptions;
 use super::compare_panel::ComparePanel;
 use super::download_job::DownloadJob;
-use super::experiment_panel::ExperimentChoice;
 use super::experiment_queue::ExperimentQueue;
 use super::notice::Notice;
 use super::preview::{DatasetPreview, PreviewLoader};
 use super::recent_runs::RecentRuns;
 use super::remembered::RememberedSettings;
 use super::run_state::{Phase, RunState};
+use super::setup_panel::{SetupAction, SetupInput, SetupPanel};
 use super::shortcuts;
 use super::status_bar::{self, StatusInput};
 use super::views::GpuViews;
 use super::watch_panel::{WatchInput, WatchPanel};
 
 pub struct SlaApp {
+    /// The settings the next run starts with, edited in the setup panel.
     pub(super) config: TrainConfig,
-    /// Custom transformation set: rotations 0/90/180/270 × the six channel orders.
-    pub(super) custom_transforms: bool,
-    pub(super) custom_rotations: [bool; 4],
-    pub(super) custom_permutations: [bool; 6],
-    pub(super) run_dir_text: String,
-    pub(super) open_dir_text: String,
-    pub(super) data_dir_text: String,
+    /// The left panel's editors of the settings, run folders and experiment choices.
+    pub(super) setup: SetupPanel,
     pub(super) preview: Option<Result<DatasetPreview, String>>,
     pub(super) loader: Option<PreviewLoader>,
     pub(super) download: Option<DownloadJob>,
@@ -44,9 +39,6 @@ pub struct SlaApp {
     pub(super) views: Option<GpuViews>,
     /// The central panel's view of the current run.
     pub(super) watch: WatchPanel,
-    pub(super) model_summary: super::model_summary::SummaryCache,
-    pub(super) step_estimate: super::step_estimate::StepEstimate,
-    pub(super) folder_dialogs: super::folder_dialog::FolderDialogs,
     /// How the last run ended, shown in a banner until dismissed or the next run starts.
     pub(super) notice: Option<Notice>,
     pub(super) compare: ComparePanel,
@@ -55,7 +47,6 @@ pub struct SlaApp {
     pub(super) recent_runs: RecentRuns,
     /// The experiment launched from the window, while it runs and after.
     pub(super) queue: Option<ExperimentQueue>,
-    pub(super) experiment: ExperimentChoice,
     options: GuiOptions,
     ctx: egui::Context,
     screenshot_saved: Arc<AtomicBool>,
@@ -91,16 +82,16 @@ impl SlaApp {
         });
         let mut app = Self {
             config: TrainConfig::default(),
-            data_dir_text: String::new(),
-            custom_transforms: false,
-            custom_rotations: [true, false, false, false],
-            custom_permutations: [true, false, false, false, false, false],
-            run_dir_text: options
-                .run_dir
-                .as_ref()
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(default_run_dir),
-            open_dir_text: String::new(),
+            setup: SetupPanel {
+                custom_rotations: [true, false, false, false],
+                custom_permutations: [true, false, false, false, false, false],
+                run_dir_text: options
+                    .run_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(default_run_dir),
+                ..SetupPanel::default()
+            },
             preview: None,
             loader: None,
             download: None,
@@ -109,15 +100,11 @@ impl SlaApp {
             state: RunState::default(),
             views,
             watch: WatchPanel::default(),
-            model_summary: Default::default(),
-            step_estimate: Default::default(),
-            folder_dialogs: Default::default(),
             notice: None,
             compare: ComparePanel::default(),
             show_compare: false,
             recent_runs: RecentRuns::default(),
             queue: None,
-            experiment: ExperimentChoice::default(),
             options,
             ctx: cc.egui_ctx.clone(),
             screenshot_saved: Arc::new(AtomicBool::new(false)),
@@ -138,7 +125,7 @@ impl SlaApp {
 
     /// Show `settings` in the controls (and the theme in the window).
     fn apply(&mut self, settings: RememberedSettings) {
-        self.data_dir_text = settings
+        self.setup.data_dir_text = settings
             .config
             .dataset
             .dir
@@ -146,9 +133,9 @@ impl SlaApp {
             .map(|d| d.display().to_string())
             .unwrap_or_default();
         self.config = settings.config;
-        self.custom_rotations = settings.custom_rotations;
-        self.custom_permutations = settings.custom_permutations;
-        self.open_dir_text = settings.open_dir;
+        self.setup.custom_rotations = settings.custom_rotations;
+        self.setup.custom_permutations = settings.custom_permutations;
+        self.setup.open_dir_text = settings.open_dir;
         self.watch.smoothing = settings.smoothing;
         self.watch.log_y = settings.log_y;
         self.watch.x_unit = settings.x_unit;
@@ -161,16 +148,16 @@ impl SlaApp {
             settings.theme
         };
         self.ctx.set_theme(theme);
-        self.show_transforms_of_config();
+        self.setup.show_transforms_of(&self.config);
     }
 
     /// What the next launch starts from.
     pub fn remembered(&self) -> RememberedSettings {
         RememberedSettings {
             config: self.config.clone(),
-            custom_rotations: self.custom_rotations,
-            custom_permutations: self.custom_permutations,
-            open_dir: self.open_dir_text.clone(),
+            custom_rotations: self.setup.custom_rotations,
+            custom_permutations: self.setup.custom_permutations,
+            open_dir: self.setup.open_dir_text.clone(),
             smoothing: self.watch.smoothing,
             log_y: self.watch.log_y,
             x_unit: self.watch.x_unit,
@@ -184,7 +171,7 @@ impl SlaApp {
     /// Answer folder dialogs with `chooser` instead of the system's dialog (tests cannot click a
     /// system window; an embedder may bring its own).
     pub fn set_folder_chooser(&mut self, chooser: super::folder_dialog::FolderChooser) {
-        self.folder_dialogs.set_chooser(chooser);
+        self.setup.folder_dialogs.set_chooser(chooser);
     }
 
     /// Every setting back to its default (the run folder, the run shown and the recent runs stay).
@@ -193,27 +180,6 @@ impl SlaApp {
         self.apply(RememberedSettings::default());
         if self.config.dataset != before {
             self.reload_preview();
-        }
-    }
-
-    /// Set the transformation controls to the config's set, so that the next frame, which rebuilds
-    /// the config from the controls, keeps a custom set (from `sla gui --rotations …` or an opened
-    /// run) instead of replacing it with the preset.
-    fn show_transforms_of_config(&mut self) {
-        let TransformChoice::Custom {
-            quarter_turns,
-            permutations,
-        } = &self.config.transforms
-        else {
-            self.custom_transforms = false;
-            return;
-        };
-        self.custom_transforms = true;
-        for (turns, on) in self.custom_rotations.iter_mut().enumerate() {
-            *on = quarter_turns.contains(&(turns as u8));
-        }
-        for (permutation, on) in ALL_PERMUTATIONS.iter().zip(&mut self.custom_permutations) {
-            *on = permutations.contains(permutation);
         }
     }
 
@@ -282,40 +248,7 @@ impl SlaApp {
 
     /// Why the current settings cannot start, if they cannot.
     pub(super) fn start_blocker(&self) -> Option<String> {
-        if let Err(error) = self.config.validate() {
-            return Some(error.to_string());
-        }
-        match &self.preview {
-            None => return Some("the dataset is still loading".into()),
-            Some(Err(error)) => return Some(error.clone()),
-            Some(Ok(preview)) => {
-                let shape = preview.shape;
-                let set = self.config.transforms.set().ok()?;
-                if let Err(error) = set.check_image_shape(shape.channels, shape.height, shape.width)
-                {
-                    return Some(error.to_string());
-                }
-                let train: usize = match preview.train_counts(&self.config) {
-                    Ok(counts) => counts.iter().sum(),
-                    Err(error) => return Some(error),
-                };
-                if train.saturating_sub(self.config.validation) < self.config.batch_size {
-                    return Some(format!(
-                        "the batch size {} is larger than the {} training images",
-                        self.config.batch_size, train
-                    ));
-                }
-            }
-        }
-        if self.run_dir_text.trim().is_empty() {
-            return Some("choose a run folder".into());
-        }
-        if crate::run::is_run_folder(Path::new(self.run_dir_text.trim())) {
-            return Some(
-                "the run folder already holds a run: open it to resume, or choose another".into(),
-            );
-        }
-        None
+        self.setup.start_blocker(&self.config, &self.preview)
     }
 
     pub(super) fn start(&mut self) {
@@ -323,7 +256,7 @@ impl SlaApp {
             self.state.message = Some(reason);
             return;
         }
-        let run_dir = PathBuf::from(self.run_dir_text.trim());
+        let run_dir = PathBuf::from(self.setup.run_dir_text.trim());
         self.recent_runs.remember(&run_dir);
         self.spawn(RunStart::New {
             config: Box::new(self.config.clone()),
@@ -380,7 +313,7 @@ impl SlaApp {
         self.trainer = None;
         self.state = RunState::from_folder(dir);
         self.config = config;
-        self.show_transforms_of_config();
+        self.setup.show_transforms_of(&self.config);
         self.reload_preview();
     }
 
@@ -393,8 +326,23 @@ impl SlaApp {
         self.show_compare = true;
     }
 
-    pub(super) fn can_resume(dir: &Path) -> bool {
-        trainer::is_resumable(dir)
+    /// Do what the setup panel was asked.
+    fn carry_out(&mut self, action: SetupAction) {
+        match action {
+            SetupAction::ReloadPreview => self.reload_preview(),
+            SetupAction::ResetToDefaults => self.reset_to_defaults(),
+            SetupAction::Start => self.start(),
+            SetupAction::Command(command) => self.command(command),
+            SetupAction::Open(dir) => self.open_run(&dir),
+            SetupAction::OpenAndResume(dir) => {
+                self.open_run(&dir);
+                self.resume(dir);
+            }
+            SetupAction::Compare(dir) => self.compare_runs(&dir),
+            SetupAction::Download => self.start_download(),
+            SetupAction::StartExperiment(modes) => self.start_experiment(modes),
+            SetupAction::ContinueExperiment => self.continue_experiment(),
+        }
     }
 
     fn drain_events(&mut self) {
@@ -413,8 +361,8 @@ impl SlaApp {
             }
             // A finished run keeps its folder; the next run gets a fresh one.
             let finished = matches!(self.state.phase, Phase::Finished { .. } | Phase::Failed(_));
-            if finished && crate::run::is_run_folder(Path::new(self.run_dir_text.trim())) {
-                self.run_dir_text = default_run_dir();
+            if finished && crate::run::is_run_folder(Path::new(self.setup.run_dir_text.trim())) {
+                self.setup.run_dir_text = default_run_dir();
             }
             ended = was_active && finished;
         }
@@ -584,7 +532,21 @@ impl eframe::App for SlaApp {
             .resizable(true)
             .default_size(310.0)
             .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| self.setup_panel(ui));
+                let input = SetupInput {
+                    config: &mut self.config,
+                    state: &self.state,
+                    preview: &self.preview,
+                    download: self.download.as_ref(),
+                    queue: self.queue.as_ref(),
+                    recent_runs: &mut self.recent_runs,
+                    deterministic: self.options.deterministic,
+                };
+                let actions = egui::ScrollArea::vertical()
+                    .show(ui, |ui| self.setup.show(ui, input))
+                    .inner;
+                for action in actions {
+                    self.carry_out(action);
+                }
             });
         egui::CentralPanel::default().show(ui, |ui| {
             if !self.compare.runs.is_empty() || self.show_compare {

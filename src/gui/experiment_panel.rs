@@ -12,6 +12,7 @@ use crate::sla::Mode;
 use super::app::SlaApp;
 use super::experiment_queue::{ExperimentQueue, QueueStatus, QueueStep};
 use super::run_state::Phase;
+use super::setup_panel::{SetupAction, SetupFrame};
 
 /// The experiment's choices in the setup panel.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,7 +46,7 @@ impl ExperimentChoice {
     }
 }
 
-impl SlaApp {
+impl SetupFrame<'_> {
     pub(super) fn experiment_section(&mut self, ui: &mut egui::Ui, blocker: Option<&str>) {
         let idle = !self.state.is_active() && self.queue.as_ref().is_none_or(|q| !q.is_running());
         egui::CollapsingHeader::new("Experiment")
@@ -57,8 +58,8 @@ impl SlaApp {
                 );
                 ui.add_enabled_ui(idle, |ui| {
                     ui.horizontal_wrapped(|ui| {
-                        let allowed = super::fewshot_settings::modes(&self.config);
-                        for (mode, on) in Mode::ALL.iter().zip(&mut self.experiment.modes) {
+                        let allowed = super::fewshot_settings::modes(self.config);
+                        for (mode, on) in Mode::ALL.iter().zip(&mut self.panel.experiment.modes) {
                             ui.add_enabled(
                                 allowed.contains(mode),
                                 egui::Checkbox::new(on, mode.name()),
@@ -68,7 +69,7 @@ impl SlaApp {
                     ui.horizontal(|ui| {
                         let label = ui.label("Seeds");
                         ui.add(
-                            egui::TextEdit::singleline(&mut self.experiment.seeds)
+                            egui::TextEdit::singleline(&mut self.panel.experiment.seeds)
                                 .desired_width(80.0),
                         )
                         .labelled_by(label.id)
@@ -78,9 +79,9 @@ impl SlaApp {
                     ui.horizontal(|ui| {
                         let chosen: Vec<Mode> = Mode::ALL
                             .iter()
-                            .zip(self.experiment.modes)
+                            .zip(self.panel.experiment.modes)
                             .filter(|(mode, on)| {
-                                *on && super::fewshot_settings::modes(&self.config).contains(mode)
+                                *on && super::fewshot_settings::modes(self.config).contains(mode)
                             })
                             .map(|(mode, _)| *mode)
                             .collect();
@@ -91,7 +92,7 @@ impl SlaApp {
                             )
                             .clicked()
                         {
-                            self.start_experiment(chosen);
+                            self.actions.push(SetupAction::StartExperiment(chosen));
                         }
                         let pair = ExperimentQueue::against_baseline(self.config.mode);
                         let text = format!("Baseline vs {}", pair[1].name());
@@ -102,20 +103,19 @@ impl SlaApp {
                             )
                             .clicked()
                         {
-                            self.start_experiment(pair);
+                            self.actions.push(SetupAction::StartExperiment(pair));
                         }
                     });
                 });
                 let progress = self.run_progress();
-                if let Some(queue) = &mut self.queue {
+                if let Some(queue) = self.queue {
                     queue.show(ui, progress);
                     let halted = queue
                         .runs
                         .iter()
                         .any(|r| matches!(r.status, QueueStatus::Stopped | QueueStatus::Failed(_)));
                     if halted && idle && ui.button("Continue experiment").clicked() {
-                        queue.continue_runs();
-                        self.advance_queue();
+                        self.actions.push(SetupAction::ContinueExperiment);
                     }
                 }
             });
@@ -126,11 +126,21 @@ impl SlaApp {
         let (info, stats) = (self.state.info.as_ref()?, self.state.last_step?);
         Some(stats.step as f32 / info.total_steps.max(1) as f32)
     }
+}
+
+impl SlaApp {
+    /// Go on with a stopped or failed experiment from its first unfinished run.
+    pub(super) fn continue_experiment(&mut self) {
+        if let Some(queue) = &mut self.queue {
+            queue.continue_runs();
+            self.advance_queue();
+        }
+    }
 
     /// Plan an experiment of `modes` × the chosen seeds on the current settings, in the run
     /// folder field's folder, and start its first run.
     pub(super) fn start_experiment(&mut self, modes: Vec<Mode>) {
-        let seeds = match self.experiment.seeds() {
+        let seeds = match self.setup.experiment.seeds() {
             Ok(seeds) => seeds,
             Err(why) => {
                 self.state.message = Some(why);
@@ -138,7 +148,7 @@ impl SlaApp {
             }
         };
         let plan = ExperimentPlan {
-            out: PathBuf::from(self.run_dir_text.trim()),
+            out: PathBuf::from(self.setup.run_dir_text.trim()),
             base: self.config.clone(),
             arms: modes
                 .into_iter()

@@ -11,16 +11,27 @@ use crate::sla::transform::ALL_PERMUTATIONS;
 use crate::sla::{ClassWeighting, Mode, TransformPreset, TransformSet};
 use crate::train::TrainerCommand;
 
-use super::app::SlaApp;
+use crate::config::TrainConfig;
+use crate::train::trainer;
+
 use super::class_bars;
+use super::download_job::DownloadJob;
+use super::experiment_panel::ExperimentChoice;
+use super::experiment_queue::ExperimentQueue;
 use super::fewshot_settings;
+use super::folder_dialog::FolderDialogs;
 use super::folder_dialog::FolderField;
 use super::model_summary;
+use super::model_summary::SummaryCache;
 use super::more_settings;
+use super::preview::DatasetPreview;
 use super::recent_runs::RecentAction;
+use super::recent_runs::RecentRuns;
 use super::run_state::Phase;
+use super::run_state::RunState;
 use super::shortcuts;
 use super::step_estimate;
+use super::step_estimate::StepEstimate;
 
 const DATASETS: [DatasetKind; 7] = [
     DatasetKind::FashionMini,
@@ -38,12 +49,160 @@ fn button_then_field() -> egui::Layout {
     egui::Layout::right_to_left(egui::Align::Center)
 }
 
-impl SlaApp {
-    pub(super) fn setup_panel(&mut self, ui: &mut egui::Ui) {
+/// The setup panel's own state: the editors of the settings that are not the settings themselves
+/// (typed folders, the custom transformation ticks, the experiment's choices) and its caches.
+#[derive(Default)]
+pub struct SetupPanel {
+    /// Custom transformation set: rotations 0/90/180/270 × the six channel orders.
+    pub custom_transforms: bool,
+    pub custom_rotations: [bool; 4],
+    pub custom_permutations: [bool; 6],
+    pub run_dir_text: String,
+    pub open_dir_text: String,
+    pub data_dir_text: String,
+    pub model_summary: SummaryCache,
+    pub step_estimate: StepEstimate,
+    pub folder_dialogs: FolderDialogs,
+    pub experiment: ExperimentChoice,
+}
+
+/// What the user asked of the setup panel this frame, for the app to carry out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetupAction {
+    /// The dataset changed: load its preview.
+    ReloadPreview,
+    ResetToDefaults,
+    /// Train the settings into the run folder field's folder.
+    Start,
+    Command(TrainerCommand),
+    /// Inspect a run folder (its settings replace the panel's).
+    Open(PathBuf),
+    /// Open a run folder and resume its training.
+    OpenAndResume(PathBuf),
+    /// Add a run, or an experiment's runs, to the comparison.
+    Compare(PathBuf),
+    /// Download the chosen dataset into the cache.
+    Download,
+    /// Train these modes × the chosen seeds, one after another.
+    StartExperiment(Vec<Mode>),
+    /// Go on with a stopped or failed experiment.
+    ContinueExperiment,
+}
+
+/// What the setup panel draws from besides its own state. It edits `config`; the rest it only
+/// reads (the recent runs are folded and unfolded in place).
+pub struct SetupInput<'a> {
+    pub config: &'a mut TrainConfig,
+    pub state: &'a RunState,
+    pub preview: &'a Option<Result<DatasetPreview, String>>,
+    pub download: Option<&'a DownloadJob>,
+    pub queue: Option<&'a ExperimentQueue>,
+    pub recent_runs: &'a mut RecentRuns,
+    /// Hide the run folder (a time-stamped name) for snapshot tests.
+    pub deterministic: bool,
+}
+
+impl SetupPanel {
+    /// Draw the settings and the run controls; returns what the user asked for.
+    pub fn show(&mut self, ui: &mut egui::Ui, input: SetupInput<'_>) -> Vec<SetupAction> {
+        let mut frame = SetupFrame {
+            panel: self,
+            config: input.config,
+            state: input.state,
+            preview: input.preview,
+            download: input.download,
+            queue: input.queue,
+            recent_runs: input.recent_runs,
+            deterministic: input.deterministic,
+            actions: Vec::new(),
+        };
+        frame.show(ui);
+        frame.actions
+    }
+
+    /// Why `config` cannot start in the run folder field's folder, if it cannot.
+    pub fn start_blocker(
+        &self,
+        config: &TrainConfig,
+        preview: &Option<Result<DatasetPreview, String>>,
+    ) -> Option<String> {
+        if let Err(error) = config.validate() {
+            return Some(error.to_string());
+        }
+        match preview {
+            None => return Some("the dataset is still loading".into()),
+            Some(Err(error)) => return Some(error.clone()),
+            Some(Ok(preview)) => {
+                let shape = preview.shape;
+                let set = config.transforms.set().ok()?;
+                if let Err(error) = set.check_image_shape(shape.channels, shape.height, shape.width)
+                {
+                    return Some(error.to_string());
+                }
+                let train: usize = match preview.train_counts(config) {
+                    Ok(counts) => counts.iter().sum(),
+                    Err(error) => return Some(error),
+                };
+                if train.saturating_sub(config.validation) < config.batch_size {
+                    return Some(format!(
+                        "the batch size {} is larger than the {} training images",
+                        config.batch_size, train
+                    ));
+                }
+            }
+        }
+        if self.run_dir_text.trim().is_empty() {
+            return Some("choose a run folder".into());
+        }
+        if crate::run::is_run_folder(std::path::Path::new(self.run_dir_text.trim())) {
+            return Some(
+                "the run folder already holds a run: open it to resume, or choose another".into(),
+            );
+        }
+        None
+    }
+
+    /// Set the transformation controls to `config`'s set, so that the next frame, which rebuilds
+    /// the config from the controls, keeps a custom set (from `sla gui --rotations …` or an opened
+    /// run) instead of replacing it with the preset.
+    pub fn show_transforms_of(&mut self, config: &TrainConfig) {
+        let TransformChoice::Custom {
+            quarter_turns,
+            permutations,
+        } = &config.transforms
+        else {
+            self.custom_transforms = false;
+            return;
+        };
+        self.custom_transforms = true;
+        for (turns, on) in self.custom_rotations.iter_mut().enumerate() {
+            *on = quarter_turns.contains(&(turns as u8));
+        }
+        for (permutation, on) in ALL_PERMUTATIONS.iter().zip(&mut self.custom_permutations) {
+            *on = permutations.contains(permutation);
+        }
+    }
+}
+
+/// One frame of the setup panel: its state, what it draws from, and the actions asked so far.
+pub(super) struct SetupFrame<'a> {
+    pub(super) panel: &'a mut SetupPanel,
+    pub(super) config: &'a mut TrainConfig,
+    pub(super) state: &'a RunState,
+    pub(super) preview: &'a Option<Result<DatasetPreview, String>>,
+    pub(super) download: Option<&'a DownloadJob>,
+    pub(super) queue: Option<&'a ExperimentQueue>,
+    pub(super) recent_runs: &'a mut RecentRuns,
+    pub(super) deterministic: bool,
+    pub(super) actions: Vec<SetupAction>,
+}
+
+impl SetupFrame<'_> {
+    fn show(&mut self, ui: &mut egui::Ui) {
         self.take_chosen_folder();
         let locked = self.state.is_active();
         ui.add_enabled_ui(!locked, |ui| {
-            fewshot_settings::setting_choice(ui, &mut self.config);
+            fewshot_settings::setting_choice(ui, self.config);
             ui.separator();
             self.dataset_section(ui);
             ui.separator();
@@ -60,13 +219,13 @@ impl SlaApp {
                 Some(Ok(preview)) => Some(preview.shape.height),
                 _ => None,
             };
-            more_settings::show(ui, &mut self.config, side);
+            more_settings::show(ui, self.config, side);
             if ui
                 .button("Reset to defaults")
                 .on_hover_text("Every setting above back to its default")
                 .clicked()
             {
-                self.reset_to_defaults();
+                self.actions.push(SetupAction::ResetToDefaults);
             }
         });
         ui.separator();
@@ -75,7 +234,7 @@ impl SlaApp {
 
     /// A "Browse…" button that opens the folder dialog for `field`.
     fn browse_button(&mut self, ui: &mut egui::Ui, field: FolderField, hint: &str) {
-        let open = self.folder_dialogs.is_open();
+        let open = self.panel.folder_dialogs.is_open();
         let clicked = ui
             .add_enabled(!open, egui::Button::new("Browse…"))
             .on_hover_text(hint)
@@ -83,35 +242,35 @@ impl SlaApp {
             .clicked();
         if clicked {
             let typed = match field {
-                FolderField::Data => &self.data_dir_text,
-                FolderField::Run => &self.run_dir_text,
-                FolderField::Open => &self.open_dir_text,
+                FolderField::Data => &self.panel.data_dir_text,
+                FolderField::Run => &self.panel.run_dir_text,
+                FolderField::Open => &self.panel.open_dir_text,
             };
             let start = PathBuf::from(typed.trim());
-            self.folder_dialogs.open(field, &start, ui.ctx());
+            self.panel.folder_dialogs.open(field, &start, ui.ctx());
         }
     }
 
     /// Put a folder chosen in a dialog into its field, as if typed and confirmed.
     fn take_chosen_folder(&mut self) {
-        let Some((field, path)) = self.folder_dialogs.poll() else {
+        let Some((field, path)) = self.panel.folder_dialogs.poll() else {
             return;
         };
         let text = path.display().to_string();
         match field {
             FolderField::Data => {
-                self.data_dir_text = text;
+                self.panel.data_dir_text = text;
                 let before = self.config.dataset.clone();
                 self.apply_data_dir_text();
                 if self.config.dataset != before {
-                    self.reload_preview();
+                    self.actions.push(SetupAction::ReloadPreview);
                 }
             }
-            FolderField::Run => self.run_dir_text = text,
+            FolderField::Run => self.panel.run_dir_text = text,
             FolderField::Open => {
-                self.open_dir_text = text;
+                self.panel.open_dir_text = text;
                 if !self.state.is_active() {
-                    self.open_run(&path);
+                    self.actions.push(SetupAction::Open(path));
                 }
             }
         }
@@ -119,7 +278,7 @@ impl SlaApp {
 
     /// The typed data folder becomes the dataset's folder (empty: the default places).
     fn apply_data_dir_text(&mut self) {
-        let text = self.data_dir_text.trim();
+        let text = self.panel.data_dir_text.trim();
         self.config.dataset.dir = (!text.is_empty()).then(|| PathBuf::from(text));
     }
 
@@ -140,7 +299,7 @@ impl SlaApp {
                 let label = ui.label("Folder");
                 ui.with_layout(button_then_field(), |ui| {
                     self.browse_button(ui, FolderField::Data, "Choose the dataset's folder");
-                    let field = egui::TextEdit::singleline(&mut self.data_dir_text)
+                    let field = egui::TextEdit::singleline(&mut self.panel.data_dir_text)
                         .desired_width(ui.available_width());
                     let response = ui.add(field).labelled_by(label.id).on_hover_text(
                         "Leave empty for the Debian Fashion-MNIST or the dataset cache (sla data get \
@@ -161,7 +320,7 @@ impl SlaApp {
             });
         }
         if self.config.dataset != before {
-            self.reload_preview();
+            self.actions.push(SetupAction::ReloadPreview);
         }
         match &self.preview {
             None => {
@@ -270,7 +429,7 @@ impl SlaApp {
         let Some(Ok(preview)) = &self.preview else {
             return;
         };
-        match preview.train_counts(&self.config) {
+        match preview.train_counts(self.config) {
             Ok(counts) => {
                 let groups = class_bars::groups_of(self.config.imbalance, &counts);
                 class_bars::count_chart(ui, &preview.class_names, &counts, groups.as_deref());
@@ -317,7 +476,7 @@ impl SlaApp {
                 ))
                 .clicked()
             {
-                self.start_download();
+                self.actions.push(SetupAction::Download);
             }
         }
     }
@@ -334,13 +493,16 @@ impl SlaApp {
         let grey = self.channels().is_some_and(|c| c != 3);
         let grey_reason = "colour permutations need RGB images; this dataset is grey";
         ui.checkbox(
-            &mut self.custom_transforms,
+            &mut self.panel.custom_transforms,
             "Custom rotations × channel orders",
         );
-        if self.custom_transforms {
+        if self.panel.custom_transforms {
             egui::Grid::new("custom transforms").show(ui, |ui| {
                 for (index, degrees) in [0, 90, 180, 270].iter().enumerate() {
-                    ui.checkbox(&mut self.custom_rotations[index], format!("{degrees}°"));
+                    ui.checkbox(
+                        &mut self.panel.custom_rotations[index],
+                        format!("{degrees}°"),
+                    );
                 }
                 ui.end_row();
                 for (index, permutation) in ALL_PERMUTATIONS.iter().enumerate() {
@@ -351,7 +513,7 @@ impl SlaApp {
                     let enabled = index == 0 || !grey;
                     ui.add_enabled(
                         enabled,
-                        egui::Checkbox::new(&mut self.custom_permutations[index], name),
+                        egui::Checkbox::new(&mut self.panel.custom_permutations[index], name),
                     )
                     .on_disabled_hover_text(grey_reason);
                     if index == 2 {
@@ -361,12 +523,12 @@ impl SlaApp {
                 ui.end_row();
             });
             let quarter_turns: Vec<u8> = (0..4u8)
-                .filter(|&i| self.custom_rotations[usize::from(i)])
+                .filter(|&i| self.panel.custom_rotations[usize::from(i)])
                 .collect();
             let permutations: Vec<[u8; 3]> = ALL_PERMUTATIONS
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| self.custom_permutations[*i] && !(grey && *i > 0))
+                .filter(|(i, _)| self.panel.custom_permutations[*i] && !(grey && *i > 0))
                 .map(|(_, p)| *p)
                 .collect();
             // Only a change of the ticked set replaces the config's: a set opened from a run keeps
@@ -424,7 +586,7 @@ impl SlaApp {
         egui::ComboBox::from_id_salt("mode")
             .selected_text(self.config.mode.name())
             .show_ui(ui, |ui| {
-                for &mode in fewshot_settings::modes(&self.config) {
+                for &mode in fewshot_settings::modes(self.config) {
                     ui.selectable_value(&mut self.config.mode, mode, mode.name())
                         .on_hover_text(mode.explanation());
                 }
@@ -445,11 +607,11 @@ impl SlaApp {
             Some(Ok(preview)) => Some((preview.shape, preview.class_names.len())),
             _ => None,
         };
-        model_summary::show(ui, &mut self.model_summary, &self.config, shape);
+        model_summary::show(ui, &mut self.panel.model_summary, self.config, shape);
         // The step timer times a standard step; a few-shot step is an episode.
         if let Some(shape) = shape.filter(|_| self.config.fewshot.is_none()) {
             let busy = self.state.is_active();
-            step_estimate::show(ui, &mut self.step_estimate, &self.config, shape, busy);
+            step_estimate::show(ui, &mut self.panel.step_estimate, self.config, shape, busy);
         }
     }
 
@@ -548,7 +710,7 @@ impl SlaApp {
 
     fn run_controls(&mut self, ui: &mut egui::Ui) {
         ui.heading("Run");
-        if !self.deterministic() {
+        if !self.deterministic {
             ui.horizontal(|ui| {
                 let label = ui.label("Folder");
                 ui.with_layout(button_then_field(), |ui| {
@@ -556,23 +718,25 @@ impl SlaApp {
                     if idle {
                         self.browse_button(ui, FolderField::Run, "Choose where the run is written");
                     }
-                    let field = egui::TextEdit::singleline(&mut self.run_dir_text)
+                    let field = egui::TextEdit::singleline(&mut self.panel.run_dir_text)
                         .desired_width(ui.available_width());
                     ui.add_enabled(idle, field).labelled_by(label.id);
                 });
             });
         }
-        let blocker = self.start_blocker();
+        let blocker = self.panel.start_blocker(self.config, self.preview);
         ui.horizontal_wrapped(|ui| {
             match self.state.phase {
                 Phase::Training => {
                     if ui.button("Pause").on_hover_text("Space").clicked() {
-                        self.command(TrainerCommand::Pause);
+                        self.actions
+                            .push(SetupAction::Command(TrainerCommand::Pause));
                     }
                 }
                 Phase::Paused => {
                     if ui.button("Resume").on_hover_text("Space").clicked() {
-                        self.command(TrainerCommand::Resume);
+                        self.actions
+                            .push(SetupAction::Command(TrainerCommand::Resume));
                     }
                 }
                 _ => {
@@ -587,7 +751,7 @@ impl SlaApp {
                             &shortcuts::START,
                         ));
                     if start.clicked() {
-                        self.start();
+                        self.actions.push(SetupAction::Start);
                     }
                 }
             }
@@ -597,7 +761,8 @@ impl SlaApp {
                 .on_hover_text("Finish the step, save a checkpoint, end")
                 .clicked()
             {
-                self.command(TrainerCommand::Stop);
+                self.actions
+                    .push(SetupAction::Command(TrainerCommand::Stop));
             }
             if ui
                 .add_enabled(active, egui::Button::new("Save checkpoint"))
@@ -608,7 +773,8 @@ impl SlaApp {
                 ))
                 .clicked()
             {
-                self.command(TrainerCommand::SaveCheckpoint);
+                self.actions
+                    .push(SetupAction::Command(TrainerCommand::SaveCheckpoint));
             }
         });
         if let Some(reason) = blocker.as_ref().filter(|_| !self.state.is_active()) {
@@ -624,7 +790,7 @@ impl SlaApp {
                 }
                 let field = ui
                     .add(
-                        egui::TextEdit::singleline(&mut self.open_dir_text)
+                        egui::TextEdit::singleline(&mut self.panel.open_dir_text)
                             .id(shortcuts::open_run_field())
                             .desired_width(ui.available_width()),
                     )
@@ -635,26 +801,27 @@ impl SlaApp {
                         &shortcuts::OPEN_RUN,
                     ));
                 let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                if entered && !self.state.is_active() && !self.open_dir_text.trim().is_empty() {
-                    self.open_run(&PathBuf::from(self.open_dir_text.trim()));
+                if entered && !self.state.is_active() && !self.panel.open_dir_text.trim().is_empty()
+                {
+                    let dir = PathBuf::from(self.panel.open_dir_text.trim());
+                    self.actions.push(SetupAction::Open(dir));
                 }
             });
         });
-        let dir = PathBuf::from(self.open_dir_text.trim());
+        let dir = PathBuf::from(self.panel.open_dir_text.trim());
         ui.horizontal(|ui| {
-            let idle = !self.state.is_active() && !self.open_dir_text.trim().is_empty();
+            let idle = !self.state.is_active() && !self.panel.open_dir_text.trim().is_empty();
             if ui.add_enabled(idle, egui::Button::new("Inspect")).clicked() {
-                self.open_run(&dir);
+                self.actions.push(SetupAction::Open(dir.clone()));
             }
-            let resumable = idle && Self::can_resume(&dir);
+            let resumable = idle && trainer::is_resumable(&dir);
             if ui
                 .add_enabled(resumable, egui::Button::new("Resume"))
                 .clicked()
             {
-                self.open_run(&dir);
-                self.resume(dir.clone());
+                self.actions.push(SetupAction::OpenAndResume(dir.clone()));
             }
-            let comparable = !self.open_dir_text.trim().is_empty();
+            let comparable = !self.panel.open_dir_text.trim().is_empty();
             if ui
                 .add_enabled(comparable, egui::Button::new("Compare"))
                 .on_hover_text(
@@ -662,15 +829,15 @@ impl SlaApp {
                 )
                 .clicked()
             {
-                self.compare_runs(&dir);
+                self.actions.push(SetupAction::Compare(dir.clone()));
             }
         });
         match self.recent_runs.show(ui, !self.state.is_active()) {
             Some(RecentAction::Open(dir)) => {
-                self.open_dir_text = dir.display().to_string();
-                self.open_run(&dir);
+                self.panel.open_dir_text = dir.display().to_string();
+                self.actions.push(SetupAction::Open(dir));
             }
-            Some(RecentAction::Compare(dir)) => self.compare_runs(&dir),
+            Some(RecentAction::Compare(dir)) => self.actions.push(SetupAction::Compare(dir)),
             None => {}
         }
     }
