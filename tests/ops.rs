@@ -322,6 +322,10 @@ fn bench_args(ops: sla::cli::bench::OpsChoice) -> sla::cli::bench::BenchArgs {
         model: ModelKind::Cnn,
         mode: sla::cli::bench::BenchMode::Sla,
         batch_size: 4,
+        image_size: 32,
+        channels: 3,
+        eval: false,
+        eval_images: 10_000,
         steps: 2,
         warmup: 0,
         threads: None,
@@ -362,5 +366,33 @@ fn bench_counts_the_convolution_work_of_a_step() -> anyhow::Result<()> {
     let stock = measure(&bench_args(OpsChoice::Stock), 1)?;
     assert_eq!(stock.conv_gflop_per_step, 0.0);
     assert!(stock.breakdown.iter().all(|p| p.calls_per_step == 0.0));
+    Ok(())
+}
+
+/// The real workload's shapes: 28×28 grey images (1→16 at 28×28, 16→32 at 14×14, 32→64 at 7×7:
+/// 1,919,232 MACs per image), and the evaluation timed beside the step.
+#[test]
+fn bench_times_the_step_on_grey_28_pixel_images_and_the_evaluation() -> anyhow::Result<()> {
+    use sla::cli::bench::{OpsChoice, measure};
+    let args = sla::cli::bench::BenchArgs {
+        image_size: 28,
+        channels: 1,
+        eval: true,
+        eval_images: 8,
+        ..bench_args(OpsChoice::Fast)
+    };
+    let report = measure(&args, 1)?;
+    let macs_per_image = 16 * 9 * 784 + 32 * 16 * 9 * 196 + 64 * 32 * 9 * 49;
+    assert_eq!(macs_per_image, 1_919_232);
+    let first_layer_macs = 16 * 9 * 784;
+    let expected_gflop = ((6 * macs_per_image - 2 * first_layer_macs) * 16) as f64 * 1e-9;
+    assert!((report.conv_gflop_per_step - expected_gflop).abs() < 1e-9 * expected_gflop);
+    let eval = report.eval.expect("an evaluation report");
+    assert_eq!((eval.images, eval.sorted_ms.len()), (8, 3));
+    assert!(eval.sorted_ms.windows(2).all(|w| w[0] <= w[1]));
+    let median = eval.sorted_ms[1];
+    assert!((eval.images_per_s - 8.0 / (median * 1e-3)).abs() < 1e-6 * eval.images_per_s);
+    let ratio = (report.median_ms / 4.0) / (median / 8.0);
+    assert!((eval.cheaper_than_training - ratio).abs() < 1e-9 * ratio);
     Ok(())
 }

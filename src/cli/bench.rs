@@ -9,7 +9,7 @@ use crate::data::ImageShape;
 use crate::model::ModelKind;
 use crate::ops;
 use crate::sla::{Mode, TransformPreset, TransformSet};
-use crate::train::step_timer::{SyntheticStep, time_steps};
+use crate::train::step_timer::{SyntheticStep, time_evaluation, time_steps};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -38,6 +38,19 @@ pub struct BenchArgs {
     /// Original images per step (SLA multiplies them by 4).
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Side of the square images in pixels (28 for the MNIST sets; the benchmark's CIFAR: 32).
+    #[arg(long, default_value_t = 32)]
+    pub image_size: usize,
+    /// Channels of the images (1 for the MNIST sets).
+    #[arg(long, default_value_t = 3)]
+    pub channels: usize,
+    /// Also time the evaluation of --eval-images test images (every one under all M
+    /// transformations, as the trainer evaluates) and compare its cost per image with the step's.
+    #[arg(long)]
+    pub eval: bool,
+    /// Test images of the timed evaluation.
+    #[arg(long, default_value_t = 10_000)]
+    pub eval_images: usize,
     /// Timed steps.
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
@@ -105,11 +118,32 @@ pub struct Report {
     pub breakdown: Vec<PhaseTime>,
     pub other_ms_per_step: f64,
     pub last_loss: f64,
+    /// The timed evaluation, with `--eval`.
+    pub eval: Option<EvalReport>,
+}
+
+/// What timing the evaluation measured.
+#[derive(Debug, Serialize)]
+pub struct EvalReport {
+    pub images: usize,
+    /// Milliseconds of each timed pass over the images, fastest first.
+    pub sorted_ms: Vec<f64>,
+    /// Original test images per second (median pass), each under all M transformations.
+    pub images_per_s: f64,
+    /// A training step's time per original image over the evaluation's: how many times cheaper
+    /// evaluating an image is than training on it.
+    pub cheaper_than_training: f64,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.steps == 0 || args.batch_size == 0 {
         anyhow::bail!("--steps and --batch-size must be at least 1");
+    }
+    if args.image_size < 8 || !matches!(args.channels, 1 | 3) {
+        anyhow::bail!("--image-size must be at least 8 and --channels 1 or 3");
+    }
+    if args.eval && args.eval_images == 0 {
+        anyhow::bail!("--eval-images must be at least 1");
     }
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -159,12 +193,21 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
     };
     let objective = config.objective(classes, set.len());
     let shape = ImageShape {
-        channels: 3,
-        height: 32,
-        width: 32,
+        channels: args.channels,
+        height: args.image_size,
+        width: args.image_size,
     };
     let timing = time_steps(
-        || SyntheticStep::new(args.model, objective, &set, shape, args.batch_size, &device),
+        || {
+            SyntheticStep::new(
+                args.model,
+                objective.clone(),
+                &set,
+                shape,
+                args.batch_size,
+                &device,
+            )
+        },
         args.warmup,
         args.steps,
         ops::profile::reset_profile,
@@ -204,6 +247,33 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         (None, _) => None,
     };
     let images_per_step = args.batch_size * set.len();
+    let eval = if args.eval {
+        // The evaluation always expands by the run's transformations (a baseline run's too, for
+        // its per-view accuracies), in batches of the training batch size, as the trainer does;
+        // the rotations are timed.
+        let eval_set = TransformSet::preset(TransformPreset::Rotation);
+        let eval_objective = config.objective(classes, eval_set.len());
+        let sorted_ms = time_evaluation(
+            args.model,
+            eval_objective,
+            &eval_set,
+            shape,
+            (args.eval_images, args.batch_size),
+            EVAL_REPEATS,
+            &device,
+        )?;
+        let median = sorted_ms[sorted_ms.len() / 2];
+        let per_image_eval = median / args.eval_images as f64;
+        let per_image_step = median_ms / args.batch_size as f64;
+        Some(EvalReport {
+            images: args.eval_images,
+            images_per_s: args.eval_images as f64 / (median * 1e-3),
+            cheaper_than_training: per_image_step / per_image_eval,
+            sorted_ms,
+        })
+    } else {
+        None
+    };
     Ok(Report {
         device: args.device.clone(),
         model: args.model.name(),
@@ -229,6 +299,7 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         breakdown,
         other_ms_per_step: total_ms - ops_ms,
         last_loss: timing.last_loss,
+        eval,
     })
 }
 
@@ -282,4 +353,17 @@ fn print_report(r: &Report) {
         );
     }
     println!("  last loss: {:.4}", r.last_loss);
+    if let Some(eval) = &r.eval {
+        println!(
+            "  evaluation of {} images × 4 rotations: median {:.0} ms, {:.0} images/s; per image \
+             {:.1}× cheaper than a training step",
+            eval.images,
+            eval.sorted_ms[eval.sorted_ms.len() / 2],
+            eval.images_per_s,
+            eval.cheaper_than_training
+        );
+    }
 }
+
+/// Timed passes over the evaluation images (after one untimed pass).
+const EVAL_REPEATS: usize = 3;

@@ -84,6 +84,53 @@ impl SyntheticStep {
     }
 }
 
+/// The trainer's evaluation (`evaluate`: every image under all M transformations, forward, the
+/// inferences and their bookkeeping) of `images` random images of `shape`, timed `repeats` times
+/// after one untimed pass; milliseconds of each pass, fastest first.
+pub fn time_evaluation(
+    model: ModelKind,
+    objective: Objective,
+    set: &TransformSet,
+    shape: ImageShape,
+    (images, batch_size): (usize, usize),
+    repeats: usize,
+    device: &Device,
+) -> candle_core::Result<Vec<f64>> {
+    let (c, h, w) = (shape.channels, shape.height, shape.width);
+    let classes = objective.num_classes;
+    let vars = VarMap::new();
+    let vb = seeded_var_builder(&vars, 0, DType::F32, device);
+    let net = Network::new(model, shape, &objective.head_sizes(), vb)?;
+    let evaluated = super::setup::Model {
+        device: device.clone(),
+        transforms: set.clone(),
+        expander: Expander::new(set, c, h, w, device)?,
+        objective,
+        vars,
+        net,
+    };
+    // Any pixels will do: the time does not depend on them.
+    let data = crate::data::Dataset {
+        shape,
+        images: (0..images * shape.image_len())
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+        labels: (0..images).map(|i| (i % classes) as u32).collect(),
+        class_names: (0..classes).map(|c| c.to_string()).collect(),
+    };
+    let normalization = crate::data::Normalization::uniform(0.5, 0.25, c);
+    let mut sorted_ms = Vec::with_capacity(repeats.max(1));
+    for pass in 0..=repeats.max(1) {
+        let start = Instant::now();
+        super::evaluate::evaluate(&evaluated, &data, &normalization, batch_size, 0, &|| false)?;
+        if pass > 0 {
+            sorted_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    sorted_ms.sort_by(f64::total_cmp);
+    Ok(sorted_ms)
+}
+
 /// What timing some steps measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepTiming {
