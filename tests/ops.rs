@@ -394,5 +394,17 @@ fn bench_times_the_step_on_grey_28_pixel_images_and_the_evaluation() -> anyhow::
     assert!((eval.images_per_s - 8.0 / (median * 1e-3)).abs() < 1e-6 * eval.images_per_s);
     let ratio = (report.median_ms / 4.0) / (median / 8.0);
     assert!((eval.cheaper_than_training - ratio).abs() < 1e-9 * ratio);
+    // A pass's fast ops: the CNN's 3 convolutions and 3 batch norms per batch of 4 images (×4
+    // rotations), i.e. 2 batches of the 8 images; no backward pass.
+    let calls: Vec<(&str, f64)> = eval
+        .breakdown
+        .iter()
+        .map(|p| (p.name, p.calls_per_step))
+        .collect();
+    assert!(
+        calls.iter().all(|(name, _)| !name.contains("backward")),
+        "{calls:?}"
+    );
+    assert_eq!(calls.iter().map(|c| c.1).sum::<f64>(), 12.0, "{calls:?}");
     Ok(())
 }

@@ -9,7 +9,7 @@ use crate::data::ImageShape;
 use crate::model::ModelKind;
 use crate::ops;
 use crate::sla::{Mode, TransformPreset, TransformSet};
-use crate::train::step_timer::{SyntheticStep, time_evaluation, time_steps};
+use crate::train::step_timer::{EvaluationWork, SyntheticStep, time_evaluation, time_steps};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -133,6 +133,11 @@ pub struct EvalReport {
     /// A training step's time per original image over the evaluation's: how many times cheaper
     /// evaluating an image is than training on it.
     pub cheaper_than_training: f64,
+    /// The fast ops' share of a timed pass.
+    pub breakdown: Vec<PhaseTime>,
+    /// The rest of a pass (mean over the timed passes): candle's own ops, the batches, the
+    /// inferences and their bookkeeping.
+    pub other_ms_per_pass: f64,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -258,10 +263,26 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
             eval_objective,
             &eval_set,
             shape,
-            (args.eval_images, args.batch_size),
-            EVAL_REPEATS,
+            EvaluationWork {
+                images: args.eval_images,
+                batch_size: args.batch_size,
+                repeats: EVAL_REPEATS,
+            },
             &device,
+            ops::profile::reset_profile,
         )?;
+        let passes = sorted_ms.len() as f64;
+        let breakdown: Vec<PhaseTime> = ops::profile::snapshot()
+            .into_iter()
+            .filter(|(_, _, calls)| *calls > 0)
+            .map(|(phase, seconds, calls)| PhaseTime {
+                name: phase.name(),
+                ms_per_step: seconds * 1e3 / passes,
+                calls_per_step: calls as f64 / passes,
+            })
+            .collect();
+        let ops_ms: f64 = breakdown.iter().map(|p| p.ms_per_step).sum();
+        let other_ms_per_pass = sorted_ms.iter().sum::<f64>() / passes - ops_ms;
         let median = sorted_ms[sorted_ms.len() / 2];
         let per_image_eval = median / args.eval_images as f64;
         let per_image_step = median_ms / args.batch_size as f64;
@@ -270,6 +291,8 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
             images_per_s: args.eval_images as f64 / (median * 1e-3),
             cheaper_than_training: per_image_step / per_image_eval,
             sorted_ms,
+            breakdown,
+            other_ms_per_pass,
         })
     } else {
         None
@@ -361,6 +384,17 @@ fn print_report(r: &Report) {
             eval.sorted_ms[eval.sorted_ms.len() / 2],
             eval.images_per_s,
             eval.cheaper_than_training
+        );
+        println!("  per-op time of an evaluation pass (ms):");
+        for phase in &eval.breakdown {
+            println!(
+                "    {:<40} {:>9.1}  ({:.0} calls)",
+                phase.name, phase.ms_per_step, phase.calls_per_step
+            );
+        }
+        println!(
+            "    {:<40} {:>9.1}",
+            "everything else (batches, inferences)", eval.other_ms_per_pass
         );
     }
 }

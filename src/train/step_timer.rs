@@ -84,19 +84,33 @@ impl SyntheticStep {
     }
 }
 
+/// How much evaluation to time: `images` test images in batches of `batch_size`, `repeats` times.
+#[derive(Clone, Copy, Debug)]
+pub struct EvaluationWork {
+    pub images: usize,
+    pub batch_size: usize,
+    pub repeats: usize,
+}
+
 /// The trainer's evaluation (`evaluate`: every image under all M transformations, forward, the
-/// inferences and their bookkeeping) of `images` random images of `shape`, timed `repeats` times
-/// after one untimed pass; milliseconds of each pass, fastest first.
+/// inferences and their bookkeeping) of `work.images` random images of `shape`, timed
+/// `work.repeats` times after one untimed pass (then `before_timed` is called); milliseconds of
+/// each timed pass, fastest first.
 pub fn time_evaluation(
     model: ModelKind,
     objective: Objective,
     set: &TransformSet,
     shape: ImageShape,
-    (images, batch_size): (usize, usize),
-    repeats: usize,
+    work: EvaluationWork,
     device: &Device,
+    before_timed: impl FnOnce(),
 ) -> candle_core::Result<Vec<f64>> {
     let (c, h, w) = (shape.channels, shape.height, shape.width);
+    let EvaluationWork {
+        images,
+        batch_size,
+        repeats,
+    } = work;
     let classes = objective.num_classes;
     let vars = VarMap::new();
     let vb = seeded_var_builder(&vars, 0, DType::F32, device);
@@ -119,13 +133,15 @@ pub fn time_evaluation(
         class_names: (0..classes).map(|c| c.to_string()).collect(),
     };
     let normalization = crate::data::Normalization::uniform(0.5, 0.25, c);
+    let evaluate =
+        || super::evaluate::evaluate(&evaluated, &data, &normalization, batch_size, 0, &|| false);
+    evaluate()?;
+    before_timed();
     let mut sorted_ms = Vec::with_capacity(repeats.max(1));
-    for pass in 0..=repeats.max(1) {
+    for _ in 0..repeats.max(1) {
         let start = Instant::now();
-        super::evaluate::evaluate(&evaluated, &data, &normalization, batch_size, 0, &|| false)?;
-        if pass > 0 {
-            sorted_ms.push(start.elapsed().as_secs_f64() * 1e3);
-        }
+        evaluate()?;
+        sorted_ms.push(start.elapsed().as_secs_f64() * 1e3);
     }
     sorted_ms.sort_by(f64::total_cmp);
     Ok(sorted_ms)
