@@ -1145,21 +1145,9 @@ fn baseline_vs_sla_from_the_window_trains_both_writes_the_tables_and_compares_th
     wait_for_the_preview(&mut harness);
     harness.get_by_label("Experiment").click_accesskit();
     harness.step();
-    let finish = |harness: &mut Harness<'_, SlaApp>| {
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while harness
-            .state()
-            .experiment_queue()
-            .is_none_or(|q| q.results.is_none())
-        {
-            assert!(Instant::now() < deadline, "the experiment did not finish");
-            harness.step();
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     harness.get_by_label("Baseline vs sla").click_accesskit();
     harness.step();
-    finish(&mut harness);
+    finish_experiment(&mut harness);
     let queue = harness.state().experiment_queue().expect("a queue");
     assert_eq!(queue.results, Some(Ok(())));
     let names: Vec<&str> = queue.runs.iter().map(|r| r.run.name.as_str()).collect();
@@ -1197,7 +1185,7 @@ fn baseline_vs_sla_from_the_window_trains_both_writes_the_tables_and_compares_th
     std::fs::remove_file(experiment.join("results.md")).expect("remove");
     harness.get_by_label("Baseline vs sla").click_accesskit();
     harness.step();
-    finish(&mut harness);
+    finish_experiment(&mut harness);
     assert!(experiment.join("results.md").is_file());
     assert_eq!(harness.state().compare().runs.len(), 2);
     // Seeds typed in: the ticked modes (baseline and sla) at seeds 0 and 1, where seed 0's runs
@@ -1208,7 +1196,7 @@ fn baseline_vs_sla_from_the_window_trains_both_writes_the_tables_and_compares_th
     harness.step();
     harness.get_by_label("Run experiment").click_accesskit();
     harness.step();
-    finish(&mut harness);
+    finish_experiment(&mut harness);
     let queue = harness.state().experiment_queue().expect("a queue");
     assert_eq!(queue.results, Some(Ok(())));
     let names: Vec<&str> = queue.runs.iter().map(|r| r.run.name.as_str()).collect();
@@ -1270,16 +1258,7 @@ fn a_few_shot_experiment_from_the_window_trains_baseline_and_sla_on_episodes_and
     assert!(!harness.get_by_label("da").accesskit_node().is_disabled());
     harness.get_by_label("Baseline vs sla").click_accesskit();
     harness.step();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while harness
-        .state()
-        .experiment_queue()
-        .is_none_or(|q| q.results.is_none())
-    {
-        assert!(Instant::now() < deadline, "the experiment did not finish");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    finish_experiment(&mut harness);
     let queue = harness.state().experiment_queue().expect("a queue");
     assert_eq!(queue.results, Some(Ok(())));
     let names: Vec<&str> = queue.runs.iter().map(|r| r.run.name.as_str()).collect();
@@ -1317,6 +1296,23 @@ fn a_few_shot_experiment_from_the_window_trains_baseline_and_sla_on_episodes_and
         let cell = sla::run::Spread::cell(group.single, true);
         assert!(row.contains(&cell), "{cell} not in {row}");
     }
+}
+
+/// Step the app until `done` holds, for at most four minutes (then fail, naming `what`).
+fn step_until(harness: &mut Harness<'_, SlaApp>, what: &str, done: impl Fn(&SlaApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !done(harness.state()) {
+        assert!(Instant::now() < deadline, "not in time: {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Step until the experiment launched from the window has written its tables.
+fn finish_experiment(harness: &mut Harness<'_, SlaApp>) {
+    step_until(harness, "the experiment's tables", |app| {
+        app.experiment_queue().is_some_and(|q| q.results.is_some())
+    });
 }
 
 /// The compared runs' labels, in the view's order.
@@ -1412,18 +1408,13 @@ fn the_few_shot_setting_trains_episodes_in_the_app_with_confidence_bands() {
     click_when_in_view(&mut harness, "Start");
     // While it trains, the grid shows the training episode of the moment, its ways named after the
     // base classes they stand for. Paused after the first, so the window can be read at leisure.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while harness.state().run_state().training_episode.is_none() {
-        assert!(Instant::now() < deadline, "no training episode was shown");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    step_until(&mut harness, "a training episode shown", |app| {
+        app.run_state().training_episode.is_some()
+    });
     click_when_in_view(&mut harness, "Pause");
-    while harness.state().run_state().phase != Phase::Paused {
-        assert!(Instant::now() < deadline, "the run did not pause");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    step_until(&mut harness, "the run paused", |app| {
+        app.run_state().phase == Phase::Paused
+    });
     let episode = harness
         .state()
         .run_state()
@@ -1457,11 +1448,9 @@ fn the_few_shot_setting_trains_episodes_in_the_app_with_confidence_bands() {
         .next()
         .expect("a Resume button")
         .click();
-    while harness.state().run_state().phase == Phase::Paused {
-        assert!(Instant::now() < deadline, "the run did not resume");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    step_until(&mut harness, "the run resumed", |app| {
+        app.run_state().phase != Phase::Paused
+    });
     train_to_the_end(&mut harness);
     let state = harness.state().run_state();
     assert_eq!(state.history.losses.len(), 6, "one loss per episode");

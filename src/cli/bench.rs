@@ -4,11 +4,12 @@
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, TransformChoice};
 use crate::data::ImageShape;
 use crate::model::ModelKind;
 use crate::ops;
 use crate::sla::{Mode, TransformPreset, TransformSet};
+use crate::train::setup::build_model;
 use crate::train::step_timer::{EvaluationWork, SyntheticStep, time_evaluation, time_steps};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -126,8 +127,9 @@ pub struct Report {
 #[derive(Debug, Serialize)]
 pub struct EvalReport {
     pub images: usize,
-    /// Milliseconds of each timed pass over the images, fastest first.
+    /// Milliseconds of each timed pass over the images, fastest first, and their median.
     pub sorted_ms: Vec<f64>,
+    pub median_ms: f64,
     /// Original test images per second (median pass), each under all M transformations.
     pub images_per_s: f64,
     /// A training step's time per original image over the evaluation's: how many times cheaper
@@ -220,14 +222,7 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
     let times = &timing.sorted_ms;
     let median_ms = timing.median_ms();
     let per_step = args.steps as f64;
-    let breakdown: Vec<PhaseTime> = ops::profile::snapshot()
-        .into_iter()
-        .map(|(phase, seconds, calls)| PhaseTime {
-            name: phase.name(),
-            ms_per_step: seconds * 1e3 / per_step,
-            calls_per_step: calls as f64 / per_step,
-        })
-        .collect();
+    let breakdown = profiled_phases(per_step);
     let total_ms: f64 = times.iter().sum::<f64>() / per_step;
     let ops_ms: f64 = breakdown.iter().map(|p| p.ms_per_step).sum();
     let conv_gflop_per_step = ops::profile::conv_flops() as f64 * 1e-9 / per_step;
@@ -256,40 +251,39 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         // The evaluation always expands by the run's transformations (a baseline run's too, for
         // its per-view accuracies), in batches of the training batch size, as the trainer does;
         // the rotations are timed.
-        let eval_set = TransformSet::preset(TransformPreset::Rotation);
-        let eval_objective = config.objective(classes, eval_set.len());
-        let sorted_ms = time_evaluation(
-            args.model,
-            eval_objective,
-            &eval_set,
-            shape,
-            EvaluationWork {
-                images: args.eval_images,
-                batch_size: args.batch_size,
-                repeats: EVAL_REPEATS,
+        let evaluated = build_model(
+            &TrainConfig {
+                model: args.model,
+                transforms: TransformChoice::Preset(TransformPreset::Rotation),
+                device: args.device.clone(),
+                ..config.clone()
             },
-            &device,
-            ops::profile::reset_profile,
+            shape,
+            classes,
+            None,
         )?;
+        let work = EvaluationWork {
+            images: args.eval_images,
+            batch_size: args.batch_size,
+            repeats: EVAL_REPEATS,
+        };
+        let sorted_ms = time_evaluation(&evaluated, shape, work, ops::profile::reset_profile)?;
         let passes = sorted_ms.len() as f64;
-        let breakdown: Vec<PhaseTime> = ops::profile::snapshot()
+        // Only the ops an evaluation runs: no backward pass.
+        let breakdown: Vec<PhaseTime> = profiled_phases(passes)
             .into_iter()
-            .filter(|(_, _, calls)| *calls > 0)
-            .map(|(phase, seconds, calls)| PhaseTime {
-                name: phase.name(),
-                ms_per_step: seconds * 1e3 / passes,
-                calls_per_step: calls as f64 / passes,
-            })
+            .filter(|p| p.calls_per_step > 0.0)
             .collect();
         let ops_ms: f64 = breakdown.iter().map(|p| p.ms_per_step).sum();
         let other_ms_per_pass = sorted_ms.iter().sum::<f64>() / passes - ops_ms;
-        let median = sorted_ms[sorted_ms.len() / 2];
-        let per_image_eval = median / args.eval_images as f64;
+        let median_ms_per_pass = sorted_ms[sorted_ms.len() / 2];
+        let per_image_eval = median_ms_per_pass / args.eval_images as f64;
         let per_image_step = median_ms / args.batch_size as f64;
         Some(EvalReport {
             images: args.eval_images,
-            images_per_s: args.eval_images as f64 / (median * 1e-3),
+            images_per_s: args.eval_images as f64 / (median_ms_per_pass * 1e-3),
             cheaper_than_training: per_image_step / per_image_eval,
+            median_ms: median_ms_per_pass,
             sorted_ms,
             breakdown,
             other_ms_per_pass,
@@ -363,16 +357,13 @@ fn print_report(r: &Report) {
             "; {:.0} passes/step on the direct {} kernels, {:.0} on im2col + GEMM",
             r.conv_direct_passes, r.simd, r.conv_im2col_passes
         );
-        println!("  per-op time (ms/step):");
-        for phase in &r.breakdown {
-            println!(
-                "    {:<40} {:>9.1}  ({:.0} calls)",
-                phase.name, phase.ms_per_step, phase.calls_per_step
-            );
-        }
-        println!(
-            "    {:<40} {:>9.1}",
-            "everything else (candle ops, autograd, SGD)", r.other_ms_per_step
+        print_phases(
+            "per-op time (ms/step)",
+            &r.breakdown,
+            (
+                "everything else (candle ops, autograd, SGD)",
+                r.other_ms_per_step,
+            ),
         );
     }
     println!("  last loss: {:.4}", r.last_loss);
@@ -380,23 +371,41 @@ fn print_report(r: &Report) {
         println!(
             "  evaluation of {} images × 4 rotations: median {:.0} ms, {:.0} images/s; per image \
              {:.1}× cheaper than a training step",
-            eval.images,
-            eval.sorted_ms[eval.sorted_ms.len() / 2],
-            eval.images_per_s,
-            eval.cheaper_than_training
+            eval.images, eval.median_ms, eval.images_per_s, eval.cheaper_than_training
         );
-        println!("  per-op time of an evaluation pass (ms):");
-        for phase in &eval.breakdown {
-            println!(
-                "    {:<40} {:>9.1}  ({:.0} calls)",
-                phase.name, phase.ms_per_step, phase.calls_per_step
-            );
-        }
-        println!(
-            "    {:<40} {:>9.1}",
-            "everything else (batches, inferences)", eval.other_ms_per_pass
+        print_phases(
+            "per-op time of an evaluation pass (ms)",
+            &eval.breakdown,
+            (
+                "everything else (batches, inferences)",
+                eval.other_ms_per_pass,
+            ),
         );
     }
+}
+
+/// The fast ops' time and calls since the profile was reset, per one of `passes` passes.
+fn profiled_phases(passes: f64) -> Vec<PhaseTime> {
+    ops::profile::snapshot()
+        .into_iter()
+        .map(|(phase, seconds, calls)| PhaseTime {
+            name: phase.name(),
+            ms_per_step: seconds * 1e3 / passes,
+            calls_per_step: calls as f64 / passes,
+        })
+        .collect()
+}
+
+/// A per-op table under `title`, then the rest of the time as `(label, ms)`.
+fn print_phases(title: &str, phases: &[PhaseTime], (other, other_ms): (&str, f64)) {
+    println!("  {title}:");
+    for phase in phases {
+        println!(
+            "    {:<40} {:>9.1}  ({:.0} calls)",
+            phase.name, phase.ms_per_step, phase.calls_per_step
+        );
+    }
+    println!("    {other:<40} {other_ms:>9.1}");
 }
 
 /// Timed passes over the evaluation images (after one untimed pass).

@@ -93,52 +93,32 @@ pub struct EvaluationWork {
 }
 
 /// The trainer's evaluation (`evaluate`: every image under all M transformations, forward, the
-/// inferences and their bookkeeping) of `work.images` random images of `shape`, timed
+/// inferences and their bookkeeping) by `model` of `work.images` random images of `shape`, timed
 /// `work.repeats` times after one untimed pass (then `before_timed` is called); milliseconds of
 /// each timed pass, fastest first.
 pub fn time_evaluation(
-    model: ModelKind,
-    objective: Objective,
-    set: &TransformSet,
+    model: &super::setup::Model,
     shape: ImageShape,
     work: EvaluationWork,
-    device: &Device,
     before_timed: impl FnOnce(),
 ) -> candle_core::Result<Vec<f64>> {
-    let (c, h, w) = (shape.channels, shape.height, shape.width);
-    let EvaluationWork {
-        images,
-        batch_size,
-        repeats,
-    } = work;
-    let classes = objective.num_classes;
-    let vars = VarMap::new();
-    let vb = seeded_var_builder(&vars, 0, DType::F32, device);
-    let net = Network::new(model, shape, &objective.head_sizes(), vb)?;
-    let evaluated = super::setup::Model {
-        device: device.clone(),
-        transforms: set.clone(),
-        expander: Expander::new(set, c, h, w, device)?,
-        objective,
-        vars,
-        net,
-    };
+    let classes = model.objective.num_classes;
     // Any pixels will do: the time does not depend on them.
     let data = crate::data::Dataset {
         shape,
-        images: (0..images * shape.image_len())
+        images: (0..work.images * shape.image_len())
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect(),
-        labels: (0..images).map(|i| (i % classes) as u32).collect(),
+        labels: (0..work.images).map(|i| (i % classes) as u32).collect(),
         class_names: (0..classes).map(|c| c.to_string()).collect(),
     };
-    let normalization = crate::data::Normalization::uniform(0.5, 0.25, c);
+    let normalization = crate::data::Normalization::uniform(0.5, 0.25, shape.channels);
     let evaluate =
-        || super::evaluate::evaluate(&evaluated, &data, &normalization, batch_size, 0, &|| false);
+        || super::evaluate::evaluate(model, &data, &normalization, work.batch_size, 0, &|| false);
     evaluate()?;
     before_timed();
-    let mut sorted_ms = Vec::with_capacity(repeats.max(1));
-    for _ in 0..repeats.max(1) {
+    let mut sorted_ms = Vec::with_capacity(work.repeats.max(1));
+    for _ in 0..work.repeats.max(1) {
         let start = Instant::now();
         evaluate()?;
         sorted_ms.push(start.elapsed().as_secs_f64() * 1e3);
