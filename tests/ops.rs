@@ -239,6 +239,77 @@ fn residual_add_relu_matches_candle_for_identity_and_option_a() -> Result<()> {
     Ok(())
 }
 
+/// The values of a tensor, as f64, for exact comparisons.
+fn values(t: &Tensor) -> Result<Vec<f64>> {
+    t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()
+}
+
+/// The residual block as one op runs the five separate ops' kernels in their order: its output, its
+/// batch statistics and the gradients of its input and six parameters equal theirs bit for bit,
+/// on the direct kernels (f32, channels 16 and 32) and on im2col (f64, odd channels), for the
+/// identity and the option-A shortcut on odd maps.
+#[test]
+fn a_residual_block_as_one_op_equals_its_five_ops_bit_for_bit() -> Result<()> {
+    // (dtype, [B, H, W, Cin], Cout, downsample)
+    for (dtype, x_shape, cout, downsample) in [
+        (DType::F32, [3, 5, 6, 16], 16, false),
+        (DType::F32, [2, 9, 7, 16], 32, true),
+        (DType::F64, [2, 5, 4, 6], 6, false),
+        (DType::F64, [3, 7, 9, 5], 7, true),
+    ] {
+        let what = format!("{dtype:?} {x_shape:?} to {cout} (downsample {downsample})");
+        let cin = x_shape[3];
+        let var = |shape: &[usize], seed| Var::from_tensor(&random(shape, seed, dtype)?);
+        let x = var(&x_shape, 31)?;
+        let conv1 = var(&[cout, cin, 3, 3], 32)?;
+        let conv2 = var(&[cout, cout, 3, 3], 33)?;
+        let (gamma1, beta1) = (var(&[cout], 34)?, var(&[cout], 35)?);
+        let (gamma2, beta2) = (var(&[cout], 36)?, var(&[cout], 37)?);
+        let eps = 1e-5;
+
+        let stride = if downsample { 2 } else { 1 };
+        let a = ops::conv2d(&x, &conv1, stride, 1)?;
+        let (hidden, stats1) = ops::batch_norm_train(&a, &gamma1, &beta1, eps, true)?;
+        let c = ops::conv2d(&hidden, &conv2, 1, 1)?;
+        let (normed, stats2) = ops::batch_norm_train(&c, &gamma2, &beta2, eps, false)?;
+        let expected = ops::add_relu(&normed, &x, downsample)?;
+        let expected_grads = weighted_sum(&expected, 38)?.backward()?;
+
+        let parameters = ops::BlockParameters {
+            conv1: &conv1,
+            bn1: (&gamma1, &beta1),
+            conv2: &conv2,
+            bn2: (&gamma2, &beta2),
+        };
+        let (out, stats) = ops::residual_block_train(&x, &parameters, downsample, eps)?;
+        let grads = weighted_sum(&out, 38)?.backward()?;
+
+        assert_eq!(out.dims(), expected.dims(), "{what}: shape");
+        assert_eq!(values(&out)?, values(&expected)?, "{what}: output");
+        assert_eq!(stats, [stats1, stats2], "{what}: batch statistics");
+        for (name, v) in [
+            ("x", &x),
+            ("conv1", &conv1),
+            ("gamma1", &gamma1),
+            ("beta1", &beta1),
+            ("conv2", &conv2),
+            ("gamma2", &gamma2),
+            ("beta2", &beta2),
+        ] {
+            let got = grads.get(v).expect("block gradient");
+            let want = expected_grads.get(v).expect("separate ops' gradient");
+            assert_eq!(values(got)?, values(want)?, "{what}: d{name}");
+        }
+        assert!(
+            values(grads.get(&x).expect("dx"))?
+                .iter()
+                .any(|&g| g != 0.0),
+            "{what}: the input gradient is not all zero"
+        );
+    }
+    Ok(())
+}
+
 /// Loss and every parameter gradient of one training step, by parameter name.
 fn network_gradients(kind: ModelKind, dtype: DType) -> Result<(f64, Vec<(String, Tensor)>)> {
     let vars = VarMap::new();

@@ -61,6 +61,11 @@ impl Conv {
             Channels::First => self.inner.forward(xs),
         }
     }
+
+    /// The weights, `[Cout, Cin, k, k]`.
+    pub fn weight(&self) -> &Tensor {
+        self.inner.weight()
+    }
 }
 
 /// Batch norm, optionally followed by a ReLU (fused on the CPU).
@@ -77,18 +82,11 @@ impl Norm {
         channels: Channels,
     ) -> Result<Tensor> {
         if channels == Channels::Last {
-            let Some((gamma, beta)) = self.inner.weight_and_bias() else {
-                candle_core::bail!("channels-last batch norm needs an affine layer");
-            };
+            let (gamma, beta) = self.affine()?;
             let bn = &self.inner;
             return if train {
                 let (out, stats) = ops::batch_norm_train(xs, gamma, beta, bn.eps(), relu)?;
-                ops::batch_norm::update_running_stats(
-                    bn.running_mean(),
-                    bn.running_var(),
-                    &stats,
-                    bn.momentum(),
-                )?;
+                self.update_running_stats(&stats)?;
                 Ok(out)
             } else {
                 ops::batch_norm_eval(
@@ -104,6 +102,29 @@ impl Norm {
         }
         let out = self.inner.forward_t(xs, train)?;
         if relu { out.relu() } else { Ok(out) }
+    }
+
+    /// (γ, β).
+    pub fn affine(&self) -> Result<(&Tensor, &Tensor)> {
+        match self.inner.weight_and_bias() {
+            Some(affine) => Ok(affine),
+            None => candle_core::bail!("channels-last batch norm needs an affine layer"),
+        }
+    }
+
+    pub fn eps(&self) -> f64 {
+        self.inner.eps()
+    }
+
+    /// Fold one training batch's statistics into the running ones.
+    pub fn update_running_stats(&self, stats: &ops::BatchNormStats) -> Result<()> {
+        let bn = &self.inner;
+        ops::batch_norm::update_running_stats(
+            bn.running_mean(),
+            bn.running_var(),
+            stats,
+            bn.momentum(),
+        )
     }
 }
 

@@ -31,6 +31,9 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
+        if channels == Channels::Last && train {
+            return self.train_as_one_op(xs);
+        }
         let out = self
             .bn1
             .forward_t(&self.conv1.forward(xs, channels)?, train, true, channels)?;
@@ -46,6 +49,24 @@ impl BasicBlock {
             xs.clone()
         };
         (out + shortcut)?.relu()
+    }
+}
+
+impl BasicBlock {
+    /// The training-mode block on the fast ops as a single autograd node (see `ops::block`), then
+    /// the running statistics' update the separate batch norms would have made.
+    fn train_as_one_op(&self, xs: &Tensor) -> Result<Tensor> {
+        let parameters = ops::BlockParameters {
+            conv1: self.conv1.weight(),
+            bn1: self.bn1.affine()?,
+            conv2: self.conv2.weight(),
+            bn2: self.bn2.affine()?,
+        };
+        let (out, [stats1, stats2]) =
+            ops::residual_block_train(xs, &parameters, self.downsample, self.bn1.eps())?;
+        self.bn1.update_running_stats(&stats1)?;
+        self.bn2.update_running_stats(&stats2)?;
+        Ok(out)
     }
 }
 

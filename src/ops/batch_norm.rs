@@ -289,7 +289,7 @@ fn batch_moments<T: Real>(x: &[T], channels: usize) -> BatchNormStats {
     }
 }
 
-fn forward<T: Real>(
+pub(crate) fn forward<T: Real>(
     x: &[T],
     gamma: &[T],
     beta: &[T],
@@ -345,14 +345,14 @@ fn affine<T: Real>(gamma: &[T], beta: &[T], stats: &BatchNormStats, eps: f64) ->
         .unzip()
 }
 
-struct Gradients<T> {
-    dx: Vec<T>,
-    dgamma: Vec<T>,
-    dbeta: Vec<T>,
+pub(crate) struct Gradients<T> {
+    pub dx: Vec<T>,
+    pub dgamma: Vec<T>,
+    pub dbeta: Vec<T>,
 }
 
 #[allow(clippy::too_many_arguments)]
-fn backward<T: Real>(
+pub(crate) fn backward<T: Real>(
     x: &[T],
     dy: &[T],
     gamma: &[T],

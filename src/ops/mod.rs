@@ -1,12 +1,13 @@
 //! Fast CPU training ops as candle `CustomOp`s with real backward passes: fused batch norm (+ ReLU)
 //! and fused residual add (+ option-A shortcut) + ReLU, both on channels-last (NHWC, `[…, C]`)
-//! tensors, and convolution.
+//! tensors, convolution, and a whole training-mode residual block built from them as one op.
 //!
 //! The model calls [`use_fast`] to pick these on the CPU and candle's own ops elsewhere (CUDA/Metal),
 //! or when a thread asked for the stock path with [`with_stock_ops`] (the benchmark and the
 //! equivalence tests compare the two).
 
 pub mod batch_norm;
+pub mod block;
 pub mod conv;
 pub mod residual;
 pub mod simd;
@@ -19,6 +20,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, WithDType}
 use rayon::prelude::*;
 
 pub use batch_norm::{BatchNormStats, batch_norm_eval, batch_norm_train};
+pub use block::{BlockParameters, residual_block_train};
 pub use conv::conv2d;
 pub use residual::add_relu;
 

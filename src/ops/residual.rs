@@ -23,9 +23,9 @@ pub fn add_relu(y: &Tensor, x: &Tensor, downsample: bool) -> Result<Tensor> {
 }
 
 /// Shapes of y and x as (batch, y rows, y cols, y channels, x rows, x cols, x channels).
-type Dims = (usize, usize, usize, usize, usize, usize, usize);
+pub(crate) type Dims = (usize, usize, usize, usize, usize, usize, usize);
 
-fn dims(y: &Shape, x: &Shape, downsample: bool) -> Result<Dims> {
+pub(crate) fn dims(y: &Shape, x: &Shape, downsample: bool) -> Result<Dims> {
     let (b, h, w, c) = y.dims4()?;
     let (xb, xh, xw, xc) = x.dims4()?;
     let fits = if downsample {
@@ -57,7 +57,7 @@ fn relu<T: Real>(v: T) -> T {
     if v > zero { v } else { zero }
 }
 
-fn forward<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<T> {
+pub(crate) fn forward<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<T> {
     let (_, h, w, c, xh, xw, xc) = d;
     if !downsample {
         return y
@@ -107,7 +107,12 @@ fn forward<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<T> {
 }
 
 /// (dy, dx); dx is left empty for the identity shortcut, whose gradient is dy.
-fn backward<T: Real>(out: &[T], grad: &[T], d: Dims, downsample: bool) -> (Vec<T>, Vec<T>) {
+pub(crate) fn backward<T: Real>(
+    out: &[T],
+    grad: &[T],
+    d: Dims,
+    downsample: bool,
+) -> (Vec<T>, Vec<T>) {
     let (b, h, w, c, xh, xw, xc) = d;
     let dy: Vec<T> = out
         .par_iter()

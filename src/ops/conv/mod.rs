@@ -33,8 +33,10 @@ struct Conv {
     padding: usize,
 }
 
+/// The shapes of one convolution: the input `[batch, h, w, cin]`, the `k`×`k` kernel, and the
+/// output `[batch, ho, wo, cout]`.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
+pub(crate) struct Geometry {
     batch: usize,
     h: usize,
     w: usize,
@@ -48,7 +50,7 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn new(x: &Shape, weight: &Shape, stride: usize, pad: usize) -> Result<Self> {
+    pub(crate) fn new(x: &Shape, weight: &Shape, stride: usize, pad: usize) -> Result<Self> {
         let (batch, h, w, cin) = x.dims4()?;
         let (cout, wcin, k, k2) = weight.dims4()?;
         if wcin != cin || k != k2 || k == 0 || stride == 0 || h + 2 * pad < k || w + 2 * pad < k {
@@ -81,6 +83,10 @@ impl Geometry {
 
     fn output_len(&self) -> usize {
         self.ho * self.wo * self.cout
+    }
+
+    pub(crate) fn output_shape(&self) -> Shape {
+        Shape::from((self.batch, self.ho, self.wo, self.cout))
     }
 
     /// The input pixel that kernel tap (ky, kx) of output pixel (oy, ox) reads, if inside the image.
@@ -312,6 +318,53 @@ fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geometry, isa: Isa) -> Option<V
     Some(from_hwio(&hwio, g))
 }
 
+/// The convolution of channels-last `x` with `weight` (`[Cout, Cin, k, k]`): on the direct kernels
+/// for f32 when the shapes suit them, on im2col otherwise. Timed for the benchmark's breakdown.
+pub(crate) fn forward_values<T: Real>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
+    let start = std::time::Instant::now();
+    let direct = T::as_f32(x)
+        .zip(T::as_f32(weight))
+        .and_then(|(x, w)| forward_direct(x, w, g, simd::current()))
+        .and_then(T::from_f32);
+    count_conv_pass(direct.is_some());
+    let out = direct.unwrap_or_else(|| forward_im2col(x, weight, g));
+    record(Phase::ConvForward, start);
+    add_conv_flops(2 * g.macs());
+    out
+}
+
+/// (dX when `want_dx`, dW in `[Cout, Cin, k, k]`) for the output gradient `dy`. Timed for the
+/// benchmark's breakdown.
+pub(crate) fn backward_values<T: Real>(
+    x: &[T],
+    weight: &[T],
+    dy: &[T],
+    g: &Geometry,
+    want_dx: bool,
+) -> (Option<Vec<T>>, Vec<T>) {
+    let isa = simd::current();
+    let start = std::time::Instant::now();
+    let direct = |dx: bool| -> Option<Vec<T>> {
+        let (x, w, dy) = (T::as_f32(x)?, T::as_f32(weight)?, T::as_f32(dy)?);
+        let out = if dx {
+            input_grad_direct(dy, w, g, isa)?
+        } else {
+            weight_grad_direct(x, dy, g, isa)?
+        };
+        T::from_f32(out)
+    };
+    let either = |dx: bool, general: &dyn Fn() -> Vec<T>| {
+        let result = direct(dx);
+        count_conv_pass(result.is_some());
+        result.unwrap_or_else(general)
+    };
+    let dx = want_dx.then(|| either(true, &|| input_grad_im2col(dy, weight, g)));
+    let dw = either(false, &|| weight_grad_im2col(x, dy, g));
+    record(Phase::ConvBackward, start);
+    add_conv_flops(if want_dx { 4 } else { 2 } * g.macs());
+    (dx, dw)
+}
+
 impl Conv {
     /// (dX, dW); dX only when `x` is part of the graph (not for the network's input images).
     fn backward_typed<T: Real>(
@@ -322,33 +375,11 @@ impl Conv {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = Geometry::new(x.shape(), weight.shape(), self.stride, self.padding)?;
         let want_dx = x.track_op();
-        let isa = simd::current();
-        let start = std::time::Instant::now();
         let (dx, dw) = with_slice::<T, _>(x, |x| {
             with_slice::<T, _>(weight, |w| {
-                with_slice::<T, _>(grad, |dy| {
-                    let direct = |dx: bool| -> Option<Vec<T>> {
-                        let (x, w, dy) = (T::as_f32(x)?, T::as_f32(w)?, T::as_f32(dy)?);
-                        let out = if dx {
-                            input_grad_direct(dy, w, &g, isa)?
-                        } else {
-                            weight_grad_direct(x, dy, &g, isa)?
-                        };
-                        T::from_f32(out)
-                    };
-                    let either = |dx: bool, general: &dyn Fn() -> Vec<T>| {
-                        let result = direct(dx);
-                        count_conv_pass(result.is_some());
-                        result.unwrap_or_else(general)
-                    };
-                    let dx = want_dx.then(|| either(true, &|| input_grad_im2col(dy, w, &g)));
-                    let dw = either(false, &|| weight_grad_im2col(x, dy, &g));
-                    Ok((dx, dw))
-                })
+                with_slice::<T, _>(grad, |dy| Ok(backward_values(x, w, dy, &g, want_dx)))
             })
         })?;
-        record(Phase::ConvBackward, start);
-        add_conv_flops(if want_dx { 4 } else { 2 } * g.macs());
         let dx = dx
             .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
             .transpose()?;
@@ -372,27 +403,20 @@ impl candle_core::CustomOp2 for Conv {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1.shape(), l2.shape(), self.stride, self.padding)?;
-        let start = std::time::Instant::now();
         let storage = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                let (x, w) = (contiguous_slice(s1, l1)?, contiguous_slice(s2, l2)?);
-                let direct = forward_direct(x, w, &g, simd::current());
-                count_conv_pass(direct.is_some());
-                CpuStorage::F32(direct.unwrap_or_else(|| forward_im2col(x, w, &g)))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                count_conv_pass(false);
-                CpuStorage::F64(forward_im2col::<f64>(
-                    contiguous_slice(s1, l1)?,
-                    contiguous_slice(s2, l2)?,
-                    &g,
-                ))
-            }
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(forward_values::<f32>(
+                contiguous_slice(s1, l1)?,
+                contiguous_slice(s2, l2)?,
+                &g,
+            )),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(forward_values::<f64>(
+                contiguous_slice(s1, l1)?,
+                contiguous_slice(s2, l2)?,
+                &g,
+            )),
             _ => candle_core::bail!("fast conv2d: f32 or f64 inputs of one dtype"),
         };
-        record(Phase::ConvForward, start);
-        add_conv_flops(2 * g.macs());
-        Ok((storage, Shape::from((g.batch, g.ho, g.wo, g.cout))))
+        Ok((storage, g.output_shape()))
     }
 
     fn bwd(
