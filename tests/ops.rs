@@ -310,6 +310,58 @@ fn a_residual_block_as_one_op_equals_its_five_ops_bit_for_bit() -> Result<()> {
     Ok(())
 }
 
+/// ResNet-20's evaluation on the fast path, batch norm folded into the convolutions, against the
+/// stock path's eval mode, after a training step has moved the running statistics: equal to
+/// rounding in f64 and f32, and the trunk records no autograd graph.
+#[test]
+fn the_folded_evaluation_equals_the_stock_eval_mode_and_records_no_graph() -> Result<()> {
+    for (dtype, tol) in [(DType::F64, 1e-9), (DType::F32, 1e-4)] {
+        let vars = VarMap::new();
+        let vb = seeded_var_builder(&vars, 3, dtype, &Device::Cpu);
+        // 16 × 16 images: maps of 16, 8 and 4 pixels, so the f32 run is on the direct kernels.
+        let shape = sla::data::ImageShape {
+            channels: 3,
+            height: 16,
+            width: 16,
+        };
+        let net = Network::new(ModelKind::Resnet20, shape, &[10], vb)?;
+        net.features(&random(&[6, 3, 16, 16], 51, dtype)?, true)?;
+        let xs = random(&[5, 3, 16, 16], 52, dtype)?;
+        ops::profile::reset_profile();
+        let fast = net.features(&xs, false)?;
+        let phases = ops::profile::snapshot();
+        let stock = ops::with_stock_ops(|| net.features(&xs, false))?;
+        assert!(
+            !fast.track_op(),
+            "{dtype:?}: the evaluation recorded a graph"
+        );
+        let scale = values(&stock.abs()?.max_all()?)?[0];
+        let worst = values(&(&fast - &stock)?.abs()?.max_all()?)?[0];
+        assert!(
+            worst <= tol * scale,
+            "{dtype:?}: {worst:e} against {scale:e}"
+        );
+        let calls = |phase| phases.iter().find(|p| p.0 == phase).map(|p| p.2);
+        use ops::profile::Phase;
+        assert_eq!(
+            calls(Phase::ConvForward),
+            Some(19),
+            "{dtype:?}: conv passes"
+        );
+        assert_eq!(
+            calls(Phase::BatchNormForward),
+            Some(0),
+            "{dtype:?}: folded away"
+        );
+        assert_eq!(
+            calls(Phase::AddReluForward),
+            Some(9),
+            "{dtype:?}: residual adds"
+        );
+    }
+    Ok(())
+}
+
 /// Loss and every parameter gradient of one training step, by parameter name.
 fn network_gradients(kind: ModelKind, dtype: DType) -> Result<(f64, Vec<(String, Tensor)>)> {
     let vars = VarMap::new();

@@ -66,6 +66,10 @@ impl Conv {
     pub fn weight(&self) -> &Tensor {
         self.inner.weight()
     }
+
+    pub fn stride(&self) -> usize {
+        self.inner.config().stride
+    }
 }
 
 /// Batch norm, optionally followed by a ReLU (fused on the CPU).
@@ -102,6 +106,18 @@ impl Norm {
         }
         let out = self.inner.forward_t(xs, train)?;
         if relu { out.relu() } else { Ok(out) }
+    }
+
+    /// The eval-mode parameters and running statistics, for a convolution to fold in.
+    pub fn eval_parameters(&self) -> Result<ops::EvalBatchNorm<'_>> {
+        let (gamma, beta) = self.affine()?;
+        Ok(ops::EvalBatchNorm {
+            gamma,
+            beta,
+            running_mean: self.inner.running_mean(),
+            running_var: self.inner.running_var(),
+            eps: self.inner.eps(),
+        })
     }
 
     /// (γ, β).

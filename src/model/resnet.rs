@@ -31,8 +31,12 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
-        if channels == Channels::Last && train {
-            return self.train_as_one_op(xs);
+        if channels == Channels::Last {
+            return if train {
+                self.train_as_one_op(xs)
+            } else {
+                self.evaluate_folded(xs)
+            };
         }
         let out = self
             .bn1
@@ -67,6 +71,18 @@ impl BasicBlock {
         self.bn1.update_running_stats(&stats1)?;
         self.bn2.update_running_stats(&stats2)?;
         Ok(out)
+    }
+
+    /// The eval-mode block on the fast ops with batch norm folded into the convolutions, recording
+    /// no graph (see `ops::folded`).
+    fn evaluate_folded(&self, xs: &Tensor) -> Result<Tensor> {
+        let parameters = ops::EvalBlockParameters {
+            conv1: self.conv1.weight(),
+            bn1: self.bn1.eval_parameters()?,
+            conv2: self.conv2.weight(),
+            bn2: self.bn2.eval_parameters()?,
+        };
+        ops::residual_block_eval(xs, &parameters, self.downsample)
     }
 }
 
@@ -139,9 +155,13 @@ impl CifarResNet {
 
     /// Features `[B, 64]` of images in the `channels` layout.
     pub fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
-        let mut xs =
+        let mut xs = if channels == Channels::Last && !train {
+            let bn = self.stem_bn.eval_parameters()?;
+            ops::conv_batch_norm_eval(xs, self.stem.weight(), &bn, self.stem.stride(), true)?
+        } else {
             self.stem_bn
-                .forward_t(&self.stem.forward(xs, channels)?, train, true, channels)?;
+                .forward_t(&self.stem.forward(xs, channels)?, train, true, channels)?
+        };
         for block in &self.blocks {
             xs = block.forward_t(&xs, train, channels)?;
         }

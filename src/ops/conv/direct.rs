@@ -184,6 +184,16 @@ pub(super) struct SlidingConv<'a> {
     pub cout: usize,
     /// `[ho, wo, cout]`, written whole (left uninitialised only when the kernel refuses).
     pub out: &'a mut [MaybeUninit<f32>],
+    pub epilogue: Epilogue<'a>,
+}
+
+/// What the sliding kernel does to each output value as it stores it: add a per-channel bias
+/// (`cout` values) and clamp at zero. An evaluation folds batch norm into the weights and this
+/// bias, so the convolution writes the normalised, rectified activation in its one pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub relu: bool,
 }
 
 impl SlidingConv<'_> {
@@ -195,6 +205,10 @@ impl SlidingConv<'_> {
             && self.weights.len() >= self.cout * self.cin * self.k * self.k
             && self.out.len() >= self.ho * self.wo * self.cout
             && self.cout.is_multiple_of(self.tile.width())
+            && self
+                .epilogue
+                .bias
+                .is_none_or(|bias| bias.len() >= self.cout)
     }
 }
 
@@ -285,6 +299,23 @@ unsafe fn sliding<S: Simd, const V: usize, const P: usize, const STEP: usize>(
                     }
                 }
                 let valid = P.min(c.wo - ox0);
+                if let Some(bias) = c.epilogue.bias {
+                    // SAFETY: `fits` checked the bias holds cout values.
+                    let bias = unsafe { bias.as_ptr().add(chunk * width) };
+                    for acc in acc.iter_mut().take(valid) {
+                        for (v, value) in acc.iter_mut().enumerate() {
+                            let b = unsafe { load::<S>(bias.add(v * lanes)) };
+                            *value = simd.add_f32s(*value, b);
+                        }
+                    }
+                }
+                if c.epilogue.relu {
+                    for acc in acc.iter_mut().take(valid) {
+                        for value in acc.iter_mut() {
+                            *value = simd.max_f32s(*value, zero);
+                        }
+                    }
+                }
                 for (p, acc) in acc.iter().enumerate().take(valid) {
                     let dst = unsafe { out.add((oy * c.wo + ox0 + p) * c.cout + chunk * width) };
                     for (v, &value) in acc.iter().enumerate() {

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use super::profile::{Phase, add_conv_flops, count_conv_pass, record};
 use super::simd::{self, Isa};
 use super::{Real, contiguous_slice, fill_parallel, with_slice};
-use direct::{Padded, SlidingConv, Tile, WeightGrad};
+use direct::{Epilogue, Padded, SlidingConv, Tile, WeightGrad};
 
 /// Convolution of the channels-last `x` `[B, H, W, Cin]` with `weight` `[Cout, Cin, k, k]`, giving
 /// `[B, Ho, Wo, Cout]`.
@@ -233,6 +233,7 @@ fn sliding_direct(
     input: &[f32],
     g: &Geometry,
     weight: impl Fn(usize, usize, usize, usize) -> f32,
+    epilogue: Epilogue,
     isa: Isa,
 ) -> Option<Vec<f32>> {
     let tile = Tile::for_channels(isa, g.cout)?;
@@ -254,6 +255,7 @@ fn sliding_direct(
                 weights: &packed,
                 cout: g.cout,
                 out: &mut *out,
+                epilogue,
             };
             simd::dispatch(isa, kernel).unwrap_or(false)
         });
@@ -269,9 +271,15 @@ fn sliding_direct(
 }
 
 /// The direct f32 forward pass, or `None` when the shapes do not suit the kernels.
-fn forward_direct(x: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
+fn forward_direct(
+    x: &[f32],
+    weight: &[f32],
+    g: &Geometry,
+    epilogue: Epilogue,
+    isa: Isa,
+) -> Option<Vec<f32>> {
     let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * g.k + ky) * g.k + kx];
-    sliding_direct(x, g, at, isa)
+    sliding_direct(x, g, at, epilogue, isa)
 }
 
 /// The direct f32 input gradient for stride 1 (a forward pass over dY with the flipped, transposed
@@ -281,7 +289,7 @@ fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Opti
     let k = g.k;
     let flipped =
         |ci, co, ky, kx| weight[((co * g.cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
-    sliding_direct(dy, &t, flipped, isa)
+    sliding_direct(dy, &t, flipped, Epilogue::default(), isa)
 }
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
@@ -321,16 +329,73 @@ fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geometry, isa: Isa) -> Option<V
 /// The convolution of channels-last `x` with `weight` (`[Cout, Cin, k, k]`): on the direct kernels
 /// for f32 when the shapes suit them, on im2col otherwise. Timed for the benchmark's breakdown.
 pub(crate) fn forward_values<T: Real>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
+    forward_with_epilogue(x, weight, g, None, false)
+}
+
+/// [`forward_values`] plus a per-channel `bias` (`[Cout]`) and a ReLU: on the direct kernels in
+/// the same pass, as each value is stored; on im2col in a second pass.
+pub(crate) fn forward_biased_values<T: Real>(
+    x: &[T],
+    weight: &[T],
+    bias: &[T],
+    relu: bool,
+    g: &Geometry,
+) -> Vec<T> {
+    forward_with_epilogue(x, weight, g, Some(bias), relu)
+}
+
+fn forward_with_epilogue<T: Real>(
+    x: &[T],
+    weight: &[T],
+    g: &Geometry,
+    bias: Option<&[T]>,
+    relu: bool,
+) -> Vec<T> {
     let start = std::time::Instant::now();
-    let direct = T::as_f32(x)
-        .zip(T::as_f32(weight))
-        .and_then(|(x, w)| forward_direct(x, w, g, simd::current()))
-        .and_then(T::from_f32);
+    let direct = || -> Option<Vec<T>> {
+        let (x, w) = (T::as_f32(x)?, T::as_f32(weight)?);
+        let bias = match bias {
+            Some(bias) => Some(T::as_f32(bias)?),
+            None => None,
+        };
+        let epilogue = Epilogue { bias, relu };
+        T::from_f32(forward_direct(x, w, g, epilogue, simd::current())?)
+    };
+    let direct = direct();
     count_conv_pass(direct.is_some());
-    let out = direct.unwrap_or_else(|| forward_im2col(x, weight, g));
+    let out = direct.unwrap_or_else(|| {
+        let mut out = forward_im2col(x, weight, g);
+        apply_epilogue(&mut out, bias, relu, g.cout);
+        out
+    });
     record(Phase::ConvForward, start);
     add_conv_flops(2 * g.macs());
     out
+}
+
+/// The direct kernels' epilogue as its own pass over channels-last values: `+ bias`, then ReLU.
+fn apply_epilogue<T: Real>(values: &mut [T], bias: Option<&[T]>, relu: bool, channels: usize) {
+    if bias.is_none() && !relu {
+        return;
+    }
+    let zero = T::from_f64(0.0);
+    values
+        .par_chunks_mut(channels.max(1))
+        .with_min_len(64)
+        .for_each(|pixel| {
+            if let Some(bias) = bias {
+                for (v, &b) in pixel.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+            if relu {
+                for v in pixel.iter_mut() {
+                    if *v < zero {
+                        *v = zero;
+                    }
+                }
+            }
+        });
 }
 
 /// (dX when `want_dx`, dW in `[Cout, Cin, k, k]`) for the output gradient `dy`. Timed for the
