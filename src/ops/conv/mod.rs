@@ -292,6 +292,68 @@ fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Opti
     sliding_direct(dy, &t, flipped, Epilogue::default(), isa)
 }
 
+/// The direct f32 input gradient of a 3×3, stride-2, padding-1 convolution (the ResNets'
+/// downsampling layers), or `None` for other shapes or channel counts.
+///
+/// Input pixel (2a + p, 2b + q) receives from dY pixels (a, b) to (a + 1, b + 1) only, through the
+/// taps of its parities (p, q). So the four parities are one stride-1, 2×2 convolution of dY with
+/// 4·Cin outputs, whose weights are W's taps (zero where a parity has none), on the sliding kernel;
+/// a second pass interleaves the four into dX. The 2×2 kernel does 16 multiply-adds where 9 are
+/// needed, on a kernel several times faster than im2col + GEMM, which ran these two passes at
+/// 23–37 GFLOP/s against 83–165 for the direct ones (docs/performance.md).
+fn input_grad_stride2_direct(
+    dy: &[f32],
+    weight: &[f32],
+    g: &Geometry,
+    isa: Isa,
+) -> Option<Vec<f32>> {
+    if (g.k, g.stride, g.pad) != (3, 2, 1) {
+        return None;
+    }
+    let cin = g.cin;
+    let parities = Geometry {
+        h: g.ho,
+        w: g.wo,
+        cin: g.cout,
+        cout: 4 * cin,
+        k: 2,
+        stride: 1,
+        pad: 0,
+        ..*g
+    };
+    // The forward tap of rows (or columns) of parity p that reads dY at offset t from pixel a:
+    // even rows 2a take ky = 1 at a; odd rows 2a + 1 take ky = 2 at a and ky = 0 at a + 1.
+    let tap = |parity: usize, offset: usize| match (parity, offset) {
+        (0, 0) => Some(1),
+        (1, 0) => Some(2),
+        (1, 1) => Some(0),
+        _ => None,
+    };
+    let taps = |out: usize, co: usize, ty: usize, tx: usize| {
+        let (parity, ci) = (out / cin, out % cin);
+        match (tap(parity / 2, ty), tap(parity % 2, tx)) {
+            (Some(ky), Some(kx)) => weight[((co * cin + ci) * 3 + ky) * 3 + kx],
+            _ => 0.0,
+        }
+    };
+    // The frame's extra zero row and column below and right of dY stand for the pixels a + 1
+    // past its edge.
+    let phased = sliding_direct(dy, &parities, taps, Epilogue::default(), isa)?;
+    let phased_len = parities.output_len();
+    let interleave = |index: usize, dx: &mut [MaybeUninit<f32>]| {
+        let phased = &phased[index * phased_len..][..phased_len];
+        for (pixel, dx) in dx.chunks_exact_mut(cin).enumerate() {
+            let (iy, ix) = (pixel / g.w, pixel % g.w);
+            let parity = (iy % 2) * 2 + ix % 2;
+            let from = ((iy / 2) * g.wo + ix / 2) * 4 * cin + parity * cin;
+            dx.write_copy_of_slice(&phased[from..][..cin]);
+        }
+    };
+    // SAFETY: each image's dX is h·w pixels of cin values and `interleave` writes every one; the
+    // source pixel (⌊iy/2⌋, ⌊ix/2⌋) lies in the ho × wo = ⌈h/2⌉ × ⌈w/2⌉ parity map.
+    Some(unsafe { fill_parallel(g.batch * g.input_len(), g.input_len(), interleave) })
+}
+
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
 /// the kernels (also for fewer input channels than a tile has rows, where most of it would idle).
 fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
@@ -412,7 +474,7 @@ pub(crate) fn backward_values<T: Real>(
     let direct = |dx: bool| -> Option<Vec<T>> {
         let (x, w, dy) = (T::as_f32(x)?, T::as_f32(weight)?, T::as_f32(dy)?);
         let out = if dx {
-            input_grad_direct(dy, w, g, isa)?
+            input_grad_direct(dy, w, g, isa).or_else(|| input_grad_stride2_direct(dy, w, g, isa))?
         } else {
             weight_grad_direct(x, dy, g, isa)?
         };
