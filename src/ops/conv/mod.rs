@@ -1,10 +1,13 @@
 //! 2-D convolution without bias on channels-last images (`[B, H, W, Cin]`, weights kept in candle's
 //! `[Cout, Cin, k, k]`), forward and both gradients.
 //!
-//! f32 runs on the direct SIMD kernels of [`direct`] whenever the channel counts are a multiple of
-//! the vector width (every layer of the CIFAR ResNets and the small CNN but the 3-channel stem's
-//! input gradient, which training never needs); everything else runs on [`im2col`]. Images run in
-//! parallel on rayon; each kernel call is single-threaded, so no pass waits on another.
+//! f32 runs on the direct SIMD kernels of [`direct`] whenever the shapes allow: the forward pass and
+//! the input gradient (stride 1, or 3×3 stride 2 through its four pixel parities) when the output
+//! channels are a multiple of the vector width, and the weight gradient when there are also at
+//! least as many input channels as a tile has rows. In the CIFAR ResNets that leaves only the stem's
+//! weight gradient (1 or 3 input channels) to [`im2col`], which also takes f64 and odd channel
+//! counts. Images run in parallel on rayon; each kernel call is single-threaded, so no pass waits
+//! on another.
 
 mod direct;
 mod im2col;
