@@ -66,8 +66,12 @@ impl BasicBlock {
             conv2: self.conv2.weight(),
             bn2: self.bn2.affine()?,
         };
+        let eps = self.bn1.eps();
+        if self.bn2.eps() != eps {
+            candle_core::bail!("a residual block as one op needs its two batch norms' ε equal");
+        }
         let (out, [stats1, stats2]) =
-            ops::residual_block_train(xs, &parameters, self.downsample, self.bn1.eps())?;
+            ops::residual_block_train(xs, &parameters, self.downsample, eps)?;
         self.bn1.update_running_stats(&stats1)?;
         self.bn2.update_running_stats(&stats2)?;
         Ok(out)

@@ -39,7 +39,8 @@ pub struct BlockParameters<'a> {
 /// The training-mode block of channels-last `x` (`[B, H, W, Cin]`): conv1 (stride 2 when
 /// `downsample`), batch norm + ReLU, conv2, batch norm, then the residual add + ReLU with the
 /// identity or option-A shortcut. Convolutions are k×k with padding k/2, as the CIFAR ResNets'.
-/// Returns the output and the two batch norms' batch statistics, for the running statistics.
+/// Both batch norms use `eps`. Returns the output and the two batch norms' batch statistics, for
+/// the running statistics.
 pub fn residual_block_train(
     x: &Tensor,
     parameters: &BlockParameters,
