@@ -10,6 +10,7 @@
 
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, Var};
 use rayon::prelude::*;
@@ -289,6 +290,8 @@ fn batch_moments<T: Real>(x: &[T], channels: usize) -> BatchNormStats {
     }
 }
 
+/// The forward pass over channels-last rows: with `fixed` statistics (eval mode) or the batch's,
+/// which it returns. Timed for the benchmark's breakdown.
 pub(crate) fn forward<T: Real>(
     x: &[T],
     gamma: &[T],
@@ -298,6 +301,7 @@ pub(crate) fn forward<T: Real>(
     relu: bool,
     fixed: Option<&BatchNormStats>,
 ) -> (Vec<T>, BatchNormStats) {
+    let start = Instant::now();
     let stats = match fixed {
         Some(stats) => stats.clone(),
         None => batch_moments(x, channels),
@@ -328,6 +332,7 @@ pub(crate) fn forward<T: Real>(
     // the channel count (as are chunk and x.len()), and scale and shift were cut to the channel
     // count above, so the zips visit every output element and write each once.
     let out = unsafe { fill_parallel(x.len(), chunk, kernel) };
+    record(Phase::BatchNormForward, start);
     (out, stats)
 }
 
@@ -351,6 +356,8 @@ pub(crate) struct Gradients<T> {
     pub dbeta: Vec<T>,
 }
 
+/// The one-pass backward: dx, dγ and dβ for the output gradient `dy`. Timed for the benchmark's
+/// breakdown.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<T: Real>(
     x: &[T],
@@ -363,6 +370,7 @@ pub(crate) fn backward<T: Real>(
     relu: bool,
     batch_statistics: bool,
 ) -> Gradients<T> {
+    let start = Instant::now();
     let zero = T::from_f64(0.0);
     let (scale, shift) = affine(gamma, beta, stats, eps);
     // Without ReLU every value is active: 0·x + 1 > 0.
@@ -455,6 +463,7 @@ pub(crate) fn backward<T: Real>(
     };
     // SAFETY: as in `forward`: chunks of whole rows, and `ch` runs over every channel of each row.
     let dx = unsafe { fill_parallel(x.len(), chunk, kernel) };
+    record(Phase::BatchNormBackward, start);
     Gradients { dx, dgamma, dbeta }
 }
 
@@ -502,7 +511,6 @@ impl BatchNormOp {
         let channels = channel_count(x.shape())?;
         let stats = self.fixed_or_batch()?;
         let batch_statistics = matches!(self.statistics, Statistics::Batch(_));
-        let start = std::time::Instant::now();
         let grads = with_slice::<T, _>(x, |x| {
             with_slice::<T, _>(beta, |beta| {
                 with_slice::<T, _>(grad, |dy| {
@@ -522,7 +530,6 @@ impl BatchNormOp {
                 })
             })
         })?;
-        record(Phase::BatchNormBackward, start);
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(grads.dx, x.shape(), device)?),
@@ -547,7 +554,6 @@ impl candle_core::CustomOp3 for BatchNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let channels = channel_count(l1.shape())?;
-        let start = std::time::Instant::now();
         let storage = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(self.forward_typed::<f32>(
                 contiguous_slice(s1, l1)?,
@@ -563,7 +569,6 @@ impl candle_core::CustomOp3 for BatchNormOp {
             )?),
             _ => candle_core::bail!("fast batch norm: f32 or f64 only"),
         };
-        record(Phase::BatchNormForward, start);
         Ok((storage, l1.shape().clone()))
     }
 

@@ -16,14 +16,12 @@
 //! tensors, a few kilobytes).
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::batch_norm::{self, BatchNormStats};
 use super::conv::{self, Geometry};
-use super::profile::{Phase, record};
 use super::residual;
 use super::{Real, contiguous_slice, with_slice};
 
@@ -164,20 +162,14 @@ impl ResidualBlock {
         let shortcut = residual::dims(&out_shape, shape, self.downsample)?;
 
         let conv1_out = conv::forward_values(x, p.conv1, &first);
-        let start = Instant::now();
         let (hidden, stats1) = batch_norm::forward(
             &conv1_out, p.gamma1, p.beta1, self.cout, self.eps, true, None,
         );
-        record(Phase::BatchNormForward, start);
         let conv2_out = conv::forward_values(&hidden, p.conv2, &second);
-        let start = Instant::now();
         let (normed, stats2) = batch_norm::forward(
             &conv2_out, p.gamma2, p.beta2, self.cout, self.eps, false, None,
         );
-        record(Phase::BatchNormForward, start);
-        let start = Instant::now();
         let out = residual::forward(&normed, x, shortcut, self.downsample);
-        record(Phase::AddReluForward, start);
 
         let cpu = candle_core::Device::Cpu;
         *lock(&self.saved)? = Some(Saved {
@@ -214,33 +206,27 @@ impl ResidualBlock {
         let (dx, dpacked) = with_slice::<T, _>(packed, |packed| {
             let p = self.unpack(packed)?;
             // The residual add: the gradient of the normed conv2 output, and of the shortcut.
-            let start = Instant::now();
             let (dnormed, dshortcut) = with_slice::<T, _>(out, |out| {
                 with_slice::<T, _>(grad, |grad| {
                     Ok(residual::backward(out, grad, shortcut, self.downsample))
                 })
             })?;
-            record(Phase::AddReluBackward, start);
-            let start = Instant::now();
             let bn2 = with_slice::<T, _>(&conv2_out, |c| {
                 Ok(batch_norm::backward(
                     c, &dnormed, p.gamma2, p.beta2, &stats2, cout, eps, false, true,
                 ))
             })?;
-            record(Phase::BatchNormBackward, start);
             let (dhidden, dconv2) = with_slice::<T, _>(&hidden, |h| {
                 Ok(conv::backward_values(h, p.conv2, &bn2.dx, &second, true))
             })?;
             let Some(dhidden) = dhidden else {
                 candle_core::bail!("residual block: conv2 gave no input gradient");
             };
-            let start = Instant::now();
             let bn1 = with_slice::<T, _>(&conv1_out, |a| {
                 Ok(batch_norm::backward(
                     a, &dhidden, p.gamma1, p.beta1, &stats1, cout, eps, true, true,
                 ))
             })?;
-            record(Phase::BatchNormBackward, start);
             let (dx, dconv1) = with_slice::<T, _>(x, |x| {
                 Ok(conv::backward_values(x, p.conv1, &bn1.dx, &first, want_dx))
             })?;

@@ -190,6 +190,14 @@ pub mod profile {
         });
     }
 
+    /// `f()`, its time counted under `phase`.
+    pub(crate) fn timed<R>(phase: Phase, f: impl FnOnce() -> R) -> R {
+        let start = Instant::now();
+        let result = f();
+        record(phase, start);
+        result
+    }
+
     pub(crate) fn add_conv_flops(flops: u64) {
         COUNTERS.with_borrow_mut(|c| c.conv_flops += flops);
     }

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::profile::{Phase, record};
+use super::profile::{Phase, timed};
 use super::{Real, contiguous_slice, fill_parallel, with_slice};
 
 struct AddRelu {
@@ -57,7 +57,14 @@ fn relu<T: Real>(v: T) -> T {
     if v > zero { v } else { zero }
 }
 
+/// `relu(y + shortcut(x))` over the shapes `d`. Timed for the benchmark's breakdown.
 pub(crate) fn forward<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<T> {
+    timed(Phase::AddReluForward, || {
+        forward_untimed(y, x, d, downsample)
+    })
+}
+
+fn forward_untimed<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<T> {
     let (_, h, w, c, xh, xw, xc) = d;
     if !downsample {
         return y
@@ -106,13 +113,20 @@ pub(crate) fn forward<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> V
     unsafe { fill_parallel(y.len(), rows_per_task * row_len, kernel) }
 }
 
-/// (dy, dx); dx is left empty for the identity shortcut, whose gradient is dy.
+/// (dy, dx); dx is left empty for the identity shortcut, whose gradient is dy. Timed for the
+/// benchmark's breakdown.
 pub(crate) fn backward<T: Real>(
     out: &[T],
     grad: &[T],
     d: Dims,
     downsample: bool,
 ) -> (Vec<T>, Vec<T>) {
+    timed(Phase::AddReluBackward, || {
+        backward_untimed(out, grad, d, downsample)
+    })
+}
+
+fn backward_untimed<T: Real>(out: &[T], grad: &[T], d: Dims, downsample: bool) -> (Vec<T>, Vec<T>) {
     let (b, h, w, c, xh, xw, xc) = d;
     let dy: Vec<T> = out
         .par_iter()
@@ -170,11 +184,9 @@ impl AddRelu {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = dims(y.shape(), x.shape(), self.downsample)?;
-        let start = std::time::Instant::now();
         let (dy, dx) = with_slice::<T, _>(res, |out| {
             with_slice::<T, _>(grad, |grad| Ok(backward(out, grad, d, self.downsample)))
         })?;
-        record(Phase::AddReluBackward, start);
         let dy = Tensor::from_vec(dy, y.shape(), y.device())?;
         // The identity shortcut's gradient is dy itself: share the tensor instead of copying it.
         let dx = if self.downsample {
@@ -199,7 +211,6 @@ impl candle_core::CustomOp2 for AddRelu {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = dims(l1.shape(), l2.shape(), self.downsample)?;
-        let start = std::time::Instant::now();
         let storage = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(forward::<f32>(
                 contiguous_slice(s1, l1)?,
@@ -215,7 +226,6 @@ impl candle_core::CustomOp2 for AddRelu {
             )),
             _ => candle_core::bail!("fast add-relu: f32 or f64 inputs of one dtype"),
         };
-        record(Phase::AddReluForward, start);
         Ok((storage, l1.shape().clone()))
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::profile::{Phase, add_conv_flops, count_conv_pass, record};
+use super::profile::{Phase, add_conv_flops, count_conv_pass, record, timed};
 use super::simd::{self, Isa};
 use super::{Real, contiguous_slice, fill_parallel, with_slice};
 use direct::{Epilogue, Padded, SlidingConv, Tile, WeightGrad};
@@ -416,26 +416,25 @@ fn forward_with_epilogue<T: Real>(
     bias: Option<&[T]>,
     relu: bool,
 ) -> Vec<T> {
-    let start = std::time::Instant::now();
-    let direct = || -> Option<Vec<T>> {
-        let (x, w) = (T::as_f32(x)?, T::as_f32(weight)?);
-        let bias = match bias {
-            Some(bias) => Some(T::as_f32(bias)?),
-            None => None,
-        };
-        let epilogue = Epilogue { bias, relu };
-        T::from_f32(forward_direct(x, w, g, epilogue, simd::current())?)
-    };
-    let direct = direct();
-    count_conv_pass(direct.is_some());
-    let out = direct.unwrap_or_else(|| {
-        let mut out = forward_im2col(x, weight, g);
-        apply_epilogue(&mut out, bias, relu, g.cout);
-        out
-    });
-    record(Phase::ConvForward, start);
     add_conv_flops(2 * g.macs());
-    out
+    timed(Phase::ConvForward, || {
+        let direct = || -> Option<Vec<T>> {
+            let (x, w) = (T::as_f32(x)?, T::as_f32(weight)?);
+            let bias = match bias {
+                Some(bias) => Some(T::as_f32(bias)?),
+                None => None,
+            };
+            let epilogue = Epilogue { bias, relu };
+            T::from_f32(forward_direct(x, w, g, epilogue, simd::current())?)
+        };
+        let direct = direct();
+        count_conv_pass(direct.is_some());
+        direct.unwrap_or_else(|| {
+            let mut out = forward_im2col(x, weight, g);
+            apply_epilogue(&mut out, bias, relu, g.cout);
+            out
+        })
+    })
 }
 
 /// The direct kernels' epilogue as its own pass over channels-last values: `+ bias`, then ReLU.
