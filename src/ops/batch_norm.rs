@@ -306,48 +306,102 @@ pub(crate) fn forward<T: Real>(
         Some(stats) => stats.clone(),
         None => batch_moments(x, channels),
     };
-    let (scale, shift) = affine(gamma, beta, &stats, eps);
-    let chunk = chunk_rows(channels) * channels;
-    let (scale, shift) = (&scale[..channels], &shift[..channels]);
-    let kernel = |index: usize, out: &mut [MaybeUninit<T>]| {
-        let zero = T::from_f64(0.0);
-        let x = &x[index * chunk..][..out.len()];
-        let rows = out.chunks_exact_mut(channels).zip(x.chunks_exact(channels));
-        if relu {
-            for (o, x) in rows {
-                for (((o, &v), &a), &b) in o.iter_mut().zip(x).zip(scale).zip(shift) {
-                    let y = v * a + b;
-                    o.write(if y > zero { y } else { zero });
-                }
-            }
-        } else {
-            for (o, x) in rows {
-                for (((o, &v), &a), &b) in o.iter_mut().zip(x).zip(scale).zip(shift) {
-                    o.write(v * a + b);
-                }
-            }
-        }
-    };
-    // SAFETY: chunk `index` of the output and its slice of x have the same length, a multiple of
-    // the channel count (as are chunk and x.len()), and scale and shift were cut to the channel
-    // count above, so the zips visit every output element and write each once.
-    let out = unsafe { fill_parallel(x.len(), chunk, kernel) };
+    let normalization = Normalization::new(gamma, beta, &stats, eps, relu);
+    let out = normalization.apply(x);
     record(Phase::BatchNormForward, start);
     (out, stats)
 }
 
-/// Per channel `y = x·scale + shift`; the backward pass recomputes the ReLU mask with the very same
-/// expression, bit for bit, instead of reading the output back.
-fn affine<T: Real>(gamma: &[T], beta: &[T], stats: &BatchNormStats, eps: f64) -> (Vec<T>, Vec<T>) {
-    (0..gamma.len())
-        .map(|ch| {
-            let a = gamma[ch].to_f64() / (stats.var[ch] + eps).sqrt();
-            (
-                T::from_f64(a),
-                T::from_f64(beta[ch].to_f64() - stats.mean[ch] * a),
-            )
-        })
-        .unzip()
+/// A training-mode forward pass that stops at the batch statistics: the normalisation is left to
+/// whoever reads the values next (the following convolution as it loads its input, or the
+/// residual add), so the normalised activation is never written out. Timed for the benchmark's
+/// breakdown.
+pub(crate) fn batch_normalization<T: Real>(
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    channels: usize,
+    eps: f64,
+    relu: bool,
+) -> (Normalization<T>, BatchNormStats) {
+    let start = Instant::now();
+    let stats = batch_moments(x, channels);
+    let normalization = Normalization::new(gamma, beta, &stats, eps, relu);
+    record(Phase::BatchNormForward, start);
+    (normalization, stats)
+}
+
+/// Batch norm's per-channel `y = x·scale + shift`, then ReLU when `relu`: the one expression of
+/// the forward pass wherever it is evaluated (here, in a convolution's load, in the residual add),
+/// and the one the backward pass recomputes the ReLU mask with, so all of them agree bit for bit.
+#[derive(Clone, Debug)]
+pub(crate) struct Normalization<T> {
+    pub scale: Vec<T>,
+    pub shift: Vec<T>,
+    pub relu: bool,
+}
+
+impl<T: Real> Normalization<T> {
+    pub(crate) fn new(
+        gamma: &[T],
+        beta: &[T],
+        stats: &BatchNormStats,
+        eps: f64,
+        relu: bool,
+    ) -> Self {
+        let (scale, shift) = (0..gamma.len())
+            .map(|ch| {
+                let a = gamma[ch].to_f64() / (stats.var[ch] + eps).sqrt();
+                (
+                    T::from_f64(a),
+                    T::from_f64(beta[ch].to_f64() - stats.mean[ch] * a),
+                )
+            })
+            .unzip();
+        Self { scale, shift, relu }
+    }
+
+    pub(crate) fn channels(&self) -> usize {
+        self.scale.len()
+    }
+
+    /// `v` of a channel with this `scale` and `shift`, normalised: the one place of the expression.
+    #[inline(always)]
+    pub(crate) fn value(&self, v: T, scale: T, shift: T) -> T {
+        let y = v * scale + shift;
+        if !self.relu || y > T::from_f64(0.0) {
+            y
+        } else {
+            T::from_f64(0.0)
+        }
+    }
+
+    /// One pixel's channels `first..first + x.len()`, given in `x`, normalised.
+    #[inline]
+    pub(crate) fn pixel<'a>(&'a self, x: &'a [T], first: usize) -> impl Iterator<Item = T> + 'a {
+        let (scale, shift) = (&self.scale[first..], &self.shift[first..]);
+        x.iter()
+            .zip(scale.iter().zip(shift))
+            .map(|(&v, (&a, &b))| self.value(v, a, b))
+    }
+
+    /// The normalised copy of channels-last `x`, written once, in parallel.
+    pub(crate) fn apply(&self, x: &[T]) -> Vec<T> {
+        let channels = self.channels();
+        let chunk = chunk_rows(channels) * channels;
+        let kernel = |index: usize, out: &mut [MaybeUninit<T>]| {
+            let x = &x[index * chunk..][..out.len()];
+            for (o, x) in out.chunks_exact_mut(channels).zip(x.chunks_exact(channels)) {
+                for (o, y) in o.iter_mut().zip(self.pixel(x, 0)) {
+                    o.write(y);
+                }
+            }
+        };
+        // SAFETY: chunk `index` of the output and its slice of x have the same length, a
+        // multiple of the channel count (as are chunk and x.len()), and `pixel` writes each of a
+        // pixel's channels once.
+        unsafe { fill_parallel(x.len(), chunk, kernel) }
+    }
 }
 
 pub(crate) struct Gradients<T> {
@@ -372,7 +426,7 @@ pub(crate) fn backward<T: Real>(
 ) -> Gradients<T> {
     let start = Instant::now();
     let zero = T::from_f64(0.0);
-    let (scale, shift) = affine(gamma, beta, stats, eps);
+    let Normalization { scale, shift, .. } = Normalization::new(gamma, beta, stats, eps, relu);
     // Without ReLU every value is active: 0·x + 1 > 0.
     let (mask_scale, mask_shift) = if relu {
         (scale, shift)

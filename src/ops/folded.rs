@@ -137,7 +137,7 @@ fn residual_block_typed<T: Real>(
         let hidden = conv::forward_biased_values(x, &folded1.weight, &folded1.bias, true, &first);
         let normed =
             conv::forward_biased_values(&hidden, &folded2.weight, &folded2.bias, false, &second);
-        Ok(residual::forward(&normed, x, shortcut, downsample))
+        Ok(residual::forward(&normed, None, x, shortcut, downsample))
     })?;
     Tensor::from_vec(out, out_shape, x.device())
 }

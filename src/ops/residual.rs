@@ -7,6 +7,7 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::batch_norm::Normalization;
 use super::profile::{Phase, timed};
 use super::{Real, contiguous_slice, fill_parallel, with_slice};
 
@@ -57,29 +58,86 @@ fn relu<T: Real>(v: T) -> T {
     if v > zero { v } else { zero }
 }
 
-/// `relu(y + shortcut(x))` over the shapes `d`. Timed for the benchmark's breakdown.
-pub(crate) fn forward<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<T> {
+/// `relu(y + shortcut(x))` over the shapes `d`, or `relu(normalization(y) + shortcut(x))` with
+/// batch norm's affine map applied to y as it is read (so the block's last batch norm never
+/// writes its output out whole). Timed for the benchmark's breakdown.
+pub(crate) fn forward<T: Real>(
+    y: &[T],
+    normalization: Option<&Normalization<T>>,
+    x: &[T],
+    d: Dims,
+    downsample: bool,
+) -> Vec<T> {
     timed(Phase::AddReluForward, || {
-        forward_untimed(y, x, d, downsample)
+        forward_untimed(y, normalization, x, d, downsample)
     })
 }
 
-fn forward_untimed<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<T> {
+/// `out = relu(y + shortcut)` over one pixel's channels `first..` (y normalised first when
+/// `normalization` is given); channels past the shortcut's end add nothing (option A's zeros).
+#[inline(always)]
+fn add_relu_pixel<T: Real>(
+    out: &mut [MaybeUninit<T>],
+    y: &[T],
+    normalization: Option<&Normalization<T>>,
+    shortcut: &[T],
+    first: usize,
+) {
+    let (out, rest) = out.split_at_mut(shortcut.len().min(out.len()));
+    let (y, y_rest) = y.split_at(out.len());
+    match normalization {
+        None => {
+            for ((o, &a), &s) in out.iter_mut().zip(y).zip(shortcut) {
+                o.write(relu(a + s));
+            }
+            for (o, &a) in rest.iter_mut().zip(y_rest) {
+                o.write(relu(a));
+            }
+        }
+        Some(n) => {
+            for ((o, a), &s) in out.iter_mut().zip(n.pixel(y, first)).zip(shortcut) {
+                o.write(relu(a + s));
+            }
+            for (o, a) in rest.iter_mut().zip(n.pixel(y_rest, first + y.len())) {
+                o.write(relu(a));
+            }
+        }
+    }
+}
+
+fn forward_untimed<T: Real>(
+    y: &[T],
+    normalization: Option<&Normalization<T>>,
+    x: &[T],
+    d: Dims,
+    downsample: bool,
+) -> Vec<T> {
     let (_, h, w, c, xh, xw, xc) = d;
+    if y.is_empty() {
+        return Vec::new();
+    }
     if !downsample {
-        return y
-            .par_iter()
-            .zip(x.par_iter())
-            .with_min_len(MIN_TASK_VALUES)
-            .map(|(&a, &b)| relu(a + b))
-            .collect();
+        let chunk = min_rows(c) * c;
+        let kernel = |task: usize, out: &mut [MaybeUninit<T>]| {
+            let (y, x) = (
+                &y[task * chunk..][..out.len()],
+                &x[task * chunk..][..out.len()],
+            );
+            for ((o, y), x) in out
+                .chunks_exact_mut(c)
+                .zip(y.chunks_exact(c))
+                .zip(x.chunks_exact(c))
+            {
+                add_relu_pixel(o, y, normalization, x, 0);
+            }
+        };
+        // SAFETY: chunk is a whole number of pixels, as is y.len() (= x.len(), by `dims`), so
+        // every task's output, y and x slices have one length, and each value is written once.
+        return unsafe { fill_parallel(y.len(), chunk, kernel) };
     }
     // Per output image row: its pixels add x's pixels (2i, 2j), whose C' channels are contiguous,
     // so the channel loops vectorise; channels C'.. pass y through the ReLU alone.
     let row_len = w * c;
-    if y.is_empty() {
-        return Vec::new();
-    }
     let rows_per_task = min_rows(row_len);
     let kernel = |task: usize, out: &mut [MaybeUninit<T>]| {
         let first_row = task * rows_per_task;
@@ -96,14 +154,7 @@ fn forward_untimed<T: Real>(y: &[T], x: &[T], d: Dims, downsample: bool) -> Vec<
                 .zip(y.chunks_exact(c))
                 .zip(x_row.chunks(2 * xc))
             {
-                let (o_in, o_pad) = o.split_at_mut(xc);
-                let (y_in, y_pad) = y.split_at(xc);
-                for ((o, &a), &s) in o_in.iter_mut().zip(y_in).zip(&shortcut[..xc]) {
-                    o.write(relu(a + s));
-                }
-                for (o, &a) in o_pad.iter_mut().zip(y_pad) {
-                    o.write(relu(a));
-                }
+                add_relu_pixel(o, y, normalization, &shortcut[..xc], 0);
             }
         }
     };
@@ -214,12 +265,14 @@ impl candle_core::CustomOp2 for AddRelu {
         let storage = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(forward::<f32>(
                 contiguous_slice(s1, l1)?,
+                None,
                 contiguous_slice(s2, l2)?,
                 d,
                 self.downsample,
             )),
             (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(forward::<f64>(
                 contiguous_slice(s1, l1)?,
+                None,
                 contiguous_slice(s2, l2)?,
                 d,
                 self.downsample,

@@ -17,6 +17,7 @@ use std::mem::MaybeUninit;
 
 use pulp::{Simd, WithSimd};
 
+use crate::ops::batch_norm::Normalization;
 use crate::ops::simd::Isa;
 
 /// Floats after a padded image, so a weight-gradient tile may read R channels past the last pixel.
@@ -94,7 +95,9 @@ impl Padded {
         }
     }
 
-    /// Copy `x` (`[h, w, c]`) into a `rows × width` frame of zeros at offset (pad, pad).
+    /// Copy `x` (`[h, w, c]`) into a `rows × width` frame of zeros at offset (pad, pad), normalised
+    /// on the way when `normalization` is given (batch norm + ReLU fused into the convolution's
+    /// load: the normalised activation is never written out whole).
     ///
     /// Each value of the frame is written once, the zeros around the image included: clearing the
     /// whole frame first, then copying the image over it, wrote the image's area twice (2.5 % of
@@ -104,8 +107,8 @@ impl Padded {
         x: &[f32],
         (h, w, c): (usize, usize, usize),
         pad: usize,
-        rows: usize,
-        width: usize,
+        (rows, width): (usize, usize),
+        normalization: Option<&Normalization<f32>>,
     ) {
         self.width = width;
         let row_len = width * c;
@@ -121,7 +124,19 @@ impl Padded {
                     let (before, rest) = row.split_at_mut(left);
                     let (image, after) = rest.split_at_mut(copied);
                     before.fill(0.0);
-                    image.copy_from_slice(&x[y * w * c..][..copied]);
+                    let source = &x[y * w * c..][..copied];
+                    match normalization {
+                        None => image.copy_from_slice(source),
+                        Some(n) => {
+                            for (out, pixel) in
+                                image.chunks_exact_mut(c).zip(source.chunks_exact(c))
+                            {
+                                for (o, v) in out.iter_mut().zip(n.pixel(pixel, 0)) {
+                                    *o = v;
+                                }
+                            }
+                        }
+                    }
                     after.fill(0.0);
                 }
                 _ => row.fill(0.0),

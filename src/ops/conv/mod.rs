@@ -12,6 +12,7 @@
 mod direct;
 mod im2col;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::batch_norm::Normalization;
 use super::profile::{Phase, add_conv_flops, count_conv_pass, record, timed};
 use super::simd::{self, Isa};
 use super::{Real, contiguous_slice, fill_parallel, with_slice};
@@ -234,6 +236,7 @@ thread_local! {
 /// shapes do not suit the kernels.
 fn sliding_direct(
     input: &[f32],
+    normalization: Option<&Normalization<f32>>,
     g: &Geometry,
     weight: impl Fn(usize, usize, usize, usize) -> f32,
     epilogue: Epilogue,
@@ -246,7 +249,8 @@ fn sliding_direct(
     let fill = |index: usize, out: &mut [MaybeUninit<f32>]| {
         let image = &input[index * g.input_len()..][..g.input_len()];
         let done = PADDED.with_borrow_mut(|padded| {
-            padded.fill(image, (g.h, g.w, g.cin), g.pad, rows, width);
+            let frame = (rows, width);
+            padded.fill(image, (g.h, g.w, g.cin), g.pad, frame, normalization);
             let kernel = SlidingConv {
                 tile,
                 input: padded,
@@ -276,13 +280,14 @@ fn sliding_direct(
 /// The direct f32 forward pass, or `None` when the shapes do not suit the kernels.
 fn forward_direct(
     x: &[f32],
+    normalization: Option<&Normalization<f32>>,
     weight: &[f32],
     g: &Geometry,
     epilogue: Epilogue,
     isa: Isa,
 ) -> Option<Vec<f32>> {
     let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * g.k + ky) * g.k + kx];
-    sliding_direct(x, g, at, epilogue, isa)
+    sliding_direct(x, normalization, g, at, epilogue, isa)
 }
 
 /// The direct f32 input gradient for stride 1 (a forward pass over dY with the flipped, transposed
@@ -292,7 +297,7 @@ fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Opti
     let k = g.k;
     let flipped =
         |ci, co, ky, kx| weight[((co * g.cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
-    sliding_direct(dy, &t, flipped, Epilogue::default(), isa)
+    sliding_direct(dy, None, &t, flipped, Epilogue::default(), isa)
 }
 
 /// The direct f32 input gradient of a 3×3, stride-2, padding-1 convolution (the ResNets'
@@ -341,7 +346,7 @@ fn input_grad_stride2_direct(
     };
     // The frame's extra zero row and column below and right of dY stand for the pixels a + 1
     // past its edge.
-    let phased = sliding_direct(dy, &parities, taps, Epilogue::default(), isa)?;
+    let phased = sliding_direct(dy, None, &parities, taps, Epilogue::default(), isa)?;
     let phased_len = parities.output_len();
     let interleave = |index: usize, dx: &mut [MaybeUninit<f32>]| {
         let phased = &phased[index * phased_len..][..phased_len];
@@ -359,7 +364,13 @@ fn input_grad_stride2_direct(
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
 /// the kernels (also for fewer input channels than a tile has rows, where most of it would idle).
-fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
+fn weight_grad_direct(
+    x: &[f32],
+    normalization: Option<&Normalization<f32>>,
+    dy: &[f32],
+    g: &Geometry,
+    isa: Isa,
+) -> Option<Vec<f32>> {
     let tile = Tile::for_channels(isa, g.cout)?;
     if g.cin < tile.pixels {
         return None;
@@ -371,8 +382,8 @@ fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geometry, isa: Isa) -> Option<V
             image(x, b, g.input_len()),
             (g.h, g.w, g.cin),
             g.pad,
-            rows,
-            width,
+            (rows, width),
+            normalization,
         );
         let kernel = WeightGrad {
             tile,
@@ -394,7 +405,19 @@ fn weight_grad_direct(x: &[f32], dy: &[f32], g: &Geometry, isa: Isa) -> Option<V
 /// The convolution of channels-last `x` with `weight` (`[Cout, Cin, k, k]`): on the direct kernels
 /// for f32 when the shapes suit them, on im2col otherwise. Timed for the benchmark's breakdown.
 pub(crate) fn forward_values<T: Real>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
-    forward_with_epilogue(x, weight, g, None, false)
+    forward_with_epilogue(x, None, weight, g, None, false)
+}
+
+/// [`forward_values`] of `normalization` applied to `x` (batch norm's affine map and ReLU): on the
+/// direct kernels as each image is loaded, so the normalised activation is never written out; on
+/// im2col from a normalised copy.
+pub(crate) fn forward_normalized_values<T: Real>(
+    x: &[T],
+    normalization: &Normalization<T>,
+    weight: &[T],
+    g: &Geometry,
+) -> Vec<T> {
+    forward_with_epilogue(x, Some(normalization), weight, g, None, false)
 }
 
 /// [`forward_values`] plus a per-channel `bias` (`[Cout]`) and a ReLU: on the direct kernels in
@@ -406,11 +429,12 @@ pub(crate) fn forward_biased_values<T: Real>(
     relu: bool,
     g: &Geometry,
 ) -> Vec<T> {
-    forward_with_epilogue(x, weight, g, Some(bias), relu)
+    forward_with_epilogue(x, None, weight, g, Some(bias), relu)
 }
 
 fn forward_with_epilogue<T: Real>(
     x: &[T],
+    normalization: Option<&Normalization<T>>,
     weight: &[T],
     g: &Geometry,
     bias: Option<&[T]>,
@@ -424,17 +448,48 @@ fn forward_with_epilogue<T: Real>(
                 Some(bias) => Some(T::as_f32(bias)?),
                 None => None,
             };
+            let normalization = as_f32(normalization)?;
             let epilogue = Epilogue { bias, relu };
-            T::from_f32(forward_direct(x, w, g, epilogue, simd::current())?)
+            let isa = simd::current();
+            T::from_f32(forward_direct(
+                x,
+                normalization.as_ref(),
+                w,
+                g,
+                epilogue,
+                isa,
+            )?)
         };
         let direct = direct();
         count_conv_pass(direct.is_some());
         direct.unwrap_or_else(|| {
-            let mut out = forward_im2col(x, weight, g);
+            let mut out = forward_im2col(&normalized(x, normalization), weight, g);
             apply_epilogue(&mut out, bias, relu, g.cout);
             out
         })
     })
+}
+
+/// `normalization` in f32, for the direct kernels: `Some(None)` without one, `None` when `T` is
+/// not f32.
+#[allow(clippy::option_option)]
+fn as_f32<T: Real>(normalization: Option<&Normalization<T>>) -> Option<Option<Normalization<f32>>> {
+    match normalization {
+        None => Some(None),
+        Some(n) => Some(Some(Normalization {
+            scale: T::as_f32(&n.scale)?.to_vec(),
+            shift: T::as_f32(&n.shift)?.to_vec(),
+            relu: n.relu,
+        })),
+    }
+}
+
+/// `x` with `normalization` applied, for the general path, which convolves plain values.
+fn normalized<'a, T: Real>(x: &'a [T], normalization: Option<&Normalization<T>>) -> Cow<'a, [T]> {
+    match normalization {
+        None => Cow::Borrowed(x),
+        Some(n) => Cow::Owned(n.apply(x)),
+    }
 }
 
 /// The direct kernels' epilogue as its own pass over channels-last values: `+ bias`, then ReLU.
@@ -462,10 +517,12 @@ fn apply_epilogue<T: Real>(values: &mut [T], bias: Option<&[T]>, relu: bool, cha
         });
 }
 
-/// (dX when `want_dx`, dW in `[Cout, Cin, k, k]`) for the output gradient `dy`. Timed for the
-/// benchmark's breakdown.
+/// (dX when `want_dx`, dW in `[Cout, Cin, k, k]`) for the output gradient `dy`, where the
+/// forward pass convolved `x`, or `normalization` applied to `x` when given (see
+/// [`forward_normalized_values`]). Timed for the benchmark's breakdown.
 pub(crate) fn backward_values<T: Real>(
     x: &[T],
+    normalization: Option<&Normalization<T>>,
     weight: &[T],
     dy: &[T],
     g: &Geometry,
@@ -478,7 +535,7 @@ pub(crate) fn backward_values<T: Real>(
         let out = if dx {
             input_grad_direct(dy, w, g, isa).or_else(|| input_grad_stride2_direct(dy, w, g, isa))?
         } else {
-            weight_grad_direct(x, dy, g, isa)?
+            weight_grad_direct(x, as_f32(normalization)?.as_ref(), dy, g, isa)?
         };
         T::from_f32(out)
     };
@@ -488,7 +545,9 @@ pub(crate) fn backward_values<T: Real>(
         result.unwrap_or_else(general)
     };
     let dx = want_dx.then(|| either(true, &|| input_grad_im2col(dy, weight, g)));
-    let dw = either(false, &|| weight_grad_im2col(x, dy, g));
+    let dw = either(false, &|| {
+        weight_grad_im2col(&normalized(x, normalization), dy, g)
+    });
     record(Phase::ConvBackward, start);
     add_conv_flops(if want_dx { 4 } else { 2 } * g.macs());
     (dx, dw)
@@ -506,7 +565,7 @@ impl Conv {
         let want_dx = x.track_op();
         let (dx, dw) = with_slice::<T, _>(x, |x| {
             with_slice::<T, _>(weight, |w| {
-                with_slice::<T, _>(grad, |dy| Ok(backward_values(x, w, dy, &g, want_dx)))
+                with_slice::<T, _>(grad, |dy| Ok(backward_values(x, None, w, dy, &g, want_dx)))
             })
         })?;
         let dx = dx
