@@ -365,6 +365,15 @@ impl<T: Real> Normalization<T> {
         self.scale.len()
     }
 
+    /// This normalisation for the f32 kernels, when `T` is f32.
+    pub(crate) fn to_f32(&self) -> Option<Normalization<f32>> {
+        Some(Normalization {
+            scale: T::as_f32(&self.scale)?.to_vec(),
+            shift: T::as_f32(&self.shift)?.to_vec(),
+            relu: self.relu,
+        })
+    }
+
     /// `v` of a channel with this `scale` and `shift`, normalised: the one place of the expression.
     #[inline(always)]
     pub(crate) fn value(&self, v: T, scale: T, shift: T) -> T {
@@ -425,6 +434,132 @@ pub(crate) fn backward<T: Real>(
     batch_statistics: bool,
 ) -> Gradients<T> {
     let start = Instant::now();
+    let (gradient, dgamma, dbeta) = backward_sums(
+        x,
+        dy,
+        gamma,
+        beta,
+        stats,
+        channels,
+        eps,
+        relu,
+        batch_statistics,
+    );
+    let dx = gradient.apply(x, dy);
+    record(Phase::BatchNormBackward, start);
+    Gradients { dx, dgamma, dbeta }
+}
+
+/// The backward pass up to its per-channel sums: dγ, dβ, and dx as an [`InputGradient`] still to
+/// be evaluated, by whoever reads dx next (a convolution's backward pass, as it loads each
+/// image), so dx is never written out whole. Timed for the benchmark's breakdown.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_deferred<T: Real>(
+    x: &[T],
+    dy: &[T],
+    gamma: &[T],
+    beta: &[T],
+    stats: &BatchNormStats,
+    channels: usize,
+    eps: f64,
+    relu: bool,
+) -> (InputGradient<T>, Vec<T>, Vec<T>) {
+    let start = Instant::now();
+    let parts = backward_sums(x, dy, gamma, beta, stats, channels, eps, relu, true);
+    record(Phase::BatchNormBackward, start);
+    parts
+}
+
+/// Batch norm's input gradient per channel, `dx = a·g + b·x + c`, where g is the output gradient
+/// where the ReLU passed (`x·scale + shift > 0`, the forward pass's own expression): the one place
+/// of that expression, wherever dx is evaluated.
+#[derive(Clone, Debug)]
+pub(crate) struct InputGradient<T> {
+    pub mask_scale: Vec<T>,
+    pub mask_shift: Vec<T>,
+    pub a: Vec<T>,
+    pub b: Vec<T>,
+    pub c: Vec<T>,
+}
+
+impl<T: Real> InputGradient<T> {
+    pub(crate) fn channels(&self) -> usize {
+        self.a.len()
+    }
+
+    /// These coefficients for the f32 kernels, when `T` is f32.
+    pub(crate) fn to_f32(&self) -> Option<InputGradient<f32>> {
+        Some(InputGradient {
+            mask_scale: T::as_f32(&self.mask_scale)?.to_vec(),
+            mask_shift: T::as_f32(&self.mask_shift)?.to_vec(),
+            a: T::as_f32(&self.a)?.to_vec(),
+            b: T::as_f32(&self.b)?.to_vec(),
+            c: T::as_f32(&self.c)?.to_vec(),
+        })
+    }
+
+    /// `write(channel, dx)` for each channel of one pixel, whose input values are `x` and output
+    /// gradients `g` (both `channels()` long).
+    #[inline(always)]
+    pub(crate) fn pixel(&self, x: &[T], g: &[T], mut write: impl FnMut(usize, T)) {
+        let zero = T::from_f64(0.0);
+        let channels = self.channels();
+        // Every slice cut to the channel count, so the indexing needs no checks and the loop over
+        // channels vectorises.
+        let (x, g) = (&x[..channels], &g[..channels]);
+        let (sa, sb) = (&self.mask_scale[..channels], &self.mask_shift[..channels]);
+        let (a, b, c) = (
+            &self.a[..channels],
+            &self.b[..channels],
+            &self.c[..channels],
+        );
+        for ch in 0..channels {
+            // Loads first, as in `gradient_sums_group`, so the mask is a vector select.
+            let (xv, gv) = (x[ch], g[ch]);
+            let gv = if xv * sa[ch] + sb[ch] > zero {
+                gv
+            } else {
+                zero
+            };
+            write(ch, a[ch] * gv + b[ch] * xv + c[ch]);
+        }
+    }
+
+    /// dx for the input `x` and output gradient `dy`, written once, in parallel.
+    pub(crate) fn apply(&self, x: &[T], dy: &[T]) -> Vec<T> {
+        let channels = self.channels();
+        let chunk = chunk_rows(channels) * channels;
+        let kernel = |index: usize, dx: &mut [MaybeUninit<T>]| {
+            let start = index * chunk;
+            let (x, dy) = (&x[start..][..dx.len()], &dy[start..][..dx.len()]);
+            let pixels = dx
+                .chunks_exact_mut(channels)
+                .zip(x.chunks_exact(channels).zip(dy.chunks_exact(channels)));
+            for (d, (x, g)) in pixels {
+                self.pixel(x, g, |ch, v| {
+                    d[ch].write(v);
+                });
+            }
+        };
+        // SAFETY: as in `Normalization::apply`: chunks of whole pixels, and `pixel` writes every
+        // channel of each.
+        unsafe { fill_parallel(x.len(), chunk, kernel) }
+    }
+}
+
+/// dx's coefficients, dγ and dβ: the sums over the batch of [`backward`].
+#[allow(clippy::too_many_arguments)]
+fn backward_sums<T: Real>(
+    x: &[T],
+    dy: &[T],
+    gamma: &[T],
+    beta: &[T],
+    stats: &BatchNormStats,
+    channels: usize,
+    eps: f64,
+    relu: bool,
+    batch_statistics: bool,
+) -> (InputGradient<T>, Vec<T>, Vec<T>) {
     let zero = T::from_f64(0.0);
     let Normalization { scale, shift, .. } = Normalization::new(gamma, beta, stats, eps, relu);
     // Without ReLU every value is active: 0·x + 1 > 0.
@@ -486,39 +621,14 @@ pub(crate) fn backward<T: Real>(
             coef_c.push(zero);
         }
     }
-    let kernel = |index: usize, dx: &mut [MaybeUninit<T>]| {
-        let zero = T::from_f64(0.0);
-        let start = index * chunk;
-        let (x, dy) = (&x[start..][..dx.len()], &dy[start..][..dx.len()]);
-        let rows = dx
-            .chunks_exact_mut(channels)
-            .zip(x.chunks_exact(channels).zip(dy.chunks_exact(channels)));
-        // Every per-row slice cut to the channel count, so the indexing needs no checks and the
-        // loop over channels vectorises.
-        let (sa, sb) = (&mask_scale[..channels], &mask_shift[..channels]);
-        let (a, b, c) = (
-            &coef_a[..channels],
-            &coef_b[..channels],
-            &coef_c[..channels],
-        );
-        for (d, (x, g)) in rows {
-            let (d, x, g) = (&mut d[..channels], &x[..channels], &g[..channels]);
-            for ch in 0..channels {
-                // Loads first, as in `gradient_sums_group`, so the mask is a vector select.
-                let (xv, gv) = (x[ch], g[ch]);
-                let gv = if xv * sa[ch] + sb[ch] > zero {
-                    gv
-                } else {
-                    zero
-                };
-                d[ch].write(a[ch] * gv + b[ch] * xv + c[ch]);
-            }
-        }
+    let gradient = InputGradient {
+        mask_scale,
+        mask_shift,
+        a: coef_a,
+        b: coef_b,
+        c: coef_c,
     };
-    // SAFETY: as in `forward`: chunks of whole rows, and `ch` runs over every channel of each row.
-    let dx = unsafe { fill_parallel(x.len(), chunk, kernel) };
-    record(Phase::BatchNormBackward, start);
-    Gradients { dx, dgamma, dbeta }
+    (gradient, dgamma, dbeta)
 }
 
 impl BatchNormOp {

@@ -28,7 +28,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::batch_norm::{self, BatchNormStats, Normalization};
-use super::conv::{self, Geometry};
+use super::conv::{self, Geometry, OutputGradient};
 use super::residual;
 use super::{Real, contiguous_slice, with_slice};
 
@@ -215,34 +215,46 @@ impl ResidualBlock {
                     Ok(residual::backward(out, grad, shortcut, self.downsample))
                 })
             })?;
-            let bn2 = with_slice::<T, _>(&conv2_out, |c| {
-                Ok(batch_norm::backward(
-                    c, &dnormed, p.gamma2, p.beta2, &stats2, cout, eps, false, true,
-                ))
-            })?;
+            // Each batch norm's backward pass stops at its sums; its input gradient is evaluated
+            // as the convolution before it loads each image of its output gradient.
             let hidden = Normalization::new(p.gamma1, p.beta1, &stats1, eps, true);
-            let (dhidden, dconv2) = with_slice::<T, _>(&conv1_out, |c| {
-                Ok(conv::backward_values(
-                    c,
-                    Some(&hidden),
-                    p.conv2,
-                    &bn2.dx,
-                    &second,
-                    true,
-                ))
+            let (dhidden, dconv2, dgamma2, dbeta2) = with_slice::<T, _>(&conv2_out, |c2| {
+                let (gradient, dgamma, dbeta) = batch_norm::backward_deferred(
+                    c2, &dnormed, p.gamma2, p.beta2, &stats2, cout, eps, false,
+                );
+                let dy = OutputGradient::BatchNorm {
+                    x: c2,
+                    dy: &dnormed,
+                    gradient: &gradient,
+                };
+                let (dhidden, dconv2) = with_slice::<T, _>(&conv1_out, |c1| {
+                    Ok(conv::backward_values(
+                        c1,
+                        Some(&hidden),
+                        p.conv2,
+                        dy,
+                        &second,
+                        true,
+                    ))
+                })?;
+                Ok((dhidden, dconv2, dgamma, dbeta))
             })?;
             let Some(dhidden) = dhidden else {
                 candle_core::bail!("residual block: conv2 gave no input gradient");
             };
-            let bn1 = with_slice::<T, _>(&conv1_out, |a| {
-                Ok(batch_norm::backward(
-                    a, &dhidden, p.gamma1, p.beta1, &stats1, cout, eps, true, true,
-                ))
-            })?;
-            let (dx, dconv1) = with_slice::<T, _>(x, |x| {
-                Ok(conv::backward_values(
-                    x, None, p.conv1, &bn1.dx, &first, want_dx,
-                ))
+            let (dx, dconv1, dgamma1, dbeta1) = with_slice::<T, _>(&conv1_out, |c1| {
+                let (gradient, dgamma, dbeta) = batch_norm::backward_deferred(
+                    c1, &dhidden, p.gamma1, p.beta1, &stats1, cout, eps, true,
+                );
+                let dy = OutputGradient::BatchNorm {
+                    x: c1,
+                    dy: &dhidden,
+                    gradient: &gradient,
+                };
+                let (dx, dconv1) = with_slice::<T, _>(x, |x| {
+                    Ok(conv::backward_values(x, None, p.conv1, dy, &first, want_dx))
+                })?;
+                Ok((dx, dconv1, dgamma, dbeta))
             })?;
             // The shortcut's gradient joins conv1's: dnormed itself for the identity.
             let dx = dx.map(|mut dx| {
@@ -255,14 +267,7 @@ impl ResidualBlock {
                 dx
             });
             let mut dpacked = Vec::with_capacity(self.packed_len());
-            for part in [
-                &dconv1,
-                &bn1.dgamma,
-                &bn1.dbeta,
-                &dconv2,
-                &bn2.dgamma,
-                &bn2.dbeta,
-            ] {
+            for part in [&dconv1, &dgamma1, &dbeta1, &dconv2, &dgamma2, &dbeta2] {
                 dpacked.extend_from_slice(part);
             }
             Ok((dx, dpacked))

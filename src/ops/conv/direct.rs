@@ -17,7 +17,7 @@ use std::mem::MaybeUninit;
 
 use pulp::{Simd, WithSimd};
 
-use crate::ops::batch_norm::Normalization;
+use crate::ops::batch_norm::{InputGradient, Normalization};
 use crate::ops::simd::Isa;
 
 /// Floats after a padded image, so a weight-gradient tile may read R channels past the last pixel.
@@ -95,20 +95,18 @@ impl Padded {
         }
     }
 
-    /// Copy `x` (`[h, w, c]`) into a `rows × width` frame of zeros at offset (pad, pad), normalised
-    /// on the way when `normalization` is given (batch norm + ReLU fused into the convolution's
-    /// load: the normalised activation is never written out whole).
+    /// Copy the image `source` (`[h, w, c]`) into a `rows × width` frame of zeros at offset
+    /// (pad, pad).
     ///
     /// Each value of the frame is written once, the zeros around the image included: clearing the
     /// whole frame first, then copying the image over it, wrote the image's area twice (2.5 % of
     /// an SLA step's samples were that memset under `perf`).
     pub fn fill(
         &mut self,
-        x: &[f32],
+        source: Source,
         (h, w, c): (usize, usize, usize),
         pad: usize,
         (rows, width): (usize, usize),
-        normalization: Option<&Normalization<f32>>,
     ) {
         self.width = width;
         let row_len = width * c;
@@ -124,19 +122,7 @@ impl Padded {
                     let (before, rest) = row.split_at_mut(left);
                     let (image, after) = rest.split_at_mut(copied);
                     before.fill(0.0);
-                    let source = &x[y * w * c..][..copied];
-                    match normalization {
-                        None => image.copy_from_slice(source),
-                        Some(n) => {
-                            for (out, pixel) in
-                                image.chunks_exact_mut(c).zip(source.chunks_exact(c))
-                            {
-                                for (o, v) in out.iter_mut().zip(n.pixel(pixel, 0)) {
-                                    *o = v;
-                                }
-                            }
-                        }
-                    }
+                    source.row(y * w * c, c, image);
                     after.fill(0.0);
                 }
                 _ => row.fill(0.0),
@@ -147,6 +133,51 @@ impl Padded {
     /// Rows of the frame.
     pub fn rows(&self, channels: usize) -> usize {
         (self.data.len() - TAIL) / (self.width * channels).max(1)
+    }
+}
+
+/// An image as a kernel reads it: the values themselves, or values still to be computed as they
+/// are copied into the padded frame (a batch norm fused into the convolution's load, so its output
+/// is never written out whole).
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    Values(&'a [f32]),
+    /// Batch norm's normalisation (+ ReLU) of these values.
+    Normalized(&'a [f32], &'a Normalization<f32>),
+    /// Batch norm's input gradient, from its input `x` and output gradient `dy`.
+    BatchNormGradient {
+        x: &'a [f32],
+        dy: &'a [f32],
+        gradient: &'a InputGradient<f32>,
+    },
+}
+
+impl Source<'_> {
+    /// The `out.len()` values from `start` (whole pixels of `c` channels) into `out`.
+    #[inline]
+    fn row(&self, start: usize, c: usize, out: &mut [f32]) {
+        let len = out.len();
+        match *self {
+            Source::Values(x) => out.copy_from_slice(&x[start..][..len]),
+            Source::Normalized(x, n) => {
+                for (out, pixel) in out
+                    .chunks_exact_mut(c)
+                    .zip(x[start..][..len].chunks_exact(c))
+                {
+                    for (o, v) in out.iter_mut().zip(n.pixel(pixel, 0)) {
+                        *o = v;
+                    }
+                }
+            }
+            Source::BatchNormGradient { x, dy, gradient } => {
+                let pixels = x[start..][..len]
+                    .chunks_exact(c)
+                    .zip(dy[start..][..len].chunks_exact(c));
+                for (out, (x, g)) in out.chunks_exact_mut(c).zip(pixels) {
+                    gradient.pixel(x, g, |ch, v| out[ch] = v);
+                }
+            }
+        }
     }
 }
 
@@ -351,8 +382,10 @@ pub(super) struct WeightGrad<'a> {
     pub stride: usize,
     pub ho: usize,
     pub wo: usize,
-    /// `[ho, wo, cout]`.
+    /// `ho` rows of `wo` pixels of `cout` values, `dy_pitch` floats from row to row (`wo·cout`
+    /// for a plain image, more inside a padded frame).
     pub dy: &'a [f32],
+    pub dy_pitch: usize,
     pub cout: usize,
     /// `[k, k, cin, cout]`, added to.
     pub dw: &'a mut [f32],
@@ -365,7 +398,8 @@ impl WeightGrad<'_> {
         self.input.width >= width
             && self.input.rows(self.cin) >= rows
             && self.tile.pixels <= TAIL
-            && self.dy.len() >= self.ho * self.wo * self.cout
+            && self.dy_pitch >= self.wo * self.cout
+            && self.dy.len() >= (self.ho - 1) * self.dy_pitch + self.wo * self.cout
             && self.dw.len() >= self.k * self.k * self.cin * self.cout
             && self.cout.is_multiple_of(self.tile.width())
     }
@@ -408,7 +442,7 @@ unsafe fn weight_grad<S: Simd, const V: usize, const R: usize>(simd: S, c: Weigh
                         // past the last pixel, into the frame's tail.
                         let row =
                             unsafe { input.add((oy * c.stride + ky) * pitch + kx * c.cin + ci0) };
-                        let grad = unsafe { dy.add(oy * c.wo * c.cout + chunk * width) };
+                        let grad = unsafe { dy.add(oy * c.dy_pitch + chunk * width) };
                         for ox in 0..c.wo {
                             let mut d = [zero; V];
                             for (v, d) in d.iter_mut().enumerate() {

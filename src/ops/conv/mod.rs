@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::batch_norm::Normalization;
+use super::batch_norm::{InputGradient, Normalization};
 use super::profile::{Phase, add_conv_flops, count_conv_pass, record, timed};
 use super::simd::{self, Isa};
 use super::{Real, contiguous_slice, fill_parallel, with_slice};
-use direct::{Epilogue, Padded, SlidingConv, Tile, WeightGrad};
+use direct::{Epilogue, Padded, SlidingConv, Source, Tile, WeightGrad};
 
 /// Convolution of the channels-last `x` `[B, H, W, Cin]` with `weight` `[Cout, Cin, k, k]`, giving
 /// `[B, Ho, Wo, Cout]`.
@@ -158,7 +158,7 @@ fn weight_grad_groups<T: Real, S>(
 ) -> Option<Vec<T>> {
     let zero = T::from_f64(0.0);
     let len = g.k * g.k * g.cin * g.cout;
-    let group = g.batch.div_ceil(32).max(1);
+    let group = images_per_group(g);
     let partials: Option<Vec<Vec<T>>> = (0..g.batch.div_ceil(group))
         .into_par_iter()
         .map(|index| {
@@ -172,13 +172,23 @@ fn weight_grad_groups<T: Real, S>(
             Some(dw)
         })
         .collect();
-    let mut dw = vec![zero; len];
-    for partial in &partials? {
+    Some(add_in_order(&partials?, len))
+}
+
+/// Images per group of [`weight_grad_groups`]: a fixed split of the batch.
+fn images_per_group(g: &Geometry) -> usize {
+    g.batch.div_ceil(32).max(1)
+}
+
+/// The groups' partial weight gradients added in group order.
+fn add_in_order<T: Real>(partials: &[Vec<T>], len: usize) -> Vec<T> {
+    let mut dw = vec![T::from_f64(0.0); len];
+    for partial in partials {
         for (a, &b) in dw.iter_mut().zip(partial) {
             *a += b;
         }
     }
-    Some(dw)
+    dw
 }
 
 fn image<T>(data: &[T], index: usize, len: usize) -> &[T] {
@@ -235,8 +245,7 @@ thread_local! {
 /// `weight(co, ci, ky, kx)`, each output written once (no zeroing pass first); `None` when the
 /// shapes do not suit the kernels.
 fn sliding_direct(
-    input: &[f32],
-    normalization: Option<&Normalization<f32>>,
+    input: &Images,
     g: &Geometry,
     weight: impl Fn(usize, usize, usize, usize) -> f32,
     epilogue: Epilogue,
@@ -247,10 +256,9 @@ fn sliding_direct(
     let (rows, width) = direct::frame(&tile, (g.ho, g.wo), g.k, g.stride);
     let refused = AtomicBool::new(false);
     let fill = |index: usize, out: &mut [MaybeUninit<f32>]| {
-        let image = &input[index * g.input_len()..][..g.input_len()];
+        let image = input.image(index, g.input_len());
         let done = PADDED.with_borrow_mut(|padded| {
-            let frame = (rows, width);
-            padded.fill(image, (g.h, g.w, g.cin), g.pad, frame, normalization);
+            padded.fill(image, (g.h, g.w, g.cin), g.pad, (rows, width));
             let kernel = SlidingConv {
                 tile,
                 input: padded,
@@ -279,25 +287,114 @@ fn sliding_direct(
 
 /// The direct f32 forward pass, or `None` when the shapes do not suit the kernels.
 fn forward_direct(
-    x: &[f32],
-    normalization: Option<&Normalization<f32>>,
+    x: &Images,
     weight: &[f32],
     g: &Geometry,
     epilogue: Epilogue,
     isa: Isa,
 ) -> Option<Vec<f32>> {
     let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * g.k + ky) * g.k + kx];
-    sliding_direct(x, normalization, g, at, epilogue, isa)
+    sliding_direct(x, g, at, epilogue, isa)
 }
 
 /// The direct f32 input gradient for stride 1 (a forward pass over dY with the flipped, transposed
 /// kernel), or `None` when the shapes do not suit the kernels.
 fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
     let t = g.transposed()?;
+    let flipped = flipped_transposed(weight, g);
+    sliding_direct(&Images::Values(dy), &t, flipped, Epilogue::default(), isa)
+}
+
+/// `weight(co, ci, ky, kx)` of the input gradient's convolution: `W` flipped and transposed.
+fn flipped_transposed<'a>(
+    weight: &'a [f32],
+    g: &Geometry,
+) -> impl Fn(usize, usize, usize, usize) -> f32 + 'a {
+    let (k, cin) = (g.k, g.cin);
+    move |ci, co, ky, kx| weight[((co * cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
+}
+
+/// dX and dW (in HWIO) of a stride-1 convolution in one pass over the images, or `None` when the
+/// shapes do not suit the kernels. Each image's dY is loaded into its padded frame once (the
+/// batch norm's input gradient evaluated there, when fused) and both kernels read it from cache:
+/// dX slides the flipped kernel over it, dW pairs it with the input's frame. Done as two passes,
+/// dY went through memory three times (written whole, read for dX's frame, read again for dW),
+/// and on a 2-core machine that moves about 13 GB/s the backward pass is as much memory traffic
+/// as arithmetic. Images go in the fixed groups of [`weight_grad_groups`], so dW is summed in
+/// the same order as there, bit for bit.
+fn backward_direct(
+    x: &Images,
+    dy: &Images,
+    weight: &[f32],
+    g: &Geometry,
+    isa: Isa,
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    let t = g.transposed()?;
+    let dx_tile = Tile::for_channels(isa, t.cout)?;
+    let dw_tile = Tile::for_channels(isa, g.cout)?;
+    if g.cin < dw_tile.pixels {
+        return None;
+    }
     let k = g.k;
-    let flipped =
-        |ci, co, ky, kx| weight[((co * g.cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
-    sliding_direct(dy, None, &t, flipped, Epilogue::default(), isa)
+    let packed = direct::pack_sliding(&dx_tile, (t.cout, t.cin, k), flipped_transposed(weight, g));
+    let dy_frame = direct::frame(&dx_tile, (t.ho, t.wo), k, 1);
+    let x_frame = ((g.ho - 1) * g.stride + k, (g.wo - 1) * g.stride + k);
+    // dY's first pixel in its frame (t.pad rows and columns in), and the floats from row to row.
+    let dy_first = (t.pad * dy_frame.1 + t.pad) * g.cout;
+    let dy_pitch = dy_frame.1 * g.cout;
+    let (len, group) = (k * k * g.cin * g.cout, images_per_group(g));
+    let mut dx = Vec::with_capacity(g.batch * g.input_len());
+    let partials: Option<Vec<Vec<f32>>> = dx.spare_capacity_mut()[..g.batch * g.input_len()]
+        .par_chunks_mut(group * g.input_len())
+        .enumerate()
+        .map(|(index, dx)| {
+            let mut dw = vec![0f32; len];
+            let (mut dy_padded, mut x_padded) = (Padded::new(), Padded::new());
+            for (i, dx) in dx.chunks_exact_mut(g.input_len()).enumerate() {
+                let b = index * group + i;
+                let dy_image = dy.image(b, g.output_len());
+                dy_padded.fill(dy_image, (g.ho, g.wo, g.cout), t.pad, dy_frame);
+                let input_grad = SlidingConv {
+                    tile: dx_tile,
+                    input: &dy_padded,
+                    cin: t.cin,
+                    k,
+                    stride: 1,
+                    ho: t.ho,
+                    wo: t.wo,
+                    weights: &packed,
+                    cout: t.cout,
+                    out: dx,
+                    epilogue: Epilogue::default(),
+                };
+                x_padded.fill(x.image(b, g.input_len()), (g.h, g.w, g.cin), g.pad, x_frame);
+                let weight_grad = WeightGrad {
+                    tile: dw_tile,
+                    input: &x_padded,
+                    cin: g.cin,
+                    k,
+                    stride: g.stride,
+                    ho: g.ho,
+                    wo: g.wo,
+                    dy: dy_padded.data.get(dy_first..)?,
+                    dy_pitch,
+                    cout: g.cout,
+                    dw: &mut dw,
+                };
+                let done = simd::dispatch(isa, input_grad).unwrap_or(false)
+                    && simd::dispatch(isa, weight_grad).unwrap_or(false);
+                if !done {
+                    return None;
+                }
+            }
+            Some(dw)
+        })
+        .collect();
+    let dw = add_in_order(&partials?, len);
+    // SAFETY: the groups cover the batch's images, and every group returned Some, so the sliding
+    // kernel wrote each image's dX whole (it writes all of its output when it returns true).
+    unsafe { dx.set_len(g.batch * g.input_len()) };
+    Some((dx, dw))
 }
 
 /// The direct f32 input gradient of a 3×3, stride-2, padding-1 convolution (the ResNets'
@@ -346,7 +443,13 @@ fn input_grad_stride2_direct(
     };
     // The frame's extra zero row and column below and right of dY stand for the pixels a + 1
     // past its edge.
-    let phased = sliding_direct(dy, None, &parities, taps, Epilogue::default(), isa)?;
+    let phased = sliding_direct(
+        &Images::Values(dy),
+        &parities,
+        taps,
+        Epilogue::default(),
+        isa,
+    )?;
     let phased_len = parities.output_len();
     let interleave = |index: usize, dx: &mut [MaybeUninit<f32>]| {
         let phased = &phased[index * phased_len..][..phased_len];
@@ -364,13 +467,7 @@ fn input_grad_stride2_direct(
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
 /// the kernels (also for fewer input channels than a tile has rows, where most of it would idle).
-fn weight_grad_direct(
-    x: &[f32],
-    normalization: Option<&Normalization<f32>>,
-    dy: &[f32],
-    g: &Geometry,
-    isa: Isa,
-) -> Option<Vec<f32>> {
+fn weight_grad_direct(x: &Images, dy: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
     let tile = Tile::for_channels(isa, g.cout)?;
     if g.cin < tile.pixels {
         return None;
@@ -378,13 +475,8 @@ fn weight_grad_direct(
     let rows = (g.ho - 1) * g.stride + g.k;
     let width = (g.wo - 1) * g.stride + g.k;
     let hwio = weight_grad_groups::<f32, _>(g, Padded::new, |b, dw, padded| {
-        padded.fill(
-            image(x, b, g.input_len()),
-            (g.h, g.w, g.cin),
-            g.pad,
-            (rows, width),
-            normalization,
-        );
+        let frame = (rows, width);
+        padded.fill(x.image(b, g.input_len()), (g.h, g.w, g.cin), g.pad, frame);
         let kernel = WeightGrad {
             tile,
             input: padded,
@@ -394,6 +486,7 @@ fn weight_grad_direct(
             ho: g.ho,
             wo: g.wo,
             dy: image(dy, b, g.output_len()),
+            dy_pitch: g.wo * g.cout,
             cout: g.cout,
             dw,
         };
@@ -443,22 +536,14 @@ fn forward_with_epilogue<T: Real>(
     add_conv_flops(2 * g.macs());
     timed(Phase::ConvForward, || {
         let direct = || -> Option<Vec<T>> {
-            let (x, w) = (T::as_f32(x)?, T::as_f32(weight)?);
+            let w = T::as_f32(weight)?;
             let bias = match bias {
                 Some(bias) => Some(T::as_f32(bias)?),
                 None => None,
             };
-            let normalization = as_f32(normalization)?;
+            let x = Images::of(x, normalization)?;
             let epilogue = Epilogue { bias, relu };
-            let isa = simd::current();
-            T::from_f32(forward_direct(
-                x,
-                normalization.as_ref(),
-                w,
-                g,
-                epilogue,
-                isa,
-            )?)
+            T::from_f32(forward_direct(&x, w, g, epilogue, simd::current())?)
         };
         let direct = direct();
         count_conv_pass(direct.is_some());
@@ -470,17 +555,75 @@ fn forward_with_epilogue<T: Real>(
     })
 }
 
-/// `normalization` in f32, for the direct kernels: `Some(None)` without one, `None` when `T` is
-/// not f32.
-#[allow(clippy::option_option)]
-fn as_f32<T: Real>(normalization: Option<&Normalization<T>>) -> Option<Option<Normalization<f32>>> {
-    match normalization {
-        None => Some(None),
-        Some(n) => Some(Some(Normalization {
-            scale: T::as_f32(&n.scale)?.to_vec(),
-            shift: T::as_f32(&n.shift)?.to_vec(),
-            relu: n.relu,
-        })),
+/// The f32 images a direct kernel loads: the values, or values a batch norm is still to be applied
+/// to as each image is copied into its padded frame (see [`direct::Source`]).
+enum Images<'a> {
+    Values(&'a [f32]),
+    Normalized(&'a [f32], Normalization<f32>),
+    BatchNormGradient {
+        x: &'a [f32],
+        dy: &'a [f32],
+        gradient: InputGradient<f32>,
+    },
+}
+
+impl<'a> Images<'a> {
+    /// `x`, normalised when `normalization` is given, when `T` is f32.
+    fn of<T: Real>(x: &'a [T], normalization: Option<&Normalization<T>>) -> Option<Self> {
+        let x = T::as_f32(x)?;
+        Some(match normalization {
+            None => Images::Values(x),
+            Some(n) => Images::Normalized(x, n.to_f32()?),
+        })
+    }
+
+    /// The output gradient `dy` when `T` is f32.
+    fn of_gradient<T: Real>(dy: &OutputGradient<'a, T>) -> Option<Self> {
+        Some(match *dy {
+            OutputGradient::Values(values) => Images::Values(T::as_f32(values)?),
+            OutputGradient::BatchNorm { x, dy, gradient } => Images::BatchNormGradient {
+                x: T::as_f32(x)?,
+                dy: T::as_f32(dy)?,
+                gradient: gradient.to_f32()?,
+            },
+        })
+    }
+
+    /// Image `index` of `len` values.
+    fn image(&self, index: usize, len: usize) -> Source<'_> {
+        match self {
+            Images::Values(x) => Source::Values(image(x, index, len)),
+            Images::Normalized(x, n) => Source::Normalized(image(x, index, len), n),
+            Images::BatchNormGradient { x, dy, gradient } => Source::BatchNormGradient {
+                x: image(x, index, len),
+                dy: image(dy, index, len),
+                gradient,
+            },
+        }
+    }
+}
+
+/// The output gradient a convolution's backward pass receives: the values, or the input gradient
+/// of the batch norm that follows the convolution, still to be evaluated from that batch norm's
+/// input `x` and output gradient `dy` (so the direct path computes it as it loads each image and
+/// never writes it out whole).
+#[derive(Clone, Copy)]
+pub(crate) enum OutputGradient<'a, T> {
+    Values(&'a [T]),
+    BatchNorm {
+        x: &'a [T],
+        dy: &'a [T],
+        gradient: &'a InputGradient<T>,
+    },
+}
+
+impl<'a, T: Real> OutputGradient<'a, T> {
+    /// The gradient's values, evaluated when they are not given.
+    fn values(&self) -> Cow<'a, [T]> {
+        match *self {
+            OutputGradient::Values(values) => Cow::Borrowed(values),
+            OutputGradient::BatchNorm { x, dy, gradient } => Cow::Owned(gradient.apply(x, dy)),
+        }
     }
 }
 
@@ -519,23 +662,39 @@ fn apply_epilogue<T: Real>(values: &mut [T], bias: Option<&[T]>, relu: bool, cha
 
 /// (dX when `want_dx`, dW in `[Cout, Cin, k, k]`) for the output gradient `dy`, where the
 /// forward pass convolved `x`, or `normalization` applied to `x` when given (see
-/// [`forward_normalized_values`]). Timed for the benchmark's breakdown.
+/// [`forward_normalized_values`]). Timed for the benchmark's breakdown (a batch norm's input
+/// gradient evaluated here counts as convolution time).
 pub(crate) fn backward_values<T: Real>(
     x: &[T],
     normalization: Option<&Normalization<T>>,
     weight: &[T],
-    dy: &[T],
+    dy: OutputGradient<T>,
     g: &Geometry,
     want_dx: bool,
 ) -> (Option<Vec<T>>, Vec<T>) {
     let isa = simd::current();
     let start = std::time::Instant::now();
+    add_conv_flops(if want_dx { 4 } else { 2 } * g.macs());
+    let both = || -> Option<(Vec<T>, Vec<T>)> {
+        let (x, dy) = (Images::of(x, normalization)?, Images::of_gradient(&dy)?);
+        let (dx, dw) = backward_direct(&x, &dy, T::as_f32(weight)?, g, isa)?;
+        Some((T::from_f32(dx)?, T::from_f32(from_hwio(&dw, g))?))
+    };
+    if let Some((dx, dw)) = want_dx.then(both).flatten() {
+        count_conv_pass(true);
+        count_conv_pass(true);
+        record(Phase::ConvBackward, start);
+        return (Some(dx), dw);
+    }
+    let dy = dy.values();
+    let dy = &dy[..];
     let direct = |dx: bool| -> Option<Vec<T>> {
-        let (x, w, dy) = (T::as_f32(x)?, T::as_f32(weight)?, T::as_f32(dy)?);
+        let (w, dy32) = (T::as_f32(weight)?, T::as_f32(dy)?);
         let out = if dx {
-            input_grad_direct(dy, w, g, isa).or_else(|| input_grad_stride2_direct(dy, w, g, isa))?
+            input_grad_direct(dy32, w, g, isa)
+                .or_else(|| input_grad_stride2_direct(dy32, w, g, isa))?
         } else {
-            weight_grad_direct(x, as_f32(normalization)?.as_ref(), dy, g, isa)?
+            weight_grad_direct(&Images::of(x, normalization)?, dy32, g, isa)?
         };
         T::from_f32(out)
     };
@@ -549,7 +708,6 @@ pub(crate) fn backward_values<T: Real>(
         weight_grad_im2col(&normalized(x, normalization), dy, g)
     });
     record(Phase::ConvBackward, start);
-    add_conv_flops(if want_dx { 4 } else { 2 } * g.macs());
     (dx, dw)
 }
 
@@ -565,7 +723,10 @@ impl Conv {
         let want_dx = x.track_op();
         let (dx, dw) = with_slice::<T, _>(x, |x| {
             with_slice::<T, _>(weight, |w| {
-                with_slice::<T, _>(grad, |dy| Ok(backward_values(x, None, w, dy, &g, want_dx)))
+                with_slice::<T, _>(grad, |dy| {
+                    let dy = OutputGradient::Values(dy);
+                    Ok(backward_values(x, None, w, dy, &g, want_dx))
+                })
             })
         })?;
         let dx = dx
