@@ -386,7 +386,7 @@ impl<T: Real> Normalization<T> {
     }
 
     /// One pixel's channels `first..first + x.len()`, given in `x`, normalised.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pixel<'a>(&'a self, x: &'a [T], first: usize) -> impl Iterator<Item = T> + 'a {
         let (scale, shift) = (&self.scale[first..], &self.shift[first..]);
         x.iter()
@@ -498,31 +498,20 @@ impl<T: Real> InputGradient<T> {
         })
     }
 
-    /// `write(channel, dx)` for each channel of one pixel, whose input values are `x` and output
-    /// gradients `g` (both `channels()` long).
+    /// One pixel's dx, from its input values `x` and output gradients `g`.
     #[inline(always)]
-    pub(crate) fn pixel(&self, x: &[T], g: &[T], mut write: impl FnMut(usize, T)) {
+    pub(crate) fn pixel<'a>(&'a self, x: &'a [T], g: &'a [T]) -> impl Iterator<Item = T> + 'a {
         let zero = T::from_f64(0.0);
-        let channels = self.channels();
-        // Every slice cut to the channel count, so the indexing needs no checks and the loop over
-        // channels vectorises.
-        let (x, g) = (&x[..channels], &g[..channels]);
-        let (sa, sb) = (&self.mask_scale[..channels], &self.mask_shift[..channels]);
-        let (a, b, c) = (
-            &self.a[..channels],
-            &self.b[..channels],
-            &self.c[..channels],
-        );
-        for ch in 0..channels {
-            // Loads first, as in `gradient_sums_group`, so the mask is a vector select.
-            let (xv, gv) = (x[ch], g[ch]);
-            let gv = if xv * sa[ch] + sb[ch] > zero {
-                gv
-            } else {
-                zero
-            };
-            write(ch, a[ch] * gv + b[ch] * xv + c[ch]);
-        }
+        let mask = self.mask_scale.iter().zip(&self.mask_shift);
+        let coefficients = self.a.iter().zip(&self.b).zip(&self.c);
+        // Zipped slices, so the loop runs over indices without checks and vectorises; the mask
+        // is a select, not a branch, as both values are loaded first.
+        x.iter().zip(g).zip(mask).zip(coefficients).map(
+            move |(((&xv, &gv), (&sa, &sb)), ((&a, &b), &c))| {
+                let gv = if xv * sa + sb > zero { gv } else { zero };
+                a * gv + b * xv + c
+            },
+        )
     }
 
     /// dx for the input `x` and output gradient `dy`, written once, in parallel.
@@ -536,9 +525,9 @@ impl<T: Real> InputGradient<T> {
                 .chunks_exact_mut(channels)
                 .zip(x.chunks_exact(channels).zip(dy.chunks_exact(channels)));
             for (d, (x, g)) in pixels {
-                self.pixel(x, g, |ch, v| {
-                    d[ch].write(v);
-                });
+                for (d, v) in d.iter_mut().zip(self.pixel(x, g)) {
+                    d.write(v);
+                }
             }
         };
         // SAFETY: as in `Normalization::apply`: chunks of whole pixels, and `pixel` writes every

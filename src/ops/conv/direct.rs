@@ -18,7 +18,7 @@ use std::mem::MaybeUninit;
 use pulp::{Simd, WithSimd};
 
 use crate::ops::batch_norm::{InputGradient, Normalization};
-use crate::ops::simd::Isa;
+use crate::ops::simd::{self, Isa};
 
 /// Floats after a padded image, so a weight-gradient tile may read R channels past the last pixel.
 const TAIL: usize = 64;
@@ -96,12 +96,35 @@ impl Padded {
     }
 
     /// Copy the image `source` (`[h, w, c]`) into a `rows × width` frame of zeros at offset
-    /// (pad, pad).
+    /// (pad, pad), with the loops compiled for `isa`.
     ///
     /// Each value of the frame is written once, the zeros around the image included: clearing the
     /// whole frame first, then copying the image over it, wrote the image's area twice (2.5 % of
-    /// an SLA step's samples were that memset under `perf`).
+    /// an SLA step's samples were that memset under `perf`). Compiled for the baseline x86-64
+    /// instead, a fused batch norm's arithmetic ran 4 floats wide with scalar tails (7.5 % of an
+    /// SLA step's samples, under `perf annotate`).
     pub fn fill(
+        &mut self,
+        source: Source,
+        dims: (usize, usize, usize),
+        pad: usize,
+        frame: (usize, usize),
+        isa: Isa,
+    ) {
+        let fill = Fill {
+            padded: &mut *self,
+            source,
+            dims,
+            pad,
+            frame,
+        };
+        if simd::dispatch(isa, fill).is_none() {
+            self.fill_inline(source, dims, pad, frame);
+        }
+    }
+
+    #[inline(always)]
+    fn fill_inline(
         &mut self,
         source: Source,
         (h, w, c): (usize, usize, usize),
@@ -154,7 +177,7 @@ pub(crate) enum Source<'a> {
 
 impl Source<'_> {
     /// The `out.len()` values from `start` (whole pixels of `c` channels) into `out`.
-    #[inline]
+    #[inline(always)]
     fn row(&self, start: usize, c: usize, out: &mut [f32]) {
         let len = out.len();
         match *self {
@@ -174,10 +197,31 @@ impl Source<'_> {
                     .chunks_exact(c)
                     .zip(dy[start..][..len].chunks_exact(c));
                 for (out, (x, g)) in out.chunks_exact_mut(c).zip(pixels) {
-                    gradient.pixel(x, g, |ch, v| out[ch] = v);
+                    for (o, v) in out.iter_mut().zip(gradient.pixel(x, g)) {
+                        *o = v;
+                    }
                 }
             }
         }
+    }
+}
+
+/// [`Padded::fill`] as an op compiled once per instruction set.
+struct Fill<'a> {
+    padded: &'a mut Padded,
+    source: Source<'a>,
+    dims: (usize, usize, usize),
+    pad: usize,
+    frame: (usize, usize),
+}
+
+impl WithSimd for Fill<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        self.padded
+            .fill_inline(self.source, self.dims, self.pad, self.frame);
     }
 }
 

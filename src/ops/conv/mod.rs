@@ -258,7 +258,7 @@ fn sliding_direct(
     let fill = |index: usize, out: &mut [MaybeUninit<f32>]| {
         let image = input.image(index, g.input_len());
         let done = PADDED.with_borrow_mut(|padded| {
-            padded.fill(image, (g.h, g.w, g.cin), g.pad, (rows, width));
+            padded.fill(image, (g.h, g.w, g.cin), g.pad, (rows, width), isa);
             let kernel = SlidingConv {
                 tile,
                 input: padded,
@@ -353,7 +353,7 @@ fn backward_direct(
             for (i, dx) in dx.chunks_exact_mut(g.input_len()).enumerate() {
                 let b = index * group + i;
                 let dy_image = dy.image(b, g.output_len());
-                dy_padded.fill(dy_image, (g.ho, g.wo, g.cout), t.pad, dy_frame);
+                dy_padded.fill(dy_image, (g.ho, g.wo, g.cout), t.pad, dy_frame, isa);
                 let input_grad = SlidingConv {
                     tile: dx_tile,
                     input: &dy_padded,
@@ -367,7 +367,8 @@ fn backward_direct(
                     out: dx,
                     epilogue: Epilogue::default(),
                 };
-                x_padded.fill(x.image(b, g.input_len()), (g.h, g.w, g.cin), g.pad, x_frame);
+                let x_image = x.image(b, g.input_len());
+                x_padded.fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
                 let weight_grad = WeightGrad {
                     tile: dw_tile,
                     input: &x_padded,
@@ -475,8 +476,8 @@ fn weight_grad_direct(x: &Images, dy: &[f32], g: &Geometry, isa: Isa) -> Option<
     let rows = (g.ho - 1) * g.stride + g.k;
     let width = (g.wo - 1) * g.stride + g.k;
     let hwio = weight_grad_groups::<f32, _>(g, Padded::new, |b, dw, padded| {
-        let frame = (rows, width);
-        padded.fill(x.image(b, g.input_len()), (g.h, g.w, g.cin), g.pad, frame);
+        let x_image = x.image(b, g.input_len());
+        padded.fill(x_image, (g.h, g.w, g.cin), g.pad, (rows, width), isa);
         let kernel = WeightGrad {
             tile,
             input: padded,
