@@ -310,6 +310,85 @@ fn a_residual_block_as_one_op_equals_its_five_ops_bit_for_bit() -> Result<()> {
     Ok(())
 }
 
+/// A stack of residual blocks as one op (what the ResNets train with) against the same blocks as
+/// one op each: output, every block's batch statistics and all gradients equal bit for bit, through
+/// a downsampling block in the middle, in f32 on the direct kernels and f64 on im2col.
+#[test]
+fn residual_blocks_as_one_op_equal_the_blocks_one_by_one_bit_for_bit() -> Result<()> {
+    // (dtype, [B, H, W, C], the two stages' channels)
+    for (dtype, x_shape, (c1, c2)) in [
+        (DType::F32, [2, 9, 7, 16], (16, 32)),
+        (DType::F64, [3, 6, 5, 4], (4, 7)),
+    ] {
+        let what = format!("{dtype:?} {x_shape:?}");
+        let var = |shape: &[usize], seed| Var::from_tensor(&random(shape, seed, dtype)?);
+        let x = var(&x_shape, 61)?;
+        // (input channels, output channels, downsample)
+        let layout = [(c1, c1, false), (c1, c2, true), (c2, c2, false)];
+        let mut vars = Vec::new();
+        for (index, &(cin, cout, _)) in layout.iter().enumerate() {
+            let seed = 62 + 6 * index as u64;
+            vars.push([
+                var(&[cout, cin, 3, 3], seed)?,
+                var(&[cout], seed + 1)?,
+                var(&[cout], seed + 2)?,
+                var(&[cout, cout, 3, 3], seed + 3)?,
+                var(&[cout], seed + 4)?,
+                var(&[cout], seed + 5)?,
+            ]);
+        }
+        let parameters: Vec<_> = vars
+            .iter()
+            .map(
+                |[conv1, gamma1, beta1, conv2, gamma2, beta2]| ops::BlockParameters {
+                    conv1,
+                    bn1: (gamma1, beta1),
+                    conv2,
+                    bn2: (gamma2, beta2),
+                },
+            )
+            .collect();
+        let eps = 1e-5;
+
+        let mut expected = x.as_tensor().clone();
+        let mut expected_stats = Vec::new();
+        for (p, &(_, _, downsample)) in parameters.iter().zip(&layout) {
+            let (out, stats) = ops::residual_block_train(&expected, p, downsample, eps)?;
+            expected = out;
+            expected_stats.push(stats);
+        }
+        let expected_grads = weighted_sum(&expected, 80)?.backward()?;
+
+        let stack: Vec<_> = parameters
+            .iter()
+            .zip(&layout)
+            .map(|(p, &(_, _, downsample))| (p, downsample))
+            .collect();
+        let (out, stats) = ops::residual_blocks_train(&x, &stack, eps)?;
+        let grads = weighted_sum(&out, 80)?.backward()?;
+
+        assert_eq!(out.dims(), expected.dims(), "{what}: shape");
+        assert_eq!(values(&out)?, values(&expected)?, "{what}: output");
+        assert_eq!(stats, expected_stats, "{what}: batch statistics");
+        for v in std::iter::once(&x).chain(vars.iter().flatten()) {
+            let got = grads.get(v).expect("stack gradient");
+            let want = expected_grads.get(v).expect("blocks' gradient");
+            assert_eq!(
+                values(got)?,
+                values(want)?,
+                "{what}: gradient of {:?}",
+                v.dims()
+            );
+            assert!(
+                values(got)?.iter().any(|&g| g != 0.0),
+                "{what}: the gradient of {:?} is not all zero",
+                v.dims()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// ResNet-20's evaluation on the fast path, batch norm folded into the convolutions, against the
 /// stock path's eval mode, after a training step has moved the running statistics: equal to
 /// rounding in f64 and f32, and the trunk records no autograd graph.

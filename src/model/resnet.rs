@@ -33,7 +33,7 @@ impl BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
         if channels == Channels::Last {
             return if train {
-                self.train_as_one_op(xs)
+                train_as_one_op(std::slice::from_ref(self), xs)
             } else {
                 self.evaluate_folded(xs)
             };
@@ -57,24 +57,21 @@ impl BasicBlock {
 }
 
 impl BasicBlock {
-    /// The training-mode block on the fast ops as a single autograd node (see `ops::block`), then
-    /// the running statistics' update the separate batch norms would have made.
-    fn train_as_one_op(&self, xs: &Tensor) -> Result<Tensor> {
+    /// The training-mode parameters for the fast ops, and the batch norms' ε.
+    fn parameters(&self) -> Result<(ops::BlockParameters<'_>, f64)> {
         let parameters = ops::BlockParameters {
             conv1: self.conv1.weight(),
             bn1: self.bn1.affine()?,
             conv2: self.conv2.weight(),
             bn2: self.bn2.affine()?,
         };
-        let eps = self.bn1.eps();
-        if self.bn2.eps() != eps {
-            candle_core::bail!("a residual block as one op needs its two batch norms' ε equal");
-        }
-        let (out, [stats1, stats2]) =
-            ops::residual_block_train(xs, &parameters, self.downsample, eps)?;
-        self.bn1.update_running_stats(&stats1)?;
-        self.bn2.update_running_stats(&stats2)?;
-        Ok(out)
+        Ok((parameters, self.bn1.eps()))
+    }
+
+    /// The running statistics' updates the separate batch norms would have made.
+    fn update_running_stats(&self, [stats1, stats2]: &[ops::BatchNormStats; 2]) -> Result<()> {
+        self.bn1.update_running_stats(stats1)?;
+        self.bn2.update_running_stats(stats2)
     }
 
     /// The eval-mode block on the fast ops with batch norm folded into the convolutions, recording
@@ -88,6 +85,32 @@ impl BasicBlock {
         };
         ops::residual_block_eval(xs, &parameters, self.downsample)
     }
+}
+
+/// Training-mode `blocks` in turn on the fast ops as a single autograd node (see `ops::block`),
+/// then the running statistics' updates the separate batch norms would have made.
+fn train_as_one_op(blocks: &[BasicBlock], xs: &Tensor) -> Result<Tensor> {
+    let parameters: Vec<_> = blocks
+        .iter()
+        .map(BasicBlock::parameters)
+        .collect::<Result<_>>()?;
+    let Some(&(_, eps)) = parameters.first() else {
+        return Ok(xs.clone());
+    };
+    let same_eps = |block: &BasicBlock| block.bn1.eps() == eps && block.bn2.eps() == eps;
+    if !blocks.iter().all(same_eps) {
+        candle_core::bail!("residual blocks as one op need all their batch norms' ε equal");
+    }
+    let stack: Vec<_> = parameters
+        .iter()
+        .zip(blocks)
+        .map(|((parameters, _), block)| (parameters, block.downsample))
+        .collect();
+    let (out, stats) = ops::residual_blocks_train(xs, &stack, eps)?;
+    for (block, stats) in blocks.iter().zip(&stats) {
+        block.update_running_stats(stats)?;
+    }
+    Ok(out)
 }
 
 /// Every second pixel from the first (`AvgPool2d(kernel_size=1, stride=2)`), ceil(H/2) × ceil(W/2),
@@ -166,8 +189,14 @@ impl CifarResNet {
             self.stem_bn
                 .forward_t(&self.stem.forward(xs, channels)?, train, true, channels)?
         };
-        for block in &self.blocks {
-            xs = block.forward_t(&xs, train, channels)?;
+        if channels == Channels::Last && train {
+            // All blocks as one autograd node: between separate nodes candle zeroes and adds
+            // each block's input gradient (see `ops::block`).
+            xs = train_as_one_op(&self.blocks, &xs)?;
+        } else {
+            for block in &self.blocks {
+                xs = block.forward_t(&xs, train, channels)?;
+            }
         }
         global_average_pool(&xs, channels)
     }

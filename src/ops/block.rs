@@ -1,5 +1,5 @@
-//! A whole training-mode residual block, `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`,
-//! as one candle op with its own backward pass, on channels-last tensors.
+//! Training-mode residual blocks, each `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, a
+//! whole stack of them as one candle op with its own backward pass, on channels-last tensors.
 //!
 //! Why one op: candle's backward gives every input of every op a zero tensor and then adds the op's
 //! gradient to it (`GradStore::or_insert`, then `add`), two extra passes over an activation-sized
@@ -7,18 +7,22 @@
 //! has one. Measured on ResNet-20 at 28×28×1 (SLA step, 2-core Xeon): candle's adds and zeroing
 //! were 15 % of the step's samples under `perf`; as one op per block, the step's time outside the
 //! fast ops fell from 306 to 117 ms and the median step from 1,548 to 1,324 ms
-//! (docs/performance.md).
+//! (docs/performance.md). As one op per stack of blocks, the zeroing and adding between blocks
+//! goes too (4 % of the samples: a memset, then an add reading two activations and writing one,
+//! per block): the time outside the fast ops fell again, from 62–73 to 40–43 ms per step.
 //!
-//! The block evaluates the very expressions of the separate ops in the same order, so its values
-//! and gradients equal theirs bit for bit (the test checks it). Besides the bookkeeping, two
+//! The blocks evaluate the very expressions of the separate ops in the same order, so their values
+//! and gradients equal theirs bit for bit (the tests check it). Besides the bookkeeping, two
 //! passes over each activation go: neither batch norm writes its normalised output. The first's
 //! normalisation and ReLU are applied as conv2 copies each image into its padded frame (and again
 //! in the backward pass, where conv2's weight gradient needs that input), the second's in the
-//! residual add. On a machine that moves about 13 GB/s, a pass over a 512-image 28×28×16
-//! activation costs 2–4 ms: the ResNet-20 SLA step's batch-norm forward fell from 75 to 34 ms, its
-//! median step from 1,229 to 1,088 ms side by side, and its peak memory from 778 to 632 MB, since
-//! conv2's input is no longer kept for the backward pass. A candle op
-//! takes at most three inputs, so the six parameters come packed into one vector by
+//! residual add. In the backward pass each batch norm's input gradient is evaluated as the
+//! convolution before it loads its output gradient. On a machine that moves about 13 GB/s, a pass
+//! over a 512-image 28×28×16 activation costs 2–4 ms: the ResNet-20 SLA step's batch-norm forward
+//! fell from 75 to 34 ms, its median step from 1,229 to 1,088 ms side by side, and its peak memory
+//! from 778 to 632 MB, since conv2's input is no longer kept for the backward pass.
+//!
+//! A candle op takes at most three inputs, so the parameters come packed into one vector by
 //! `Tensor::cat`, whose backward hands each parameter its slice of the packed gradient (small
 //! tensors, a few kilobytes).
 
@@ -52,60 +56,92 @@ pub fn residual_block_train(
     downsample: bool,
     eps: f64,
 ) -> Result<(Tensor, [BatchNormStats; 2])> {
-    let (cout, cin, k, _) = parameters.conv1.dims4()?;
-    let packed = Tensor::cat(
-        &[
-            &parameters.conv1.flatten_all()?,
-            parameters.bn1.0,
-            parameters.bn1.1,
-            &parameters.conv2.flatten_all()?,
-            parameters.bn2.0,
-            parameters.bn2.1,
-        ],
-        0,
-    )?;
+    let (out, mut stats) = residual_blocks_train(x, &[(parameters, downsample)], eps)?;
+    match stats.pop() {
+        Some(stats) => Ok((out, stats)),
+        None => candle_core::bail!("residual block: the forward pass kept no statistics"),
+    }
+}
+
+/// [`residual_block_train`] of each block in turn, `(parameters, downsample)`, as one op: the
+/// output of the last, and each block's two batch statistics.
+pub fn residual_blocks_train(
+    x: &Tensor,
+    blocks: &[(&BlockParameters, bool)],
+    eps: f64,
+) -> Result<(Tensor, Vec<[BatchNormStats; 2]>)> {
+    let mut shapes = Vec::with_capacity(blocks.len());
+    let mut parts = Vec::with_capacity(6 * blocks.len());
+    for (parameters, downsample) in blocks {
+        let (cout, cin, k, _) = parameters.conv1.dims4()?;
+        shapes.push(BlockShape {
+            cin,
+            cout,
+            k,
+            downsample: *downsample,
+        });
+        parts.extend([
+            parameters.conv1.flatten_all()?,
+            parameters.bn1.0.clone(),
+            parameters.bn1.1.clone(),
+            parameters.conv2.flatten_all()?,
+            parameters.bn2.0.clone(),
+            parameters.bn2.1.clone(),
+        ]);
+    }
+    if shapes.is_empty() {
+        candle_core::bail!("residual blocks: no block given");
+    }
+    let packed = Tensor::cat(&parts, 0)?;
     let saved = Arc::new(Mutex::new(None));
-    let op = ResidualBlock {
-        cin,
-        cout,
-        k,
-        downsample,
+    let op = ResidualBlocks {
+        blocks: shapes,
         eps,
         saved: saved.clone(),
     };
     let out = x.contiguous()?.apply_op2(&packed, op)?;
     let stats = match lock(&saved)?.as_ref() {
-        Some(saved) => saved.stats.clone(),
-        None => candle_core::bail!("residual block: the forward pass kept no statistics"),
+        Some(saved) => saved.iter().map(|block| block.stats.clone()).collect(),
+        None => candle_core::bail!("residual blocks: the forward pass kept no statistics"),
     };
     Ok((out, stats))
 }
 
-struct ResidualBlock {
+/// The channels and kernel of one block, and whether it halves the image.
+#[derive(Clone, Copy, Debug)]
+struct BlockShape {
     cin: usize,
     cout: usize,
     k: usize,
     downsample: bool,
-    eps: f64,
-    /// What the forward pass leaves for the backward pass.
-    saved: Arc<Mutex<Option<Saved>>>,
 }
 
-/// The block's intermediate activations (the batch norms' inputs) and batch statistics. conv2's
+struct ResidualBlocks {
+    blocks: Vec<BlockShape>,
+    eps: f64,
+    /// What the forward pass leaves for the backward pass, per block.
+    saved: Arc<Mutex<Option<Vec<Saved>>>>,
+}
+
+/// A block's intermediate activations (the batch norms' inputs), its output when another block
+/// follows (that block's input; candle keeps the last one), and its batch statistics. conv2's
 /// input is conv1_out normalised, recomputed where the backward pass needs it.
 struct Saved {
-    conv1_out: Tensor,
-    conv2_out: Tensor,
+    conv1_out: CpuStorage,
+    conv2_out: CpuStorage,
+    output: Option<(CpuStorage, Shape)>,
     stats: [BatchNormStats; 2],
 }
 
-fn lock(saved: &Mutex<Option<Saved>>) -> Result<std::sync::MutexGuard<'_, Option<Saved>>> {
+fn lock(
+    saved: &Mutex<Option<Vec<Saved>>>,
+) -> Result<std::sync::MutexGuard<'_, Option<Vec<Saved>>>> {
     saved
         .lock()
         .map_err(|_| candle_core::Error::Msg("residual block state lock poisoned".into()))
 }
 
-/// The packed parameters cut back into their six slices.
+/// The packed parameters of one block cut back into their six slices.
 struct Unpacked<'a, T> {
     conv1: &'a [T],
     gamma1: &'a [T],
@@ -115,7 +151,7 @@ struct Unpacked<'a, T> {
     beta2: &'a [T],
 }
 
-impl ResidualBlock {
+impl BlockShape {
     fn conv1_len(&self) -> usize {
         self.cout * self.cin * self.k * self.k
     }
@@ -128,27 +164,20 @@ impl ResidualBlock {
         self.conv1_len() + self.conv2_len() + 4 * self.cout
     }
 
-    fn unpack<'a, T>(&self, packed: &'a [T]) -> Result<Unpacked<'a, T>> {
-        if packed.len() != self.packed_len() {
-            candle_core::bail!(
-                "residual block: {} packed parameters, expected {}",
-                packed.len(),
-                self.packed_len()
-            );
-        }
+    fn unpack<'a, T>(&self, packed: &'a [T]) -> Unpacked<'a, T> {
         let (conv1, rest) = packed.split_at(self.conv1_len());
         let (gamma1, rest) = rest.split_at(self.cout);
         let (beta1, rest) = rest.split_at(self.cout);
         let (conv2, rest) = rest.split_at(self.conv2_len());
         let (gamma2, beta2) = rest.split_at(self.cout);
-        Ok(Unpacked {
+        Unpacked {
             conv1,
             gamma1,
             beta1,
             conv2,
             gamma2,
             beta2,
-        })
+        }
     }
 
     /// The two convolutions' geometries for input images of shape `x`.
@@ -161,33 +190,163 @@ impl ResidualBlock {
         Ok((first, second))
     }
 
-    fn forward_typed<T: Real>(&self, x: &[T], packed: &[T], shape: &Shape) -> Result<Vec<T>> {
-        let p = self.unpack(packed)?;
+    /// The block's forward pass: its output, and what its backward pass needs.
+    fn forward<T: Real>(
+        &self,
+        x: &[T],
+        shape: &Shape,
+        p: &Unpacked<T>,
+        eps: f64,
+    ) -> Result<(Vec<T>, Saved)> {
         let (first, second) = self.geometries(shape)?;
-        let out_shape = first.output_shape();
-        let shortcut = residual::dims(&out_shape, shape, self.downsample)?;
+        let shortcut = residual::dims(&first.output_shape(), shape, self.downsample)?;
+        let cout = self.cout;
 
         let conv1_out = conv::forward_values(x, p.conv1, &first);
         // Each batch norm stops at its statistics: the first's normalisation and ReLU happen as
         // conv2 loads its input, the second's in the residual add, so neither normalised
         // activation is written out (two fewer passes over an activation each, and conv2's
         // input is not kept for the backward pass: it is conv1_out normalised again).
-        let (hidden, stats1) = batch_norm::batch_normalization(
-            &conv1_out, p.gamma1, p.beta1, self.cout, self.eps, true,
-        );
+        let (hidden, stats1) =
+            batch_norm::batch_normalization(&conv1_out, p.gamma1, p.beta1, cout, eps, true);
         let conv2_out = conv::forward_normalized_values(&conv1_out, &hidden, p.conv2, &second);
-        let (normed, stats2) = batch_norm::batch_normalization(
-            &conv2_out, p.gamma2, p.beta2, self.cout, self.eps, false,
-        );
+        let (normed, stats2) =
+            batch_norm::batch_normalization(&conv2_out, p.gamma2, p.beta2, cout, eps, false);
         let out = residual::forward(&conv2_out, Some(&normed), x, shortcut, self.downsample);
-
-        let cpu = candle_core::Device::Cpu;
-        *lock(&self.saved)? = Some(Saved {
-            conv1_out: Tensor::from_vec(conv1_out, &out_shape, &cpu)?,
-            conv2_out: Tensor::from_vec(conv2_out, &out_shape, &cpu)?,
+        let saved = Saved {
+            conv1_out: T::to_cpu_storage_owned(conv1_out),
+            conv2_out: T::to_cpu_storage_owned(conv2_out),
+            output: None,
             stats: [stats1, stats2],
+        };
+        Ok((out, saved))
+    }
+
+    /// The block's backward pass from its input `x` (shape `shape`), output `out` and output
+    /// gradient `grad`: (dx when `want_dx`, the packed parameters' gradient).
+    #[allow(clippy::too_many_arguments)]
+    fn backward<T: Real>(
+        &self,
+        (x, shape): (&[T], &Shape),
+        out: &[T],
+        grad: &[T],
+        saved: &Saved,
+        p: &Unpacked<T>,
+        eps: f64,
+        want_dx: bool,
+    ) -> Result<(Option<Vec<T>>, Vec<T>)> {
+        let (first, second) = self.geometries(shape)?;
+        let shortcut = residual::dims(&first.output_shape(), shape, self.downsample)?;
+        let cout = self.cout;
+        let conv1_out = T::cpu_storage_as_slice(&saved.conv1_out)?;
+        let conv2_out = T::cpu_storage_as_slice(&saved.conv2_out)?;
+        let [stats1, stats2] = &saved.stats;
+
+        // The residual add: the gradient of the normed conv2 output, and of the shortcut.
+        let (dnormed, dshortcut) = residual::backward(out, grad, shortcut, self.downsample);
+        // Each batch norm's backward pass stops at its sums; its input gradient is evaluated as
+        // the convolution before it loads each image of its output gradient.
+        let (gradient2, dgamma2, dbeta2) = batch_norm::backward_deferred(
+            conv2_out, &dnormed, p.gamma2, p.beta2, stats2, cout, eps, false,
+        );
+        let hidden = Normalization::new(p.gamma1, p.beta1, stats1, eps, true);
+        let dy = OutputGradient::BatchNorm {
+            x: conv2_out,
+            dy: &dnormed,
+            gradient: &gradient2,
+        };
+        let (dhidden, dconv2) =
+            conv::backward_values(conv1_out, Some(&hidden), p.conv2, dy, &second, true);
+        let Some(dhidden) = dhidden else {
+            candle_core::bail!("residual block: conv2 gave no input gradient");
+        };
+        let (gradient1, dgamma1, dbeta1) = batch_norm::backward_deferred(
+            conv1_out, &dhidden, p.gamma1, p.beta1, stats1, cout, eps, true,
+        );
+        let dy = OutputGradient::BatchNorm {
+            x: conv1_out,
+            dy: &dhidden,
+            gradient: &gradient1,
+        };
+        let (dx, dconv1) = conv::backward_values(x, None, p.conv1, dy, &first, want_dx);
+        // The shortcut's gradient joins conv1's: dnormed itself for the identity.
+        let dx = dx.map(|mut dx| {
+            add_into(
+                &mut dx,
+                if self.downsample {
+                    &dshortcut
+                } else {
+                    &dnormed
+                },
+            );
+            dx
         });
-        Ok(out)
+        let mut dpacked = Vec::with_capacity(self.packed_len());
+        for part in [&dconv1, &dgamma1, &dbeta1, &dconv2, &dgamma2, &dbeta2] {
+            dpacked.extend_from_slice(part);
+        }
+        Ok((dx, dpacked))
+    }
+}
+
+impl ResidualBlocks {
+    fn packed_len(&self) -> usize {
+        self.blocks.iter().map(BlockShape::packed_len).sum()
+    }
+
+    /// Each block's slice of the packed parameters.
+    fn unpack<'a, T>(&self, packed: &'a [T]) -> Result<Vec<Unpacked<'a, T>>> {
+        if packed.len() != self.packed_len() {
+            candle_core::bail!(
+                "residual blocks: {} packed parameters, expected {}",
+                packed.len(),
+                self.packed_len()
+            );
+        }
+        let mut rest = packed;
+        let mut unpacked = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (mine, after) = rest.split_at(block.packed_len());
+            unpacked.push(block.unpack(mine));
+            rest = after;
+        }
+        Ok(unpacked)
+    }
+
+    /// The output shape of every block, from the input shape `x`.
+    fn shapes(&self, x: &Shape) -> Result<Vec<Shape>> {
+        let mut shapes = Vec::with_capacity(self.blocks.len());
+        let mut shape = x.clone();
+        for block in &self.blocks {
+            shape = block.geometries(&shape)?.0.output_shape();
+            shapes.push(shape.clone());
+        }
+        Ok(shapes)
+    }
+
+    fn forward_typed<T: Real>(&self, x: &[T], packed: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let parameters = self.unpack(packed)?;
+        let mut saved: Vec<Saved> = Vec::with_capacity(self.blocks.len());
+        let mut input: Option<(Vec<T>, Shape)> = None;
+        for (block, p) in self.blocks.iter().zip(&parameters) {
+            let (x, shape) = match &input {
+                Some((values, shape)) => (&values[..], shape),
+                None => (x, shape),
+            };
+            let out_shape = block.geometries(shape)?.0.output_shape();
+            let (out, block_saved) = block.forward(x, shape, p, self.eps)?;
+            // This block's input is the previous block's output: kept for the backward pass.
+            if let (Some(previous), Some((values, shape))) = (saved.last_mut(), input.take()) {
+                previous.output = Some((T::to_cpu_storage_owned(values), shape));
+            }
+            saved.push(block_saved);
+            input = Some((out, out_shape));
+        }
+        *lock(&self.saved)? = Some(saved);
+        match input {
+            Some((out, _)) => Ok(out),
+            None => candle_core::bail!("residual blocks: no block given"),
+        }
     }
 
     /// (dx when x is part of the graph, the packed parameters' gradient).
@@ -198,79 +357,26 @@ impl ResidualBlock {
         out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (conv1_out, conv2_out, [stats1, stats2]) = match lock(&self.saved)?.as_ref() {
-            Some(s) => (s.conv1_out.clone(), s.conv2_out.clone(), s.stats.clone()),
-            None => candle_core::bail!("residual block: backward before forward"),
+        let guard = lock(&self.saved)?;
+        let Some(saved) = guard.as_ref() else {
+            candle_core::bail!("residual blocks: backward before forward");
         };
-        let (first, second) = self.geometries(x.shape())?;
-        let shortcut = residual::dims(out.shape(), x.shape(), self.downsample)?;
         let want_dx = x.track_op();
-        let (cout, eps) = (self.cout, self.eps);
-
         let (dx, dpacked) = with_slice::<T, _>(packed, |packed| {
-            let p = self.unpack(packed)?;
-            // The residual add: the gradient of the normed conv2 output, and of the shortcut.
-            let (dnormed, dshortcut) = with_slice::<T, _>(out, |out| {
-                with_slice::<T, _>(grad, |grad| {
-                    Ok(residual::backward(out, grad, shortcut, self.downsample))
+            with_slice::<T, _>(x, |x_values| {
+                with_slice::<T, _>(out, |out| {
+                    with_slice::<T, _>(grad, |grad| {
+                        self.backward_slices(
+                            (x_values, x.shape()),
+                            out,
+                            grad,
+                            packed,
+                            saved,
+                            want_dx,
+                        )
+                    })
                 })
-            })?;
-            // Each batch norm's backward pass stops at its sums; its input gradient is evaluated
-            // as the convolution before it loads each image of its output gradient.
-            let hidden = Normalization::new(p.gamma1, p.beta1, &stats1, eps, true);
-            let (dhidden, dconv2, dgamma2, dbeta2) = with_slice::<T, _>(&conv2_out, |c2| {
-                let (gradient, dgamma, dbeta) = batch_norm::backward_deferred(
-                    c2, &dnormed, p.gamma2, p.beta2, &stats2, cout, eps, false,
-                );
-                let dy = OutputGradient::BatchNorm {
-                    x: c2,
-                    dy: &dnormed,
-                    gradient: &gradient,
-                };
-                let (dhidden, dconv2) = with_slice::<T, _>(&conv1_out, |c1| {
-                    Ok(conv::backward_values(
-                        c1,
-                        Some(&hidden),
-                        p.conv2,
-                        dy,
-                        &second,
-                        true,
-                    ))
-                })?;
-                Ok((dhidden, dconv2, dgamma, dbeta))
-            })?;
-            let Some(dhidden) = dhidden else {
-                candle_core::bail!("residual block: conv2 gave no input gradient");
-            };
-            let (dx, dconv1, dgamma1, dbeta1) = with_slice::<T, _>(&conv1_out, |c1| {
-                let (gradient, dgamma, dbeta) = batch_norm::backward_deferred(
-                    c1, &dhidden, p.gamma1, p.beta1, &stats1, cout, eps, true,
-                );
-                let dy = OutputGradient::BatchNorm {
-                    x: c1,
-                    dy: &dhidden,
-                    gradient: &gradient,
-                };
-                let (dx, dconv1) = with_slice::<T, _>(x, |x| {
-                    Ok(conv::backward_values(x, None, p.conv1, dy, &first, want_dx))
-                })?;
-                Ok((dx, dconv1, dgamma, dbeta))
-            })?;
-            // The shortcut's gradient joins conv1's: dnormed itself for the identity.
-            let dx = dx.map(|mut dx| {
-                let dshortcut = if self.downsample {
-                    &dshortcut
-                } else {
-                    &dnormed
-                };
-                add_into(&mut dx, dshortcut);
-                dx
-            });
-            let mut dpacked = Vec::with_capacity(self.packed_len());
-            for part in [&dconv1, &dgamma1, &dbeta1, &dconv2, &dgamma2, &dbeta2] {
-                dpacked.extend_from_slice(part);
-            }
-            Ok((dx, dpacked))
+            })
         })?;
         let dx = dx
             .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
@@ -279,6 +385,55 @@ impl ResidualBlock {
             dx,
             Some(Tensor::from_vec(dpacked, packed.shape(), packed.device())?),
         ))
+    }
+
+    /// The blocks' backward passes, last first, each block's dx the output gradient of the one
+    /// before.
+    fn backward_slices<T: Real>(
+        &self,
+        (x, shape): (&[T], &Shape),
+        out: &[T],
+        grad: &[T],
+        packed: &[T],
+        saved: &[Saved],
+        want_dx: bool,
+    ) -> Result<(Option<Vec<T>>, Vec<T>)> {
+        let parameters = self.unpack(packed)?;
+        if saved.len() != self.blocks.len() {
+            candle_core::bail!("residual blocks: the forward pass kept state for other blocks");
+        }
+        let mut dparts: Vec<Vec<T>> = Vec::with_capacity(self.blocks.len());
+        let mut grad: std::borrow::Cow<[T]> = grad.into();
+        let mut dx = None;
+        for (index, block) in self.blocks.iter().enumerate().rev() {
+            // The block's input: the images, or the output the block before kept.
+            let input = match index.checked_sub(1).map(|before| &saved[before].output) {
+                None => (x, shape),
+                Some(Some((values, shape))) => (T::cpu_storage_as_slice(values)?, shape),
+                Some(None) => candle_core::bail!("residual blocks: a block's input was not kept"),
+            };
+            let output = match &saved[index].output {
+                Some((values, _)) => T::cpu_storage_as_slice(values)?,
+                None => out,
+            };
+            let first = index == 0;
+            let (block_dx, dpacked) = block.backward(
+                input,
+                output,
+                &grad,
+                &saved[index],
+                &parameters[index],
+                self.eps,
+                !first || want_dx,
+            )?;
+            dparts.push(dpacked);
+            match block_dx {
+                Some(block_dx) if !first => grad = block_dx.into(),
+                block_dx => dx = block_dx,
+            }
+        }
+        let dpacked = dparts.into_iter().rev().flatten().collect();
+        Ok((dx, dpacked))
     }
 }
 
@@ -290,9 +445,9 @@ fn add_into<T: Real>(sum: &mut [T], other: &[T]) {
         .for_each(|(a, &b)| *a += b);
 }
 
-impl candle_core::CustomOp2 for ResidualBlock {
+impl candle_core::CustomOp2 for ResidualBlocks {
     fn name(&self) -> &'static str {
-        "fast-residual-block"
+        "fast-residual-blocks"
     }
 
     fn cpu_fwd(
@@ -302,7 +457,10 @@ impl candle_core::CustomOp2 for ResidualBlock {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (first, _) = self.geometries(l1.shape())?;
+        let shapes = self.shapes(l1.shape())?;
+        let Some(out_shape) = shapes.last() else {
+            candle_core::bail!("residual blocks: no block given");
+        };
         let storage = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => {
                 CpuStorage::F32(self.forward_typed::<f32>(
@@ -318,9 +476,9 @@ impl candle_core::CustomOp2 for ResidualBlock {
                     l1.shape(),
                 )?)
             }
-            _ => candle_core::bail!("fast residual block: f32 or f64 inputs of one dtype"),
+            _ => candle_core::bail!("fast residual blocks: f32 or f64 inputs of one dtype"),
         };
-        Ok((storage, first.output_shape()))
+        Ok((storage, out_shape.clone()))
     }
 
     fn bwd(
@@ -333,7 +491,7 @@ impl candle_core::CustomOp2 for ResidualBlock {
         match x.dtype() {
             DType::F32 => self.backward_typed::<f32>(x, packed, res, grad),
             DType::F64 => self.backward_typed::<f64>(x, packed, res, grad),
-            other => candle_core::bail!("fast residual block: unsupported dtype {other:?}"),
+            other => candle_core::bail!("fast residual blocks: unsupported dtype {other:?}"),
         }
     }
 }

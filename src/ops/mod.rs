@@ -22,7 +22,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, WithDType}
 use rayon::prelude::*;
 
 pub use batch_norm::{BatchNormStats, batch_norm_eval, batch_norm_train};
-pub use block::{BlockParameters, residual_block_train};
+pub use block::{BlockParameters, residual_block_train, residual_blocks_train};
 pub use conv::conv2d;
 pub use folded::{EvalBatchNorm, EvalBlockParameters, conv_batch_norm_eval, residual_block_eval};
 pub use residual::add_relu;
