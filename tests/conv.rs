@@ -89,9 +89,10 @@ fn conv2d_matches_candle_on_every_instruction_set() -> Result<()> {
         // 3-channel input's: fewer channels than a tile has rows), the 4 stride-1 input
         // gradients with 16 or 32 input channels, and the 2 input gradients of 3×3, stride-2,
         // padding-1 layers (4 and 16 input channels: 16 and 64 parity channels). On Scalar
-        // every channel count fits a vector.
+        // every channel count fits a vector, and all but the 3-channel input's weight gradient
+        // (3 rows against a tile of 4) run direct.
         assert_eq!(direct + general, 33, "{isa:?}");
-        let expected_direct = if isa == Isa::Scalar { 30 } else { 21 };
+        let expected_direct = if isa == Isa::Scalar { 29 } else { 21 };
         assert_eq!(
             direct, expected_direct,
             "{isa:?}: passes on the direct kernels"

@@ -251,7 +251,7 @@ fn sliding_direct(
     epilogue: Epilogue,
     isa: Isa,
 ) -> Option<Vec<f32>> {
-    let tile = Tile::for_channels(isa, g.cout)?;
+    let tile = Tile::for_row(isa, g.cout, g.wo)?;
     let packed = direct::pack_sliding(&tile, (g.cout, g.cin, g.k), weight);
     let (rows, width) = direct::frame(&tile, (g.ho, g.wo), g.k, g.stride);
     let refused = AtomicBool::new(false);
@@ -330,7 +330,7 @@ fn backward_direct(
     isa: Isa,
 ) -> Option<(Vec<f32>, Vec<f32>)> {
     let t = g.transposed()?;
-    let dx_tile = Tile::for_channels(isa, t.cout)?;
+    let dx_tile = Tile::for_row(isa, t.cout, t.wo)?;
     let dw_tile = Tile::for_channels(isa, g.cout)?;
     if g.cin < dw_tile.pixels {
         return None;
