@@ -432,9 +432,11 @@ fn the_folded_evaluation_equals_the_stock_eval_mode_and_records_no_graph() -> Re
             Some(0),
             "{dtype:?}: folded away"
         );
+        // The 7 identity blocks add their shortcut as conv2 stores each value; the 2 that
+        // downsample add it in a pass of their own.
         assert_eq!(
             calls(Phase::AddReluForward),
-            Some(9),
+            Some(2),
             "{dtype:?}: residual adds"
         );
     }

@@ -307,11 +307,14 @@ pub(super) struct SlidingConv<'a> {
 }
 
 /// What the sliding kernel does to each output value as it stores it: add a per-channel bias
-/// (`cout` values) and clamp at zero. An evaluation folds batch norm into the weights and this
-/// bias, so the convolution writes the normalised, rectified activation in its one pass.
+/// (`cout` values), add the value of `residual` at the same place (an image's `[ho, wo, cout]`),
+/// and clamp at zero, in that order. An evaluation folds batch norm into the weights and this
+/// bias, so the convolution writes the normalised, rectified activation in its one pass; a
+/// residual block's second convolution adds its shortcut there too.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
+    pub residual: Option<&'a [f32]>,
     pub relu: bool,
 }
 
@@ -328,6 +331,10 @@ impl SlidingConv<'_> {
                 .epilogue
                 .bias
                 .is_none_or(|bias| bias.len() >= self.cout)
+            && self
+                .epilogue
+                .residual
+                .is_none_or(|residual| residual.len() >= self.ho * self.wo * self.cout)
     }
 }
 
@@ -429,6 +436,20 @@ unsafe fn sliding<S: Simd, const V: usize, const P: usize, const STEP: usize>(
                         for (v, value) in acc.iter_mut().enumerate() {
                             let b = unsafe { load::<S>(bias.add(v * lanes)) };
                             *value = simd.add_f32s(*value, b);
+                        }
+                    }
+                }
+                if let Some(residual) = c.epilogue.residual {
+                    // SAFETY: `fits` checked the residual holds the image's ho·wo·cout values.
+                    let residual = unsafe {
+                        residual
+                            .as_ptr()
+                            .add((oy * c.wo + ox0) * c.cout + chunk * width)
+                    };
+                    for (p, acc) in acc.iter_mut().enumerate().take(valid) {
+                        for (v, value) in acc.iter_mut().enumerate() {
+                            let r = unsafe { load::<S>(residual.add(p * c.cout + v * lanes)) };
+                            *value = simd.add_f32s(*value, r);
                         }
                     }
                 }

@@ -257,6 +257,13 @@ fn sliding_direct(
     let refused = AtomicBool::new(false);
     let fill = |index: usize, out: &mut [MaybeUninit<f32>]| {
         let image = input.image(index, g.input_len());
+        // The residual given for the batch: this image's part.
+        let epilogue = Epilogue {
+            residual: epilogue
+                .residual
+                .map(|residual| &residual[index * g.output_len()..][..g.output_len()]),
+            ..epilogue
+        };
         let done = PADDED.with_borrow_mut(|padded| {
             padded.fill(image, (g.h, g.w, g.cin), g.pad, (rows, width), isa);
             let kernel = SlidingConv {
@@ -499,7 +506,7 @@ fn weight_grad_direct(x: &Images, dy: &[f32], g: &Geometry, isa: Isa) -> Option<
 /// The convolution of channels-last `x` with `weight` (`[Cout, Cin, k, k]`): on the direct kernels
 /// for f32 when the shapes suit them, on im2col otherwise. Timed for the benchmark's breakdown.
 pub(crate) fn forward_values<T: Real>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
-    forward_with_epilogue(x, None, weight, g, None, false)
+    forward_with_epilogue(x, None, weight, g, (None, None), false)
 }
 
 /// [`forward_values`] of `normalization` applied to `x` (batch norm's affine map and ReLU): on the
@@ -511,19 +518,20 @@ pub(crate) fn forward_normalized_values<T: Real>(
     weight: &[T],
     g: &Geometry,
 ) -> Vec<T> {
-    forward_with_epilogue(x, Some(normalization), weight, g, None, false)
+    forward_with_epilogue(x, Some(normalization), weight, g, (None, None), false)
 }
 
-/// [`forward_values`] plus a per-channel `bias` (`[Cout]`) and a ReLU: on the direct kernels in
-/// the same pass, as each value is stored; on im2col in a second pass.
+/// [`forward_values`] plus a per-channel `bias` (`[Cout]`), plus `residual` (the output's shape)
+/// when given, then a ReLU when `relu`: on the direct kernels in the same pass, as each value is
+/// stored; on im2col in a second pass.
 pub(crate) fn forward_biased_values<T: Real>(
     x: &[T],
     weight: &[T],
-    bias: &[T],
+    (bias, residual): (&[T], Option<&[T]>),
     relu: bool,
     g: &Geometry,
 ) -> Vec<T> {
-    forward_with_epilogue(x, None, weight, g, Some(bias), relu)
+    forward_with_epilogue(x, None, weight, g, (Some(bias), residual), relu)
 }
 
 fn forward_with_epilogue<T: Real>(
@@ -531,26 +539,30 @@ fn forward_with_epilogue<T: Real>(
     normalization: Option<&Normalization<T>>,
     weight: &[T],
     g: &Geometry,
-    bias: Option<&[T]>,
+    (bias, residual): (Option<&[T]>, Option<&[T]>),
     relu: bool,
 ) -> Vec<T> {
     add_conv_flops(2 * g.macs());
     timed(Phase::ConvForward, || {
         let direct = || -> Option<Vec<T>> {
             let w = T::as_f32(weight)?;
-            let bias = match bias {
-                Some(bias) => Some(T::as_f32(bias)?),
-                None => None,
-            };
+            let bias = bias.map(T::as_f32).map_or(Some(None), |b| b.map(Some))?;
+            let residual = residual
+                .map(T::as_f32)
+                .map_or(Some(None), |r| r.map(Some))?;
             let x = Images::of(x, normalization)?;
-            let epilogue = Epilogue { bias, relu };
+            let epilogue = Epilogue {
+                bias,
+                residual,
+                relu,
+            };
             T::from_f32(forward_direct(&x, w, g, epilogue, simd::current())?)
         };
         let direct = direct();
         count_conv_pass(direct.is_some());
         direct.unwrap_or_else(|| {
             let mut out = forward_im2col(&normalized(x, normalization), weight, g);
-            apply_epilogue(&mut out, bias, relu, g.cout);
+            apply_epilogue(&mut out, (bias, residual), relu, g.cout);
             out
         })
     })
@@ -636,19 +648,32 @@ fn normalized<'a, T: Real>(x: &'a [T], normalization: Option<&Normalization<T>>)
     }
 }
 
-/// The direct kernels' epilogue as its own pass over channels-last values: `+ bias`, then ReLU.
-fn apply_epilogue<T: Real>(values: &mut [T], bias: Option<&[T]>, relu: bool, channels: usize) {
-    if bias.is_none() && !relu {
+/// The direct kernels' epilogue as its own pass over channels-last values: `+ bias`, `+ residual`,
+/// then ReLU.
+fn apply_epilogue<T: Real>(
+    values: &mut [T],
+    (bias, residual): (Option<&[T]>, Option<&[T]>),
+    relu: bool,
+    channels: usize,
+) {
+    if bias.is_none() && residual.is_none() && !relu {
         return;
     }
     let zero = T::from_f64(0.0);
+    let channels = channels.max(1);
     values
-        .par_chunks_mut(channels.max(1))
+        .par_chunks_mut(channels)
+        .enumerate()
         .with_min_len(64)
-        .for_each(|pixel| {
+        .for_each(|(index, pixel)| {
             if let Some(bias) = bias {
                 for (v, &b) in pixel.iter_mut().zip(bias) {
                     *v += b;
+                }
+            }
+            if let Some(residual) = residual {
+                for (v, &r) in pixel.iter_mut().zip(&residual[index * channels..]) {
+                    *v += r;
                 }
             }
             if relu {
