@@ -256,7 +256,7 @@ impl BlockShape {
             gradient: &gradient2,
         };
         let (dhidden, dconv2) =
-            conv::backward_values(conv1_out, Some(&hidden), p.conv2, dy, &second, true);
+            conv::backward_values(conv1_out, Some(&hidden), p.conv2, dy, (&second, None), true);
         let Some(dhidden) = dhidden else {
             candle_core::bail!("residual block: conv2 gave no input gradient");
         };
@@ -268,17 +268,14 @@ impl BlockShape {
             dy: &dhidden,
             gradient: &gradient1,
         };
-        let (dx, dconv1) = conv::backward_values(x, None, p.conv1, dy, &first, want_dx);
-        // The shortcut's gradient joins conv1's: dnormed itself for the identity.
+        // The shortcut's gradient joins conv1's: dnormed itself for the identity, added as the
+        // kernel stores dx (one pass over dx fewer).
+        let dx_plus = (!self.downsample).then_some(&dnormed[..]);
+        let (dx, dconv1) = conv::backward_values(x, None, p.conv1, dy, (&first, dx_plus), want_dx);
         let dx = dx.map(|mut dx| {
-            add_into(
-                &mut dx,
-                if self.downsample {
-                    &dshortcut
-                } else {
-                    &dnormed
-                },
-            );
+            if self.downsample {
+                add_into(&mut dx, &dshortcut);
+            }
             dx
         });
         let mut dpacked = Vec::with_capacity(self.packed_len());

@@ -333,7 +333,7 @@ fn backward_direct(
     x: &Images,
     dy: &Images,
     weight: &[f32],
-    g: &Geometry,
+    (g, dx_plus): (&Geometry, Option<&[f32]>),
     isa: Isa,
 ) -> Option<(Vec<f32>, Vec<f32>)> {
     let t = g.transposed()?;
@@ -372,7 +372,10 @@ fn backward_direct(
                     weights: &packed,
                     cout: t.cout,
                     out: dx,
-                    epilogue: Epilogue::default(),
+                    epilogue: Epilogue {
+                        residual: dx_plus.map(|plus| image(plus, b, g.input_len())),
+                        ..Epilogue::default()
+                    },
                 };
                 let x_image = x.image(b, g.input_len());
                 x_padded.fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
@@ -688,14 +691,16 @@ fn apply_epilogue<T: Real>(
 
 /// (dX when `want_dx`, dW in `[Cout, Cin, k, k]`) for the output gradient `dy`, where the
 /// forward pass convolved `x`, or `normalization` applied to `x` when given (see
-/// [`forward_normalized_values`]). Timed for the benchmark's breakdown (a batch norm's input
-/// gradient evaluated here counts as convolution time).
+/// [`forward_normalized_values`]). `dx_plus` (x's shape), when given, is added to dX: as the
+/// direct kernel stores each value where it can (a residual block's shortcut gradient). Timed for
+/// the benchmark's breakdown (a batch norm's input gradient evaluated here counts as convolution
+/// time).
 pub(crate) fn backward_values<T: Real>(
     x: &[T],
     normalization: Option<&Normalization<T>>,
     weight: &[T],
     dy: OutputGradient<T>,
-    g: &Geometry,
+    (g, dx_plus): (&Geometry, Option<&[T]>),
     want_dx: bool,
 ) -> (Option<Vec<T>>, Vec<T>) {
     let isa = simd::current();
@@ -703,7 +708,8 @@ pub(crate) fn backward_values<T: Real>(
     add_conv_flops(if want_dx { 4 } else { 2 } * g.macs());
     let both = || -> Option<(Vec<T>, Vec<T>)> {
         let (x, dy) = (Images::of(x, normalization)?, Images::of_gradient(&dy)?);
-        let (dx, dw) = backward_direct(&x, &dy, T::as_f32(weight)?, g, isa)?;
+        let dx_plus = dx_plus.map(T::as_f32).map_or(Some(None), |p| p.map(Some))?;
+        let (dx, dw) = backward_direct(&x, &dy, T::as_f32(weight)?, (g, dx_plus), isa)?;
         Some((T::from_f32(dx)?, T::from_f32(from_hwio(&dw, g))?))
     };
     if let Some((dx, dw)) = want_dx.then(both).flatten() {
@@ -729,7 +735,16 @@ pub(crate) fn backward_values<T: Real>(
         count_conv_pass(result.is_some());
         result.unwrap_or_else(general)
     };
-    let dx = want_dx.then(|| either(true, &|| input_grad_im2col(dy, weight, g)));
+    let dx = want_dx.then(|| {
+        let mut dx = either(true, &|| input_grad_im2col(dy, weight, g));
+        if let Some(plus) = dx_plus {
+            dx.par_iter_mut()
+                .zip(plus.par_iter())
+                .with_min_len(4096)
+                .for_each(|(a, &b)| *a += b);
+        }
+        dx
+    });
     let dw = either(false, &|| {
         weight_grad_im2col(&normalized(x, normalization), dy, g)
     });
@@ -751,7 +766,7 @@ impl Conv {
             with_slice::<T, _>(weight, |w| {
                 with_slice::<T, _>(grad, |dy| {
                     let dy = OutputGradient::Values(dy);
-                    Ok(backward_values(x, None, w, dy, &g, want_dx))
+                    Ok(backward_values(x, None, w, dy, (&g, None), want_dx))
                 })
             })
         })?;
