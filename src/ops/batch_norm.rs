@@ -368,8 +368,8 @@ impl<T: Real> Normalization<T> {
     /// This normalisation for the f32 kernels, when `T` is f32.
     pub(crate) fn to_f32(&self) -> Option<Normalization<f32>> {
         Some(Normalization {
-            scale: T::as_f32(&self.scale)?.to_vec(),
-            shift: T::as_f32(&self.shift)?.to_vec(),
+            scale: f32_copy(&self.scale)?,
+            shift: f32_copy(&self.shift)?,
             relu: self.relu,
         })
     }
@@ -397,20 +397,39 @@ impl<T: Real> Normalization<T> {
     /// The normalised copy of channels-last `x`, written once, in parallel.
     pub(crate) fn apply(&self, x: &[T]) -> Vec<T> {
         let channels = self.channels();
-        let chunk = chunk_rows(channels) * channels;
-        let kernel = |index: usize, out: &mut [MaybeUninit<T>]| {
-            let x = &x[index * chunk..][..out.len()];
-            for (o, x) in out.chunks_exact_mut(channels).zip(x.chunks_exact(channels)) {
-                for (o, y) in o.iter_mut().zip(self.pixel(x, 0)) {
-                    o.write(y);
-                }
-            }
-        };
-        // SAFETY: chunk `index` of the output and its slice of x have the same length, a
-        // multiple of the channel count (as are chunk and x.len()), and `pixel` writes each of a
-        // pixel's channels once.
-        unsafe { fill_parallel(x.len(), chunk, kernel) }
+        per_pixel(x.len(), channels, |at| self.pixel(&x[at..][..channels], 0))
     }
+}
+
+/// `values` as f32, when `T` is f32.
+fn f32_copy<T: Real>(values: &[T]) -> Option<Vec<f32>> {
+    Some(T::as_f32(values)?.to_vec())
+}
+
+/// A channels-last tensor of `len` values, the pixel whose values start at `at` given by
+/// `pixel(at)`: written once, in parallel chunks of whole pixels. A pixel that yields fewer than
+/// `channels` values has the rest zeroed, so every value is written.
+fn per_pixel<T: Real, P: Iterator<Item = T>>(
+    len: usize,
+    channels: usize,
+    pixel: impl Fn(usize) -> P + Sync,
+) -> Vec<T> {
+    let channels = channels.max(1);
+    let chunk = chunk_rows(channels) * channels;
+    let kernel = |index: usize, out: &mut [MaybeUninit<T>]| {
+        for (p, out) in out.chunks_mut(channels).enumerate() {
+            let mut written = 0;
+            for (o, v) in out.iter_mut().zip(pixel(index * chunk + p * channels)) {
+                o.write(v);
+                written += 1;
+            }
+            for o in &mut out[written..] {
+                o.write(T::from_f64(0.0));
+            }
+        }
+    };
+    // SAFETY: the chunks cover the output, and each of its values is written once above.
+    unsafe { fill_parallel(len, chunk, kernel) }
 }
 
 pub(crate) struct Gradients<T> {
@@ -490,11 +509,11 @@ impl<T: Real> InputGradient<T> {
     /// These coefficients for the f32 kernels, when `T` is f32.
     pub(crate) fn to_f32(&self) -> Option<InputGradient<f32>> {
         Some(InputGradient {
-            mask_scale: T::as_f32(&self.mask_scale)?.to_vec(),
-            mask_shift: T::as_f32(&self.mask_shift)?.to_vec(),
-            a: T::as_f32(&self.a)?.to_vec(),
-            b: T::as_f32(&self.b)?.to_vec(),
-            c: T::as_f32(&self.c)?.to_vec(),
+            mask_scale: f32_copy(&self.mask_scale)?,
+            mask_shift: f32_copy(&self.mask_shift)?,
+            a: f32_copy(&self.a)?,
+            b: f32_copy(&self.b)?,
+            c: f32_copy(&self.c)?,
         })
     }
 
@@ -517,22 +536,9 @@ impl<T: Real> InputGradient<T> {
     /// dx for the input `x` and output gradient `dy`, written once, in parallel.
     pub(crate) fn apply(&self, x: &[T], dy: &[T]) -> Vec<T> {
         let channels = self.channels();
-        let chunk = chunk_rows(channels) * channels;
-        let kernel = |index: usize, dx: &mut [MaybeUninit<T>]| {
-            let start = index * chunk;
-            let (x, dy) = (&x[start..][..dx.len()], &dy[start..][..dx.len()]);
-            let pixels = dx
-                .chunks_exact_mut(channels)
-                .zip(x.chunks_exact(channels).zip(dy.chunks_exact(channels)));
-            for (d, (x, g)) in pixels {
-                for (d, v) in d.iter_mut().zip(self.pixel(x, g)) {
-                    d.write(v);
-                }
-            }
-        };
-        // SAFETY: as in `Normalization::apply`: chunks of whole pixels, and `pixel` writes every
-        // channel of each.
-        unsafe { fill_parallel(x.len(), chunk, kernel) }
+        per_pixel(x.len(), channels, |at| {
+            self.pixel(&x[at..][..channels], &dy[at..][..channels])
+        })
     }
 }
 

@@ -73,15 +73,14 @@ pub(crate) fn forward<T: Real>(
     })
 }
 
-/// `out = relu(y + shortcut)` over one pixel's channels `first..` (y normalised first when
-/// `normalization` is given); channels past the shortcut's end add nothing (option A's zeros).
+/// `out = relu(y + shortcut)` over one pixel's channels (y normalised first when `normalization`
+/// is given); channels past the shortcut's end add nothing (option A's zeros).
 #[inline(always)]
 fn add_relu_pixel<T: Real>(
     out: &mut [MaybeUninit<T>],
     y: &[T],
     normalization: Option<&Normalization<T>>,
     shortcut: &[T],
-    first: usize,
 ) {
     let (out, rest) = out.split_at_mut(shortcut.len().min(out.len()));
     let (y, y_rest) = y.split_at(out.len());
@@ -95,10 +94,10 @@ fn add_relu_pixel<T: Real>(
             }
         }
         Some(n) => {
-            for ((o, a), &s) in out.iter_mut().zip(n.pixel(y, first)).zip(shortcut) {
+            for ((o, a), &s) in out.iter_mut().zip(n.pixel(y, 0)).zip(shortcut) {
                 o.write(relu(a + s));
             }
-            for (o, a) in rest.iter_mut().zip(n.pixel(y_rest, first + y.len())) {
+            for (o, a) in rest.iter_mut().zip(n.pixel(y_rest, y.len())) {
                 o.write(relu(a));
             }
         }
@@ -128,7 +127,7 @@ fn forward_untimed<T: Real>(
                 .zip(y.chunks_exact(c))
                 .zip(x.chunks_exact(c))
             {
-                add_relu_pixel(o, y, normalization, x, 0);
+                add_relu_pixel(o, y, normalization, x);
             }
         };
         // SAFETY: chunk is a whole number of pixels, as is y.len() (= x.len(), by `dims`), so
@@ -154,7 +153,7 @@ fn forward_untimed<T: Real>(
                 .zip(y.chunks_exact(c))
                 .zip(x_row.chunks(2 * xc))
             {
-                add_relu_pixel(o, y, normalization, &shortcut[..xc], 0);
+                add_relu_pixel(o, y, normalization, &shortcut[..xc]);
             }
         }
     };

@@ -101,6 +101,60 @@ impl Geometry {
         (iy < self.h && ix < self.w).then_some((iy, ix))
     }
 
+    /// The frame of the input the weight-gradient kernel reads: every row and column a tap reaches.
+    fn weight_grad_frame(&self) -> (usize, usize) {
+        (
+            (self.ho - 1) * self.stride + self.k,
+            (self.wo - 1) * self.stride + self.k,
+        )
+    }
+
+    /// The sliding kernel for one image of this convolution.
+    fn sliding<'a>(
+        &self,
+        (tile, input): (Tile, &'a Padded),
+        weights: &'a [f32],
+        out: &'a mut [MaybeUninit<f32>],
+        epilogue: Epilogue<'a>,
+    ) -> SlidingConv<'a> {
+        SlidingConv {
+            tile,
+            input,
+            cin: self.cin,
+            k: self.k,
+            stride: self.stride,
+            ho: self.ho,
+            wo: self.wo,
+            weights,
+            cout: self.cout,
+            out,
+            epilogue,
+        }
+    }
+
+    /// The weight-gradient kernel for one image of this convolution, its dY rows `dy_pitch`
+    /// floats apart.
+    fn weight_grad<'a>(
+        &self,
+        (tile, input): (Tile, &'a Padded),
+        (dy, dy_pitch): (&'a [f32], usize),
+        dw: &'a mut [f32],
+    ) -> WeightGrad<'a> {
+        WeightGrad {
+            tile,
+            input,
+            cin: self.cin,
+            k: self.k,
+            stride: self.stride,
+            ho: self.ho,
+            wo: self.wo,
+            dy,
+            dy_pitch,
+            cout: self.cout,
+            dw,
+        }
+    }
+
     /// For stride 1, the input gradient is the convolution of dY (padded by k − 1 − pad) with the
     /// flipped, transposed kernel: this is its geometry.
     fn transposed(&self) -> Option<Geometry> {
@@ -266,19 +320,7 @@ fn sliding_direct(
         };
         let done = PADDED.with_borrow_mut(|padded| {
             padded.fill(image, (g.h, g.w, g.cin), g.pad, (rows, width), isa);
-            let kernel = SlidingConv {
-                tile,
-                input: padded,
-                cin: g.cin,
-                k: g.k,
-                stride: g.stride,
-                ho: g.ho,
-                wo: g.wo,
-                weights: &packed,
-                cout: g.cout,
-                out: &mut *out,
-                epilogue,
-            };
+            let kernel = g.sliding((tile, padded), &packed, &mut *out, epilogue);
             simd::dispatch(isa, kernel).unwrap_or(false)
         });
         if !done {
@@ -287,7 +329,7 @@ fn sliding_direct(
         }
     };
     // SAFETY: the sliding kernel writes every pixel and channel chunk of its image's output when
-    // it returns true (the shapes `Tile::for_channels` admits), and `fill` zeroes it otherwise.
+    // it returns true (the shapes `Tile::for_row` admits), and `fill` zeroes it otherwise.
     let out = unsafe { fill_parallel(g.batch * g.output_len(), g.output_len(), fill) };
     (!refused.load(Ordering::Relaxed)).then_some(out)
 }
@@ -345,7 +387,7 @@ fn backward_direct(
     let k = g.k;
     let packed = direct::pack_sliding(&dx_tile, (t.cout, t.cin, k), flipped_transposed(weight, g));
     let dy_frame = direct::frame(&dx_tile, (t.ho, t.wo), k, 1);
-    let x_frame = ((g.ho - 1) * g.stride + k, (g.wo - 1) * g.stride + k);
+    let x_frame = g.weight_grad_frame();
     // dY's first pixel in its frame (t.pad rows and columns in), and the floats from row to row.
     let dy_first = (t.pad * dy_frame.1 + t.pad) * g.cout;
     let dy_pitch = dy_frame.1 * g.cout;
@@ -361,37 +403,15 @@ fn backward_direct(
                 let b = index * group + i;
                 let dy_image = dy.image(b, g.output_len());
                 dy_padded.fill(dy_image, (g.ho, g.wo, g.cout), t.pad, dy_frame, isa);
-                let input_grad = SlidingConv {
-                    tile: dx_tile,
-                    input: &dy_padded,
-                    cin: t.cin,
-                    k,
-                    stride: 1,
-                    ho: t.ho,
-                    wo: t.wo,
-                    weights: &packed,
-                    cout: t.cout,
-                    out: dx,
-                    epilogue: Epilogue {
-                        residual: dx_plus.map(|plus| image(plus, b, g.input_len())),
-                        ..Epilogue::default()
-                    },
+                let epilogue = Epilogue {
+                    residual: dx_plus.map(|plus| image(plus, b, g.input_len())),
+                    ..Epilogue::default()
                 };
+                let input_grad = t.sliding((dx_tile, &dy_padded), &packed, dx, epilogue);
                 let x_image = x.image(b, g.input_len());
                 x_padded.fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
-                let weight_grad = WeightGrad {
-                    tile: dw_tile,
-                    input: &x_padded,
-                    cin: g.cin,
-                    k,
-                    stride: g.stride,
-                    ho: g.ho,
-                    wo: g.wo,
-                    dy: dy_padded.data.get(dy_first..)?,
-                    dy_pitch,
-                    cout: g.cout,
-                    dw: &mut dw,
-                };
+                let dy = (dy_padded.data.get(dy_first..)?, dy_pitch);
+                let weight_grad = g.weight_grad((dw_tile, &x_padded), dy, &mut dw);
                 let done = simd::dispatch(isa, input_grad).unwrap_or(false)
                     && simd::dispatch(isa, weight_grad).unwrap_or(false);
                 if !done {
@@ -483,24 +503,12 @@ fn weight_grad_direct(x: &Images, dy: &[f32], g: &Geometry, isa: Isa) -> Option<
     if g.cin < tile.pixels {
         return None;
     }
-    let rows = (g.ho - 1) * g.stride + g.k;
-    let width = (g.wo - 1) * g.stride + g.k;
+    let frame = g.weight_grad_frame();
     let hwio = weight_grad_groups::<f32, _>(g, Padded::new, |b, dw, padded| {
         let x_image = x.image(b, g.input_len());
-        padded.fill(x_image, (g.h, g.w, g.cin), g.pad, (rows, width), isa);
-        let kernel = WeightGrad {
-            tile,
-            input: padded,
-            cin: g.cin,
-            k: g.k,
-            stride: g.stride,
-            ho: g.ho,
-            wo: g.wo,
-            dy: image(dy, b, g.output_len()),
-            dy_pitch: g.wo * g.cout,
-            cout: g.cout,
-            dw,
-        };
+        padded.fill(x_image, (g.h, g.w, g.cin), g.pad, frame, isa);
+        let dy = (image(dy, b, g.output_len()), g.wo * g.cout);
+        let kernel = g.weight_grad((tile, padded), dy, dw);
         simd::dispatch(isa, kernel).unwrap_or(false)
     })?;
     Some(from_hwio(&hwio, g))
