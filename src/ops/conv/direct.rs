@@ -7,6 +7,8 @@
 //!   W[ky, kx, ci, chunk]`: P output pixels × V vectors of output channels. For one kernel row ky the
 //!   (kx, ci) pairs are contiguous in a channels-last image, so the inner loop runs over k·Cin values.
 //!   It is the forward pass, and (on the flipped, transposed kernel) the stride-1 input gradient.
+//!   For stride 1 it runs as [`sliding_shared`], which broadcasts each input value once for the
+//!   k taps of a kernel row that read it.
 //! - [`WeightGrad`]: `dW[ky, kx, ci0..ci0+R, chunk] += Σ_{oy, ox} x[oy·s+ky, ox·s+kx, ci] ·
 //!   dY[oy, ox, chunk]`: R input channels × V vectors of output channels, summed over the pixels.
 //!
@@ -342,7 +344,7 @@ impl WithSimd for SlidingConv<'_> {
     type Output = bool;
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) -> bool {
+    fn with_simd<S: Simd>(mut self, simd: S) -> bool {
         if S::F32_LANES != self.tile.lanes || !self.fits() {
             return false;
         }
@@ -352,6 +354,9 @@ impl WithSimd for SlidingConv<'_> {
             // needs its own address register and five were spilled to the stack, five extra loads
             // per 16 multiply-adds in the hottest loop (seen under `perf annotate` on AVX-512).
             // With the step a constant, the offsets are immediates from one register.
+            if self.stride == 1 && sliding_shared_dispatch(simd, &mut self) {
+                return true;
+            }
             match (self.tile.vectors, self.tile.pixels, self.stride * self.cin) {
                 (1, 16, 16) => sliding::<S, 1, 16, 16>(simd, self),
                 (1, 16, 32) => sliding::<S, 1, 16, 32>(simd, self),
@@ -428,44 +433,190 @@ unsafe fn sliding<S: Simd, const V: usize, const P: usize, const STEP: usize>(
                         }
                     }
                 }
-                let valid = P.min(c.wo - ox0);
-                if let Some(bias) = c.epilogue.bias {
-                    // SAFETY: `fits` checked the bias holds cout values.
-                    let bias = unsafe { bias.as_ptr().add(chunk * width) };
-                    for acc in acc.iter_mut().take(valid) {
-                        for (v, value) in acc.iter_mut().enumerate() {
-                            let b = unsafe { load::<S>(bias.add(v * lanes)) };
-                            *value = simd.add_f32s(*value, b);
+                // SAFETY: the caller's contract.
+                unsafe { finish_tile(simd, out, &c, acc, (oy, ox0, chunk)) };
+            }
+        }
+    }
+}
+
+/// Apply the epilogue to one tile's accumulators, P pixels from (oy, ox0) by V vectors of output
+/// channels of `chunk`, and store the pixels inside the row.
+///
+/// # Safety
+/// `c.fits()` must hold, and the tile must lie in the output: oy < ho, ox0 < wo, chunk < cout / width.
+#[inline(always)]
+unsafe fn finish_tile<S: Simd, const V: usize, const P: usize>(
+    simd: S,
+    out: *mut f32,
+    c: &SlidingConv<'_>,
+    mut acc: [[S::f32s; V]; P],
+    (oy, ox0, chunk): (usize, usize, usize),
+) {
+    let lanes = S::F32_LANES;
+    let width = V * lanes;
+    let zero = simd.splat_f32s(0.0);
+    let valid = P.min(c.wo - ox0);
+    if let Some(bias) = c.epilogue.bias {
+        // SAFETY: `fits` checked the bias holds cout values.
+        let bias = unsafe { bias.as_ptr().add(chunk * width) };
+        for acc in acc.iter_mut().take(valid) {
+            for (v, value) in acc.iter_mut().enumerate() {
+                let b = unsafe { load::<S>(bias.add(v * lanes)) };
+                *value = simd.add_f32s(*value, b);
+            }
+        }
+    }
+    if let Some(residual) = c.epilogue.residual {
+        // SAFETY: `fits` checked the residual holds the image's ho·wo·cout values.
+        let residual = unsafe {
+            residual
+                .as_ptr()
+                .add((oy * c.wo + ox0) * c.cout + chunk * width)
+        };
+        for (p, acc) in acc.iter_mut().enumerate().take(valid) {
+            for (v, value) in acc.iter_mut().enumerate() {
+                let r = unsafe { load::<S>(residual.add(p * c.cout + v * lanes)) };
+                *value = simd.add_f32s(*value, r);
+            }
+        }
+    }
+    if c.epilogue.relu {
+        for acc in acc.iter_mut().take(valid) {
+            for value in acc.iter_mut() {
+                *value = simd.max_f32s(*value, zero);
+            }
+        }
+    }
+    for (p, acc) in acc.iter().enumerate().take(valid) {
+        let dst = unsafe { out.add((oy * c.wo + ox0 + p) * c.cout + chunk * width) };
+        for (v, &value) in acc.iter().enumerate() {
+            unsafe { store::<S>(dst.add(v * lanes), value) };
+        }
+    }
+}
+
+/// [`sliding_shared`] for `c`'s shape, or `false` for a shape it is not compiled for. The
+/// constant shapes are the ResNets' stride-1 3×3 layers and stems, and the 2×2 parity
+/// convolutions of their stride-2 input gradients, with the input channels a constant so that the
+/// pixels' offsets are immediates; other 3×3 and 2×2 shapes read the channels at run time.
+///
+/// # Safety
+/// `c.fits()` must hold, with stride 1.
+#[inline(always)]
+unsafe fn sliding_shared_dispatch<S: Simd>(simd: S, c: &mut SlidingConv<'_>) -> bool {
+    macro_rules! shapes {
+        ($(($v:literal, $p:literal, $k:literal, $cin:pat => $const_cin:literal)),* $(,)?) => {
+            match (c.tile.vectors, c.tile.pixels, c.k, c.cin) {
+                $(
+                    ($v, $p, $k, $cin) => sliding_shared::<S, $v, $p, $k, $const_cin>(simd, c),
+                )*
+                _ => return false,
+            }
+        };
+    }
+    // SAFETY: the caller's contract; each arm passes the tile's V and P, K = c.k and CIN = c.cin
+    // or 0.
+    unsafe {
+        shapes!(
+            (1, 16, 3, 16 => 16),
+            (1, 16, 3, 3 => 3),
+            (1, 14, 3, 16 => 16),
+            (1, 14, 3, 32 => 32),
+            (1, 14, 3, 1 => 1),
+            (2, 8, 3, 32 => 32),
+            (2, 8, 3, 64 => 64),
+            (2, 7, 3, 32 => 32),
+            (2, 7, 3, 64 => 64),
+            (2, 8, 2, 32 => 32),
+            (2, 8, 2, 64 => 64),
+            (2, 7, 2, 32 => 32),
+            (2, 7, 2, 64 => 64),
+            (1, 16, 3, _ => 0),
+            (2, 8, 3, _ => 0),
+            (1, 8, 3, _ => 0),
+            (2, 4, 3, _ => 0),
+            (1, 14, 3, _ => 0),
+            (2, 7, 3, _ => 0),
+            (1, 7, 3, _ => 0),
+            (2, 8, 2, _ => 0),
+            (2, 4, 2, _ => 0),
+            (2, 7, 2, _ => 0),
+        )
+    }
+    true
+}
+
+/// The sliding kernel for stride 1, each input value broadcast once for all K taps of a kernel row
+/// that read it, instead of once per tap.
+///
+/// In a stride-1 row, output pixel p's tap kx reads input column p + kx, so one input value
+/// serves K accumulators with K different weight vectors. [`sliding`] broadcasts it once per
+/// (pixel, tap): with one vector of output channels (16 channels on AVX-512) that is one load per
+/// multiply-add, more than the two load ports can serve beside two FMA ports. Here, per input
+/// channel and kernel row, K·V weight vectors and P + K − 1 broadcasts feed K·P·V multiply-adds.
+/// Each accumulator adds its terms in (ky, ci, kx) order instead of (ky, kx, ci).
+///
+/// # Safety
+/// `c.fits()` must hold, with `c.stride == 1`, `c.k == K` and `CIN` 0 or `c.cin`.
+#[inline(always)]
+unsafe fn sliding_shared<
+    S: Simd,
+    const V: usize,
+    const P: usize,
+    const K: usize,
+    const CIN: usize,
+>(
+    simd: S,
+    c: &mut SlidingConv<'_>,
+) {
+    let lanes = S::F32_LANES;
+    let width = V * lanes;
+    let cin = if CIN == 0 { c.cin } else { CIN };
+    let span = K * cin;
+    let pitch = c.input.width * cin;
+    let input = c.input.data.as_ptr();
+    let out = c.out.as_mut_ptr().cast::<f32>();
+    let c = &*c;
+    let zero = simd.splat_f32s(0.0);
+    for oy in 0..c.ho {
+        for chunk in 0..c.cout / width {
+            let weights = unsafe { c.weights.as_ptr().add(chunk * K * span * width) };
+            for ox0 in (0..c.wo).step_by(P) {
+                let mut acc = [[zero; V]; P];
+                for ky in 0..K {
+                    // SAFETY (all offsets below): the frame holds rows ho − 1 + K and columns
+                    // ⌈wo/P⌉·P − 1 + K, the packed weights K·K·Cin·width per chunk.
+                    let row = unsafe { input.add((oy + ky) * pitch + ox0 * cin) };
+                    let wrow = unsafe { weights.add(ky * span * width) };
+                    for ci in 0..cin {
+                        let mut w = [[zero; V]; K];
+                        for (kx, w) in w.iter_mut().enumerate() {
+                            for (v, w) in w.iter_mut().enumerate() {
+                                *w = unsafe {
+                                    load::<S>(wrow.add((kx * cin + ci) * width + v * lanes))
+                                };
+                            }
+                        }
+                        // Pixel p's tap kx reads input column p + kx, which pixel p + 1's tap
+                        // kx − 1 reads too. Written per (pixel, tap), the release build loads
+                        // and broadcasts each column once: under `perf annotate` every broadcast
+                        // feeds K·V multiply-adds. A loop over the columns instead, which named
+                        // the broadcast sharing explicitly, was as fast in release but kept the
+                        // accumulators on the stack at the tests' opt-level 1: a short training
+                        // run in the debug build took 14.6 s instead of 5.5.
+                        for (p, acc) in acc.iter_mut().enumerate() {
+                            for (kx, w) in w.iter().enumerate() {
+                                let a = simd.splat_f32s(unsafe { *row.add((p + kx) * cin + ci) });
+                                for (acc, &w) in acc.iter_mut().zip(w) {
+                                    *acc = simd.mul_add_e_f32s(a, w, *acc);
+                                }
+                            }
                         }
                     }
                 }
-                if let Some(residual) = c.epilogue.residual {
-                    // SAFETY: `fits` checked the residual holds the image's ho·wo·cout values.
-                    let residual = unsafe {
-                        residual
-                            .as_ptr()
-                            .add((oy * c.wo + ox0) * c.cout + chunk * width)
-                    };
-                    for (p, acc) in acc.iter_mut().enumerate().take(valid) {
-                        for (v, value) in acc.iter_mut().enumerate() {
-                            let r = unsafe { load::<S>(residual.add(p * c.cout + v * lanes)) };
-                            *value = simd.add_f32s(*value, r);
-                        }
-                    }
-                }
-                if c.epilogue.relu {
-                    for acc in acc.iter_mut().take(valid) {
-                        for value in acc.iter_mut() {
-                            *value = simd.max_f32s(*value, zero);
-                        }
-                    }
-                }
-                for (p, acc) in acc.iter().enumerate().take(valid) {
-                    let dst = unsafe { out.add((oy * c.wo + ox0 + p) * c.cout + chunk * width) };
-                    for (v, &value) in acc.iter().enumerate() {
-                        unsafe { store::<S>(dst.add(v * lanes), value) };
-                    }
-                }
+                // SAFETY: the caller's contract.
+                unsafe { finish_tile(simd, out, c, acc, (oy, ox0, chunk)) };
             }
         }
     }
