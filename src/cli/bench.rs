@@ -1,5 +1,6 @@
-//! `sla bench`: times full training steps (expansion, forward, loss, backward, SGD) on random data
-//! and reports ms per step, images per second, peak memory and where the time went.
+//! `sla bench`: times full training steps (batch assembly from u8 images, expansion, forward, loss,
+//! backward, SGD) on random data and reports ms per step, images per second, peak memory and where
+//! the time went.
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -80,7 +81,7 @@ pub struct BenchArgs {
     pub device: String,
 }
 
-/// One fast op's share of a step.
+/// One fast op's (or the step's data work's) share of a step.
 #[derive(Debug, Serialize)]
 pub struct PhaseTime {
     pub name: &'static str,
@@ -384,7 +385,7 @@ fn print_report(r: &Report) {
     }
 }
 
-/// The fast ops' time and calls since the profile was reset, per one of `passes` passes.
+/// The profiled phases' time and calls since the profile was reset, per one of `passes` passes.
 fn profiled_phases(passes: f64) -> Vec<PhaseTime> {
     ops::profile::snapshot()
         .into_iter()

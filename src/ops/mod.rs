@@ -128,7 +128,8 @@ pub(crate) fn with_slice<T: WithDType, R>(
     }
 }
 
-/// Time spent in each fast op since the last [`reset_profile`], for the benchmark's breakdown.
+/// Time spent in each fast op, and in the step's data work, since the last [`reset_profile`], for
+/// the benchmark's breakdown.
 pub mod profile {
     use std::cell::RefCell;
     use std::time::Instant;
@@ -141,15 +142,21 @@ pub mod profile {
         BatchNormBackward,
         AddReluForward,
         AddReluBackward,
+        /// A training batch made from the dataset's u8 images: crop, flip, normalise.
+        BatchAssembly,
+        /// The batch expanded by the M transformations.
+        Expansion,
     }
 
-    pub const PHASES: [Phase; 6] = [
+    pub const PHASES: [Phase; 8] = [
         Phase::ConvForward,
         Phase::ConvBackward,
         Phase::BatchNormForward,
         Phase::BatchNormBackward,
         Phase::AddReluForward,
         Phase::AddReluBackward,
+        Phase::BatchAssembly,
+        Phase::Expansion,
     ];
 
     impl Phase {
@@ -161,6 +168,8 @@ pub mod profile {
                 Phase::BatchNormBackward => "batch norm (+relu) backward",
                 Phase::AddReluForward => "residual add+relu forward",
                 Phase::AddReluBackward => "residual add+relu backward",
+                Phase::BatchAssembly => "batch assembly (crop, flip, normalise)",
+                Phase::Expansion => "transformation expansion",
             }
         }
     }
@@ -169,8 +178,8 @@ pub mod profile {
     /// a benchmark on one thread is not disturbed by work on others.
     #[derive(Default)]
     struct Counters {
-        nanos: [u64; 6],
-        calls: [u64; 6],
+        nanos: [u64; PHASES.len()],
+        calls: [u64; PHASES.len()],
         conv_flops: u64,
         /// Convolution passes (forward, input or weight gradient) on the direct SIMD kernels, and on
         /// the general im2col path.

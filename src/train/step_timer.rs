@@ -1,28 +1,37 @@
-//! Timing a training step on random data, built as the trainer builds it (expansion, forward,
-//! loss, backward, SGD), for `sla bench` and the app's step estimate: one definition of "a step",
-//! so the estimate before a run and the benchmark time the same work.
+//! Timing a training step on random data, built as the trainer builds it (the batch from u8
+//! images, expansion, forward, loss, backward, SGD), for `sla bench` and the app's step estimate:
+//! one definition of "a step", so the estimate before a run and the benchmark time the same work.
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarMap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
-use crate::data::ImageShape;
+use crate::data::{Augmentation, Dataset, ImageShape, Normalization, make_batch};
 use crate::model::{ModelKind, Network, seeded_var_builder};
+use crate::ops::profile::{Phase, timed};
 use crate::process_memory::{peak_rss_mb, reset_peak_rss, resident_mb};
 use crate::sla::transform::Expander;
 use crate::sla::{Objective, TransformSet};
 
 use super::optim::Sgd;
 
-/// One training step's network, optimiser and random batch.
+/// Batches of a [`SyntheticStep`]'s dataset: the steps walk through it, so the batches are read
+/// from memory as a real dataset's are, not from cache.
+const SYNTHETIC_BATCHES: usize = 16;
+
+/// One training step's network, optimiser and dataset of random images.
 pub struct SyntheticStep {
     objective: Objective,
     expander: Option<Expander>,
     net: Network,
     sgd: Sgd,
-    images: Tensor,
-    labels: Tensor,
+    data: Dataset,
+    batch_size: usize,
+    steps: usize,
+    device: Device,
 }
 
 impl SyntheticStep {
@@ -55,29 +64,49 @@ impl SyntheticStep {
             .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let sgd = Sgd::new(params, 0.9, 1e-4, false);
-        let images = Tensor::randn(0f32, 1f32, (batch_size, c, h, w), device)?;
-        let classes = objective.num_classes as u32;
-        let labels: Vec<u32> = (0..batch_size as u32).map(|i| i % classes).collect();
-        let labels = Tensor::from_vec(labels, batch_size, device)?;
+        let data = random_dataset(shape, batch_size * SYNTHETIC_BATCHES, objective.num_classes);
         Ok(Self {
             objective,
             expander,
             net,
             sgd,
-            images,
-            labels,
+            data,
+            batch_size,
+            steps: 0,
+            device: device.clone(),
         })
     }
 
     /// One step; returns its loss (read back to the host, so a GPU step is timed to its end).
     pub fn run(&mut self) -> candle_core::Result<f64> {
-        let inputs = match &self.expander {
-            Some(expander) => expander.expand(&self.images)?,
-            None => self.images.clone(),
+        // The next batch of the dataset, with CIFAR's augmentation (the heaviest of the usual
+        // ones: pad 4, crop, flip) and a per-step random stream, as the trainer draws it.
+        let first = (self.steps % SYNTHETIC_BATCHES) * self.batch_size;
+        let indices: Vec<usize> = (first..first + self.batch_size).collect();
+        let augmentation = Augmentation {
+            crop_padding: 4,
+            horizontal_flip: true,
         };
+        let normalization = Normalization::uniform(0.5, 0.25, self.data.shape.channels);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.steps as u64);
+        self.steps += 1;
+        let (images, labels) = timed(Phase::BatchAssembly, || {
+            make_batch(
+                &self.data,
+                &indices,
+                &augmentation,
+                &normalization,
+                &mut rng,
+                &self.device,
+            )
+        })?;
+        let inputs = timed(Phase::Expansion, || match &self.expander {
+            Some(expander) => expander.expand(&images),
+            None => Ok(images.clone()),
+        })?;
         let features = self.net.features(&inputs, true)?;
         let outputs = self.objective.outputs(self.net.heads(), &features)?;
-        let loss = self.objective.loss(&outputs, &self.labels)?;
+        let loss = self.objective.loss(&outputs, &labels)?;
         let grads = loss.backward()?;
         self.sgd.step(&grads, 0.1)?;
         loss.to_dtype(DType::F64)?.to_scalar::<f64>()
@@ -102,17 +131,8 @@ pub fn time_evaluation(
     work: EvaluationWork,
     before_timed: impl FnOnce(),
 ) -> candle_core::Result<Vec<f64>> {
-    let classes = model.objective.num_classes;
-    // Any pixels will do: the time does not depend on them.
-    let data = crate::data::Dataset {
-        shape,
-        images: (0..work.images * shape.image_len())
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect(),
-        labels: (0..work.images).map(|i| (i % classes) as u32).collect(),
-        class_names: (0..classes).map(|c| c.to_string()).collect(),
-    };
-    let normalization = crate::data::Normalization::uniform(0.5, 0.25, shape.channels);
+    let data = random_dataset(shape, work.images, model.objective.num_classes);
+    let normalization = Normalization::uniform(0.5, 0.25, shape.channels);
     let evaluate =
         || super::evaluate::evaluate(model, &data, &normalization, work.batch_size, 0, &|| false);
     evaluate()?;
@@ -125,6 +145,19 @@ pub fn time_evaluation(
     }
     sorted_ms.sort_by(f64::total_cmp);
     Ok(sorted_ms)
+}
+
+/// `images` images of `shape` with scrambled pixels, labelled round the `classes`: any pixels
+/// will do, the time does not depend on them.
+fn random_dataset(shape: ImageShape, images: usize, classes: usize) -> Dataset {
+    Dataset {
+        shape,
+        images: (0..images * shape.image_len())
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+        labels: (0..images).map(|i| (i % classes) as u32).collect(),
+        class_names: (0..classes).map(|c| c.to_string()).collect(),
+    }
 }
 
 /// What timing some steps measured.
