@@ -25,7 +25,8 @@ const LAYERS: [(&str, usize, usize, usize, usize); 8] = [
 fn main() -> candle_core::Result<()> {
     let mut args = std::env::args().skip(1);
     let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(512);
-    let repeats: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(9);
+    // At least one timed pass, so the minimum and the median exist.
+    let repeats: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(9).max(1);
     keep_freed_memory();
     let threads = rayon::current_num_threads();
     let peak = simd::measure_peak_gflops(simd::current(), threads);
