@@ -3,11 +3,14 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use sla::config::{TrainConfig, TransformChoice};
 use sla::data::{self, Augmentation, DatasetKind, DatasetSource, Normalization};
 use sla::model::{ModelKind, Network, seeded_var_builder};
 use sla::run;
 use sla::sla::{Mode, Objective, TransformPreset, TransformSet, transform::Expander};
+use sla::train::prefetch::{BatchPlan, Prefetcher};
 use sla::train::{RunStart, TrainerCommand, TrainerEvent, TrainerHandle, trainer};
 
 use crate::support::{train, weight_bits};
@@ -414,4 +417,146 @@ fn images_shape(images: &Tensor) -> candle_core::Result<data::ImageShape> {
         height,
         width,
     })
+}
+
+/// The batch builder's plan over the embedded set: crops and flips on, expanded by the rotations.
+fn rotation_plan(dataset: std::sync::Arc<data::Dataset>) -> candle_core::Result<BatchPlan> {
+    let set = TransformSet::preset(TransformPreset::Rotation);
+    Ok(BatchPlan {
+        dataset,
+        augmentation: Augmentation {
+            crop_padding: 2,
+            horizontal_flip: true,
+        },
+        normalization: Normalization::for_kind(DatasetKind::FashionMini, 1),
+        expander: Some(Expander::new(&set, 1, 28, 28, &Device::Cpu)?),
+        device: Device::Cpu,
+    })
+}
+
+/// Step `step`'s images (eight, spread over the set) and augmentation stream, for the builder tests.
+fn draw_step(step: u64) -> (Vec<usize>, ChaCha8Rng) {
+    let indices = (0..8)
+        .map(|i| (step as usize * 37 + i * 101) % 700)
+        .collect();
+    (indices, ChaCha8Rng::seed_from_u64(step))
+}
+
+/// The builder thread hands over, in order, exactly the batches `make_batch` and the expander
+/// make on the step's own thread: pixel for pixel, label for label.
+#[test]
+fn the_batch_builder_hands_over_each_steps_batch_as_the_step_would_make_it()
+-> candle_core::Result<()> {
+    let train = std::sync::Arc::new(
+        data::load(&DatasetSource::default())
+            .expect("embedded")
+            .train,
+    );
+    let plan = rotation_plan(train.clone())?;
+    let expander = plan.expander.clone().expect("an expander");
+    let mut batches = Prefetcher::spawn(plan, 3..7, draw_step).expect("builder thread");
+    for step in 3..7 {
+        let batch = batches.next_batch()?;
+        assert_eq!(batch.step, step);
+        let (indices, mut rng) = draw_step(step);
+        let (images, labels) = data::make_batch(
+            &train,
+            &indices,
+            &Augmentation {
+                crop_padding: 2,
+                horizontal_flip: true,
+            },
+            &Normalization::for_kind(DatasetKind::FashionMini, 1),
+            &mut rng,
+            &Device::Cpu,
+        )?;
+        let expected = expander.expand(&images)?;
+        assert_eq!(batch.inputs.dims(), [32, 1, 28, 28]);
+        assert_eq!(
+            batch.inputs.flatten_all()?.to_vec1::<f32>()?,
+            expected.flatten_all()?.to_vec1::<f32>()?,
+            "step {step}"
+        );
+        assert_eq!(batch.labels.to_vec1::<u32>()?, labels.to_vec1::<u32>()?);
+    }
+    let after_the_last = batches
+        .next_batch()
+        .err()
+        .expect("no eighth batch")
+        .to_string();
+    assert!(after_the_last.contains("no batch left"), "{after_the_last}");
+    Ok(())
+}
+
+/// While a step trains on its batch, the next one is drawn and built without being asked for,
+/// and no further: the builder works one batch ahead, never more.
+#[test]
+fn the_batch_builder_works_one_batch_ahead_of_the_step() -> candle_core::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let train = std::sync::Arc::new(
+        data::load(&DatasetSource::default())
+            .expect("embedded")
+            .train,
+    );
+    let drawn = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = drawn.clone();
+    let mut batches = Prefetcher::spawn(rotation_plan(train)?, 0..100, move |step| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        draw_step(step)
+    })
+    .expect("builder thread");
+    let first = batches.next_batch()?;
+    assert_eq!(first.step, 0);
+    // The step would train on `first` now; meanwhile the builder has drawn step 1 unasked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while drawn.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "step 1 was never drawn"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Batch 1 waits to be handed over; step 2 is not drawn before it is.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(drawn.load(Ordering::SeqCst), 2);
+    assert_eq!(batches.next_batch()?.step, 1);
+    // Dropped with step 2's batch built and waiting: the thread ends and is joined.
+    drop(batches);
+    Ok(())
+}
+
+/// A batch the builder cannot make reaches the step as the error it is, and the builder stops.
+#[test]
+fn a_batch_the_builder_cannot_make_is_the_steps_error() -> candle_core::Result<()> {
+    let train = std::sync::Arc::new(
+        data::load(&DatasetSource::default())
+            .expect("embedded")
+            .train,
+    );
+    let len = train.len();
+    let mut batches = Prefetcher::spawn(rotation_plan(train)?, 0..10, move |step| {
+        let (mut indices, rng) = draw_step(step);
+        if step == 1 {
+            indices[3] = len;
+        }
+        (indices, rng)
+    })
+    .expect("builder thread");
+    assert_eq!(batches.next_batch()?.step, 0);
+    let error = batches
+        .next_batch()
+        .err()
+        .expect("step 1 fails")
+        .to_string();
+    assert!(
+        error.contains(&format!("image index {len} is out of range")),
+        "{error}"
+    );
+    let after = batches
+        .next_batch()
+        .err()
+        .expect("nothing after the error")
+        .to_string();
+    assert!(after.contains("no batch left"), "{after}");
+    Ok(())
 }

@@ -87,6 +87,17 @@ pub struct PhaseTime {
     pub name: &'static str,
     pub ms_per_step: f64,
     pub calls_per_step: f64,
+    /// Done on the batch builder's thread while the step before ran: not part of the step's time.
+    pub beside_the_step: bool,
+}
+
+/// The time of `phases` inside the step (those beside it left out).
+fn step_ms(phases: &[PhaseTime]) -> f64 {
+    phases
+        .iter()
+        .filter(|p| !p.beside_the_step)
+        .map(|p| p.ms_per_step)
+        .sum()
 }
 
 #[derive(Debug, Serialize)]
@@ -225,7 +236,7 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
     let per_step = args.steps as f64;
     let breakdown = profiled_phases(per_step);
     let total_ms: f64 = times.iter().sum::<f64>() / per_step;
-    let ops_ms: f64 = breakdown.iter().map(|p| p.ms_per_step).sum();
+    let ops_ms = step_ms(&breakdown);
     let conv_gflop_per_step = ops::profile::conv_flops() as f64 * 1e-9 / per_step;
     let conv_gflops = conv_gflop_per_step / (median_ms * 1e-3);
     let conv_ms: f64 = breakdown
@@ -275,7 +286,7 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
             .into_iter()
             .filter(|p| p.calls_per_step > 0.0)
             .collect();
-        let ops_ms: f64 = breakdown.iter().map(|p| p.ms_per_step).sum();
+        let ops_ms = step_ms(&breakdown);
         let other_ms_per_pass = sorted_ms.iter().sum::<f64>() / passes - ops_ms;
         let median_ms_per_pass = sorted_ms[sorted_ms.len() / 2];
         let per_image_eval = median_ms_per_pass / args.eval_images as f64;
@@ -393,20 +404,28 @@ fn profiled_phases(passes: f64) -> Vec<PhaseTime> {
             name: phase.name(),
             ms_per_step: seconds * 1e3 / passes,
             calls_per_step: calls as f64 / passes,
+            beside_the_step: phase.beside_the_step(),
         })
         .collect()
 }
 
-/// A per-op table under `title`, then the rest of the time as `(label, ms)`.
+/// A per-op table under `title`, then the rest of the time as `(label, ms)`, then the work done
+/// beside it on the batch builder's thread, if any.
 fn print_phases(title: &str, phases: &[PhaseTime], (other, other_ms): (&str, f64)) {
-    println!("  {title}:");
-    for phase in phases {
+    let row = |phase: &PhaseTime| {
         println!(
             "    {:<40} {:>9.1}  ({:.0} calls)",
             phase.name, phase.ms_per_step, phase.calls_per_step
         );
-    }
+    };
+    println!("  {title}:");
+    phases.iter().filter(|p| !p.beside_the_step).for_each(row);
     println!("    {other:<40} {other_ms:>9.1}");
+    let beside: Vec<&PhaseTime> = phases.iter().filter(|p| p.beside_the_step).collect();
+    if !beside.is_empty() {
+        println!("  the next batch, built on its own thread while the step runs (ms/step):");
+        beside.into_iter().for_each(row);
+    }
 }
 
 /// Timed passes over the evaluation images (after one untimed pass).

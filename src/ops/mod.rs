@@ -132,7 +132,7 @@ pub(crate) fn with_slice<T: WithDType, R>(
 /// the benchmark's breakdown.
 pub mod profile {
     use std::cell::RefCell;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Phase {
@@ -142,13 +142,17 @@ pub mod profile {
         BatchNormBackward,
         AddReluForward,
         AddReluBackward,
-        /// A training batch made from the dataset's u8 images: crop, flip, normalise.
+        /// A training batch made from the dataset's u8 images: crop, flip, normalise (on the
+        /// batch builder's thread, beside the step before).
         BatchAssembly,
-        /// The batch expanded by the M transformations.
+        /// The batch expanded by the M transformations (on the builder's thread too, for a CPU
+        /// step).
         Expansion,
+        /// A step waiting for its batch: what of the data work the step before did not hide.
+        DataWait,
     }
 
-    pub const PHASES: [Phase; 8] = [
+    pub const PHASES: [Phase; 9] = [
         Phase::ConvForward,
         Phase::ConvBackward,
         Phase::BatchNormForward,
@@ -157,6 +161,7 @@ pub mod profile {
         Phase::AddReluBackward,
         Phase::BatchAssembly,
         Phase::Expansion,
+        Phase::DataWait,
     ];
 
     impl Phase {
@@ -170,7 +175,14 @@ pub mod profile {
                 Phase::AddReluBackward => "residual add+relu backward",
                 Phase::BatchAssembly => "batch assembly (crop, flip, normalise)",
                 Phase::Expansion => "transformation expansion",
+                Phase::DataWait => "waiting for the batch",
             }
+        }
+
+        /// Whether the phase runs beside the step, on the batch builder's thread, rather than
+        /// inside the step's own time.
+        pub fn beside_the_step(self) -> bool {
+            matches!(self, Phase::BatchAssembly | Phase::Expansion)
         }
     }
 
@@ -191,8 +203,14 @@ pub mod profile {
     }
 
     pub(crate) fn record(phase: Phase, start: Instant) {
+        record_duration(phase, start.elapsed());
+    }
+
+    /// One call of `phase` that took `duration`, here or on another thread (the batch builder's
+    /// work is recorded on the thread of the step it is for).
+    pub(crate) fn record_duration(phase: Phase, duration: Duration) {
         let index = phase as usize;
-        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         COUNTERS.with_borrow_mut(|c| {
             c.nanos[index] += nanos;
             c.calls[index] += 1;

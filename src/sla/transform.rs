@@ -272,7 +272,8 @@ impl TransformSet {
 }
 
 /// Expands batches `[B, C, H, W]` into `[B·M, C, H, W]` with row `b·M + j` = t_j(x_b), using one
-/// precomputed gather so the expansion is a single op on any device.
+/// precomputed gather so the expansion is a single op on any device. Cloning shares the table.
+#[derive(Clone)]
 pub struct Expander {
     table: Tensor,
     num_transforms: usize,

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod evaluate;
 pub mod events;
 pub mod optim;
+pub mod prefetch;
 pub mod sampler;
 pub mod schedule;
 pub mod setup;

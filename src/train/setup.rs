@@ -1,5 +1,7 @@
 //! Everything a run is built from a config: device, data, transformations, objective and network.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
@@ -12,9 +14,10 @@ use crate::sla::{Objective, TransformSet};
 use super::checkpoint::{Checkpoint, Fingerprint};
 use super::trainer::TrainError;
 
-/// The data of a run, limited and split as the config says.
+/// The data of a run, limited and split as the config says. The training set is shared with the
+/// thread that builds its batches.
 pub struct RunData {
-    pub train: Dataset,
+    pub train: Arc<Dataset>,
     pub test: Dataset,
     pub validation: Option<Dataset>,
     pub normalization: Normalization,
@@ -81,7 +84,7 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
         .into());
     }
     Ok(RunData {
-        train,
+        train: Arc::new(train),
         test,
         validation,
         normalization: Normalization::for_kind(config.dataset.kind, channels),

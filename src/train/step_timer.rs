@@ -1,7 +1,9 @@
 //! Timing a training step on random data, built as the trainer builds it (the batch from u8
-//! images, expansion, forward, loss, backward, SGD), for `sla bench` and the app's step estimate:
-//! one definition of "a step", so the estimate before a run and the benchmark time the same work.
+//! images and its expansion on the batch builder's thread, then forward, loss, backward, SGD), for
+//! `sla bench` and the app's step estimate: one definition of "a step", so the estimate before a
+//! run and the benchmark time the same work.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
@@ -9,29 +11,25 @@ use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{Augmentation, Dataset, ImageShape, Normalization, make_batch};
+use crate::data::{Augmentation, Dataset, ImageShape, Normalization};
 use crate::model::{ModelKind, Network, seeded_var_builder};
-use crate::ops::profile::{Phase, timed};
 use crate::process_memory::{peak_rss_mb, reset_peak_rss, resident_mb};
 use crate::sla::transform::Expander;
 use crate::sla::{Objective, TransformSet};
 
 use super::optim::Sgd;
+use super::prefetch::{BatchPlan, Prefetcher};
 
 /// Batches of a [`SyntheticStep`]'s dataset: the steps walk through it, so the batches are read
 /// from memory as a real dataset's are, not from cache.
 const SYNTHETIC_BATCHES: usize = 16;
 
-/// One training step's network, optimiser and dataset of random images.
+/// One training step's network, optimiser, and batches of a dataset of random images.
 pub struct SyntheticStep {
     objective: Objective,
-    expander: Option<Expander>,
     net: Network,
     sgd: Sgd,
-    data: Dataset,
-    batch_size: usize,
-    steps: usize,
-    device: Device,
+    batches: Prefetcher,
 }
 
 impl SyntheticStep {
@@ -64,46 +62,41 @@ impl SyntheticStep {
             .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let sgd = Sgd::new(params, 0.9, 1e-4, false);
-        let data = random_dataset(shape, batch_size * SYNTHETIC_BATCHES, objective.num_classes);
+        // CIFAR's augmentation (the heaviest of the usual ones: pad 4, crop, flip), and a
+        // per-step random stream, as the trainer draws it.
+        let plan = BatchPlan {
+            dataset: Arc::new(random_dataset(
+                shape,
+                batch_size * SYNTHETIC_BATCHES,
+                objective.num_classes,
+            )),
+            augmentation: Augmentation {
+                crop_padding: 4,
+                horizontal_flip: true,
+            },
+            normalization: Normalization::uniform(0.5, 0.25, c),
+            expander,
+            device: device.clone(),
+        };
+        let batches = Prefetcher::spawn(plan, 0..u64::MAX, move |step| {
+            let first = (step as usize % SYNTHETIC_BATCHES) * batch_size;
+            let indices = (first..first + batch_size).collect();
+            (indices, ChaCha8Rng::seed_from_u64(step))
+        })
+        .map_err(candle_core::Error::wrap)?;
         Ok(Self {
             objective,
-            expander,
             net,
             sgd,
-            data,
-            batch_size,
-            steps: 0,
-            device: device.clone(),
+            batches,
         })
     }
 
-    /// One step; returns its loss (read back to the host, so a GPU step is timed to its end).
+    /// One step, on the next batch of the dataset; returns its loss (read back to the host, so a
+    /// GPU step is timed to its end).
     pub fn run(&mut self) -> candle_core::Result<f64> {
-        // The next batch of the dataset, with CIFAR's augmentation (the heaviest of the usual
-        // ones: pad 4, crop, flip) and a per-step random stream, as the trainer draws it.
-        let first = (self.steps % SYNTHETIC_BATCHES) * self.batch_size;
-        let indices: Vec<usize> = (first..first + self.batch_size).collect();
-        let augmentation = Augmentation {
-            crop_padding: 4,
-            horizontal_flip: true,
-        };
-        let normalization = Normalization::uniform(0.5, 0.25, self.data.shape.channels);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.steps as u64);
-        self.steps += 1;
-        let (images, labels) = timed(Phase::BatchAssembly, || {
-            make_batch(
-                &self.data,
-                &indices,
-                &augmentation,
-                &normalization,
-                &mut rng,
-                &self.device,
-            )
-        })?;
-        let inputs = timed(Phase::Expansion, || match &self.expander {
-            Some(expander) => expander.expand(&images),
-            None => Ok(images.clone()),
-        })?;
+        let batch = self.batches.next_batch()?;
+        let (inputs, labels) = (batch.inputs, batch.labels);
         let features = self.net.features(&inputs, true)?;
         let outputs = self.objective.outputs(self.net.heads(), &features)?;
         let loss = self.objective.loss(&outputs, &labels)?;

@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::DType;
 
 use crate::config::{ConfigError, TrainConfig};
-use crate::data::{self, DataError, make_batch};
+use crate::data::{self, DataError};
 use crate::run::{self, EvalMetrics, GroupAccuracies, RunDir, RunError, RunLock, TrainingSnapshot};
 use crate::sla::TransformError;
 
@@ -20,6 +20,7 @@ use super::commands;
 use super::evaluate::{Evaluation, evaluate};
 use super::events::{RunInfo, StepStats, Summary, TrainerCommand, TrainerEvent};
 use super::optim::Sgd;
+use super::prefetch::{Batch, BatchPlan, Prefetcher};
 use super::sampler::Sampler;
 use super::schedule::learning_rate;
 use super::setup::{Model, RunData, build_model, fingerprint, load_data};
@@ -520,7 +521,7 @@ impl Loop<'_> {
         let config = self.config;
         let batch = config.batch_size;
         let m = self.model.objective.num_transforms;
-        let mut order: Option<(usize, Vec<usize>)> = None;
+        let mut batches = self.prefetcher(total_steps)?;
         let mut images_per_s: Option<f64> = None;
         let mut paused = false;
         while self.step < total_steps {
@@ -533,14 +534,14 @@ impl Loop<'_> {
             }
             let step_started = Instant::now();
             let epoch = self.sampler.epoch_of(self.step);
-            if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                order = Some((epoch, self.sampler.epoch_order(epoch)));
+            let next = batches.next_batch()?;
+            if next.step != self.step {
+                return Err(TrainError::Panicked(format!(
+                    "the batch builder made the batch of step {} for step {}",
+                    next.step, self.step
+                )));
             }
-            let indices = match &order {
-                Some((_, order)) => self.sampler.batch(order, self.step),
-                None => unreachable!("the epoch order was just set"),
-            };
-            let loss = self.train_step(sgd, indices, total_steps)?;
+            let loss = self.train_step(sgd, next, total_steps)?;
             if !loss.is_finite() {
                 // Nothing of this step is kept: the newest checkpoint is from before it.
                 return Err(self.diverged("training loss", loss, self.step + 1, run_folder));
@@ -596,28 +597,38 @@ impl Loop<'_> {
         Ok(self.summary(progress.final_metrics, false))
     }
 
-    fn train_step(
-        &self,
-        sgd: &mut Sgd,
-        indices: &[usize],
-        total_steps: u64,
-    ) -> Result<f64, TrainError> {
+    /// The batches of the steps from this one to `total_steps`, built one ahead of the step on
+    /// their own thread: each a pure function of (seed, step), as [`Sampler`] draws it.
+    fn prefetcher(&self, total_steps: u64) -> Result<Prefetcher, TrainError> {
+        let plan = BatchPlan {
+            dataset: self.data.train.clone(),
+            augmentation: self.data.augmentation,
+            normalization: self.data.normalization.clone(),
+            expander: self
+                .config
+                .mode
+                .expands_batches()
+                .then(|| self.model.expander.clone()),
+            device: self.model.device.clone(),
+        };
+        let sampler = self.sampler;
+        let mut order: Option<(usize, Vec<usize>)> = None;
+        let draw = move |step| {
+            let epoch = sampler.epoch_of(step);
+            let order = match &mut order {
+                Some((e, order)) if *e == epoch => order,
+                slot => &mut slot.insert((epoch, sampler.epoch_order(epoch))).1,
+            };
+            (sampler.batch(order, step).to_vec(), sampler.step_rng(step))
+        };
+        Prefetcher::spawn(plan, self.step..total_steps, draw)
+            .map_err(|e| TrainError::Thread(format!("the batch builder: {e}")))
+    }
+
+    fn train_step(&self, sgd: &mut Sgd, batch: Batch, total_steps: u64) -> Result<f64, TrainError> {
         let config = self.config;
         let model = self.model;
-        let mut rng = self.sampler.step_rng(self.step);
-        let (images, labels) = make_batch(
-            &self.data.train,
-            indices,
-            &self.data.augmentation,
-            &self.data.normalization,
-            &mut rng,
-            &model.device,
-        )?;
-        let inputs = if config.mode.expands_batches() {
-            model.expander.expand(&images)?
-        } else {
-            images
-        };
+        let Batch { inputs, labels, .. } = batch;
         let features = model.net.features(&inputs, true)?;
         let outputs = model.objective.outputs(model.net.heads(), &features)?;
         let loss = model.objective.loss(&outputs, &labels)?;
