@@ -45,6 +45,9 @@ fn iterations_replace_epochs_and_put_the_milestones_at_half_and_three_quarters()
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("done: 10 steps"), "{stdout}");
+    // The steps took their batches from the builder thread, and the summary says how long they
+    // waited for them.
+    assert!(stdout.contains("s of it waiting for batches"), "{stdout}");
     assert_eq!(run::read_config(&run).expect("config").iterations, Some(10));
     let steps = run::read_steps(&run).expect("steps").records;
     let rates: Vec<(u64, f64)> = steps.iter().map(|s| (s.step, s.lr)).collect();

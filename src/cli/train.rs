@@ -365,9 +365,13 @@ pub fn follow(start: RunStart, command: &str) -> anyhow::Result<()> {
                     return Err(super::interrupt::Interrupted(how).into());
                 }
                 println!(
-                    "done: {} steps in {:.1} s{}",
+                    "done: {} steps in {:.1} s{}{}",
                     summary.steps,
                     summary.elapsed_s,
+                    match summary.data_wait_s {
+                        Some(wait) => format!(", {wait:.2} s of it waiting for batches"),
+                        None => String::new(),
+                    },
                     if summary.stopped_early {
                         " (stopped early)"
                     } else {

@@ -62,6 +62,7 @@ pub fn run_until(
             final_metrics: None,
             stopped_early: true,
             elapsed_s: 0.0,
+            data_wait_s: None,
         });
     }
     let train_sampler = EpisodeSampler::new(
@@ -172,6 +173,7 @@ impl Episodic<'_> {
             final_metrics,
             stopped_early,
             elapsed_s: self.elapsed(),
+            data_wait_s: None,
         }
     }
 

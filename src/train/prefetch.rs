@@ -27,7 +27,7 @@ use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::{Augmentation, Dataset, Normalization, make_batch};
-use crate::ops::profile::{Phase, record_duration, timed};
+use crate::ops::profile::{Phase, record_duration};
 use crate::sla::transform::Expander;
 
 /// What a batch is made of: the images, their augmentation and normalisation, the expansion (when
@@ -46,6 +46,8 @@ pub struct Batch {
     pub step: u64,
     pub inputs: Tensor,
     pub labels: Tensor,
+    /// How long the step waited for it: what of its data work the step before did not hide.
+    pub waited: Duration,
 }
 
 /// A batch as the builder thread hands it over, with the time its two parts took there.
@@ -104,7 +106,11 @@ impl Prefetcher {
         let Some(receiver) = &self.receiver else {
             candle_core::bail!("the batch builder was stopped");
         };
-        let built = match timed(Phase::DataWait, || receiver.recv()) {
+        let asked = Instant::now();
+        let received = receiver.recv();
+        let waited = asked.elapsed();
+        record_duration(Phase::DataWait, waited);
+        let built = match received {
             Ok(built) => built?,
             Err(_) => candle_core::bail!(
                 "no batch left to train on: the batch builder finished its steps or stopped \
@@ -124,6 +130,7 @@ impl Prefetcher {
             step: built.step,
             inputs,
             labels,
+            waited,
         })
     }
 }

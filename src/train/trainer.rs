@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::DType;
 
@@ -261,6 +261,7 @@ pub fn run_until(
         final_metrics: None,
         stopped_early: true,
         elapsed_s: 0.0,
+        data_wait_s: Some(0.0),
     };
     let data = load_data(&config)?;
     if stop.load(Ordering::SeqCst) {
@@ -319,6 +320,7 @@ pub fn run_until(
         last_checkpoint: state.step,
         elapsed_before: state.elapsed_s,
         started: Instant::now(),
+        data_wait: Duration::ZERO,
     };
     if checkpoint.is_none() {
         // Step 0 is a checkpoint too: a run killed before its first one can always be resumed.
@@ -419,6 +421,8 @@ struct Loop<'a> {
     last_checkpoint: u64,
     elapsed_before: f64,
     started: Instant,
+    /// What the steps of this session waited for their batches, in all.
+    data_wait: Duration,
 }
 
 impl Loop<'_> {
@@ -432,6 +436,7 @@ impl Loop<'_> {
             final_metrics,
             stopped_early,
             elapsed_s: self.elapsed(),
+            data_wait_s: Some(self.data_wait.as_secs_f64()),
         }
     }
 
@@ -535,6 +540,7 @@ impl Loop<'_> {
             let step_started = Instant::now();
             let epoch = self.sampler.epoch_of(self.step);
             let next = batches.next_batch()?;
+            self.data_wait += next.waited;
             if next.step != self.step {
                 return Err(TrainError::Panicked(format!(
                     "the batch builder made the batch of step {} for step {}",
