@@ -147,7 +147,8 @@ impl Drop for Prefetcher {
     }
 }
 
-/// Whether the receiving end took the batch (false: it is gone, stop building).
+/// Hand a batch (or the error that stopped it) to the step; whether to go on building: false once
+/// the receiving end is gone, or after an error (the step stops there).
 fn hand_over(
     sender: &SyncSender<candle_core::Result<Built>>,
     built: candle_core::Result<Built>,
