@@ -7,6 +7,14 @@
 //! into fixed chunks for rayon whose partial sums are combined in order, so results do not depend
 //! on scheduling. Outputs are written once, in parallel, without a zeroing pass first
 //! ([`super::fill_parallel`]).
+//!
+//! The batch statistics are gathered per image (its moments about its first pixel), then combined
+//! in image order: the unit a convolution's epilogue sees as it stores an image, so inside a
+//! residual block the convolutions gather them and the batch norm reads nothing. Measured side by
+//! side (`sla bench`'s per-op table, the same build alternating, 2-core Xeon): the ResNet-32 SLA
+//! step's batch-norm forward fell from 47–56 to 9–15 ms and its convolutions' forward rose by
+//! 20–30 ms; ResNet-20 on 1×28×28, 23–24 to 6–7 ms against 0–8 ms; convolutions and batch norm
+//! together about 15 ms less per step on both (docs/performance.md).
 
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
@@ -158,33 +166,6 @@ fn for_each_group(channels: usize, mut f: impl FnMut(usize, usize)) {
     }
 }
 
-/// Adds Σ(x − shift) and Σ(x − shift)² over the rows of `block` for channels `start..start + W`;
-/// the shift (the channel's first value) keeps the one-pass variance accurate.
-fn moments_group<T: Real, const W: usize>(
-    block: &[T],
-    start: usize,
-    shift: &[T],
-    (sums, squares): (&mut [f64], &mut [f64]),
-) {
-    let zero = T::from_f64(0.0);
-    let channels = shift.len();
-    let mut s = [zero; W];
-    let mut q = [zero; W];
-    let shift: [T; W] = std::array::from_fn(|lane| shift[start + lane]);
-    for row in block.chunks_exact(channels) {
-        let v = &row[start..start + W];
-        for lane in 0..W {
-            let d = v[lane] - shift[lane];
-            s[lane] += d;
-            q[lane] += d * d;
-        }
-    }
-    for lane in 0..W {
-        sums[start + lane] += s[lane].to_f64();
-        squares[start + lane] += q[lane].to_f64();
-    }
-}
-
 /// Per channel: the values of a row that pass the ReLU (`x·scale + shift > 0`, the forward pass's
 /// own expression) and the centre of the backward sums.
 struct Mask<'a, T> {
@@ -245,49 +226,108 @@ fn combine(partials: &[f64], channels: usize) -> (Vec<f64>, Vec<f64>) {
     (first, second)
 }
 
-/// Per-channel mean and biased variance over the rows of a channels-last `x`.
-fn batch_moments<T: Real>(x: &[T], channels: usize) -> BatchNormStats {
-    let rows = x.len() / channels;
-    let zero = T::from_f64(0.0);
-    let shift: Vec<T> = match x.get(..channels) {
-        Some(first_row) => first_row.to_vec(),
-        None => vec![zero; channels],
-    };
-    let chunk = chunk_rows(channels) * channels;
-    let mut partials = vec![0f64; x.len().div_ceil(chunk) * 2 * channels];
-    partials
-        .par_chunks_mut(2 * channels)
-        .zip(x.par_chunks(chunk))
-        .for_each(|(partial, x)| {
-            let (sums, squares) = partial.split_at_mut(channels);
-            for block in x.chunks(BLOCK_ROWS * channels) {
-                for_each_group(channels, |start, width| {
-                    let acc = (&mut *sums, &mut *squares);
-                    match width {
-                        16 => moments_group::<T, 16>(block, start, &shift, acc),
-                        8 => moments_group::<T, 8>(block, start, &shift, acc),
-                        4 => moments_group::<T, 4>(block, start, &shift, acc),
-                        _ => moments_group::<T, 1>(block, start, &shift, acc),
-                    }
-                });
+/// Values per image moment: the shift, Σ(x − shift) and Σ(x − shift)², per channel.
+pub(crate) const MOMENTS_PER_CHANNEL: usize = 3;
+
+/// Adds Σ(x − shift) and Σ(x − shift)² over the rows of one image for channels
+/// `start..start + W`, in row order, in `T`: the one expression a convolution's epilogue
+/// evaluates too ([`super::conv`]'s moments), so both give the same statistics bit for bit.
+fn image_moments_group<T: Real, const W: usize>(
+    image: &[T],
+    start: usize,
+    (shift, sums, squares): (&[T], &mut [T], &mut [T]),
+) {
+    let channels = shift.len();
+    let mut s: [T; W] = std::array::from_fn(|lane| sums[start + lane]);
+    let mut q: [T; W] = std::array::from_fn(|lane| squares[start + lane]);
+    let shift: [T; W] = std::array::from_fn(|lane| shift[start + lane]);
+    for row in image.chunks_exact(channels) {
+        let v = &row[start..start + W];
+        for lane in 0..W {
+            let d = v[lane] - shift[lane];
+            s[lane] += d;
+            q[lane] += d * d;
+        }
+    }
+    sums[start..start + W].copy_from_slice(&s);
+    squares[start..start + W].copy_from_slice(&q);
+}
+
+/// One image's moments into `moments` (`[shift; C]`, `[Σ(x − shift); C]`, `[Σ(x − shift)²; C]`),
+/// the shift being the image's first row: centred on a value of their own, the sums keep the
+/// variance accurate in one pass.
+fn image_moments<T: Real>(image: &[T], channels: usize, moments: &mut [T]) {
+    let (shift, rest) = moments.split_at_mut(channels);
+    let (sums, squares) = rest.split_at_mut(channels);
+    shift.copy_from_slice(&image[..channels]);
+    sums.fill(T::from_f64(0.0));
+    squares.fill(T::from_f64(0.0));
+    for block in image.chunks(BLOCK_ROWS * channels) {
+        for_each_group(channels, |start, width| {
+            let acc = (&*shift, &mut *sums, &mut *squares);
+            match width {
+                16 => image_moments_group::<T, 16>(block, start, acc),
+                8 => image_moments_group::<T, 8>(block, start, acc),
+                4 => image_moments_group::<T, 4>(block, start, acc),
+                _ => image_moments_group::<T, 1>(block, start, acc),
             }
         });
-    let (sums, squares) = combine(&partials, channels);
-    let n = rows.max(1) as f64;
-    let (mean, var) = (0..channels)
-        .map(|ch| {
-            let shifted_mean = sums[ch] / n;
-            (
-                shift[ch].to_f64() + shifted_mean,
-                (squares[ch] / n - shifted_mean * shifted_mean).max(0.0),
-            )
-        })
-        .unzip();
-    BatchNormStats {
-        mean,
-        var,
-        count: rows,
     }
+}
+
+/// Per-channel mean and biased variance of `images` images of `rows` rows each, from their
+/// moments ([`image_moments`], or a convolution's epilogue), combined in image order in f64
+/// (Chan, Golub and LeVeque's pairwise update: each image's mean and squared deviations, merged
+/// into the running ones), so the result does not depend on scheduling.
+pub(crate) fn combine_image_moments<T: Real>(
+    moments: &[T],
+    channels: usize,
+    rows: usize,
+) -> BatchNormStats {
+    let images = moments.len() / (MOMENTS_PER_CHANNEL * channels).max(1);
+    let n = rows as f64;
+    let mut mean = vec![0f64; channels];
+    let mut m2 = vec![0f64; channels];
+    for (index, image) in moments
+        .chunks_exact(MOMENTS_PER_CHANNEL * channels)
+        .enumerate()
+    {
+        let (shift, rest) = image.split_at(channels);
+        let (sums, squares) = rest.split_at(channels);
+        let before = index as f64 * n;
+        for ch in 0..channels {
+            let sum = sums[ch].to_f64();
+            let image_mean = shift[ch].to_f64() + sum / n;
+            let image_m2 = (squares[ch].to_f64() - sum * sum / n).max(0.0);
+            let delta = image_mean - mean[ch];
+            let total = before + n;
+            mean[ch] += delta * n / total;
+            m2[ch] += image_m2 + delta * delta * before * n / total;
+        }
+    }
+    let count = images * rows;
+    let var = m2
+        .iter()
+        .map(|&m2| if count > 0 { m2 / count as f64 } else { 0.0 })
+        .collect();
+    BatchNormStats { mean, var, count }
+}
+
+/// Per-channel mean and biased variance over a channels-last `x` of `images` images (the rows of
+/// one image are contiguous), each image's moments in parallel.
+fn batch_moments<T: Real>(x: &[T], channels: usize, images: usize) -> BatchNormStats {
+    let images = images.max(1);
+    let image_len = x.len() / images;
+    if image_len < channels || channels == 0 {
+        return BatchNormStats::default();
+    }
+    let mut moments = vec![T::from_f64(0.0); images * MOMENTS_PER_CHANNEL * channels];
+    moments
+        .par_chunks_mut(MOMENTS_PER_CHANNEL * channels)
+        .zip(x.par_chunks(image_len))
+        .with_min_len((CHUNK_VALUES / image_len).max(1))
+        .for_each(|(moments, image)| image_moments(image, channels, moments));
+    combine_image_moments(&moments, channels, image_len / channels)
 }
 
 /// The forward pass over channels-last rows: with `fixed` statistics (eval mode) or the batch's,
@@ -299,12 +339,12 @@ pub(crate) fn forward<T: Real>(
     channels: usize,
     eps: f64,
     relu: bool,
-    fixed: Option<&BatchNormStats>,
+    (fixed, images): (Option<&BatchNormStats>, usize),
 ) -> (Vec<T>, BatchNormStats) {
     let start = Instant::now();
     let stats = match fixed {
         Some(stats) => stats.clone(),
-        None => batch_moments(x, channels),
+        None => batch_moments(x, channels, images),
     };
     let normalization = Normalization::new(gamma, beta, &stats, eps, relu);
     let out = normalization.apply(x);
@@ -316,16 +356,26 @@ pub(crate) fn forward<T: Real>(
 /// whoever reads the values next (the following convolution as it loads its input, or the
 /// residual add), so the normalised activation is never written out. Timed for the benchmark's
 /// breakdown.
+///
+/// The statistics come from `moments`, each image's as a convolution's epilogue gathered them
+/// while storing `x` (so `x` is not read again), or are computed here from `x`'s `images` images.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_normalization<T: Real>(
     x: &[T],
+    moments: Option<&[T]>,
     gamma: &[T],
     beta: &[T],
-    channels: usize,
+    (channels, images): (usize, usize),
     eps: f64,
     relu: bool,
 ) -> (Normalization<T>, BatchNormStats) {
     let start = Instant::now();
-    let stats = batch_moments(x, channels);
+    let stats = match moments {
+        Some(moments) => {
+            combine_image_moments(moments, channels, x.len() / (channels * images).max(1))
+        }
+        None => batch_moments(x, channels, images),
+    };
     let normalization = Normalization::new(gamma, beta, &stats, eps, relu);
     record(Phase::BatchNormForward, start);
     (normalization, stats)
@@ -639,7 +689,7 @@ impl BatchNormOp {
         x: &[T],
         gamma: &[T],
         beta: &[T],
-        channels: usize,
+        (channels, images): (usize, usize),
     ) -> Result<Vec<T>> {
         if gamma.len() != channels || beta.len() != channels {
             candle_core::bail!(
@@ -653,7 +703,15 @@ impl BatchNormOp {
             Statistics::Fixed(stats) => Some(stats),
             Statistics::Batch(_) => None,
         };
-        let (out, stats) = forward(x, gamma, beta, channels, self.eps, self.relu, fixed);
+        let (out, stats) = forward(
+            x,
+            gamma,
+            beta,
+            channels,
+            self.eps,
+            self.relu,
+            (fixed, images),
+        );
         if let Statistics::Batch(shared) = &self.statistics {
             *lock(shared)? = stats;
         }
@@ -713,18 +771,20 @@ impl candle_core::CustomOp3 for BatchNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let channels = channel_count(l1.shape())?;
+        // The leading dimension counts the images (or, for `[B, C]`, rows of one value each).
+        let images = l1.shape().dims().first().copied().unwrap_or(1);
         let storage = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(self.forward_typed::<f32>(
                 contiguous_slice(s1, l1)?,
                 contiguous_slice(s2, l2)?,
                 contiguous_slice(s3, l3)?,
-                channels,
+                (channels, images),
             )?),
             CpuStorage::F64(_) => CpuStorage::F64(self.forward_typed::<f64>(
                 contiguous_slice(s1, l1)?,
                 contiguous_slice(s2, l2)?,
                 contiguous_slice(s3, l3)?,
-                channels,
+                (channels, images),
             )?),
             _ => candle_core::bail!("fast batch norm: f32 or f64 only"),
         };

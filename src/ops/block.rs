@@ -202,16 +202,34 @@ impl BlockShape {
         let shortcut = residual::dims(&first.output_shape(), shape, self.downsample)?;
         let cout = self.cout;
 
-        let conv1_out = conv::forward_values(x, p.conv1, &first);
+        let images = shape.dims().first().copied().unwrap_or(1);
+        // Each convolution gathers its images' moments as it stores them, so a batch norm's
+        // statistics need no pass of their own over its input.
+        let (conv1_out, moments1) = conv::forward_values_with_moments(x, p.conv1, &first);
         // Each batch norm stops at its statistics: the first's normalisation and ReLU happen as
         // conv2 loads its input, the second's in the residual add, so neither normalised
         // activation is written out (two fewer passes over an activation each, and conv2's
         // input is not kept for the backward pass: it is conv1_out normalised again).
-        let (hidden, stats1) =
-            batch_norm::batch_normalization(&conv1_out, p.gamma1, p.beta1, cout, eps, true);
-        let conv2_out = conv::forward_normalized_values(&conv1_out, &hidden, p.conv2, &second);
-        let (normed, stats2) =
-            batch_norm::batch_normalization(&conv2_out, p.gamma2, p.beta2, cout, eps, false);
+        let (hidden, stats1) = batch_norm::batch_normalization(
+            &conv1_out,
+            moments1.as_deref(),
+            p.gamma1,
+            p.beta1,
+            (cout, images),
+            eps,
+            true,
+        );
+        let (conv2_out, moments2) =
+            conv::forward_normalized_values(&conv1_out, &hidden, p.conv2, &second);
+        let (normed, stats2) = batch_norm::batch_normalization(
+            &conv2_out,
+            moments2.as_deref(),
+            p.gamma2,
+            p.beta2,
+            (cout, images),
+            eps,
+            false,
+        );
         let out = residual::forward(&conv2_out, Some(&normed), x, shortcut, self.downsample);
         let saved = Saved {
             conv1_out: T::to_cpu_storage_owned(conv1_out),

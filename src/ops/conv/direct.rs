@@ -306,6 +306,12 @@ pub(super) struct SlidingConv<'a> {
     /// `[ho, wo, cout]`, written whole (left uninitialised only when the kernel refuses).
     pub out: &'a mut [MaybeUninit<f32>],
     pub epilogue: Epilogue<'a>,
+    /// When given (zeros, 3·cout values), the image's moments of the stored values for batch
+    /// norm's statistics, gathered as they are stored: `[shift; cout]` (the image's first pixel),
+    /// `[Σ(y − shift); cout]`, `[Σ(y − shift)²; cout]`, over the pixels in row order, as
+    /// `batch_norm` sums them, so the statistics agree bit for bit and the batch norm need not read
+    /// the output again.
+    pub moments: Option<&'a mut [f32]>,
 }
 
 /// What the sliding kernel does to each output value as it stores it: add a per-channel bias
@@ -337,6 +343,17 @@ impl SlidingConv<'_> {
                 .epilogue
                 .residual
                 .is_none_or(|residual| residual.len() >= self.ho * self.wo * self.cout)
+            && self
+                .moments
+                .as_ref()
+                .is_none_or(|moments| moments.len() >= 3 * self.cout)
+    }
+
+    /// The moments' first value, or null when they are not gathered.
+    fn moments_ptr(&mut self) -> *mut f32 {
+        self.moments
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |moments| moments.as_mut_ptr())
     }
 }
 
@@ -399,8 +416,9 @@ unsafe fn sliding_any_step<S: Simd, const V: usize, const P: usize>(simd: S, c: 
 #[inline(always)]
 unsafe fn sliding<S: Simd, const V: usize, const P: usize, const STEP: usize>(
     simd: S,
-    c: SlidingConv<'_>,
+    mut c: SlidingConv<'_>,
 ) {
+    let moments = c.moments_ptr();
     let lanes = S::F32_LANES;
     let width = V * lanes;
     let span = c.k * c.cin;
@@ -434,21 +452,24 @@ unsafe fn sliding<S: Simd, const V: usize, const P: usize, const STEP: usize>(
                     }
                 }
                 // SAFETY: the caller's contract.
-                unsafe { finish_tile(simd, out, &c, acc, (oy, ox0, chunk)) };
+                unsafe { finish_tile(simd, (out, moments), &c, acc, (oy, ox0, chunk)) };
             }
         }
     }
 }
 
 /// Apply the epilogue to one tile's accumulators, P pixels from (oy, ox0) by V vectors of output
-/// channels of `chunk`, and store the pixels inside the row.
+/// channels of `chunk`, store the pixels inside the row, and add them to the image's moments when
+/// `moments` is not null.
 ///
 /// # Safety
-/// `c.fits()` must hold, and the tile must lie in the output: oy < ho, ox0 < wo, chunk < cout / width.
+/// `c.fits()` must hold, the tile must lie in the output: oy < ho, ox0 < wo, chunk < cout / width,
+/// and `moments` must be null or [`SlidingConv::moments`]' first value, the tiles finished in
+/// (oy, chunk, ox0) order.
 #[inline(always)]
 unsafe fn finish_tile<S: Simd, const V: usize, const P: usize>(
     simd: S,
-    out: *mut f32,
+    (out, moments): (*mut f32, *mut f32),
     c: &SlidingConv<'_>,
     mut acc: [[S::f32s; V]; P],
     (oy, ox0, chunk): (usize, usize, usize),
@@ -492,6 +513,37 @@ unsafe fn finish_tile<S: Simd, const V: usize, const P: usize>(
         let dst = unsafe { out.add((oy * c.wo + ox0 + p) * c.cout + chunk * width) };
         for (v, &value) in acc.iter().enumerate() {
             unsafe { store::<S>(dst.add(v * lanes), value) };
+        }
+    }
+    if moments.is_null() {
+        return;
+    }
+    for v in 0..V {
+        let channel = chunk * width + v * lanes;
+        // SAFETY: `fits` checked the moments hold 3·cout values.
+        let (shift, sum, square) = unsafe {
+            (
+                moments.add(channel),
+                moments.add(c.cout + channel),
+                moments.add(2 * c.cout + channel),
+            )
+        };
+        if oy == 0 && ox0 == 0 {
+            // The image's first pixel: the first value of these channels stored.
+            unsafe { store::<S>(shift, acc[0][v]) };
+        }
+        let centre = unsafe { load::<S>(shift) };
+        let (mut s, mut q) = unsafe { (load::<S>(sum), load::<S>(square)) };
+        // Per channel, the pixels in row order and `batch_norm`'s very operations: a sum of
+        // d = y − shift, and of d·d multiplied, then added (no fused multiply-add).
+        for acc in acc.iter().take(valid) {
+            let d = simd.sub_f32s(acc[v], centre);
+            s = simd.add_f32s(s, d);
+            q = simd.add_f32s(q, simd.mul_f32s(d, d));
+        }
+        unsafe {
+            store::<S>(sum, s);
+            store::<S>(square, q);
         }
     }
 }
@@ -577,6 +629,7 @@ unsafe fn sliding_shared<
     let pitch = c.input.width * cin;
     let input = c.input.data.as_ptr();
     let out = c.out.as_mut_ptr().cast::<f32>();
+    let moments = c.moments_ptr();
     let c = &*c;
     let zero = simd.splat_f32s(0.0);
     for oy in 0..c.ho {
@@ -618,7 +671,7 @@ unsafe fn sliding_shared<
                     }
                 }
                 // SAFETY: the caller's contract.
-                unsafe { finish_tile(simd, out, c, acc, (oy, ox0, chunk)) };
+                unsafe { finish_tile(simd, (out, moments), c, acc, (oy, ox0, chunk)) };
             }
         }
     }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::batch_norm::{InputGradient, Normalization};
+use super::batch_norm::{self, InputGradient, Normalization};
 use super::profile::{Phase, add_conv_flops, count_conv_pass, record, timed};
 use super::simd::{self, Isa};
 use super::{Real, contiguous_slice, fill_parallel, with_slice};
@@ -109,12 +109,13 @@ impl Geometry {
         )
     }
 
-    /// The sliding kernel for one image of this convolution.
+    /// The sliding kernel for one image of this convolution (gathering the image's moments into
+    /// `moments` when given).
     fn sliding<'a>(
         &self,
         (tile, input): (Tile, &'a Padded),
         weights: &'a [f32],
-        out: &'a mut [MaybeUninit<f32>],
+        (out, moments): (&'a mut [MaybeUninit<f32>], Option<&'a mut [f32]>),
         epilogue: Epilogue<'a>,
     ) -> SlidingConv<'a> {
         SlidingConv {
@@ -129,6 +130,7 @@ impl Geometry {
             cout: self.cout,
             out,
             epilogue,
+            moments,
         }
     }
 
@@ -296,20 +298,26 @@ thread_local! {
 }
 
 /// The convolution `g` of every image with the sliding kernel, weights given by
-/// `weight(co, ci, ky, kx)`, each output written once (no zeroing pass first); `None` when the
-/// shapes do not suit the kernels.
+/// `weight(co, ci, ky, kx)`, each output written once (no zeroing pass first), with each image's
+/// moments of its output for batch norm (`batch_norm::MOMENTS_PER_CHANNEL` values per channel)
+/// when `with_moments`; `None` when the shapes do not suit the kernels.
 fn sliding_direct(
     input: &Images,
     g: &Geometry,
     weight: impl Fn(usize, usize, usize, usize) -> f32,
-    epilogue: Epilogue,
+    (epilogue, with_moments): (Epilogue, bool),
     isa: Isa,
-) -> Option<Vec<f32>> {
+) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
     let tile = Tile::for_row(isa, g.cout, g.wo)?;
     let packed = direct::pack_sliding(&tile, (g.cout, g.cin, g.k), weight);
     let (rows, width) = direct::frame(&tile, (g.ho, g.wo), g.k, g.stride);
     let refused = AtomicBool::new(false);
-    let fill = |index: usize, out: &mut [MaybeUninit<f32>]| {
+    let image_moments = if with_moments {
+        batch_norm::MOMENTS_PER_CHANNEL * g.cout
+    } else {
+        0
+    };
+    let fill = |index: usize, out: &mut [MaybeUninit<f32>], moments: Option<&mut [f32]>| {
         let image = input.image(index, g.input_len());
         // The residual given for the batch: this image's part.
         let epilogue = Epilogue {
@@ -320,7 +328,7 @@ fn sliding_direct(
         };
         let done = PADDED.with_borrow_mut(|padded| {
             padded.fill(image, (g.h, g.w, g.cin), g.pad, (rows, width), isa);
-            let kernel = g.sliding((tile, padded), &packed, &mut *out, epilogue);
+            let kernel = g.sliding((tile, padded), &packed, (&mut *out, moments), epilogue);
             simd::dispatch(isa, kernel).unwrap_or(false)
         });
         if !done {
@@ -328,20 +336,36 @@ fn sliding_direct(
             refused.store(true, Ordering::Relaxed);
         }
     };
-    // SAFETY: the sliding kernel writes every pixel and channel chunk of its image's output when
-    // it returns true (the shapes `Tile::for_row` admits), and `fill` zeroes it otherwise.
-    let out = unsafe { fill_parallel(g.batch * g.output_len(), g.output_len(), fill) };
-    (!refused.load(Ordering::Relaxed)).then_some(out)
+    let len = g.batch * g.output_len();
+    let mut out = Vec::with_capacity(len);
+    let mut moments = vec![0f32; g.batch * image_moments];
+    let images = out.spare_capacity_mut()[..len].par_chunks_mut(g.output_len().max(1));
+    if with_moments {
+        images
+            .zip(moments.par_chunks_mut(image_moments.max(1)))
+            .enumerate()
+            .for_each(|(index, (out, moments))| fill(index, out, Some(moments)));
+    } else {
+        images
+            .enumerate()
+            .for_each(|(index, out)| fill(index, out, None));
+    }
+    // SAFETY: the images' chunks cover the first `len` values; the sliding kernel writes every
+    // pixel and channel chunk of its image's output when it returns true (the shapes
+    // `Tile::for_row` admits), and `fill` zeroes it otherwise.
+    unsafe { out.set_len(len) };
+    (!refused.load(Ordering::Relaxed)).then_some((out, with_moments.then_some(moments)))
 }
 
-/// The direct f32 forward pass, or `None` when the shapes do not suit the kernels.
+/// The direct f32 forward pass (with each image's moments when `with_moments`), or `None` when
+/// the shapes do not suit the kernels.
 fn forward_direct(
     x: &Images,
     weight: &[f32],
     g: &Geometry,
-    epilogue: Epilogue,
+    epilogue: (Epilogue, bool),
     isa: Isa,
-) -> Option<Vec<f32>> {
+) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
     let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * g.k + ky) * g.k + kx];
     sliding_direct(x, g, at, epilogue, isa)
 }
@@ -351,7 +375,14 @@ fn forward_direct(
 fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
     let t = g.transposed()?;
     let flipped = flipped_transposed(weight, g);
-    sliding_direct(&Images::Values(dy), &t, flipped, Epilogue::default(), isa)
+    let (dx, _) = sliding_direct(
+        &Images::Values(dy),
+        &t,
+        flipped,
+        (Epilogue::default(), false),
+        isa,
+    )?;
+    Some(dx)
 }
 
 /// `weight(co, ci, ky, kx)` of the input gradient's convolution: `W` flipped and transposed.
@@ -407,7 +438,7 @@ fn backward_direct(
                     residual: dx_plus.map(|plus| image(plus, b, g.input_len())),
                     ..Epilogue::default()
                 };
-                let input_grad = t.sliding((dx_tile, &dy_padded), &packed, dx, epilogue);
+                let input_grad = t.sliding((dx_tile, &dy_padded), &packed, (dx, None), epilogue);
                 let x_image = x.image(b, g.input_len());
                 x_padded.fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
                 let dy = (dy_padded.data.get(dy_first..)?, dy_pitch);
@@ -474,11 +505,11 @@ fn input_grad_stride2_direct(
     };
     // The frame's extra zero row and column below and right of dY stand for the pixels a + 1
     // past its edge.
-    let phased = sliding_direct(
+    let (phased, _) = sliding_direct(
         &Images::Values(dy),
         &parities,
         taps,
-        Epilogue::default(),
+        (Epilogue::default(), false),
         isa,
     )?;
     let phased_len = parities.output_len();
@@ -517,19 +548,37 @@ fn weight_grad_direct(x: &Images, dy: &[f32], g: &Geometry, isa: Isa) -> Option<
 /// The convolution of channels-last `x` with `weight` (`[Cout, Cin, k, k]`): on the direct kernels
 /// for f32 when the shapes suit them, on im2col otherwise. Timed for the benchmark's breakdown.
 pub(crate) fn forward_values<T: Real>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
-    forward_with_epilogue(x, None, weight, g, (None, None), false)
+    forward_with_epilogue(x, None, weight, g, (None, None), (false, false)).0
 }
 
-/// [`forward_values`] of `normalization` applied to `x` (batch norm's affine map and ReLU): on the
-/// direct kernels as each image is loaded, so the normalised activation is never written out; on
-/// im2col from a normalised copy.
+/// [`forward_values`], with each image's moments of the output for the batch norm that follows
+/// (`batch_norm::batch_normalization`'s `moments`) when the direct kernels ran: gathered as the
+/// values are stored, so the batch norm does not read the output again.
+pub(crate) fn forward_values_with_moments<T: Real>(
+    x: &[T],
+    weight: &[T],
+    g: &Geometry,
+) -> (Vec<T>, Option<Vec<T>>) {
+    forward_with_epilogue(x, None, weight, g, (None, None), (false, true))
+}
+
+/// [`forward_values_with_moments`] of `normalization` applied to `x` (batch norm's affine map and
+/// ReLU): on the direct kernels as each image is loaded, so the normalised activation is never
+/// written out; on im2col from a normalised copy.
 pub(crate) fn forward_normalized_values<T: Real>(
     x: &[T],
     normalization: &Normalization<T>,
     weight: &[T],
     g: &Geometry,
-) -> Vec<T> {
-    forward_with_epilogue(x, Some(normalization), weight, g, (None, None), false)
+) -> (Vec<T>, Option<Vec<T>>) {
+    forward_with_epilogue(
+        x,
+        Some(normalization),
+        weight,
+        g,
+        (None, None),
+        (false, true),
+    )
 }
 
 /// [`forward_values`] plus a per-channel `bias` (`[Cout]`), plus `residual` (the output's shape)
@@ -542,20 +591,22 @@ pub(crate) fn forward_biased_values<T: Real>(
     relu: bool,
     g: &Geometry,
 ) -> Vec<T> {
-    forward_with_epilogue(x, None, weight, g, (Some(bias), residual), relu)
+    forward_with_epilogue(x, None, weight, g, (Some(bias), residual), (relu, false)).0
 }
 
+/// The forward pass with its epilogue, and the images' moments when `with_moments` and the direct
+/// kernels ran.
 fn forward_with_epilogue<T: Real>(
     x: &[T],
     normalization: Option<&Normalization<T>>,
     weight: &[T],
     g: &Geometry,
     (bias, residual): (Option<&[T]>, Option<&[T]>),
-    relu: bool,
-) -> Vec<T> {
+    (relu, with_moments): (bool, bool),
+) -> (Vec<T>, Option<Vec<T>>) {
     add_conv_flops(2 * g.macs());
     timed(Phase::ConvForward, || {
-        let direct = || -> Option<Vec<T>> {
+        let direct = || -> Option<(Vec<T>, Option<Vec<T>>)> {
             let w = T::as_f32(weight)?;
             let bias = bias.map(T::as_f32).map_or(Some(None), |b| b.map(Some))?;
             let residual = residual
@@ -567,14 +618,20 @@ fn forward_with_epilogue<T: Real>(
                 residual,
                 relu,
             };
-            T::from_f32(forward_direct(&x, w, g, epilogue, simd::current())?)
+            let (out, moments) =
+                forward_direct(&x, w, g, (epilogue, with_moments), simd::current())?;
+            let moments = match moments {
+                Some(moments) => Some(T::from_f32(moments)?),
+                None => None,
+            };
+            Some((T::from_f32(out)?, moments))
         };
         let direct = direct();
         count_conv_pass(direct.is_some());
         direct.unwrap_or_else(|| {
             let mut out = forward_im2col(&normalized(x, normalization), weight, g);
             apply_epilogue(&mut out, (bias, residual), relu, g.cout);
-            out
+            (out, None)
         })
     })
 }
