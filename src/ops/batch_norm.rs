@@ -503,9 +503,9 @@ pub(crate) fn backward<T: Real>(
     batch_statistics: bool,
 ) -> Gradients<T> {
     let start = Instant::now();
-    let (gradient, dgamma, dbeta) = backward_sums(
+    let (_, gradient, dgamma, dbeta) = backward_sums(
         x,
-        dy,
+        OutputGradientSource::Values(dy),
         gamma,
         beta,
         stats,
@@ -534,9 +534,48 @@ pub(crate) fn backward_deferred<T: Real>(
     relu: bool,
 ) -> (InputGradient<T>, Vec<T>, Vec<T>) {
     let start = Instant::now();
-    let parts = backward_sums(x, dy, gamma, beta, stats, channels, eps, relu, true);
+    let (_, gradient, dgamma, dbeta) = backward_sums(
+        x,
+        OutputGradientSource::Values(dy),
+        gamma,
+        beta,
+        stats,
+        channels,
+        eps,
+        relu,
+        true,
+    );
     record(Phase::BatchNormBackward, start);
-    parts
+    (gradient, dgamma, dbeta)
+}
+
+/// [`backward_deferred`] for an output gradient made here by `produce` (see
+/// [`OutputGradientSource::Produced`]): returns it too, with the input gradient, dγ and dβ.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_deferred_producing<T: Real>(
+    x: &[T],
+    produce: &(dyn Fn(usize, &mut [MaybeUninit<T>]) + Sync),
+    gamma: &[T],
+    beta: &[T],
+    stats: &BatchNormStats,
+    channels: usize,
+    eps: f64,
+    relu: bool,
+) -> (Vec<T>, InputGradient<T>, Vec<T>, Vec<T>) {
+    let start = Instant::now();
+    let (dy, gradient, dgamma, dbeta) = backward_sums(
+        x,
+        OutputGradientSource::Produced(produce),
+        gamma,
+        beta,
+        stats,
+        channels,
+        eps,
+        relu,
+        true,
+    );
+    record(Phase::BatchNormBackward, start);
+    (dy.unwrap_or_default(), gradient, dgamma, dbeta)
 }
 
 /// Batch norm's input gradient per channel, `dx = a·g + b·x + c`, where g is the output gradient
@@ -596,7 +635,7 @@ impl<T: Real> InputGradient<T> {
 #[allow(clippy::too_many_arguments)]
 fn backward_sums<T: Real>(
     x: &[T],
-    dy: &[T],
+    dy: OutputGradientSource<'_, T>,
     gamma: &[T],
     beta: &[T],
     stats: &BatchNormStats,
@@ -604,7 +643,7 @@ fn backward_sums<T: Real>(
     eps: f64,
     relu: bool,
     batch_statistics: bool,
-) -> (InputGradient<T>, Vec<T>, Vec<T>) {
+) -> (Option<Vec<T>>, InputGradient<T>, Vec<T>, Vec<T>) {
     let zero = T::from_f64(0.0);
     let Normalization { scale, shift, .. } = Normalization::new(gamma, beta, stats, eps, relu);
     // Without ReLU every value is active: 0·x + 1 > 0.
@@ -621,25 +660,41 @@ fn backward_sums<T: Real>(
     };
     // Per channel: Σg and Σg·(x − mean), where g is dy masked by the ReLU.
     let chunk = chunk_rows(channels) * channels;
+    let block = BLOCK_ROWS * channels;
     let mut partials = vec![0f64; x.len().div_ceil(chunk) * 2 * channels];
-    partials
-        .par_chunks_mut(2 * channels)
-        .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
-        .for_each(|(partial, (x, dy))| {
-            let (sum_g, sum_gx) = partial.split_at_mut(channels);
-            let block = BLOCK_ROWS * channels;
-            for rows in x.chunks(block).zip(dy.chunks(block)) {
-                for_each_group(channels, |start, width| {
-                    let acc = (&mut *sum_g, &mut *sum_gx);
-                    match width {
-                        16 => gradient_sums_group::<T, 16>(rows, start, &mask, acc),
-                        8 => gradient_sums_group::<T, 8>(rows, start, &mask, acc),
-                        4 => gradient_sums_group::<T, 4>(rows, start, &mask, acc),
-                        _ => gradient_sums_group::<T, 1>(rows, start, &mask, acc),
+    let produced = match dy {
+        OutputGradientSource::Values(dy) => {
+            partials
+                .par_chunks_mut(2 * channels)
+                .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
+                .for_each(|(partial, (x, dy))| {
+                    for rows in x.chunks(block).zip(dy.chunks(block)) {
+                        block_sums(rows, &mask, partial);
                     }
                 });
-            }
-        });
+            None
+        }
+        OutputGradientSource::Produced(produce) => {
+            let mut dy = Vec::with_capacity(x.len());
+            dy.spare_capacity_mut()[..x.len()]
+                .par_chunks_mut(chunk)
+                .zip(partials.par_chunks_mut(2 * channels))
+                .zip(x.par_chunks(chunk))
+                .enumerate()
+                .for_each(|(index, ((dy, partial), x))| {
+                    for (number, (dy, x)) in dy.chunks_mut(block).zip(x.chunks(block)).enumerate() {
+                        produce(index * chunk + number * block, &mut *dy);
+                        // SAFETY: `produce` writes every value of the block it is given (its
+                        // contract), so the block is initialised.
+                        let dy = unsafe { &*(std::ptr::from_ref(dy) as *const [T]) };
+                        block_sums((x, dy), &mask, partial);
+                    }
+                });
+            // SAFETY: the chunks cover the first x.len() values, each block written above.
+            unsafe { dy.set_len(x.len()) };
+            Some(dy)
+        }
+    };
     let (sums_g, sums_gx) = combine(&partials, channels);
     let n = stats.count.max(1) as f64;
     let mut dgamma = Vec::with_capacity(channels);
@@ -673,7 +728,30 @@ fn backward_sums<T: Real>(
         b: coef_b,
         c: coef_c,
     };
-    (gradient, dgamma, dbeta)
+    (produced, gradient, dgamma, dbeta)
+}
+
+/// The output gradient a backward pass sums over: given, or computed block by block as the sums
+/// are taken (`produce(first, block)` writes the values `first..` of dy into `block`, every one
+/// of them), so it is summed while still in cache and not read back from memory.
+pub(crate) enum OutputGradientSource<'a, T> {
+    Values(&'a [T]),
+    Produced(&'a (dyn Fn(usize, &mut [MaybeUninit<T>]) + Sync)),
+}
+
+/// Adds one block of rows' Σg and Σg·(x − mean) to `partial` (`[Σg; C]`, `[Σg·(x − mean); C]`).
+fn block_sums<T: Real>((x, dy): (&[T], &[T]), mask: &Mask<'_, T>, partial: &mut [f64]) {
+    let channels = mask.scale.len();
+    let (sum_g, sum_gx) = partial.split_at_mut(channels);
+    for_each_group(channels, |start, width| {
+        let acc = (&mut *sum_g, &mut *sum_gx);
+        match width {
+            16 => gradient_sums_group::<T, 16>((x, dy), start, mask, acc),
+            8 => gradient_sums_group::<T, 8>((x, dy), start, mask, acc),
+            4 => gradient_sums_group::<T, 4>((x, dy), start, mask, acc),
+            _ => gradient_sums_group::<T, 1>((x, dy), start, mask, acc),
+        }
+    });
 }
 
 impl BatchNormOp {

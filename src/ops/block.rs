@@ -260,13 +260,25 @@ impl BlockShape {
         let conv2_out = T::cpu_storage_as_slice(&saved.conv2_out)?;
         let [stats1, stats2] = &saved.stats;
 
-        // The residual add: the gradient of the normed conv2 output, and of the shortcut.
-        let (dnormed, dshortcut) = residual::backward(out, grad, shortcut, self.downsample);
-        // Each batch norm's backward pass stops at its sums; its input gradient is evaluated as
-        // the convolution before it loads each image of its output gradient.
-        let (gradient2, dgamma2, dbeta2) = batch_norm::backward_deferred(
-            conv2_out, &dnormed, p.gamma2, p.beta2, stats2, cout, eps, false,
+        // The residual add's gradient of the normed conv2 output, made block by block as the
+        // second batch norm sums it (so it is summed from cache, not read back), then the
+        // shortcut's. Each batch norm's backward pass stops at its sums; its input gradient is
+        // evaluated as the convolution before it loads each image of its output gradient.
+        let (dnormed, gradient2, dgamma2, dbeta2) = batch_norm::backward_deferred_producing(
+            conv2_out,
+            &residual::relu_gradient(out, grad),
+            p.gamma2,
+            p.beta2,
+            stats2,
+            cout,
+            eps,
+            false,
         );
+        let dshortcut = if self.downsample {
+            residual::shortcut_gradient(&dnormed, shortcut)
+        } else {
+            Vec::new()
+        };
         let hidden = Normalization::new(p.gamma1, p.beta1, stats1, eps, true);
         let dy = OutputGradient::BatchNorm {
             x: conv2_out,

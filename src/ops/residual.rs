@@ -176,28 +176,62 @@ pub(crate) fn backward<T: Real>(
     })
 }
 
+/// The gradient through the ReLU at one value: `grad` where the output passed it, else 0.
+#[inline]
+fn through_relu<T: Real>(out: T, grad: T) -> T {
+    if out > T::from_f64(0.0) {
+        grad
+    } else {
+        T::from_f64(0.0)
+    }
+}
+
+/// The gradient of `y` (before the ReLU) as a producer of blocks of values (`first..`), for a
+/// pass that consumes it as it is made (batch norm's backward sums,
+/// `batch_norm::backward_deferred_producing`): the same values as [`backward`]'s dy.
+pub(crate) fn relu_gradient<'a, T: Real>(
+    out: &'a [T],
+    grad: &'a [T],
+) -> impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + 'a {
+    move |first, block| {
+        let len = block.len();
+        for ((value, &o), &g) in block
+            .iter_mut()
+            .zip(&out[first..][..len])
+            .zip(&grad[first..][..len])
+        {
+            value.write(through_relu(o, g));
+        }
+    }
+}
+
 fn backward_untimed<T: Real>(out: &[T], grad: &[T], d: Dims, downsample: bool) -> (Vec<T>, Vec<T>) {
-    let (b, h, w, c, xh, xw, xc) = d;
     let dy: Vec<T> = out
         .par_iter()
         .zip(grad.par_iter())
         .with_min_len(MIN_TASK_VALUES)
-        .map(|(&o, &g)| {
-            if o > T::from_f64(0.0) {
-                g
-            } else {
-                T::from_f64(0.0)
-            }
-        })
+        .map(|(&o, &g)| through_relu(o, g))
         .collect();
     if !downsample {
         return (dy, Vec::new());
     }
+    let dx = shortcut_gradient_untimed(&dy, d);
+    (dy, dx)
+}
+
+/// The option-A shortcut's gradient from dy (the gradient of `y`, before the ReLU). Timed for
+/// the benchmark's breakdown.
+pub(crate) fn shortcut_gradient<T: Real>(dy: &[T], d: Dims) -> Vec<T> {
+    timed(Phase::AddReluBackward, || shortcut_gradient_untimed(dy, d))
+}
+
+fn shortcut_gradient_untimed<T: Real>(dy: &[T], d: Dims) -> Vec<T> {
+    let (b, h, w, c, xh, xw, xc) = d;
     // Option A: x's pixel (2i, 2j) gets dy's pixel (i, j), channels 0..C'; every other value of x
     // is zero. Rows of x in parallel, written once each (no zeroing pass first).
     let x_row_len = xw * xc;
     if x_row_len == 0 {
-        return (dy, Vec::new());
+        return Vec::new();
     }
     let rows_per_task = min_rows(x_row_len);
     let kernel = |task: usize, dx: &mut [MaybeUninit<T>]| {
@@ -221,8 +255,7 @@ fn backward_untimed<T: Real>(out: &[T], grad: &[T], d: Dims, downsample: bool) -
     // SAFETY: tasks cover whole rows of x (x_row_len divides each task's length); odd rows are
     // filled; an even row's ⌈xw/2⌉ = w chunks of up to two pixels pair with dy's w pixels, and each
     // writes its first pixel from dy and the rest with zeros.
-    let dx = unsafe { fill_parallel(b * xh * x_row_len, rows_per_task * x_row_len, kernel) };
-    (dy, dx)
+    unsafe { fill_parallel(b * xh * x_row_len, rows_per_task * x_row_len, kernel) }
 }
 
 impl AddRelu {
