@@ -240,6 +240,38 @@ fn residual_add_relu_matches_candle_for_identity_and_option_a() -> Result<()> {
 }
 
 /// The values of a tensor, as f64, for exact comparisons.
+/// Global average pooling against candle's mean over the spatial dimensions: values and the
+/// input gradient, on odd shapes (a channel count that is not a vector's width, a 1×1 image).
+#[test]
+fn global_average_pooling_matches_candle() -> Result<()> {
+    for dtype in [DType::F64, DType::F32] {
+        for (index, shape) in [[3, 5, 7, 16], [2, 4, 3, 3], [4, 1, 1, 10]]
+            .into_iter()
+            .enumerate()
+        {
+            let what = format!("{dtype:?} {shape:?}");
+            let seed = 300 + index as u64;
+            let x = Var::from_tensor(&random(&shape, seed, dtype)?)?;
+            let out = ops::global_average_pool(x.as_tensor())?;
+            let expected = x.as_tensor().mean((1, 2))?;
+            assert_close(
+                &format!("{what}: values"),
+                &out,
+                &expected,
+                tolerance(dtype),
+            )?;
+            let grads = weighted_sum(&out, seed + 1)?.backward()?;
+            let expected_grads = weighted_sum(&expected, seed + 1)?.backward()?;
+            let (dx, expected_dx) = (grads.get(&x), expected_grads.get(&x));
+            let (Some(dx), Some(expected_dx)) = (dx, expected_dx) else {
+                panic!("{what}: no input gradient");
+            };
+            assert_close(&format!("{what}: dx"), dx, expected_dx, tolerance(dtype))?;
+        }
+    }
+    Ok(())
+}
+
 fn values(t: &Tensor) -> Result<Vec<f64>> {
     t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()
 }

@@ -193,8 +193,12 @@ pub fn linear(in_features: usize, out_features: usize, vb: VarBuilder) -> Result
     Ok(Linear::new(weight, Some(bias)))
 }
 
-/// Global average pooling to `[B, C]`.
+/// Global average pooling to `[B, C]`: the fast op on channels-last CPU activations, candle's
+/// `mean` otherwise.
 pub fn global_average_pool(xs: &Tensor, channels: Channels) -> Result<Tensor> {
+    if channels == Channels::Last && ops::use_fast(xs) {
+        return ops::global_average_pool(xs);
+    }
     let (rows, cols) = channels.spatial_dims();
     xs.mean((rows, cols))
 }

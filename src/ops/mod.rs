@@ -1,6 +1,7 @@
 //! Fast CPU training ops as candle `CustomOp`s with real backward passes: fused batch norm (+ ReLU)
 //! and fused residual add (+ option-A shortcut) + ReLU, both on channels-last (NHWC, `[…, C]`)
-//! tensors, convolution, and a whole training-mode residual block built from them as one op; and
+//! tensors, convolution, global average pooling, and a whole training-mode residual block built
+//! from them as one op; and
 //! an evaluation path with batch norm folded into the convolutions, which records no graph.
 //!
 //! The model calls [`use_fast`] to pick these on the CPU and candle's own ops elsewhere (CUDA/Metal),
@@ -11,6 +12,7 @@ pub mod batch_norm;
 pub mod block;
 pub mod conv;
 pub mod folded;
+pub mod pool;
 pub mod residual;
 pub mod simd;
 
@@ -25,6 +27,7 @@ pub use batch_norm::{BatchNormStats, batch_norm_eval, batch_norm_train};
 pub use block::{BlockParameters, residual_block_train, residual_blocks_train};
 pub use conv::conv2d;
 pub use folded::{EvalBatchNorm, EvalBlockParameters, conv_batch_norm_eval, residual_block_eval};
+pub use pool::global_average_pool;
 pub use residual::add_relu;
 
 thread_local! {
