@@ -434,6 +434,15 @@ fn rotation_plan(dataset: std::sync::Arc<data::Dataset>) -> candle_core::Result<
     })
 }
 
+/// The embedded set's training images, shared as the batch builder takes them.
+fn embedded_train() -> std::sync::Arc<data::Dataset> {
+    std::sync::Arc::new(
+        data::load(&DatasetSource::default())
+            .expect("embedded")
+            .train,
+    )
+}
+
 /// Step `step`'s images (eight, spread over the set) and augmentation stream, for the builder tests.
 fn draw_step(step: u64) -> (Vec<usize>, ChaCha8Rng) {
     let indices = (0..8)
@@ -447,12 +456,9 @@ fn draw_step(step: u64) -> (Vec<usize>, ChaCha8Rng) {
 #[test]
 fn the_batch_builder_hands_over_each_steps_batch_as_the_step_would_make_it()
 -> candle_core::Result<()> {
-    let train = std::sync::Arc::new(
-        data::load(&DatasetSource::default())
-            .expect("embedded")
-            .train,
-    );
+    let train = embedded_train();
     let plan = rotation_plan(train.clone())?;
+    let (augmentation, normalization) = (plan.augmentation, plan.normalization.clone());
     let expander = plan.expander.clone().expect("an expander");
     let mut batches = Prefetcher::spawn(plan, 3..7, draw_step).expect("builder thread");
     for step in 3..7 {
@@ -462,11 +468,8 @@ fn the_batch_builder_hands_over_each_steps_batch_as_the_step_would_make_it()
         let (images, labels) = data::make_batch(
             &train,
             &indices,
-            &Augmentation {
-                crop_padding: 2,
-                horizontal_flip: true,
-            },
-            &Normalization::for_kind(DatasetKind::FashionMini, 1),
+            &augmentation,
+            &normalization,
             &mut rng,
             &Device::Cpu,
         )?;
@@ -493,11 +496,7 @@ fn the_batch_builder_hands_over_each_steps_batch_as_the_step_would_make_it()
 #[test]
 fn the_batch_builder_works_one_batch_ahead_of_the_step() -> candle_core::Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
-    let train = std::sync::Arc::new(
-        data::load(&DatasetSource::default())
-            .expect("embedded")
-            .train,
-    );
+    let train = embedded_train();
     let drawn = std::sync::Arc::new(AtomicU64::new(0));
     let counter = drawn.clone();
     let mut batches = Prefetcher::spawn(rotation_plan(train)?, 0..100, move |step| {
@@ -528,11 +527,7 @@ fn the_batch_builder_works_one_batch_ahead_of_the_step() -> candle_core::Result<
 /// A batch the builder cannot make reaches the step as the error it is, and the builder stops.
 #[test]
 fn a_batch_the_builder_cannot_make_is_the_steps_error() -> candle_core::Result<()> {
-    let train = std::sync::Arc::new(
-        data::load(&DatasetSource::default())
-            .expect("embedded")
-            .train,
-    );
+    let train = embedded_train();
     let len = train.len();
     let mut batches = Prefetcher::spawn(rotation_plan(train)?, 0..10, move |step| {
         let (mut indices, rng) = draw_step(step);

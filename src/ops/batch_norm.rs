@@ -521,61 +521,23 @@ pub(crate) fn backward<T: Real>(
 
 /// The backward pass up to its per-channel sums: dγ, dβ, and dx as an [`InputGradient`] still to
 /// be evaluated, by whoever reads dx next (a convolution's backward pass, as it loads each
-/// image), so dx is never written out whole. Timed for the benchmark's breakdown.
+/// image), so dx is never written out whole; and the output gradient, when `dy` had it made here
+/// ([`OutputGradientSource::Produced`]). Timed for the benchmark's breakdown.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_deferred<T: Real>(
     x: &[T],
-    dy: &[T],
+    dy: OutputGradientSource<'_, T>,
     gamma: &[T],
     beta: &[T],
     stats: &BatchNormStats,
     channels: usize,
     eps: f64,
     relu: bool,
-) -> (InputGradient<T>, Vec<T>, Vec<T>) {
+) -> (Option<Vec<T>>, InputGradient<T>, Vec<T>, Vec<T>) {
     let start = Instant::now();
-    let (_, gradient, dgamma, dbeta) = backward_sums(
-        x,
-        OutputGradientSource::Values(dy),
-        gamma,
-        beta,
-        stats,
-        channels,
-        eps,
-        relu,
-        true,
-    );
+    let parts = backward_sums(x, dy, gamma, beta, stats, channels, eps, relu, true);
     record(Phase::BatchNormBackward, start);
-    (gradient, dgamma, dbeta)
-}
-
-/// [`backward_deferred`] for an output gradient made here by `produce` (see
-/// [`OutputGradientSource::Produced`]): returns it too, with the input gradient, dγ and dβ.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn backward_deferred_producing<T: Real>(
-    x: &[T],
-    produce: &(dyn Fn(usize, &mut [MaybeUninit<T>]) + Sync),
-    gamma: &[T],
-    beta: &[T],
-    stats: &BatchNormStats,
-    channels: usize,
-    eps: f64,
-    relu: bool,
-) -> (Vec<T>, InputGradient<T>, Vec<T>, Vec<T>) {
-    let start = Instant::now();
-    let (dy, gradient, dgamma, dbeta) = backward_sums(
-        x,
-        OutputGradientSource::Produced(produce),
-        gamma,
-        beta,
-        stats,
-        channels,
-        eps,
-        relu,
-        true,
-    );
-    record(Phase::BatchNormBackward, start);
-    (dy.unwrap_or_default(), gradient, dgamma, dbeta)
+    parts
 }
 
 /// Batch norm's input gradient per channel, `dx = a·g + b·x + c`, where g is the output gradient

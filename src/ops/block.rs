@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::batch_norm::{self, BatchNormStats, Normalization};
+use super::batch_norm::{self, BatchNormStats, Normalization, OutputGradientSource};
 use super::conv::{self, Geometry, OutputGradient};
 use super::residual;
 use super::{Real, contiguous_slice, with_slice};
@@ -264,9 +264,9 @@ impl BlockShape {
         // second batch norm sums it (so it is summed from cache, not read back), then the
         // shortcut's. Each batch norm's backward pass stops at its sums; its input gradient is
         // evaluated as the convolution before it loads each image of its output gradient.
-        let (dnormed, gradient2, dgamma2, dbeta2) = batch_norm::backward_deferred_producing(
+        let (dnormed, gradient2, dgamma2, dbeta2) = batch_norm::backward_deferred(
             conv2_out,
-            &residual::relu_gradient(out, grad),
+            OutputGradientSource::Produced(&residual::relu_gradient(out, grad)),
             p.gamma2,
             p.beta2,
             stats2,
@@ -274,6 +274,9 @@ impl BlockShape {
             eps,
             false,
         );
+        let Some(dnormed) = dnormed else {
+            candle_core::bail!("residual block: the residual add's gradient was not made");
+        };
         let dshortcut = if self.downsample {
             residual::shortcut_gradient(&dnormed, shortcut)
         } else {
@@ -290,8 +293,15 @@ impl BlockShape {
         let Some(dhidden) = dhidden else {
             candle_core::bail!("residual block: conv2 gave no input gradient");
         };
-        let (gradient1, dgamma1, dbeta1) = batch_norm::backward_deferred(
-            conv1_out, &dhidden, p.gamma1, p.beta1, stats1, cout, eps, true,
+        let (_, gradient1, dgamma1, dbeta1) = batch_norm::backward_deferred(
+            conv1_out,
+            OutputGradientSource::Values(&dhidden),
+            p.gamma1,
+            p.beta1,
+            stats1,
+            cout,
+            eps,
+            true,
         );
         let dy = OutputGradient::BatchNorm {
             x: conv1_out,

@@ -188,7 +188,7 @@ fn through_relu<T: Real>(out: T, grad: T) -> T {
 
 /// The gradient of `y` (before the ReLU) as a producer of blocks of values (`first..`), for a
 /// pass that consumes it as it is made (batch norm's backward sums,
-/// `batch_norm::backward_deferred_producing`): the same values as [`backward`]'s dy.
+/// `batch_norm::OutputGradientSource::Produced`): the same values as [`backward`]'s dy.
 pub(crate) fn relu_gradient<'a, T: Real>(
     out: &'a [T],
     grad: &'a [T],

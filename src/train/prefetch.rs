@@ -53,10 +53,9 @@ pub struct Batch {
 /// A batch as the builder thread hands it over, with the time its two parts took there.
 struct Built {
     step: u64,
+    /// Expanded already when the step runs on the CPU; otherwise still to upload and expand.
     images: Tensor,
     labels: Tensor,
-    /// Expanded already, on the step's device (the CPU); otherwise still to upload and expand.
-    finished: bool,
     assembly: Duration,
     expansion: Duration,
 }
@@ -118,7 +117,8 @@ impl Prefetcher {
             ),
         };
         record_duration(Phase::BatchAssembly, built.assembly);
-        let inputs = if built.finished {
+        // A CPU step's batch comes expanded (see `build`).
+        let inputs = if self.plan.device.is_cpu() {
             record_duration(Phase::Expansion, built.expansion);
             built.images
         } else {
@@ -186,7 +186,6 @@ fn build(
         step,
         images,
         labels,
-        finished: on_cpu,
         assembly,
         expansion: started.elapsed(),
     })

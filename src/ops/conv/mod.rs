@@ -375,14 +375,18 @@ fn forward_direct(
 fn input_grad_direct(dy: &[f32], weight: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
     let t = g.transposed()?;
     let flipped = flipped_transposed(weight, g);
-    let (dx, _) = sliding_direct(
-        &Images::Values(dy),
-        &t,
-        flipped,
-        (Epilogue::default(), false),
-        isa,
-    )?;
-    Some(dx)
+    sliding_plain(dy, &t, flipped, isa)
+}
+
+/// [`sliding_direct`] over plain values, with no epilogue and no moments.
+fn sliding_plain(
+    input: &[f32],
+    g: &Geometry,
+    weight: impl Fn(usize, usize, usize, usize) -> f32,
+    isa: Isa,
+) -> Option<Vec<f32>> {
+    let plain = (Epilogue::default(), false);
+    sliding_direct(&Images::Values(input), g, weight, plain, isa).map(|(out, _)| out)
 }
 
 /// `weight(co, ci, ky, kx)` of the input gradient's convolution: `W` flipped and transposed.
@@ -505,13 +509,7 @@ fn input_grad_stride2_direct(
     };
     // The frame's extra zero row and column below and right of dY stand for the pixels a + 1
     // past its edge.
-    let (phased, _) = sliding_direct(
-        &Images::Values(dy),
-        &parities,
-        taps,
-        (Epilogue::default(), false),
-        isa,
-    )?;
+    let phased = sliding_plain(dy, &parities, taps, isa)?;
     let phased_len = parities.output_len();
     let interleave = |index: usize, dx: &mut [MaybeUninit<f32>]| {
         let phased = &phased[index * phased_len..][..phased_len];
