@@ -298,3 +298,84 @@ fn a_resume_may_evaluate_differently_but_never_train_other_episodes() {
         ["fewshot.method is now \"ridge\" but was \"protonet\""]
     );
 }
+
+/// The episode builder hands over, in order, exactly the episodes a step would draw and make on
+/// its own thread (the sampler's episode, its images augmented from the step's stream), pixel for
+/// pixel and way for way, and nothing after its last.
+#[test]
+fn the_episode_builder_hands_over_each_episode_as_the_step_would_make_it() -> candle_core::Result<()>
+{
+    use candle_core::Device;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use sla::data::{self, Augmentation, DatasetKind, DatasetSource, Normalization};
+    use sla::fewshot::batch::{EpisodePlan, EpisodesAhead, episode_images};
+    use sla::fewshot::episode::{EpisodeSampler, EpisodeShape};
+
+    let base = std::sync::Arc::new(
+        data::load(&DatasetSource::default())
+            .expect("embedded")
+            .train,
+    );
+    let shape = EpisodeShape {
+        ways: 5,
+        shots: 2,
+        queries: 3,
+    };
+    let sampler = EpisodeSampler::new("base classes", &base.labels, base.num_classes(), shape, 7)
+        .expect("the embedded set fills 5-way episodes");
+    let augmentation = Augmentation {
+        crop_padding: 2,
+        horizontal_flip: true,
+    };
+    let normalization = Normalization::for_kind(DatasetKind::FashionMini, 1);
+    let stream = |step: u64| {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        rng.set_stream(step);
+        rng
+    };
+    let plan = EpisodePlan {
+        data: base.clone(),
+        sampler: sampler.clone(),
+        augmentation,
+        normalization: normalization.clone(),
+        device: Device::Cpu,
+    };
+    let mut ahead = EpisodesAhead::spawn(plan, 2..5, stream).expect("builder thread");
+    for step in 2..5 {
+        let ready = ahead.next_episode()?;
+        let episode = sampler.episode(step);
+        assert_eq!(ready.episode, episode, "step {step}");
+        let expected = episode_images(
+            &base,
+            &episode,
+            &augmentation,
+            &normalization,
+            &mut stream(step),
+            &Device::Cpu,
+        )?;
+        for (what, got, expected) in [
+            ("support", &ready.images.support, &expected.support),
+            ("queries", &ready.images.queries, &expected.queries),
+        ] {
+            assert_eq!(got.dims(), expected.dims());
+            // Not `assert_eq!`: a failure would print every pixel of the episode.
+            assert!(
+                got.flatten_all()?.to_vec1::<f32>()? == expected.flatten_all()?.to_vec1::<f32>()?,
+                "step {step}: {what} pixels differ"
+            );
+        }
+        assert_eq!(ready.images.support_ways, expected.support_ways);
+        assert_eq!(ready.images.query_ways, expected.query_ways);
+    }
+    let after_the_last = ahead
+        .next_episode()
+        .err()
+        .expect("no sixth episode")
+        .to_string();
+    assert!(
+        after_the_last.contains("no episode left"),
+        "{after_the_last}"
+    );
+    Ok(())
+}

@@ -199,12 +199,12 @@ fn crop_padding_and_no_flip_reach_the_training_batches_and_fix_what_a_step_means
             ..Default::default()
         },
         &padded.train,
-        padded.validation.as_ref(),
+        padded.validation.as_deref(),
     )
     .differences(&fingerprint(
         &TrainConfig::default(),
         &usual.train,
-        usual.validation.as_ref(),
+        usual.validation.as_deref(),
     ));
     assert!(
         changes

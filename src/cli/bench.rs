@@ -376,6 +376,7 @@ fn print_report(r: &Report) {
                 "everything else (candle ops, autograd, SGD)",
                 r.other_ms_per_step,
             ),
+            "the next batch, built on its own thread while the step runs (ms/step)",
         );
     }
     println!("  last loss: {:.4}", r.last_loss);
@@ -389,9 +390,10 @@ fn print_report(r: &Report) {
             "per-op time of an evaluation pass (ms)",
             &eval.breakdown,
             (
-                "everything else (batches, inferences)",
+                "everything else (inferences, bookkeeping)",
                 eval.other_ms_per_pass,
             ),
+            "the next batch, built on its own thread while the network runs (ms per pass)",
         );
     }
 }
@@ -410,8 +412,13 @@ fn profiled_phases(passes: f64) -> Vec<PhaseTime> {
 }
 
 /// A per-op table under `title`, then the rest of the time as `(label, ms)`, then the work done
-/// beside it on the batch builder's thread, if any.
-fn print_phases(title: &str, phases: &[PhaseTime], (other, other_ms): (&str, f64)) {
+/// beside it on the batch builder's thread, if any, under `beside_title`.
+fn print_phases(
+    title: &str,
+    phases: &[PhaseTime],
+    (other, other_ms): (&str, f64),
+    beside_title: &str,
+) {
     let row = |phase: &PhaseTime| {
         println!(
             "    {:<40} {:>9.1}  ({:.0} calls)",
@@ -423,7 +430,7 @@ fn print_phases(title: &str, phases: &[PhaseTime], (other, other_ms): (&str, f64
     println!("    {other:<40} {other_ms:>9.1}");
     let beside: Vec<&PhaseTime> = phases.iter().filter(|p| p.beside_the_step).collect();
     if !beside.is_empty() {
-        println!("  the next batch, built on its own thread while the step runs (ms/step):");
+        println!("  {beside_title}:");
         beside.into_iter().for_each(row);
     }
 }

@@ -365,13 +365,10 @@ pub fn follow(start: RunStart, command: &str) -> anyhow::Result<()> {
                     return Err(super::interrupt::Interrupted(how).into());
                 }
                 println!(
-                    "done: {} steps in {:.1} s{}{}",
+                    "done: {} steps in {:.1} s, {:.2} s of it waiting for batches{}",
                     summary.steps,
                     summary.elapsed_s,
-                    match summary.data_wait_s {
-                        Some(wait) => format!(", {wait:.2} s of it waiting for batches"),
-                        None => String::new(),
-                    },
+                    summary.data_wait_s,
                     if summary.stopped_early {
                         " (stopped early)"
                     } else {

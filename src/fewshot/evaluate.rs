@@ -2,13 +2,15 @@
 //! (SI) and aggregated (AG) inference, the joint confusion accumulated over episodes, and a sample
 //! grid of one episode's queries.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Result};
 
 use crate::data::{Augmentation, Dataset};
 use crate::run::SampleGrid;
 use crate::sla::Mode;
 
-use super::batch::episode_images;
+use super::batch::{EpisodePlan, EpisodesAhead, ReadyEpisode};
 use super::episode::{Episode, EpisodeSampler, EpisodeShape};
 use super::objective::predicted;
 use super::setup::{EpisodeData, EpisodeModel};
@@ -59,7 +61,7 @@ pub fn snapshot_transforms(mode: Mode, num_transforms: usize) -> usize {
 /// `should_stop` said so meanwhile; `progress` hears of each episode done.
 pub fn evaluate_episodes(
     model: &EpisodeModel,
-    data: &Dataset,
+    data: &Arc<Dataset>,
     normalization: &crate::data::Normalization,
     sampler: &EpisodeSampler,
     episodes: usize,
@@ -88,22 +90,24 @@ pub fn evaluate_episodes(
     };
     let mut view_hits = vec![0usize; m];
     let (mut joint_hits, mut view_rows) = (0usize, 0usize);
-    let no_augmentation = Augmentation::none();
+    let plan = EpisodePlan {
+        data: data.clone(),
+        sampler: sampler.clone(),
+        augmentation: Augmentation::none(),
+        normalization: normalization.clone(),
+        device: model.device.clone(),
+    };
+    // Unaugmented, so the generator is never drawn from; any seed will do.
+    let mut ahead = EpisodesAhead::spawn(plan, 0..episodes as u64, |_| {
+        <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)
+    })?;
     for index in 0..episodes {
         if should_stop() {
             return Ok(None);
         }
-        let episode = sampler.episode(index as u64);
-        // Unaugmented, so the generator is never drawn from; any seed will do.
-        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-        let images = episode_images(
-            data,
-            &episode,
-            &no_augmentation,
-            normalization,
-            &mut rng,
-            &model.device,
-        )?;
+        let ReadyEpisode {
+            episode, images, ..
+        } = ahead.next_episode()?;
         let outputs =
             model
                 .objective

@@ -1,6 +1,8 @@
 //! Everything a few-shot run is built from its config: the class-disjoint data, the backbone with
 //! the meta-learner around it, and the transformations.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarMap};
 
@@ -19,9 +21,9 @@ use super::objective::{EpisodeObjective, Method};
 
 /// The data of a few-shot run: base classes to train on, novel classes to test on.
 pub struct EpisodeData {
-    pub base: Dataset,
-    pub validation: Option<Dataset>,
-    pub novel: Dataset,
+    pub base: Arc<Dataset>,
+    pub validation: Option<Arc<Dataset>>,
+    pub novel: Arc<Dataset>,
     pub normalization: Normalization,
     /// Applied to training episodes only.
     pub augmentation: Augmentation,
@@ -45,9 +47,9 @@ pub fn load_episode_data(config: &TrainConfig) -> Result<EpisodeData, TrainError
     Ok(EpisodeData {
         normalization: Normalization::for_kind(config.dataset.kind, shape.channels),
         augmentation: config.augmentation(config.dataset.kind, shape.height),
-        base: splits.base,
-        validation: splits.validation,
-        novel: splits.novel,
+        base: Arc::new(splits.base),
+        validation: splits.validation.map(Arc::new),
+        novel: Arc::new(splits.novel),
     })
 }
 

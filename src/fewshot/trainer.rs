@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::DType;
 use rand::SeedableRng;
@@ -27,7 +27,7 @@ use crate::train::{
 };
 
 use super::FewShotConfig;
-use super::batch::episode_images;
+use super::batch::{EpisodePlan, EpisodesAhead, ReadyEpisode};
 use super::episode::{EpisodeError, EpisodeSampler};
 use super::evaluate::{
     EpisodeEvaluation, episode_grid, evaluate_episodes, mean_and_ci95, snapshot_transforms,
@@ -62,7 +62,7 @@ pub fn run_until(
             final_metrics: None,
             stopped_early: true,
             elapsed_s: 0.0,
-            data_wait_s: None,
+            data_wait_s: 0.0,
         });
     }
     let train_sampler = EpisodeSampler::new(
@@ -74,7 +74,7 @@ pub fn run_until(
     )?;
     let test = test_sampler(&data, fewshot.test_shape(), config.seed)?;
     let validation = validation_sampler(&data, fewshot.test_shape(), config.seed)?;
-    let fingerprint = fingerprint(&config, &data.base, data.validation.as_ref());
+    let fingerprint = fingerprint(&config, &data.base, data.validation.as_deref());
     let Opened {
         folder: mut run_folder,
         state,
@@ -111,6 +111,7 @@ pub fn run_until(
         step: state.step,
         elapsed_before: state.elapsed_s,
         started: Instant::now(),
+        data_wait: Duration::ZERO,
     };
     if checkpoint.is_none() {
         episodic.save_checkpoint(&sgd, &mut run_folder, false)?;
@@ -160,6 +161,8 @@ struct Episodic<'a> {
     step: u64,
     elapsed_before: f64,
     started: Instant,
+    /// How long this session's steps waited for their episodes.
+    data_wait: Duration,
 }
 
 impl Episodic<'_> {
@@ -173,7 +176,7 @@ impl Episodic<'_> {
             final_metrics,
             stopped_early,
             elapsed_s: self.elapsed(),
-            data_wait_s: None,
+            data_wait_s: self.data_wait.as_secs_f64(),
         }
     }
 
@@ -212,6 +215,7 @@ impl Episodic<'_> {
         let mut paused = false;
         let mut images_per_s: Option<f64> = None;
         let mut last_episode_shown: Option<Instant> = None;
+        let mut episodes = self.training_episodes(total)?;
         while self.step < total {
             let obeyed = commands::obey(commands, self.stop, &mut paused, emit, &mut || {
                 self.save_checkpoint(sgd, run_folder, false)?;
@@ -224,7 +228,9 @@ impl Episodic<'_> {
             let epoch = self.epoch_of(self.step);
             let show_episode = last_episode_shown
                 .is_none_or(|shown: Instant| shown.elapsed() >= EPISODE_GRID_INTERVAL);
-            let (loss, accuracy, episode) = self.train_step(sgd, total, show_episode)?;
+            let ready = episodes.next_episode()?;
+            self.data_wait += ready.waited;
+            let (loss, accuracy, episode) = self.train_step(sgd, total, ready, show_episode)?;
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {
                     what: "training loss",
@@ -285,27 +291,40 @@ impl Episodic<'_> {
         Ok(self.summary(progress.final_metrics, false))
     }
 
-    /// One training episode: its images (augmented from the episode's own stream), the loss of
-    /// the mode, and an SGD step. Returns the loss, the episode's query accuracy (single
-    /// inference, before the step) and, when `show` asks for it, the episode as the grid draws it.
+    /// The training episodes from this step to `total`, made one ahead on their own thread: each
+    /// step's episode from the base classes, its images augmented from the step's own stream.
+    fn training_episodes(&self, total: u64) -> Result<EpisodesAhead, TrainError> {
+        let plan = EpisodePlan {
+            data: self.data.base.clone(),
+            sampler: self.train_sampler.clone(),
+            augmentation: self.data.augmentation,
+            normalization: self.data.normalization.clone(),
+            device: self.model.device.clone(),
+        };
+        let seed = self.config.seed;
+        let augmentation_stream = move |step| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ AUGMENTATION_STREAM);
+            rng.set_stream(step);
+            rng
+        };
+        EpisodesAhead::spawn(plan, self.step..total, augmentation_stream)
+            .map_err(|e| TrainError::Thread(format!("the episode builder: {e}")))
+    }
+
+    /// One training episode: the loss of the mode on its images, and an SGD step. Returns the
+    /// loss, the episode's query accuracy (single inference, before the step) and, when `show`
+    /// asks for it, the episode as the grid draws it.
     fn train_step(
         &self,
         sgd: &mut Sgd,
         total: u64,
+        ready: ReadyEpisode,
         show: bool,
     ) -> Result<(f64, f64, Option<TrainingEpisode>), TrainError> {
         let model = self.model;
-        let episode = self.train_sampler.episode(self.step);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ AUGMENTATION_STREAM);
-        rng.set_stream(self.step);
-        let images = episode_images(
-            &self.data.base,
-            &episode,
-            &self.data.augmentation,
-            &self.data.normalization,
-            &mut rng,
-            &model.device,
-        )?;
+        let ReadyEpisode {
+            episode, images, ..
+        } = ready;
         let outputs =
             model
                 .objective

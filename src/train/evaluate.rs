@@ -1,12 +1,15 @@
 //! Evaluation: accuracy of every inference mode, per-transformation accuracy and confusion matrices.
 
+use std::sync::Arc;
+
 use candle_core::{D, DType, Result, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{Augmentation, Dataset, Normalization, make_batch};
+use crate::data::{Augmentation, Dataset, Normalization};
 use crate::sla::{Mode, joint};
 
+use super::prefetch::{BatchPlan, Prefetcher};
 use super::setup::Model;
 use crate::run::{ImageLoss, PerClassAcc, SampleGrid};
 
@@ -84,11 +87,13 @@ fn hits(predicted: &[u32], labels: &[u32]) -> usize {
 }
 
 /// Evaluate `model` on `data` in batches of `batch_size` source images. Every batch is expanded by
-/// all M transformations, so per-transformation accuracy exists for every mode. `should_stop` is asked
-/// before every batch: a long evaluation must not hold up a user who stops the run (`Ok(None)`).
+/// all M transformations, so per-transformation accuracy exists for every mode; the next batch is
+/// made and expanded on a thread of its own while the network runs on this one. `should_stop` is
+/// asked before every batch: a long evaluation must not hold up a user who stops the run
+/// (`Ok(None)`).
 pub fn evaluate(
     model: &Model,
-    data: &Dataset,
+    data: &Arc<Dataset>,
     normalization: &Normalization,
     batch_size: usize,
     sample_count: usize,
@@ -117,22 +122,29 @@ pub fn evaluate(
     let mut sample_predictions = Vec::with_capacity(sample_count * m);
     let mut all_predictions = Vec::with_capacity(data.len() * m);
     let mut top_losses = Vec::new();
-    // Evaluation batches are never augmented; the RNG is required by the batcher and unused.
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let indices: Vec<usize> = (0..data.len()).collect();
-    for chunk in indices.chunks(batch_size.max(1)) {
+    let batch_size = batch_size.max(1);
+    let batches = data.len().div_ceil(batch_size) as u64;
+    let plan = BatchPlan {
+        dataset: data.clone(),
+        augmentation: Augmentation::none(),
+        normalization: normalization.clone(),
+        expander: Some(model.expander.clone()),
+        device: model.device.clone(),
+    };
+    let images = data.len();
+    let mut prefetcher = Prefetcher::spawn(plan, 0..batches, move |batch| {
+        let first = batch as usize * batch_size;
+        // Evaluation batches are never augmented; the RNG is required by the batcher and unused.
+        let indices = (first..(first + batch_size).min(images)).collect();
+        (indices, ChaCha8Rng::seed_from_u64(0))
+    })?;
+    for _ in 0..batches {
         if should_stop() {
             return Ok(None);
         }
-        let (images, labels) = make_batch(
-            data,
-            chunk,
-            &Augmentation::none(),
-            normalization,
-            &mut rng,
-            &model.device,
-        )?;
-        let expanded = model.expander.expand(&images)?;
+        let batch = prefetcher.next_batch()?;
+        let (expanded, labels) = (batch.inputs, batch.labels);
+        let first = batch.step as usize * batch_size;
         let features = model.net.features(&expanded, false)?;
         let outputs = objective.outputs(model.net.heads(), &features)?;
         let predictions = objective.predictions(&outputs)?;
@@ -142,8 +154,9 @@ pub fn evaluate(
             objective.loss(&outputs, &labels)?
         };
         let label_values = labels.to_vec1::<u32>()?;
-        tally.loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * chunk.len() as f64;
-        tally.images += chunk.len();
+        tally.loss_sum +=
+            loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * label_values.len() as f64;
+        tally.images += label_values.len();
         for &label in &label_values {
             tally.class_images[label as usize] += 1;
         }
@@ -186,7 +199,7 @@ pub fn evaluate(
         let probabilities = candle_nn::ops::softmax_last_dim(&headline_logits)?.to_vec2::<f32>()?;
         top_losses = highest_losses(
             top_losses,
-            image_losses(&probabilities, &label_values, chunk[0]),
+            image_losses(&probabilities, &label_values, first),
             TOP_LOSSES,
         );
         for (&truth, &predicted) in label_values.iter().zip(headline) {

@@ -93,9 +93,8 @@ pub struct Summary {
     /// Stopped by the user before the last step; the checkpoint allows resuming.
     pub stopped_early: bool,
     pub elapsed_s: f64,
-    /// Seconds the steps of this session waited for their batches (`None` where the batches are
-    /// made inside the step, as the few-shot trainer's episodes are).
-    pub data_wait_s: Option<f64>,
+    /// Seconds the steps of this session waited for their batches (or episodes).
+    pub data_wait_s: f64,
 }
 
 /// What a front end may ask of a running trainer.

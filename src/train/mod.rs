@@ -1,5 +1,6 @@
 //! Training: the trainer loop, optimiser and schedule, events, snapshots, metrics and checkpoints.
 
+pub mod ahead;
 pub mod best;
 pub mod checkpoint;
 pub mod commands;

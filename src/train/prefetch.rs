@@ -1,26 +1,18 @@
-//! The next training batch, built on a thread of its own while the current step trains, so a step
-//! starts on a batch that is already there: the u8 images cropped, flipped and normalised
-//! (`make_batch`), then expanded by the M transformations.
+//! The next batch, built on a thread of its own ([`Ahead`]) while the current step trains, so a
+//! step starts on a batch that is already there: the u8 images cropped, flipped and normalised
+//! (`make_batch`), then expanded by the M transformations. The trainer, `sla bench` and the
+//! evaluation take their batches from it.
 //!
-//! Why a thread and not a rayon task: the step's kernels fill rayon's pool, and a task queued
-//! there would run inside the step's parallel loops, on their threads. A thread of its own runs
-//! beside them; on a machine with idle cores the data work costs the step nothing, and on a
-//! machine whose cores the step keeps busy it costs what it did before, now out of the step's
-//! critical path. The batches do not depend on the order threads run in: each is a pure function
-//! of its step (the sampler's indices and augmentation stream), so a prefetched run draws the
-//! very batches a sequential one would (the resume test checks it bit for bit).
-//!
-//! The channel is a rendezvous: the builder makes batch k + 1 while step k trains and hands it over
-//! when step k + 1 asks. One batch waits at most (an expanded ResNet-32 SLA batch is 6 MB, under
-//! 1 % of the step's memory).
+//! The batches do not depend on the order threads run in: each is a pure function of its step (the
+//! sampler's indices and augmentation stream), so a prefetched run draws the very batches a
+//! sequential one would (the resume test checks it bit for bit). One batch waits at most (an
+//! expanded ResNet-32 SLA batch is 6 MB, under 1 % of the step's memory).
 //!
 //! On a GPU the expansion stays with the step: the builder makes the batch on the CPU, and the step
 //! uploads it and expands it on the device, where the gather is queued with the rest of its work.
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
@@ -29,6 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Augmentation, Dataset, Normalization, make_batch};
 use crate::ops::profile::{Phase, record_duration};
 use crate::sla::transform::Expander;
+
+use super::ahead::Ahead;
 
 /// What a batch is made of: the images, their augmentation and normalisation, the expansion (when
 /// the objective expands batches) and the device the step runs on.
@@ -64,8 +58,7 @@ struct Built {
 /// thread (after the batch it is building, if any) and joins it.
 pub struct Prefetcher {
     plan: Arc<BatchPlan>,
-    receiver: Option<Receiver<candle_core::Result<Built>>>,
-    thread: Option<JoinHandle<()>>,
+    built: Ahead<Built>,
 }
 
 impl Prefetcher {
@@ -77,24 +70,12 @@ impl Prefetcher {
         mut draw: impl FnMut(u64) -> (Vec<usize>, ChaCha8Rng) + Send + 'static,
     ) -> std::io::Result<Self> {
         let plan = Arc::new(plan);
-        let (sender, receiver) = sync_channel(0);
         let builder_plan = plan.clone();
-        let thread = std::thread::Builder::new()
-            .name("sla-batches".into())
-            .spawn(move || {
-                for step in steps {
-                    let (indices, mut rng) = draw(step);
-                    let built = build(&builder_plan, step, &indices, &mut rng);
-                    if !hand_over(&sender, built) {
-                        return;
-                    }
-                }
-            })?;
-        Ok(Self {
-            plan,
-            receiver: Some(receiver),
-            thread: Some(thread),
-        })
+        let built = Ahead::spawn("batch", "sla-batches", steps, move |step| {
+            let (indices, mut rng) = draw(step);
+            build(&builder_plan, step, &indices, &mut rng)
+        })?;
+        Ok(Self { plan, built })
     }
 
     /// The next step's batch. The time spent waiting for it is the profile's
@@ -102,20 +83,8 @@ impl Prefetcher {
     /// recorded under their phases, work done beside the step (a GPU step's expansion is not
     /// timed: it is queued device work).
     pub fn next_batch(&mut self) -> candle_core::Result<Batch> {
-        let Some(receiver) = &self.receiver else {
-            candle_core::bail!("the batch builder was stopped");
-        };
-        let asked = Instant::now();
-        let received = receiver.recv();
-        let waited = asked.elapsed();
+        let (built, waited) = self.built.take()?;
         record_duration(Phase::DataWait, waited);
-        let built = match received {
-            Ok(built) => built?,
-            Err(_) => candle_core::bail!(
-                "no batch left to train on: the batch builder finished its steps or stopped \
-                 unexpectedly"
-            ),
-        };
         record_duration(Phase::BatchAssembly, built.assembly);
         // A CPU step's batch comes expanded (see `build`).
         let inputs = if self.plan.device.is_cpu() {
@@ -133,28 +102,6 @@ impl Prefetcher {
             waited,
         })
     }
-}
-
-impl Drop for Prefetcher {
-    fn drop(&mut self) {
-        // Closing the channel first makes the builder's next hand-over fail, which ends its loop.
-        self.receiver = None;
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            log::error!("the batch builder thread panicked");
-        }
-    }
-}
-
-/// Hand a batch (or the error that stopped it) to the step; whether to go on building: false once
-/// the receiving end is gone, or after an error (the step stops there).
-fn hand_over(
-    sender: &SyncSender<candle_core::Result<Built>>,
-    built: candle_core::Result<Built>,
-) -> bool {
-    let failed = built.is_err();
-    sender.send(built).is_ok() && !failed
 }
 
 /// A step's batch on the builder thread: made on the CPU, and expanded there when the step runs on

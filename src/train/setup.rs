@@ -18,8 +18,8 @@ use super::trainer::TrainError;
 /// thread that builds its batches.
 pub struct RunData {
     pub train: Arc<Dataset>,
-    pub test: Dataset,
-    pub validation: Option<Dataset>,
+    pub test: Arc<Dataset>,
+    pub validation: Option<Arc<Dataset>>,
     pub normalization: Normalization,
     pub augmentation: Augmentation,
 }
@@ -66,7 +66,7 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
     let validation = if config.validation > 0 {
         let (rest, held_out) = data::split_validation(train, config.validation, config.seed)?;
         train = rest;
-        Some(held_out)
+        Some(Arc::new(held_out))
     } else {
         None
     };
@@ -85,7 +85,7 @@ pub fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
     }
     Ok(RunData {
         train: Arc::new(train),
-        test,
+        test: Arc::new(test),
         validation,
         normalization: Normalization::for_kind(config.dataset.kind, channels),
         augmentation,

@@ -124,7 +124,11 @@ pub fn time_evaluation(
     work: EvaluationWork,
     before_timed: impl FnOnce(),
 ) -> candle_core::Result<Vec<f64>> {
-    let data = random_dataset(shape, work.images, model.objective.num_classes);
+    let data = Arc::new(random_dataset(
+        shape,
+        work.images,
+        model.objective.num_classes,
+    ));
     let normalization = Normalization::uniform(0.5, 0.25, shape.channels);
     let evaluate =
         || super::evaluate::evaluate(model, &data, &normalization, work.batch_size, 0, &|| false);

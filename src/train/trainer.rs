@@ -261,7 +261,7 @@ pub fn run_until(
         final_metrics: None,
         stopped_early: true,
         elapsed_s: 0.0,
-        data_wait_s: Some(0.0),
+        data_wait_s: 0.0,
     };
     let data = load_data(&config)?;
     if stop.load(Ordering::SeqCst) {
@@ -279,7 +279,7 @@ pub fn run_until(
         .into());
     }
     let num_classes = data.train.num_classes();
-    let fingerprint = fingerprint(&config, &data.train, data.validation.as_ref());
+    let fingerprint = fingerprint(&config, &data.train, data.validation.as_deref());
     let opened = if resume {
         open_for_resume(&run_dir, &config, &fingerprint)?
     } else {
@@ -436,7 +436,7 @@ impl Loop<'_> {
             final_metrics,
             stopped_early,
             elapsed_s: self.elapsed(),
-            data_wait_s: Some(self.data_wait.as_secs_f64()),
+            data_wait_s: self.data_wait.as_secs_f64(),
         }
     }
 
