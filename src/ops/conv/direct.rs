@@ -683,6 +683,11 @@ pub(super) struct WeightGrad<'a> {
     pub input: &'a Padded,
     pub cin: usize,
     pub k: usize,
+    /// Whether each kernel row's k·cin (kx, ci) values are the tile's rows, one sweep per ky,
+    /// instead of cin channels per (ky, kx): for inputs with fewer channels than the tile has
+    /// rows (a 3-channel stem: 9 of a 16-row tile busy, not 3). A row's (kx, ci) values lie side
+    /// by side in a channels-last frame, and dW's `[k, k, cin, cout]` keeps them in that order.
+    pub taps_as_rows: bool,
     pub stride: usize,
     pub ho: usize,
     pub wo: usize,
@@ -735,9 +740,16 @@ unsafe fn weight_grad<S: Simd, const V: usize, const R: usize>(simd: S, c: Weigh
     let dy = c.dy.as_ptr();
     let dw = c.dw.as_mut_ptr();
     let zero = simd.splat_f32s(0.0);
+    // The tile's rows: cin channels of one tap, or a kernel row's k taps of cin channels (their
+    // offsets from the tap kx = 0 are the same j = kx·cin + ci in the frame and in dW).
+    let (taps, rows) = if c.taps_as_rows {
+        (1, c.k * c.cin)
+    } else {
+        (c.k, c.cin)
+    };
     for ky in 0..c.k {
-        for kx in 0..c.k {
-            for ci0 in (0..c.cin).step_by(R) {
+        for kx in 0..taps {
+            for ci0 in (0..rows).step_by(R) {
                 for chunk in 0..c.cout / width {
                     let mut acc = [[zero; V]; R];
                     for oy in 0..c.ho {
@@ -761,7 +773,7 @@ unsafe fn weight_grad<S: Simd, const V: usize, const R: usize>(simd: S, c: Weigh
                             }
                         }
                     }
-                    let valid = R.min(c.cin - ci0);
+                    let valid = R.min(rows - ci0);
                     for (r, acc) in acc.iter().enumerate().take(valid) {
                         let dst = unsafe {
                             dw.add(((ky * c.k + kx) * c.cin + ci0 + r) * c.cout + chunk * width)

@@ -147,6 +147,7 @@ impl Geometry {
             input,
             cin: self.cin,
             k: self.k,
+            taps_as_rows: self.cin < tile.pixels,
             stride: self.stride,
             ho: self.ho,
             wo: self.wo,
@@ -416,9 +417,6 @@ fn backward_direct(
     let t = g.transposed()?;
     let dx_tile = Tile::for_row(isa, t.cout, t.wo)?;
     let dw_tile = Tile::for_channels(isa, g.cout)?;
-    if g.cin < dw_tile.pixels {
-        return None;
-    }
     let k = g.k;
     let packed = direct::pack_sliding(&dx_tile, (t.cout, t.cin, k), flipped_transposed(weight, g));
     let dy_frame = direct::frame(&dx_tile, (t.ho, t.wo), k, 1);
@@ -526,12 +524,10 @@ fn input_grad_stride2_direct(
 }
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
-/// the kernels (also for fewer input channels than a tile has rows, where most of it would idle).
+/// the kernels. An input with fewer channels than the tile has rows (the stem's 1 or 3) fills
+/// the tile with a kernel row's taps instead ([`WeightGrad::taps_as_rows`]).
 fn weight_grad_direct(x: &Images, dy: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
     let tile = Tile::for_channels(isa, g.cout)?;
-    if g.cin < tile.pixels {
-        return None;
-    }
     let frame = g.weight_grad_frame();
     let hwio = weight_grad_groups::<f32, _>(g, Padded::new, |b, dw, padded| {
         let x_image = x.image(b, g.input_len());
