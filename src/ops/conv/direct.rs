@@ -324,17 +324,44 @@ pub(crate) struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
     pub residual: Option<&'a [f32]>,
     pub relu: bool,
+    /// Where the values go: the output image `[ho, wo, cout]` when `None`; for the stride-2 input
+    /// gradient's four pixel parities (`cout` = 4·cin, see `input_grad_stride2_direct`), the
+    /// interleaved `[h, w, cin]` image they make, given as `Parities { cin, h, w }`.
+    pub parities: Option<Parities>,
+}
+
+/// The image a parity convolution's outputs interleave into: output (oy, ox) and channel
+/// `parity·cin + ci` is pixel (2·oy + parity / 2, 2·ox + parity % 2), channel ci, of an `h`×`w`
+/// image of `cin` channels (pixels past an odd edge are not stored).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Parities {
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
 }
 
 impl SlidingConv<'_> {
     /// Whether every read and write of [`sliding`] stays inside the slices.
     fn fits(&self) -> bool {
         let (rows, width) = frame(&self.tile, (self.ho, self.wo), self.k, self.stride);
+        let out_len = match self.epilogue.parities {
+            None => self.ho * self.wo * self.cout,
+            Some(Parities { cin, h, w }) => h * w * cin,
+        };
         self.input.width >= width
             && self.input.rows(self.cin) >= rows
             && self.weights.len() >= self.cout * self.cin * self.k * self.k
-            && self.out.len() >= self.ho * self.wo * self.cout
+            && self.out.len() >= out_len
             && self.cout.is_multiple_of(self.tile.width())
+            && self.epilogue.parities.is_none_or(|Parities { cin, h, w }| {
+                // Only plain values are interleaved, at most 16 lanes spilled per vector.
+                self.cout == 4 * cin
+                    && self.tile.lanes <= 16
+                    && h <= 2 * self.ho
+                    && w <= 2 * self.wo
+                    && self.epilogue.residual.is_none()
+                    && self.moments.is_none()
+            })
             && self
                 .epilogue
                 .bias
@@ -510,9 +537,17 @@ unsafe fn finish_tile<S: Simd, const V: usize, const P: usize>(
         }
     }
     for (p, acc) in acc.iter().enumerate().take(valid) {
-        let dst = unsafe { out.add((oy * c.wo + ox0 + p) * c.cout + chunk * width) };
         for (v, &value) in acc.iter().enumerate() {
-            unsafe { store::<S>(dst.add(v * lanes), value) };
+            let channel = chunk * width + v * lanes;
+            // SAFETY: `fits` checked the output holds the image's values.
+            match c.epilogue.parities {
+                None => unsafe {
+                    store::<S>(out.add((oy * c.wo + ox0 + p) * c.cout + channel), value)
+                },
+                Some(parities) => unsafe {
+                    store_interleaved::<S>(out, parities, (oy, ox0 + p, channel), value)
+                },
+            }
         }
     }
     if moments.is_null() {
@@ -544,6 +579,43 @@ unsafe fn finish_tile<S: Simd, const V: usize, const P: usize>(
         unsafe {
             store::<S>(sum, s);
             store::<S>(square, q);
+        }
+    }
+}
+
+/// Store one vector of a parity convolution's output pixel (oy, ox), its channels from `channel`,
+/// at their pixels of the interleaved image (see [`Parities`]): whole when the vector lies in one
+/// parity, else value by value.
+///
+/// # Safety
+/// `out` must hold the interleaved image's h·w·cin values, and `channel` + the vector's lanes
+/// must not pass 4·cin.
+#[inline(always)]
+unsafe fn store_interleaved<S: Simd>(
+    out: *mut f32,
+    Parities { cin, h, w }: Parities,
+    (oy, ox, channel): (usize, usize, usize),
+    value: S::f32s,
+) {
+    let lanes = S::F32_LANES;
+    // The value of `channel`'s place in the image, if its pixel lies inside it.
+    let offset = |channel: usize| {
+        let (parity, ci) = (channel / cin, channel % cin);
+        let (iy, ix) = (2 * oy + parity / 2, 2 * ox + parity % 2);
+        (iy < h && ix < w).then_some((iy * w + ix) * cin + ci)
+    };
+    if cin.is_multiple_of(lanes) {
+        if let Some(offset) = offset(channel) {
+            unsafe { store::<S>(out.add(offset), value) };
+        }
+    } else {
+        // Fewer channels per parity than a vector holds (or not a multiple): rare shapes.
+        let mut values = [0f32; 16];
+        unsafe { store::<S>(values.as_mut_ptr(), value) };
+        for (lane, &v) in values.iter().enumerate().take(lanes) {
+            if let Some(offset) = offset(channel + lane) {
+                unsafe { out.add(offset).write(v) };
+            }
         }
     }
 }

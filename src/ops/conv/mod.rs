@@ -23,8 +23,8 @@ use rayon::prelude::*;
 use super::batch_norm::{self, InputGradient, Normalization};
 use super::profile::{Phase, add_conv_flops, count_conv_pass, record, timed};
 use super::simd::{self, Isa};
-use super::{Real, contiguous_slice, fill_parallel, with_slice};
-use direct::{Epilogue, Padded, SlidingConv, Source, Tile, WeightGrad};
+use super::{Real, contiguous_slice, with_slice};
+use direct::{Epilogue, Padded, Parities, SlidingConv, Source, Tile, WeightGrad};
 
 /// Convolution of the channels-last `x` `[B, H, W, Cin]` with `weight` `[Cout, Cin, k, k]`, giving
 /// `[B, Ho, Wo, Cout]`.
@@ -318,6 +318,10 @@ fn sliding_direct(
     } else {
         0
     };
+    // Each image's output: `[ho, wo, cout]`, or the image its parities interleave into.
+    let image_len = epilogue
+        .parities
+        .map_or(g.output_len(), |Parities { cin, h, w }| h * w * cin);
     let fill = |index: usize, out: &mut [MaybeUninit<f32>], moments: Option<&mut [f32]>| {
         let image = input.image(index, g.input_len());
         // The residual given for the batch: this image's part.
@@ -337,10 +341,10 @@ fn sliding_direct(
             refused.store(true, Ordering::Relaxed);
         }
     };
-    let len = g.batch * g.output_len();
+    let len = g.batch * image_len;
     let mut out = Vec::with_capacity(len);
     let mut moments = vec![0f32; g.batch * image_moments];
-    let images = out.spare_capacity_mut()[..len].par_chunks_mut(g.output_len().max(1));
+    let images = out.spare_capacity_mut()[..len].par_chunks_mut(image_len.max(1));
     if with_moments {
         images
             .zip(moments.par_chunks_mut(image_moments.max(1)))
@@ -353,7 +357,8 @@ fn sliding_direct(
     }
     // SAFETY: the images' chunks cover the first `len` values; the sliding kernel writes every
     // pixel and channel chunk of its image's output when it returns true (the shapes
-    // `Tile::for_row` admits), and `fill` zeroes it otherwise.
+    // `Tile::for_row` admits; interleaved parities reach every pixel of their image, since pixel
+    // (iy, ix) is output (⌊iy/2⌋, ⌊ix/2⌋) of its parity), and `fill` zeroes it otherwise.
     unsafe { out.set_len(len) };
     (!refused.load(Ordering::Relaxed)).then_some((out, with_moments.then_some(moments)))
 }
@@ -466,10 +471,10 @@ fn backward_direct(
 ///
 /// Input pixel (2a + p, 2b + q) receives from dY pixels (a, b) to (a + 1, b + 1) only, through the
 /// taps of its parities (p, q). So the four parities are one stride-1, 2×2 convolution of dY with
-/// 4·Cin outputs, whose weights are W's taps (zero where a parity has none), on the sliding kernel;
-/// a second pass interleaves the four into dX. The 2×2 kernel does 16 multiply-adds where 9 are
-/// needed, on a kernel several times faster than im2col + GEMM, which ran these two passes at
-/// 23–37 GFLOP/s against 83–165 for the direct ones (docs/performance.md).
+/// 4·Cin outputs, whose weights are W's taps (zero where a parity has none), on the sliding kernel,
+/// which stores each parity's values at their pixels of dX. The 2×2 kernel does 16 multiply-adds
+/// where 9 are needed, on a kernel several times faster than im2col + GEMM, which ran these two
+/// passes at 23–37 GFLOP/s against 83–165 for the direct ones (docs/performance.md).
 fn input_grad_stride2_direct(
     dy: &[f32],
     weight: &[f32],
@@ -506,21 +511,19 @@ fn input_grad_stride2_direct(
         }
     };
     // The frame's extra zero row and column below and right of dY stand for the pixels a + 1
-    // past its edge.
-    let phased = sliding_plain(dy, &parities, taps, isa)?;
-    let phased_len = parities.output_len();
-    let interleave = |index: usize, dx: &mut [MaybeUninit<f32>]| {
-        let phased = &phased[index * phased_len..][..phased_len];
-        for (pixel, dx) in dx.chunks_exact_mut(cin).enumerate() {
-            let (iy, ix) = (pixel / g.w, pixel % g.w);
-            let parity = (iy % 2) * 2 + ix % 2;
-            let from = ((iy / 2) * g.wo + ix / 2) * 4 * cin + parity * cin;
-            dx.write_copy_of_slice(&phased[from..][..cin]);
-        }
+    // past its edge. The kernel stores each parity's values at their pixels of dX: interleaved
+    // by a pass of its own, they went through memory twice more (3.9–5.5 ms of the 32×32
+    // 16-channel layer's backward pass at batch 512).
+    let interleaved = Epilogue {
+        parities: Some(Parities {
+            cin,
+            h: g.h,
+            w: g.w,
+        }),
+        ..Epilogue::default()
     };
-    // SAFETY: each image's dX is h·w pixels of cin values and `interleave` writes every one; the
-    // source pixel (⌊iy/2⌋, ⌊ix/2⌋) lies in the ho × wo = ⌈h/2⌉ × ⌈w/2⌉ parity map.
-    Some(unsafe { fill_parallel(g.batch * g.input_len(), g.input_len(), interleave) })
+    let images = Images::Values(dy);
+    sliding_direct(&images, &parities, taps, (interleaved, false), isa).map(|(dx, _)| dx)
 }
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
@@ -611,6 +614,7 @@ fn forward_with_epilogue<T: Real>(
                 bias,
                 residual,
                 relu,
+                parities: None,
             };
             let (out, moments) =
                 forward_direct(&x, w, g, (epilogue, with_moments), simd::current())?;
