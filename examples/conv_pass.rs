@@ -43,7 +43,7 @@ fn main() -> candle_core::Result<()> {
         let x = if stem {
             x
         } else {
-            Var::from_tensor(&x)?.as_tensor().clone()
+            Var::from_tensor(&x)?.into_inner()
         };
         let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (cout, cin, 3, 3), &Device::Cpu)?)?;
         let (mut forward, mut backward) = (Vec::new(), Vec::new());

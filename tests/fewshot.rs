@@ -308,15 +308,11 @@ fn the_episode_builder_hands_over_each_episode_as_the_step_would_make_it() -> ca
     use candle_core::Device;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
-    use sla::data::{self, Augmentation, DatasetKind, DatasetSource, Normalization};
+    use sla::data::{Augmentation, DatasetKind, Normalization};
     use sla::fewshot::batch::{EpisodePlan, EpisodesAhead, episode_images};
     use sla::fewshot::episode::{EpisodeSampler, EpisodeShape};
 
-    let base = std::sync::Arc::new(
-        data::load(&DatasetSource::default())
-            .expect("embedded")
-            .train,
-    );
+    let base = crate::support::embedded_train();
     let shape = EpisodeShape {
         ways: 5,
         shots: 2,

@@ -239,7 +239,6 @@ fn residual_add_relu_matches_candle_for_identity_and_option_a() -> Result<()> {
     Ok(())
 }
 
-/// The values of a tensor, as f64, for exact comparisons.
 /// Global average pooling against candle's mean over the spatial dimensions: values and the
 /// input gradient, on odd shapes (a channel count that is not a vector's width, a 1×1 image).
 #[test]
@@ -272,6 +271,7 @@ fn global_average_pooling_matches_candle() -> Result<()> {
     Ok(())
 }
 
+/// The values of a tensor, as f64, for exact comparisons.
 fn values(t: &Tensor) -> Result<Vec<f64>> {
     t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()
 }

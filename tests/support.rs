@@ -1,4 +1,5 @@
-//! Helpers the tests share: seeded random tensors, a scaled closeness check, the `sla` binary.
+//! Helpers the tests share: seeded random tensors, a scaled closeness check, the `sla` binary,
+//! the embedded set's training images.
 
 use candle_core::{DType, Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
@@ -75,4 +76,13 @@ pub fn weight_bits(run: &std::path::Path) -> Vec<(String, Vec<u32>)> {
         .collect();
     named.sort();
     named
+}
+
+/// The embedded set's training images, shared as the batch and episode builders take them.
+pub fn embedded_train() -> std::sync::Arc<sla::data::Dataset> {
+    std::sync::Arc::new(
+        sla::data::load(&sla::data::DatasetSource::default())
+            .expect("embedded")
+            .train,
+    )
 }

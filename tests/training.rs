@@ -13,7 +13,7 @@ use sla::sla::{Mode, Objective, TransformPreset, TransformSet, transform::Expand
 use sla::train::prefetch::{BatchPlan, Prefetcher};
 use sla::train::{RunStart, TrainerCommand, TrainerEvent, TrainerHandle, trainer};
 
-use crate::support::{train, weight_bits};
+use crate::support::{embedded_train, train, weight_bits};
 
 fn objective(mode: Mode, n: usize, m: usize) -> Objective {
     Objective {
@@ -432,15 +432,6 @@ fn rotation_plan(dataset: std::sync::Arc<data::Dataset>) -> candle_core::Result<
         expander: Some(Expander::new(&set, 1, 28, 28, &Device::Cpu)?),
         device: Device::Cpu,
     })
-}
-
-/// The embedded set's training images, shared as the batch builder takes them.
-fn embedded_train() -> std::sync::Arc<data::Dataset> {
-    std::sync::Arc::new(
-        data::load(&DatasetSource::default())
-            .expect("embedded")
-            .train,
-    )
 }
 
 /// Step `step`'s images (eight, spread over the set) and augmentation stream, for the builder tests.

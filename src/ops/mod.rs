@@ -1,8 +1,8 @@
 //! Fast CPU training ops as candle `CustomOp`s with real backward passes: fused batch norm (+ ReLU)
 //! and fused residual add (+ option-A shortcut) + ReLU, both on channels-last (NHWC, `[…, C]`)
 //! tensors, convolution, global average pooling, and a whole training-mode residual block built
-//! from them as one op; and
-//! an evaluation path with batch norm folded into the convolutions, which records no graph.
+//! from them as one op; and an evaluation path with batch norm folded into the convolutions,
+//! which records no graph.
 //!
 //! The model calls [`use_fast`] to pick these on the CPU and candle's own ops elsewhere (CUDA/Metal),
 //! or when a thread asked for the stock path with [`with_stock_ops`] (the benchmark and the

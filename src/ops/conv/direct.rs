@@ -19,7 +19,7 @@ use std::mem::MaybeUninit;
 
 use pulp::{Simd, WithSimd};
 
-use crate::ops::batch_norm::{InputGradient, Normalization};
+use crate::ops::batch_norm::{InputGradient, MOMENTS_PER_CHANNEL, Normalization};
 use crate::ops::simd::{self, Isa};
 
 /// Floats after a padded image, so a weight-gradient tile may read R channels past the last pixel.
@@ -306,11 +306,11 @@ pub(super) struct SlidingConv<'a> {
     /// `[ho, wo, cout]`, written whole (left uninitialised only when the kernel refuses).
     pub out: &'a mut [MaybeUninit<f32>],
     pub epilogue: Epilogue<'a>,
-    /// When given (zeros, 3·cout values), the image's moments of the stored values for batch
-    /// norm's statistics, gathered as they are stored: `[shift; cout]` (the image's first pixel),
-    /// `[Σ(y − shift); cout]`, `[Σ(y − shift)²; cout]`, over the pixels in row order, as
-    /// `batch_norm` sums them, so the statistics agree bit for bit and the batch norm need not read
-    /// the output again.
+    /// When given (zeros, `MOMENTS_PER_CHANNEL`·cout values), the image's moments of the stored
+    /// values for batch norm's statistics, gathered as they are stored: `[shift; cout]` (the
+    /// image's first pixel), `[Σ(y − shift); cout]`, `[Σ(y − shift)²; cout]`, over the pixels in
+    /// row order, as `batch_norm` sums them, so the statistics agree bit for bit and the batch
+    /// norm need not read the output again.
     pub moments: Option<&'a mut [f32]>,
 }
 
@@ -373,7 +373,7 @@ impl SlidingConv<'_> {
             && self
                 .moments
                 .as_ref()
-                .is_none_or(|moments| moments.len() >= 3 * self.cout)
+                .is_none_or(|moments| moments.len() >= MOMENTS_PER_CHANNEL * self.cout)
     }
 
     /// The moments' first value, or null when they are not gathered.
@@ -555,7 +555,7 @@ unsafe fn finish_tile<S: Simd, const V: usize, const P: usize>(
     }
     for v in 0..V {
         let channel = chunk * width + v * lanes;
-        // SAFETY: `fits` checked the moments hold 3·cout values.
+        // SAFETY: `fits` checked the moments hold MOMENTS_PER_CHANNEL·cout values.
         let (shift, sum, square) = unsafe {
             (
                 moments.add(channel),
@@ -755,11 +755,6 @@ pub(super) struct WeightGrad<'a> {
     pub input: &'a Padded,
     pub cin: usize,
     pub k: usize,
-    /// Whether each kernel row's k·cin (kx, ci) values are the tile's rows, one sweep per ky,
-    /// instead of cin channels per (ky, kx): for inputs with fewer channels than the tile has
-    /// rows (a 3-channel stem: 9 of a 16-row tile busy, not 3). A row's (kx, ci) values lie side
-    /// by side in a channels-last frame, and dW's `[k, k, cin, cout]` keeps them in that order.
-    pub taps_as_rows: bool,
     pub stride: usize,
     pub ho: usize,
     pub wo: usize,
@@ -812,9 +807,12 @@ unsafe fn weight_grad<S: Simd, const V: usize, const R: usize>(simd: S, c: Weigh
     let dy = c.dy.as_ptr();
     let dw = c.dw.as_mut_ptr();
     let zero = simd.splat_f32s(0.0);
-    // The tile's rows: cin channels of one tap, or a kernel row's k taps of cin channels (their
-    // offsets from the tap kx = 0 are the same j = kx·cin + ci in the frame and in dW).
-    let (taps, rows) = if c.taps_as_rows {
+    // The tile's rows: cin channels of one tap; or, for inputs with fewer channels than the tile
+    // has rows (a 3-channel stem: 9 of a 16-row tile busy, not 3), a kernel row's k taps of cin
+    // channels, one sweep per ky. A row's (kx, ci) values lie side by side in a channels-last
+    // frame, and dW's `[k, k, cin, cout]` keeps them in that order: both at j = kx·cin + ci from
+    // the tap kx = 0.
+    let (taps, rows) = if c.cin < R {
         (1, c.k * c.cin)
     } else {
         (c.k, c.cin)

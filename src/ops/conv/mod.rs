@@ -147,7 +147,6 @@ impl Geometry {
             input,
             cin: self.cin,
             k: self.k,
-            taps_as_rows: self.cin < tile.pixels,
             stride: self.stride,
             ho: self.ho,
             wo: self.wo,
@@ -528,7 +527,7 @@ fn input_grad_stride2_direct(
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
 /// the kernels. An input with fewer channels than the tile has rows (the stem's 1 or 3) fills
-/// the tile with a kernel row's taps instead ([`WeightGrad::taps_as_rows`]).
+/// the tile with a kernel row's taps instead (see `direct::weight_grad`).
 fn weight_grad_direct(x: &Images, dy: &[f32], g: &Geometry, isa: Isa) -> Option<Vec<f32>> {
     let tile = Tile::for_channels(isa, g.cout)?;
     let frame = g.weight_grad_frame();
