@@ -307,7 +307,12 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         device: args.device.clone(),
         model: args.model.name(),
         mode: args.mode,
-        ops: args.ops,
+        // The fast ops are CPU kernels: on a GPU every op was candle's own, whatever was asked.
+        ops: if device.is_cpu() {
+            args.ops
+        } else {
+            OpsChoice::Stock
+        },
         threads,
         batch_size: args.batch_size,
         images_per_step,

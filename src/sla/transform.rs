@@ -320,6 +320,12 @@ impl Expander {
         count: usize,
         (c, h, w): (usize, usize, usize),
     ) -> candle_core::Result<Vec<u8>> {
+        // An evaluation that keeps no sample images asks for none. No tensor for them: CUDA
+        // refuses an allocation of zero bytes (`CUDA_ERROR_INVALID_VALUE`, seen on an H200:
+        // `sla eval --device cuda:0` failed after its last batch).
+        if count == 0 {
+            return Ok(Vec::new());
+        }
         let pixels: Vec<f32> = images.iter().map(|&v| f32::from(v)).collect();
         let device = self.table.device();
         let batch = Tensor::from_vec(pixels, (count, c, h, w), device)?;
