@@ -1,10 +1,12 @@
 """The PyTorch reference for `sla bench`: the same CIFAR ResNet (option-A shortcut, BN in training
 mode, SGD momentum 0.9, weight decay 1e-4) and the same step on random data, on the CPU, with the
 network depth and the image shape as arguments, and optionally the same evaluation (eval mode, no
-autograd, every image under the 4 rotations, logits averaged).
+autograd, every image under the 4 rotations, logits averaged). `--device cuda` runs it on a GPU, for
+`sla bench --device cuda:0` (scripts/gpu-check.sh); the step ends at the loss's copy to the host there
+as well.
 
 Usage: python3 bench/torch_step.py [--blocks 5] [--image-size 32] [--channels 3] [--mode sla|base]
-         [--steps 5] [--warmup 1] [--threads 2] [--channels-last] [--eval N]
+         [--steps 5] [--warmup 1] [--threads 2] [--channels-last] [--eval N] [--device cpu|cuda]
 --blocks 3 is ResNet-20, 5 ResNet-32. Run it in the same command as `sla bench` with the same
 shapes and quote ratios of medians (docs/performance.md).
 """
@@ -75,19 +77,23 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--eval", type=int, default=0, metavar="N")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     sla = args.mode == "sla"
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = CifarResNet(args.blocks, args.channels, 40 if sla else 10).to(memory_format=memory_format)
+    device = torch.device(args.device)
+    model = CifarResNet(args.blocks, args.channels, 40 if sla else 10)
+    model = model.to(device=device, memory_format=memory_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     size = args.image_size
-    x = torch.randn(args.batch_size, args.channels, size, size)
-    y = torch.arange(args.batch_size) % 10
+    x = torch.randn(args.batch_size, args.channels, size, size, device=device)
+    y = torch.arange(args.batch_size, device=device) % 10
 
     def step():
-        xs, ys = (rotations(x), (y[:, None] * 4 + torch.arange(4)).flatten()) if sla else (x, y)
+        ys = (y[:, None] * 4 + torch.arange(4, device=device)).flatten() if sla else y
+        xs = rotations(x) if sla else x
         loss = F.cross_entropy(model(xs.contiguous(memory_format=memory_format)), ys)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -106,11 +112,11 @@ def main():
     median = statistics.median(times)
     layout = "channels_last" if args.channels_last else "NCHW"
     print(f"torch {torch.__version__} ResNet-{6 * args.blocks + 2} {args.mode} {args.channels}x{size}x{size} "
-          f"{layout}, {torch.get_num_threads()} threads: ms/step min {times[0]:.1f} median {median:.1f} "
+          f"{layout}, {device}, {torch.get_num_threads()} threads: ms/step min {times[0]:.1f} median {median:.1f} "
           f"| loss {loss:.3f}")
     if args.eval:
         model.eval()
-        test = torch.randn(args.eval, args.channels, size, size)
+        test = torch.randn(args.eval, args.channels, size, size, device=device)
         passes = []
         with torch.no_grad():
             for repeat in range(4):
@@ -118,6 +124,8 @@ def main():
                 for batch in test.split(args.batch_size):
                     logits = model(rotations(batch).contiguous(memory_format=memory_format))
                     logits.view(len(batch), 4, -1).mean(1).argmax(1)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
                 if repeat:
                     passes.append((time.perf_counter() - start) * 1e3)
         evaluation = statistics.median(passes)

@@ -7,11 +7,15 @@
 # Writes logs, run folders and rendered views under $OUT (or gpu-check-out/), and prints:
 #   1. the GPU, its driver and compute capability;
 #   2. `sla bench --device cuda:0` for the baseline and the SLA step of ResNet-32 (batch 128), with
-#      the GPU memory nvidia-smi saw at its highest during each;
-#   3. the same short `sla train` on fashion-mini on the CPU and on cuda:0, and their final loss and
-#      accuracies side by side (they differ by float rounding in other kernels, so agree within noise,
-#      not bit for bit);
-#   4. `sla render` of the CUDA run on the machine's own wgpu adapter.
+#      the GPU memory nvidia-smi saw at its highest during each, and the PyTorch reference's same
+#      steps on the same GPU (bench/torch_step.py --device cuda), where python3 has torch;
+#   3. the same short `sla train` on fashion-mini (with a validation set and the best weights kept)
+#      on the CPU and on cuda:0, and their final loss and accuracies side by side (they differ by
+#      float rounding in other kernels, so agree within noise, not bit for bit);
+#   4. `sla eval` of the CUDA run on cuda:0 and on the CPU (the same weights: the same accuracies
+#      within rounding), and `sla bench --eval` on cuda:0;
+#   5. a short few-shot run and its `sla fewshot eval` on cuda:0;
+#   6. `sla render` of the CUDA run on the machine's own wgpu adapter.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,9 +66,21 @@ for mode in baseline sla; do
         --mode "$mode" --batch-size 128 --steps 20 --warmup 3 || fail "bench $mode"
 done
 
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    echo "-- the PyTorch reference on the same GPU (bench/torch_step.py), NCHW then channels_last"
+    for mode in base sla; do
+        for layout in "" --channels-last; do
+            python3 bench/torch_step.py --device cuda --blocks 5 --mode "$mode" --steps 20 \
+                --warmup 3 $layout || fail "torch reference $mode $layout"
+        done
+    done
+else
+    echo "-- no PyTorch with CUDA here: no reference beside the bench"
+fi
+
 echo "== 3. the same short run on the CPU and on cuda:0"
 train_args=(train --dataset fashion-mini --model resnet20 --mode sla --epochs 2 --batch-size 64
-    --limit-train 2000 --limit-test 500 --seed 3)
+    --limit-train 2000 --limit-test 500 --validation 200 --keep-best --seed 3)
 for device in cpu cuda:0; do
     name="${device%%:*}"
     rm -rf "$out/run-$name"
@@ -77,7 +93,25 @@ for name in cpu cuda; do
         || fail "reading the $name run's metrics"
 done
 
-echo "== 4. sla render on this machine's adapter"
+echo "== 4. sla eval of the CUDA run on cuda:0 and on the CPU, and the evaluation's bench"
+for device in cuda:0 cpu; do
+    "$binary" eval --run "$out/run-cuda" --device "$device" > "$out/eval-${device%%:*}.txt" 2>&1 \
+        || fail "eval on $device"
+    echo "-- $device"; cat "$out/eval-${device%%:*}.txt"
+done
+with_gpu_memory "$out/bench-eval.txt" "$binary" bench --device cuda:0 --model resnet20 \
+    --image-size 28 --channels 1 --mode sla --steps 10 --warmup 2 --eval --eval-images 2000 \
+    || fail "bench --eval"
+
+echo "== 5. a few-shot run and its evaluation on cuda:0"
+rm -rf "$out/run-fewshot"
+with_gpu_memory "$out/fewshot-train.txt" "$binary" fewshot train --dataset fashion-mini \
+    --backbone conv4 --method protonet --mode sla --transforms rotation --ways 5 --shots 1 \
+    --queries 5 --episodes 60 --eval-every 30 --eval-episodes 50 --seed 0 --device cuda:0 \
+    --out "$out/run-fewshot" || fail "fewshot train"
+"$binary" fewshot eval --run "$out/run-fewshot" --episodes 100 --device cuda:0 || fail "fewshot eval"
+
+echo "== 6. sla render on this machine's adapter"
 "$binary" render --run "$out/run-cuda" --out "$out/views" || fail "render"
 ls -l "$out/views" 2>/dev/null
 
