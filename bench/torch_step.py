@@ -1,9 +1,9 @@
 """The PyTorch reference for `sla bench`: the same CIFAR ResNet (option-A shortcut, BN in training
-mode, SGD momentum 0.9, weight decay 1e-4) and the same step on random data, on the CPU, with the
-network depth and the image shape as arguments, and optionally the same evaluation (eval mode, no
-autograd, every image under the 4 rotations, logits averaged). `--device cuda` runs it on a GPU, for
-`sla bench --device cuda:0` (scripts/gpu-check.sh); the step ends at the loss's copy to the host there
-as well.
+mode, SGD momentum 0.9, weight decay 1e-4) and the same step on random data, on the CPU (or, with
+`--device cuda`, on a GPU beside `sla bench --device cuda:0`, as scripts/gpu-check.sh runs it; each
+step ends at the loss's copy to the host, as there), with the network depth and the image shape as
+arguments, and optionally the same evaluation (eval mode, no autograd, every image under the 4
+rotations, logits averaged).
 
 Usage: python3 bench/torch_step.py [--blocks 5] [--image-size 32] [--channels 3] [--mode sla|base]
          [--steps 5] [--warmup 1] [--threads 2] [--channels-last] [--eval N] [--device cpu|cuda]
