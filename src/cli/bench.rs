@@ -66,7 +66,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = OpsChoice::Fast)]
     pub ops: OpsChoice,
     /// The machine's peak FLOP/s in GFLOP/s, to report the fraction the convolutions reach
-    /// (default: measured, with multiply-add chains on every thread).
+    /// (default: measured, with multiply-add chains on every thread, before and after the steps;
+    /// the higher counts).
     #[arg(long)]
     pub peak_gflops: Option<f64>,
     /// Leave glibc's default of returning large freed buffers to the OS (slower; for comparison).
@@ -216,6 +217,18 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         height: args.image_size,
         width: args.image_size,
     };
+    // The peak is measured before and after the steps, and the higher kept: on a shared machine a
+    // neighbour's burst during one measurement halved it once (117 against 217–234 GFLOP/s on a
+    // 2-core EPYC), and the convolutions' share of it read 138 %.
+    let measure_peak = || match (args.peak_gflops, args.ops) {
+        (Some(peak), _) => Some(peak),
+        (None, OpsChoice::Fast) if device.is_cpu() => Some(ops::simd::measure_peak_gflops(
+            ops::simd::current(),
+            threads,
+        )),
+        (None, _) => None,
+    };
+    let peak_before = measure_peak();
     let timing = time_steps(
         || {
             SyntheticStep::new(
@@ -250,14 +263,9 @@ fn measure_steps(args: &BenchArgs, threads: usize) -> anyhow::Result<Report> {
         0.0
     };
     let (direct_passes, im2col_passes) = ops::profile::conv_passes();
-    let peak = match (args.peak_gflops, args.ops) {
-        (Some(peak), _) => Some(peak),
-        (None, OpsChoice::Fast) if device.is_cpu() => Some(ops::simd::measure_peak_gflops(
-            ops::simd::current(),
-            threads,
-        )),
-        (None, _) => None,
-    };
+    let peak = peak_before
+        .zip(measure_peak())
+        .map(|(before, after)| before.max(after));
     let images_per_step = args.batch_size * set.len();
     let eval = if args.eval {
         // The evaluation always expands by the run's transformations (a baseline run's too, for
