@@ -14,7 +14,8 @@
 #      float rounding in other kernels, so agree within noise, not bit for bit);
 #   4. `sla eval` of the CUDA run on cuda:0 and on the CPU (the same weights: the same accuracies
 #      within rounding), and `sla bench --eval` on cuda:0;
-#   5. a short few-shot run and its `sla fewshot eval` on cuda:0;
+#   5. a short few-shot run and its `sla fewshot eval` on cuda:0, and a short imbalanced run
+#      (ρ = 10, class-balanced loss weights);
 #   6. `sla render` of the CUDA run on the machine's own wgpu adapter.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -103,13 +104,19 @@ with_gpu_memory "$out/bench-eval.txt" "$binary" bench --device cuda:0 --model re
     --image-size 28 --channels 1 --mode sla --steps 10 --warmup 2 --eval --eval-images 2000 \
     || fail "bench --eval"
 
-echo "== 5. a few-shot run and its evaluation on cuda:0"
+echo "== 5. a few-shot run and its evaluation, and an imbalanced run, on cuda:0"
 rm -rf "$out/run-fewshot"
 with_gpu_memory "$out/fewshot-train.txt" "$binary" fewshot train --dataset fashion-mini \
     --backbone conv4 --method protonet --mode sla --transforms rotation --ways 5 --shots 1 \
     --queries 5 --episodes 60 --eval-every 30 --eval-episodes 50 --seed 0 --device cuda:0 \
     --out "$out/run-fewshot" || fail "fewshot train"
 "$binary" fewshot eval --run "$out/run-fewshot" --episodes 100 --device cuda:0 || fail "fewshot eval"
+
+echo "-- an imbalanced run on cuda:0"
+rm -rf "$out/run-imbalanced"
+"$binary" train --dataset fashion-mini --model resnet20 --mode sla --epochs 1 --batch-size 64 \
+    --imbalance 10 --class-weights effective --limit-test 500 --seed 3 --device cuda:0 \
+    --out "$out/run-imbalanced" || fail "imbalanced train"
 
 echo "== 6. sla render on this machine's adapter"
 "$binary" render --run "$out/run-cuda" --out "$out/views" || fail "render"
