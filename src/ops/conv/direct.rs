@@ -250,6 +250,7 @@ impl Source<'_> {
                         } else {
                             y
                         };
+                        // SAFETY: `at + lanes` ≤ len = out.len(), as for the loads.
                         unsafe { store::<S>(out.as_mut_ptr().add(at), y) };
                     }
                 }
@@ -275,6 +276,7 @@ impl Source<'_> {
                         // SAFETY: as above; the five coefficient vectors hold c values each.
                         let coefficient =
                             |values: &[f32]| unsafe { load::<S>(values.as_ptr().add(channel)) };
+                        // SAFETY: `at + lanes` ≤ len, the length of both images' slices.
                         let (xv, g) = unsafe {
                             (
                                 load::<S>(x.as_ptr().add(at)),
@@ -295,6 +297,7 @@ impl Source<'_> {
                             ),
                             coefficient(offset),
                         );
+                        // SAFETY: `at + lanes` ≤ len = out.len(), as for the loads.
                         unsafe { store::<S>(out.as_mut_ptr().add(at), value) };
                     }
                 }
