@@ -1,8 +1,8 @@
 //! Benchmark and trial (not wired into the ops): the forward pass of each stride-1 ResNet layer
 //! shape as Winograd F(2×2, 3×3) beside the direct kernels (`sla::ops::conv2d`), with the largest
-//! difference between their outputs. The measured lead for issue 17's 0.6× target: F(2×2, 3×3)
-//! does 2.25× fewer multiply-adds, and on a 2-core Zen 4 it beat the direct kernels on every
-//! stride-1 layer (docs/performance.md).
+//! difference between their outputs. The measured lead toward a step at 0.6× PyTorch's time:
+//! F(2×2, 3×3) does 2.25× fewer multiply-adds, and on a 2-core Zen 4 it beat the direct kernels
+//! on every stride-1 layer (docs/performance.md).
 //!
 //! `RAYON_NUM_THREADS=2 cargo run --release --example winograd_pass -- [batch] [repeats]`
 //!
