@@ -278,14 +278,17 @@ fn values(t: &Tensor) -> Result<Vec<f64>> {
 
 /// The residual block as one op runs the five separate ops' kernels in their order: its output, its
 /// batch statistics and the gradients of its input and six parameters equal theirs bit for bit,
-/// on the direct kernels (f32, channels 16 and 32) and on im2col (f64, odd channels), for the
-/// identity and the option-A shortcut on odd maps.
+/// on the direct kernels (f32, channels 16 and 32; on even maps the stride-1 forward passes as
+/// Winograd, their batch statistics from the stored images) and on im2col (f64, odd channels),
+/// for the identity and the option-A shortcut on odd and even maps.
 #[test]
 fn a_residual_block_as_one_op_equals_its_five_ops_bit_for_bit() -> Result<()> {
     // (dtype, [B, H, W, Cin], Cout, downsample)
     for (dtype, x_shape, cout, downsample) in [
         (DType::F32, [3, 5, 6, 16], 16, false),
         (DType::F32, [2, 9, 7, 16], 32, true),
+        (DType::F32, [2, 6, 8, 16], 16, false),
+        (DType::F32, [2, 8, 8, 16], 32, true),
         (DType::F64, [2, 5, 4, 6], 6, false),
         (DType::F64, [3, 7, 9, 5], 7, true),
     ] {

@@ -256,7 +256,7 @@ fn image_moments_group<T: Real, const W: usize>(
 /// One image's moments into `moments` (`[shift; C]`, `[Σ(x − shift); C]`, `[Σ(x − shift)²; C]`),
 /// the shift being the image's first row: centred on a value of their own, the sums keep the
 /// variance accurate in one pass.
-fn image_moments<T: Real>(image: &[T], channels: usize, moments: &mut [T]) {
+pub(crate) fn image_moments<T: Real>(image: &[T], channels: usize, moments: &mut [T]) {
     let (shift, rest) = moments.split_at_mut(channels);
     let (sums, squares) = rest.split_at_mut(channels);
     shift.copy_from_slice(&image[..channels]);

@@ -428,6 +428,19 @@ pub(crate) struct Epilogue<'a> {
     pub parities: Option<Parities>,
 }
 
+impl<'a> Epilogue<'a> {
+    /// This epilogue for image `index` of a batch: its part of the residual, given for the
+    /// batch (`image_len` values per image).
+    pub fn for_image(self, index: usize, image_len: usize) -> Self {
+        Epilogue {
+            residual: self
+                .residual
+                .map(|residual| &residual[index * image_len..][..image_len]),
+            ..self
+        }
+    }
+}
+
 /// The image a parity convolution's outputs interleave into: output (oy, ox) and channel
 /// `parity·cin + ci` is pixel (2·oy + parity / 2, 2·ox + parity % 2), channel ci, of an `h`×`w`
 /// image of `cin` channels (pixels past an odd edge are not stored).

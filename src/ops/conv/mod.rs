@@ -11,6 +11,7 @@
 
 mod direct;
 mod im2col;
+mod winograd;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -311,31 +312,39 @@ fn sliding_direct(
     let tile = Tile::for_row(isa, g.cout, g.wo)?;
     let packed = direct::pack_sliding(&tile, (g.cout, g.cin, g.k), weight);
     let (rows, width) = direct::frame(&tile, (g.ho, g.wo), g.k, g.stride);
+    // Each image's output: `[ho, wo, cout]`, or the image its parities interleave into.
+    let image_len = epilogue
+        .parities
+        .map_or(g.output_len(), |Parities { cin, h, w }| h * w * cin);
+    each_image(g, image_len, with_moments, |index, out, moments| {
+        let image = input.image(index, g.input_len());
+        let epilogue = epilogue.for_image(index, g.output_len());
+        PADDED.with_borrow_mut(|padded| {
+            padded.fill(image, (g.h, g.w, g.cin), g.pad, (rows, width), isa);
+            let kernel = g.sliding((tile, padded), &packed, (out, moments), epilogue);
+            simd::dispatch(isa, kernel).unwrap_or(false)
+        })
+    })
+}
+
+/// Every image's output (`image_len` values) by `run(index, out, moments)`, in parallel, each
+/// written once (no zeroing pass first), with each image's moments of its output for batch norm
+/// (`batch_norm::MOMENTS_PER_CHANNEL` values per output channel, zeroed) when `with_moments`;
+/// `None` when `run` refused an image (it returns whether it wrote the image's output whole).
+fn each_image(
+    g: &Geometry,
+    image_len: usize,
+    with_moments: bool,
+    run: impl Fn(usize, &mut [MaybeUninit<f32>], Option<&mut [f32]>) -> bool + Sync,
+) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
     let refused = AtomicBool::new(false);
     let image_moments = if with_moments {
         batch_norm::MOMENTS_PER_CHANNEL * g.cout
     } else {
         0
     };
-    // Each image's output: `[ho, wo, cout]`, or the image its parities interleave into.
-    let image_len = epilogue
-        .parities
-        .map_or(g.output_len(), |Parities { cin, h, w }| h * w * cin);
     let fill = |index: usize, out: &mut [MaybeUninit<f32>], moments: Option<&mut [f32]>| {
-        let image = input.image(index, g.input_len());
-        // The residual given for the batch: this image's part.
-        let epilogue = Epilogue {
-            residual: epilogue
-                .residual
-                .map(|residual| &residual[index * g.output_len()..][..g.output_len()]),
-            ..epilogue
-        };
-        let done = PADDED.with_borrow_mut(|padded| {
-            padded.fill(image, (g.h, g.w, g.cin), g.pad, (rows, width), isa);
-            let kernel = g.sliding((tile, padded), &packed, (&mut *out, moments), epilogue);
-            simd::dispatch(isa, kernel).unwrap_or(false)
-        });
-        if !done {
+        if !run(index, &mut *out, moments) {
             out.fill(MaybeUninit::new(0.0));
             refused.store(true, Ordering::Relaxed);
         }
@@ -354,12 +363,65 @@ fn sliding_direct(
             .enumerate()
             .for_each(|(index, out)| fill(index, out, None));
     }
-    // SAFETY: the images' chunks cover the first `len` values; the sliding kernel writes every
-    // pixel and channel chunk of its image's output when it returns true (the shapes
-    // `Tile::for_row` admits; interleaved parities reach every pixel of their image, since pixel
-    // (iy, ix) is output (⌊iy/2⌋, ⌊ix/2⌋) of its parity), and `fill` zeroes it otherwise.
+    // SAFETY: the images' chunks cover the first `len` values; `run` writes its image's output
+    // whole when it returns true (the sliding kernel every pixel and channel chunk of the shapes
+    // `Tile::for_row` admits, interleaved parities included, since pixel (iy, ix) is output
+    // (⌊iy/2⌋, ⌊ix/2⌋) of its parity; the Winograd kernel every tile of an even image), and
+    // `fill` zeroes it otherwise.
     unsafe { out.set_len(len) };
     (!refused.load(Ordering::Relaxed)).then_some((out, with_moments.then_some(moments)))
+}
+
+/// The forward pass as Winograd F(2×2, 3×3) (see [`winograd`]), or `None` for shapes it does not
+/// take: 3×3, stride 1, padding 1, even images, channels whole vectors of `isa`. The moments are
+/// taken from each stored image in row order, as `batch_norm` takes them, so the statistics
+/// agree bit for bit with a separate batch norm's.
+fn forward_winograd(
+    input: &Images,
+    weight: &[f32],
+    g: &Geometry,
+    (epilogue, with_moments): (Epilogue, bool),
+    isa: Isa,
+) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
+    let lanes = Tile::for_channels(isa, g.cout)?.lanes;
+    let suits = (g.k, g.stride, g.pad) == (3, 1, 1)
+        && g.h.is_multiple_of(2)
+        && g.w.is_multiple_of(2)
+        && g.cin.is_multiple_of(lanes)
+        && epilogue.parities.is_none();
+    if !suits {
+        return None;
+    }
+    let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * 3 + ky) * 3 + kx];
+    let u = winograd::transform_weights((g.cin, g.cout), at);
+    let frame = winograd::frame((g.h, g.w));
+    each_image(g, g.output_len(), with_moments, |index, out, moments| {
+        let image = input.image(index, g.input_len());
+        let epilogue = epilogue.for_image(index, g.output_len());
+        let done = PADDED.with_borrow_mut(|padded| {
+            padded.fill(image, (g.h, g.w, g.cin), 1, frame, isa);
+            winograd::BLOCK.with_borrow_mut(|block| {
+                let kernel = winograd::WinogradConv {
+                    input: padded,
+                    u: &u,
+                    h: g.h,
+                    w: g.w,
+                    cin: g.cin,
+                    cout: g.cout,
+                    out: &mut *out,
+                    epilogue,
+                    block,
+                };
+                simd::dispatch(isa, kernel).unwrap_or(false)
+            })
+        });
+        if let (true, Some(moments)) = (done, moments) {
+            // SAFETY: the kernel wrote the image's output whole (it returned true).
+            let out = unsafe { &*(std::ptr::from_ref(&*out) as *const [f32]) };
+            batch_norm::image_moments(out, g.cout, moments);
+        }
+        done
+    })
 }
 
 /// The direct f32 forward pass (with each image's moments when `with_moments`), or `None` when
@@ -371,6 +433,9 @@ fn forward_direct(
     epilogue: (Epilogue, bool),
     isa: Isa,
 ) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
+    if let Some(result) = forward_winograd(x, weight, g, epilogue, isa) {
+        return Some(result);
+    }
     let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * g.k + ky) * g.k + kx];
     sliding_direct(x, g, at, epilogue, isa)
 }
