@@ -374,6 +374,16 @@ fn each_image(
     (!refused.load(Ordering::Relaxed)).then_some((out, with_moments.then_some(moments)))
 }
 
+/// Whether the convolution `g` runs as Winograd F(2×2, 3×3) with vectors of `lanes` floats: 3×3,
+/// stride 1, padding 1, even images, input and output channels whole vectors.
+fn winograd_suits(g: &Geometry, lanes: usize) -> bool {
+    (g.k, g.stride, g.pad) == (3, 1, 1)
+        && g.h.is_multiple_of(2)
+        && g.w.is_multiple_of(2)
+        && g.cin.is_multiple_of(lanes)
+        && g.cout.is_multiple_of(lanes)
+}
+
 /// The forward pass as Winograd F(2×2, 3×3) (see [`winograd`]), or `None` for shapes it does not
 /// take: 3×3, stride 1, padding 1, even images, channels whole vectors of `isa`. The moments are
 /// taken from each stored image in row order, as `batch_norm` takes them, so the statistics
@@ -386,12 +396,7 @@ fn forward_winograd(
     isa: Isa,
 ) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
     let lanes = Tile::for_channels(isa, g.cout)?.lanes;
-    let suits = (g.k, g.stride, g.pad) == (3, 1, 1)
-        && g.h.is_multiple_of(2)
-        && g.w.is_multiple_of(2)
-        && g.cin.is_multiple_of(lanes)
-        && epilogue.parities.is_none();
-    if !suits {
+    if !winograd_suits(g, lanes) || epilogue.parities.is_some() {
         return None;
     }
     let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * 3 + ky) * 3 + kx];
@@ -490,6 +495,10 @@ fn backward_direct(
     let dw_tile = Tile::for_channels(isa, g.cout)?;
     let k = g.k;
     let packed = direct::pack_sliding(&dx_tile, (t.cout, t.cin, k), flipped_transposed(weight, g));
+    // The input gradient as Winograd where its convolution suits it (as the forward pass's
+    // does; see `forward_winograd`), on the same dY frame.
+    let winograd = winograd_suits(&t, dx_tile.lanes)
+        .then(|| winograd::transform_weights((t.cin, t.cout), flipped_transposed(weight, g)));
     let dy_frame = direct::frame(&dx_tile, (t.ho, t.wo), k, 1);
     let x_frame = g.weight_grad_frame();
     // dY's first pixel in its frame (t.pad rows and columns in), and the floats from row to row.
@@ -503,6 +512,7 @@ fn backward_direct(
         .map(|(index, dx)| {
             let mut dw = vec![0f32; len];
             let (mut dy_padded, mut x_padded) = (Padded::new(), Padded::new());
+            let mut block = (Vec::new(), Vec::new());
             for (i, dx) in dx.chunks_exact_mut(g.input_len()).enumerate() {
                 let b = index * group + i;
                 let dy_image = dy.image(b, g.output_len());
@@ -511,13 +521,32 @@ fn backward_direct(
                     residual: dx_plus.map(|plus| image(plus, b, g.input_len())),
                     ..Epilogue::default()
                 };
-                let input_grad = t.sliding((dx_tile, &dy_padded), &packed, (dx, None), epilogue);
+                let input_grad_done = match &winograd {
+                    Some(u) => {
+                        let kernel = winograd::WinogradConv {
+                            input: &dy_padded,
+                            u,
+                            h: t.h,
+                            w: t.w,
+                            cin: t.cin,
+                            cout: t.cout,
+                            out: dx,
+                            epilogue,
+                            block: &mut block,
+                        };
+                        simd::dispatch(isa, kernel).unwrap_or(false)
+                    }
+                    None => {
+                        let kernel =
+                            t.sliding((dx_tile, &dy_padded), &packed, (dx, None), epilogue);
+                        simd::dispatch(isa, kernel).unwrap_or(false)
+                    }
+                };
                 let x_image = x.image(b, g.input_len());
                 x_padded.fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
                 let dy = (dy_padded.data.get(dy_first..)?, dy_pitch);
                 let weight_grad = g.weight_grad((dw_tile, &x_padded), dy, &mut dw);
-                let done = simd::dispatch(isa, input_grad).unwrap_or(false)
-                    && simd::dispatch(isa, weight_grad).unwrap_or(false);
+                let done = input_grad_done && simd::dispatch(isa, weight_grad).unwrap_or(false);
                 if !done {
                     return None;
                 }

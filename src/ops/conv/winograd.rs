@@ -67,7 +67,8 @@ thread_local! {
         const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// One image: `input` (the padded frame of [`frame`]) convolved with the transformed weights
+/// One image: `input` (a padded frame at least as large as [`frame`]'s, the image one row and
+/// column in) convolved with the transformed weights
 /// `u`, through `epilogue`, into `out` `[h, w, cout]`.
 pub(super) struct WinogradConv<'a> {
     pub input: &'a Padded,
@@ -92,7 +93,7 @@ impl WinogradConv<'_> {
             && self.w.is_multiple_of(2)
             && self.cin.is_multiple_of(lanes)
             && self.cout.is_multiple_of(lanes)
-            && self.input.width == width
+            && self.input.width >= width
             && self.input.rows(self.cin) >= rows
             && self.u.len() >= 16 * self.cin * self.cout
             && self.out.len() >= self.h * self.w * self.cout
