@@ -4,8 +4,9 @@
 //! f32 runs on the direct SIMD kernels of [`direct`] whenever the shapes allow: the forward pass and
 //! the input gradient (stride 1, or 3×3 stride 2 through its four pixel parities) when the output
 //! channels are a multiple of the vector width, and the weight gradient when there are also at
-//! least as many input channels as a tile has rows. The forward pass of a 3×3, stride-1,
-//! padding-1 convolution of even images runs as Winograd F(2×2, 3×3) ([`winograd`]) instead.
+//! least as many input channels as a tile has rows. The forward pass and input gradient of a 3×3,
+//! stride-1, padding-1 convolution of even images run as Winograd F(2×2, 3×3) ([`winograd`])
+//! instead.
 //! In the CIFAR ResNets no pass is left to [`im2col`] (the stems' weight gradient, with 1 or 3
 //! input channels, fills the tile with a kernel row's taps), which takes f64 and odd channel
 //! counts. Images run in parallel on rayon; each kernel call is single-threaded, so no pass waits

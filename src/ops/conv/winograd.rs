@@ -1,5 +1,6 @@
-//! The forward pass of 3×3, stride-1, padding-1 convolutions as Winograd F(2×2, 3×3) on
-//! channels-last images: 2.25× fewer multiply-adds than the direct kernel.
+//! 3×3, stride-1, padding-1 convolutions as Winograd F(2×2, 3×3) on channels-last images (the
+//! forward pass, and the input gradient on the flipped, transposed kernel): 2.25× fewer
+//! multiply-adds than the direct kernel.
 //!
 //! Per image, in blocks of [`TILES`] output tiles of 2×2 pixels: each tile's 4×4 window of the
 //! padded frame is transformed (`Bᵀ d B`, additions only) into a block buffer, the 16 positions
