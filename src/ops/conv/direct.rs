@@ -439,6 +439,34 @@ impl<'a> Epilogue<'a> {
             ..self
         }
     }
+
+    /// The epilogue of one vector of output values, from image value `at` and output channel
+    /// `channel` on: the bias, the residual, the ReLU, in that order (the one place of those
+    /// steps, for the sliding and the Winograd kernels).
+    ///
+    /// # Safety
+    /// The bias, when given, must hold `channel` + F32_LANES values, and the residual `at` +
+    /// F32_LANES.
+    #[inline(always)]
+    pub(super) unsafe fn apply<S: Simd>(
+        &self,
+        simd: S,
+        (at, channel): (usize, usize),
+        mut value: S::f32s,
+    ) -> S::f32s {
+        if let Some(bias) = self.bias {
+            // SAFETY: the caller's contract.
+            value = simd.add_f32s(value, unsafe { load::<S>(bias.as_ptr().add(channel)) });
+        }
+        if let Some(residual) = self.residual {
+            // SAFETY: the caller's contract.
+            value = simd.add_f32s(value, unsafe { load::<S>(residual.as_ptr().add(at)) });
+        }
+        if self.relu {
+            value = simd.max_f32s(value, simd.splat_f32s(0.0));
+        }
+        value
+    }
 }
 
 /// The image a parity convolution's outputs interleave into: output (oy, ox) and channel
@@ -528,13 +556,13 @@ impl WithSimd for SlidingConv<'_> {
 }
 
 #[inline(always)]
-unsafe fn load<S: Simd>(ptr: *const f32) -> S::f32s {
+pub(super) unsafe fn load<S: Simd>(ptr: *const f32) -> S::f32s {
     // SAFETY: the caller keeps F32_LANES floats from `ptr` inside one slice.
     unsafe { ptr.cast::<S::f32s>().read_unaligned() }
 }
 
 #[inline(always)]
-unsafe fn store<S: Simd>(ptr: *mut f32, value: S::f32s) {
+pub(super) unsafe fn store<S: Simd>(ptr: *mut f32, value: S::f32s) {
     // SAFETY: the caller keeps F32_LANES floats from `ptr` inside one slice.
     unsafe { ptr.cast::<S::f32s>().write_unaligned(value) }
 }
@@ -614,37 +642,14 @@ unsafe fn finish_tile<S: Simd, const V: usize, const P: usize>(
 ) {
     let lanes = S::F32_LANES;
     let width = V * lanes;
-    let zero = simd.splat_f32s(0.0);
     let valid = P.min(c.wo - ox0);
-    if let Some(bias) = c.epilogue.bias {
-        // SAFETY: `fits` checked the bias holds cout values.
-        let bias = unsafe { bias.as_ptr().add(chunk * width) };
-        for acc in acc.iter_mut().take(valid) {
-            for (v, value) in acc.iter_mut().enumerate() {
-                let b = unsafe { load::<S>(bias.add(v * lanes)) };
-                *value = simd.add_f32s(*value, b);
-            }
-        }
-    }
-    if let Some(residual) = c.epilogue.residual {
-        // SAFETY: `fits` checked the residual holds the image's ho·wo·cout values.
-        let residual = unsafe {
-            residual
-                .as_ptr()
-                .add((oy * c.wo + ox0) * c.cout + chunk * width)
-        };
-        for (p, acc) in acc.iter_mut().enumerate().take(valid) {
-            for (v, value) in acc.iter_mut().enumerate() {
-                let r = unsafe { load::<S>(residual.add(p * c.cout + v * lanes)) };
-                *value = simd.add_f32s(*value, r);
-            }
-        }
-    }
-    if c.epilogue.relu {
-        for acc in acc.iter_mut().take(valid) {
-            for value in acc.iter_mut() {
-                *value = simd.max_f32s(*value, zero);
-            }
+    for (p, acc) in acc.iter_mut().enumerate().take(valid) {
+        for (v, value) in acc.iter_mut().enumerate() {
+            let channel = chunk * width + v * lanes;
+            let at = (oy * c.wo + ox0 + p) * c.cout + channel;
+            // SAFETY: `fits` checked the bias holds cout values and the residual the image's
+            // ho·wo·cout.
+            *value = unsafe { c.epilogue.apply(simd, (at, channel), *value) };
         }
     }
     for (p, acc) in acc.iter().enumerate().take(valid) {

@@ -495,11 +495,15 @@ fn backward_direct(
     let dx_tile = Tile::for_row(isa, t.cout, t.wo)?;
     let dw_tile = Tile::for_channels(isa, g.cout)?;
     let k = g.k;
-    let packed = direct::pack_sliding(&dx_tile, (t.cout, t.cin, k), flipped_transposed(weight, g));
     // The input gradient as Winograd where its convolution suits it (as the forward pass's
-    // does; see `forward_winograd`), on the same dY frame.
-    let winograd = winograd_suits(&t, dx_tile.lanes)
-        .then(|| winograd::transform_weights((t.cin, t.cout), flipped_transposed(weight, g)));
+    // does; see `forward_winograd`), on the same dY frame; else on the sliding kernel. Only the
+    // kernel that runs gets its weights.
+    let flipped = flipped_transposed(weight, g);
+    let dx_weights = if winograd_suits(&t, dx_tile.lanes) {
+        InputGradWeights::Winograd(winograd::transform_weights((t.cin, t.cout), flipped))
+    } else {
+        InputGradWeights::Sliding(direct::pack_sliding(&dx_tile, (t.cout, t.cin, k), flipped))
+    };
     let dy_frame = direct::frame(&dx_tile, (t.ho, t.wo), k, 1);
     let x_frame = g.weight_grad_frame();
     // dY's first pixel in its frame (t.pad rows and columns in), and the floats from row to row.
@@ -522,8 +526,8 @@ fn backward_direct(
                     residual: dx_plus.map(|plus| image(plus, b, g.input_len())),
                     ..Epilogue::default()
                 };
-                let input_grad_done = match &winograd {
-                    Some(u) => {
+                let input_grad_done = match &dx_weights {
+                    InputGradWeights::Winograd(u) => {
                         let kernel = winograd::WinogradConv {
                             input: &dy_padded,
                             u,
@@ -537,9 +541,8 @@ fn backward_direct(
                         };
                         simd::dispatch(isa, kernel).unwrap_or(false)
                     }
-                    None => {
-                        let kernel =
-                            t.sliding((dx_tile, &dy_padded), &packed, (dx, None), epilogue);
+                    InputGradWeights::Sliding(packed) => {
+                        let kernel = t.sliding((dx_tile, &dy_padded), packed, (dx, None), epilogue);
                         simd::dispatch(isa, kernel).unwrap_or(false)
                     }
                 };
@@ -560,6 +563,14 @@ fn backward_direct(
     // kernel wrote each image's dX whole (it writes all of its output when it returns true).
     unsafe { dx.set_len(g.batch * g.input_len()) };
     Some((dx, dw))
+}
+
+/// The stride-1 input gradient's weights, made for the kernel that runs it.
+enum InputGradWeights {
+    /// `winograd::transform_weights` of the flipped, transposed kernel.
+    Winograd(Vec<f32>),
+    /// `direct::pack_sliding` of it.
+    Sliding(Vec<f32>),
 }
 
 /// The direct f32 input gradient of a 3×3, stride-2, padding-1 convolution (the ResNets'

@@ -20,7 +20,7 @@ use std::mem::MaybeUninit;
 
 use pulp::{Simd, WithSimd};
 
-use super::direct::{Epilogue, Padded};
+use super::direct::{Epilogue, Padded, load, store};
 
 /// Output tiles per block: the register tile's rows.
 const TILES: usize = 16;
@@ -130,18 +130,6 @@ impl WithSimd for WinogradConv<'_> {
     }
 }
 
-#[inline(always)]
-unsafe fn load<S: Simd>(ptr: *const f32) -> S::f32s {
-    // SAFETY: the caller keeps F32_LANES floats from `ptr` inside one slice.
-    unsafe { ptr.cast::<S::f32s>().read_unaligned() }
-}
-
-#[inline(always)]
-unsafe fn store<S: Simd>(ptr: *mut f32, value: S::f32s) {
-    // SAFETY: the caller keeps F32_LANES floats from `ptr` inside one slice.
-    unsafe { ptr.cast::<S::f32s>().write_unaligned(value) }
-}
-
 /// # Safety
 /// `c.fits(S::F32_LANES)` must hold, `inputs` hold 16·TILES·cin values and `products`
 /// 16·TILES·lanes.
@@ -242,7 +230,7 @@ unsafe fn convolve<S: Simd>(
                         // SAFETY: the pixel lies in the h × w output; `fits` checked the bias
                         // and residual sizes.
                         unsafe {
-                            let value = finish::<S>(simd, &c.epilogue, (at, co), value);
+                            let value = c.epilogue.apply(simd, (at, co), value);
                             store::<S>(out.add(at), value);
                         }
                     }
@@ -252,37 +240,12 @@ unsafe fn convolve<S: Simd>(
     }
 }
 
-/// The direct kernels' epilogue on one vector: the bias, the residual, the ReLU, in that order.
-///
-/// # Safety
-/// The bias must hold `channel + lanes` values and the residual `at + lanes`, when given.
-#[inline(always)]
-unsafe fn finish<S: Simd>(
-    simd: S,
-    epilogue: &Epilogue<'_>,
-    (at, channel): (usize, usize),
-    mut value: S::f32s,
-) -> S::f32s {
-    if let Some(bias) = epilogue.bias {
-        // SAFETY: the caller's contract.
-        value = simd.add_f32s(value, unsafe { load::<S>(bias.as_ptr().add(channel)) });
-    }
-    if let Some(residual) = epilogue.residual {
-        // SAFETY: the caller's contract.
-        value = simd.add_f32s(value, unsafe { load::<S>(residual.as_ptr().add(at)) });
-    }
-    if epilogue.relu {
-        value = simd.max_f32s(value, simd.splat_f32s(0.0));
-    }
-    value
-}
-
 #[cfg(test)]
 mod tests {
     use std::mem::MaybeUninit;
 
     use super::{WinogradConv, frame, transform_weights};
-    use crate::ops::conv::direct::{Epilogue, Padded, Source};
+    use crate::ops::conv::direct::{Epilogue, Padded, Parities, Source};
     use crate::ops::simd;
 
     /// A small deterministic pseudo-random value in [-1, 1).
@@ -360,32 +323,42 @@ mod tests {
         }
     }
 
-    /// Odd images, channels that are not whole vectors and the stride-2 epilogue are refused.
+    /// Odd images and the stride-2 gradient's interleaving epilogue are refused; the same
+    /// kernel on an even image with the plain epilogue runs.
     #[test]
     fn winograd_refuses_shapes_it_does_not_take() {
-        let mut padded = Padded::new();
-        let x = vec![0f32; 5 * 4 * 16];
-        padded.fill(
-            Source::Values(&x),
-            (5, 4, 16),
-            1,
-            frame((5, 4)),
-            simd::current(),
-        );
-        let u = vec![0f32; 16 * 16 * 16];
-        let mut out = vec![MaybeUninit::new(0f32); 5 * 4 * 16];
-        let mut block = (Vec::new(), Vec::new());
-        let kernel = WinogradConv {
-            input: &padded,
-            u: &u,
-            h: 5,
-            w: 4,
-            cin: 16,
-            cout: 16,
-            out: &mut out,
-            epilogue: Epilogue::default(),
-            block: &mut block,
+        let run = |(h, w): (usize, usize), epilogue: Epilogue| {
+            let isa = simd::current();
+            let x = vec![0f32; h * w * 16];
+            let mut padded = Padded::new();
+            padded.fill(Source::Values(&x), (h, w, 16), 1, frame((h, w)), isa);
+            let u = vec![0f32; 16 * 16 * 16];
+            let mut out = vec![MaybeUninit::new(0f32); h * w * 16];
+            let mut block = (Vec::new(), Vec::new());
+            let kernel = WinogradConv {
+                input: &padded,
+                u: &u,
+                h,
+                w,
+                cin: 16,
+                cout: 16,
+                out: &mut out,
+                epilogue,
+                block: &mut block,
+            };
+            simd::dispatch(isa, kernel)
         };
-        assert_eq!(simd::dispatch(simd::current(), kernel), Some(false));
+        assert_eq!(run((5, 4), Epilogue::default()), Some(false), "odd rows");
+        assert_eq!(run((4, 3), Epilogue::default()), Some(false), "odd columns");
+        let parities = Epilogue {
+            parities: Some(Parities { cin: 4, h: 8, w: 8 }),
+            ..Epilogue::default()
+        };
+        assert_eq!(run((4, 4), parities), Some(false), "interleaved parities");
+        assert_eq!(
+            run((4, 4), Epilogue::default()),
+            Some(true),
+            "an even image"
+        );
     }
 }
