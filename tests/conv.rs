@@ -23,8 +23,9 @@ fn to_channels_first(x: &Tensor) -> Result<Tensor> {
 /// rows of 32, 16 and 28 pixels the stride-1 kernel's constant shapes of the ResNets' layers
 /// (16-pixel tiles of 16 channels from 16, 8-pixel tiles of 32 from 32, 14-pixel tiles of 16).
 /// The 1- and 3-channel inputs (the stems) have fewer channels than a weight-gradient tile has
-/// rows: their kernel rows' taps take the rows. The 3×3 stride-1 forward passes on even maps
-/// with whole vectors of input channels (2 × 28, 8 × 6 and 4 × 4) run as Winograd F(2×2, 3×3).
+/// rows: their kernel rows' taps take the rows. The 3×3 stride-1 convolutions of even maps with
+/// whole vectors of input channels (2 × 28, 8 × 6 and 4 × 4) run all three passes as Winograd
+/// F(2×2, 3×3).
 const CASES: [([usize; 4], usize, usize, usize, usize); 17] = [
     ([2, 16, 9, 7], 16, 3, 1, 1),
     ([2, 32, 6, 5], 16, 3, 1, 1),

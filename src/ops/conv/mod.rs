@@ -4,9 +4,9 @@
 //! f32 runs on the direct SIMD kernels of [`direct`] whenever the shapes allow: the forward pass and
 //! the input gradient (stride 1, or 3×3 stride 2 through its four pixel parities) when the output
 //! channels are a multiple of the vector width, and the weight gradient when there are also at
-//! least as many input channels as a tile has rows. The forward pass and input gradient of a 3×3,
-//! stride-1, padding-1 convolution of even images run as Winograd F(2×2, 3×3) ([`winograd`])
-//! instead.
+//! least as many input channels as a tile has rows. All three passes of a 3×3, stride-1,
+//! padding-1 convolution of even images run as Winograd F(2×2, 3×3) ([`winograd`]) instead (the
+//! weight gradient when the input channels are whole tiles of 16).
 //! In the CIFAR ResNets no pass is left to [`im2col`] (the stems' weight gradient, with 1 or 3
 //! input channels, fills the tile with a kernel row's taps), which takes f64 and odd channel
 //! counts. Images run in parallel on rayon; each kernel call is single-threaded, so no pass waits
@@ -482,8 +482,9 @@ fn flipped_transposed<'a>(
 /// dX slides the flipped kernel over it, dW pairs it with the input's frame. Done as two passes,
 /// dY went through memory three times (written whole, read for dX's frame, read again for dW),
 /// and on a 2-core machine that moves about 13 GB/s the backward pass is as much memory traffic
-/// as arithmetic. Images go in the fixed groups of [`weight_grad_groups`], so dW is summed in
-/// the same order as there, bit for bit.
+/// as arithmetic. Images go in the fixed groups of [`weight_grad_groups`], so a direct dW is
+/// summed in the same order as there, bit for bit; a Winograd dW sums its products in those
+/// groups and takes them to dW once.
 fn backward_direct(
     x: &Images,
     dy: &Images,
@@ -504,12 +505,17 @@ fn backward_direct(
     } else {
         InputGradWeights::Sliding(direct::pack_sliding(&dx_tile, (t.cout, t.cin, k), flipped))
     };
+    // The weight gradient as Winograd's products where its convolution suits it (summed over
+    // the batch, then taken to dW once), else on the direct kernel.
+    let winograd_dw =
+        winograd_suits(g, dw_tile.lanes) && g.cin.is_multiple_of(winograd::WEIGHT_GRAD_ROWS);
     let dy_frame = direct::frame(&dx_tile, (t.ho, t.wo), k, 1);
     let x_frame = g.weight_grad_frame();
     // dY's first pixel in its frame (t.pad rows and columns in), and the floats from row to row.
     let dy_first = (t.pad * dy_frame.1 + t.pad) * g.cout;
     let dy_pitch = dy_frame.1 * g.cout;
-    let (len, group) = (k * k * g.cin * g.cout, images_per_group(g));
+    let taps = if winograd_dw { 16 } else { k * k };
+    let (len, group) = (taps * g.cin * g.cout, images_per_group(g));
     let mut dx = Vec::with_capacity(g.batch * g.input_len());
     let partials: Option<Vec<Vec<f32>>> = dx.spare_capacity_mut()[..g.batch * g.input_len()]
         .par_chunks_mut(group * g.input_len())
@@ -549,8 +555,24 @@ fn backward_direct(
                 let x_image = x.image(b, g.input_len());
                 x_padded.fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
                 let dy = (dy_padded.data.get(dy_first..)?, dy_pitch);
-                let weight_grad = g.weight_grad((dw_tile, &x_padded), dy, &mut dw);
-                let done = input_grad_done && simd::dispatch(isa, weight_grad).unwrap_or(false);
+                let weight_grad_done = if winograd_dw {
+                    let kernel = winograd::WinogradWeightGrad {
+                        input: &x_padded,
+                        dy: dy.0,
+                        dy_pitch,
+                        h: g.h,
+                        w: g.w,
+                        cin: g.cin,
+                        cout: g.cout,
+                        products: &mut dw,
+                        block: &mut block,
+                    };
+                    simd::dispatch(isa, kernel).unwrap_or(false)
+                } else {
+                    let kernel = g.weight_grad((dw_tile, &x_padded), dy, &mut dw);
+                    simd::dispatch(isa, kernel).unwrap_or(false)
+                };
+                let done = input_grad_done && weight_grad_done;
                 if !done {
                     return None;
                 }
@@ -559,6 +581,11 @@ fn backward_direct(
         })
         .collect();
     let dw = add_in_order(&partials?, len);
+    let dw = if winograd_dw {
+        winograd::weight_grad_from_products(&dw, (g.cin, g.cout))
+    } else {
+        dw
+    };
     // SAFETY: the groups cover the batch's images, and every group returned Some, so the sliding
     // kernel wrote each image's dX whole (it writes all of its output when it returns true).
     unsafe { dx.set_len(g.batch * g.input_len()) };

@@ -1,6 +1,6 @@
-//! 3×3, stride-1, padding-1 convolutions as Winograd F(2×2, 3×3) on channels-last images (the
-//! forward pass, and the input gradient on the flipped, transposed kernel): 2.25× fewer
-//! multiply-adds than the direct kernel.
+//! 3×3, stride-1, padding-1 convolutions as Winograd F(2×2, 3×3) on channels-last images: the
+//! forward pass, the input gradient (the same convolution on the flipped, transposed kernel) and
+//! the weight gradient, each with 2.25× fewer multiply-adds than the direct kernel.
 //!
 //! Per image, in blocks of [`TILES`] output tiles of 2×2 pixels: each tile's 4×4 window of the
 //! padded frame is transformed (`Bᵀ d B`, additions only) into a block buffer, the 16 positions
@@ -8,12 +8,17 @@
 //! [`TILES`] tiles × one vector of output channels, and the products are transformed back
 //! (`Aᵀ m A`), through the direct kernels' epilogue, and stored. The block's buffers stay in
 //! the first- and second-level caches: transforming a whole image first (256 KB for 32×32×16)
-//! and multiplying it afterwards was half as slow again on the 16-channel layers.
+//! and multiplying it afterwards was half as slow again on the 16-channel layers. The weight
+//! gradient transforms the same windows and each tile's dY (`A dY Aᵀ`), and sums their products
+//! per position over the batch ([`WinogradWeightGrad`]); `Gᵀ P G` of those sums P is dW.
 //!
-//! On a 2-core Zen 4 (`examples/winograd_pass.rs`, batch 512, medians) it took 0.84–0.89 of the
-//! direct kernel's time on 32×32 16→16, 0.70–0.76 on 16×16 32→32, 0.62–0.64 on 8×8 64→64, 0.90–0.92
-//! on 28×28 16→16 and 0.82–0.84 on 14×14 32→32. Its values differ from the direct kernel's by
-//! rounding (at most 1.2e-5 on outputs of order 1).
+//! On a 2-core Zen 4 (`examples/winograd_pass.rs`, batch 512, medians) the forward pass took
+//! 0.84–0.89 of the direct kernel's time on 32×32 16→16, 0.70–0.76 on 16×16 32→32, 0.62–0.64 on
+//! 8×8 64→64, 0.90–0.92 on 28×28 16→16 and 0.82–0.84 on 14×14 32→32; the backward pass (dX and
+//! dW, `examples/conv_pass.rs`) with the weight gradient here took 0.84–0.91 of its time with the
+//! direct one (16×16 32→32: 0.84–0.95 by the minima, level by the medians). Rounding stays at the direct kernels' level (`examples/conv_error.rs`, relative
+//! RMS error against f64 at batch 64): outputs and dX 1.7–2.8e-7 against the direct kernels'
+//! 2.1–4.0e-7 on the odd neighbouring shapes, dW 2.8–7.1e-7 against 1.6–5.4e-7.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -143,48 +148,14 @@ unsafe fn convolve<S: Simd>(
     let c = &*c;
     let lanes = S::F32_LANES;
     let (cin, cout, w) = (c.cin, c.cout, c.w);
-    let width = c.input.width;
     let zero = simd.splat_f32s(0.0);
-    let padded = c.input.data.as_ptr();
     let inputs = inputs.as_mut_ptr();
     let products = products.as_mut_ptr();
     let (tiles_wide, tiles) = (w / 2, (c.h / 2) * (w / 2));
     for first in (0..tiles).step_by(TILES) {
         let count = TILES.min(tiles - first);
-        // Bᵀ d B of each tile's 4×4 window, a vector of input channels at a time.
-        for i in 0..count {
-            let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
-            for c0 in (0..cin).step_by(lanes) {
-                let mut d = [[zero; 4]; 4];
-                for (r, row) in d.iter_mut().enumerate() {
-                    for (col, value) in row.iter_mut().enumerate() {
-                        let at = ((2 * ty + r) * width + 2 * tx + col) * cin + c0;
-                        // SAFETY: the window lies in the (h + 2) × (w + 2) frame.
-                        *value = unsafe { load::<S>(padded.add(at)) };
-                    }
-                }
-                let mut t = [[zero; 4]; 4];
-                for col in 0..4 {
-                    t[0][col] = simd.sub_f32s(d[0][col], d[2][col]);
-                    t[1][col] = simd.add_f32s(d[1][col], d[2][col]);
-                    t[2][col] = simd.sub_f32s(d[2][col], d[1][col]);
-                    t[3][col] = simd.sub_f32s(d[1][col], d[3][col]);
-                }
-                for (r, row) in t.iter().enumerate() {
-                    let v = [
-                        simd.sub_f32s(row[0], row[2]),
-                        simd.add_f32s(row[1], row[2]),
-                        simd.sub_f32s(row[2], row[1]),
-                        simd.sub_f32s(row[1], row[3]),
-                    ];
-                    for (col, &v) in v.iter().enumerate() {
-                        let at = ((r * 4 + col) * TILES + i) * cin + c0;
-                        // SAFETY: position < 16, i < TILES, c0 + lanes ≤ cin.
-                        unsafe { store::<S>(inputs.add(at), v) };
-                    }
-                }
-            }
-        }
+        // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
+        unsafe { transform_inputs(simd, c.input, cin, (first, count, tiles_wide), inputs) };
         for co in (0..cout).step_by(lanes) {
             // The 16 positions' products for this vector of output channels. Tiles past
             // `count` multiply stale values and are not stored.
@@ -240,11 +211,257 @@ unsafe fn convolve<S: Simd>(
     }
 }
 
+/// `Bᵀ d B` of the 4×4 windows of tiles `first..first + count` (of an image `tiles_wide` tiles
+/// wide) of the padded frame `input`, a vector of its `cin` channels at a time, into `inputs`
+/// `[16 positions][TILES][cin]`.
+///
+/// # Safety
+/// Every window must lie in the frame (the image one row and column in, even sides), `cin` be
+/// whole vectors and `inputs` hold 16·TILES·cin values; `count` ≤ TILES.
+#[inline(always)]
+unsafe fn transform_inputs<S: Simd>(
+    simd: S,
+    input: &Padded,
+    cin: usize,
+    (first, count, tiles_wide): (usize, usize, usize),
+    inputs: *mut f32,
+) {
+    let zero = simd.splat_f32s(0.0);
+    let (padded, width) = (input.data.as_ptr(), input.width);
+    for i in 0..count {
+        let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
+        for c0 in (0..cin).step_by(S::F32_LANES) {
+            let mut d = [[zero; 4]; 4];
+            for (r, row) in d.iter_mut().enumerate() {
+                for (col, value) in row.iter_mut().enumerate() {
+                    let at = ((2 * ty + r) * width + 2 * tx + col) * cin + c0;
+                    // SAFETY: the window lies in the frame.
+                    *value = unsafe { load::<S>(padded.add(at)) };
+                }
+            }
+            let mut t = [[zero; 4]; 4];
+            for col in 0..4 {
+                t[0][col] = simd.sub_f32s(d[0][col], d[2][col]);
+                t[1][col] = simd.add_f32s(d[1][col], d[2][col]);
+                t[2][col] = simd.sub_f32s(d[2][col], d[1][col]);
+                t[3][col] = simd.sub_f32s(d[1][col], d[3][col]);
+            }
+            for (r, row) in t.iter().enumerate() {
+                let v = [
+                    simd.sub_f32s(row[0], row[2]),
+                    simd.add_f32s(row[1], row[2]),
+                    simd.sub_f32s(row[2], row[1]),
+                    simd.sub_f32s(row[1], row[3]),
+                ];
+                for (col, &v) in v.iter().enumerate() {
+                    let at = ((r * 4 + col) * TILES + i) * cin + c0;
+                    // SAFETY: position < 16, i < TILES, c0 + lanes ≤ cin.
+                    unsafe { store::<S>(inputs.add(at), v) };
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient's products of one image added into `products` `[16 positions][cin][cout]`:
+/// at each position, `Σ_tiles V ⊗ Z` of the tiles' transformed inputs `V = Bᵀ d B` (as the
+/// forward pass makes them) and transformed output gradients `Z = A dY Aᵀ`. The forward pass is
+/// linear in the transformed weights `U = G g Gᵀ`, so these sums are dL/dU, and
+/// [`weight_grad_from_products`] takes them to dL/dg once the batch's are added: 16·cin·cout
+/// multiply-adds per 2×2 tile where the direct kernel does 36·cin·cout.
+pub(super) struct WinogradWeightGrad<'a> {
+    /// x in its frame (one row and column of zeros around, as for the forward pass).
+    pub input: &'a Padded,
+    /// dY from its first pixel, `dy_pitch` floats from row to row.
+    pub dy: &'a [f32],
+    pub dy_pitch: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub cout: usize,
+    /// `[16][cin][cout]`, added to.
+    pub products: &'a mut [f32],
+    /// The worker's [`BLOCK`] buffers (borrowed outside the kernel, as for [`WinogradConv`]).
+    pub block: &'a mut (Vec<f32>, Vec<f32>),
+}
+
+/// Input channels a weight-gradient register tile takes: its rows.
+pub(super) const WEIGHT_GRAD_ROWS: usize = 16;
+
+impl WinogradWeightGrad<'_> {
+    /// Whether every read and write stays inside the slices.
+    fn fits(&self, lanes: usize) -> bool {
+        let (rows, width) = frame((self.h, self.w));
+        self.h.is_multiple_of(2)
+            && self.w.is_multiple_of(2)
+            && self.cin.is_multiple_of(WEIGHT_GRAD_ROWS)
+            && self.cin.is_multiple_of(lanes)
+            && self.cout.is_multiple_of(lanes)
+            && self.input.width >= width
+            && self.input.rows(self.cin) >= rows
+            && self.dy_pitch >= self.w * self.cout
+            && self.dy.len() >= (self.h - 1) * self.dy_pitch + self.w * self.cout
+            && self.products.len() >= 16 * self.cin * self.cout
+    }
+}
+
+impl WithSimd for WinogradWeightGrad<'_> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(mut self, simd: S) -> bool {
+        if self.h == 0 || self.w == 0 {
+            return true;
+        }
+        if !self.fits(S::F32_LANES) {
+            return false;
+        }
+        let (mut inputs, mut grads) = std::mem::take(self.block);
+        inputs.resize(16 * TILES * self.cin, 0.0);
+        grads.resize(16 * TILES * self.cout, 0.0);
+        // SAFETY: `fits` checked the frame, dY and products sizes, and the buffers were just
+        // sized for the block. AVX2's 16 registers hold a tile of 8 rows, the others' 16.
+        unsafe {
+            if S::F32_LANES == 8 {
+                accumulate::<S, 8>(simd, &mut self, (&mut inputs, &mut grads));
+            } else {
+                accumulate::<S, WEIGHT_GRAD_ROWS>(simd, &mut self, (&mut inputs, &mut grads));
+            }
+        }
+        *self.block = (inputs, grads);
+        true
+    }
+}
+
+/// # Safety
+/// `c.fits(S::F32_LANES)` must hold, `R` divide `WEIGHT_GRAD_ROWS`, `inputs` hold 16·TILES·cin
+/// values and `grads` 16·TILES·cout.
+#[inline(always)]
+unsafe fn accumulate<S: Simd, const R: usize>(
+    simd: S,
+    c: &mut WinogradWeightGrad<'_>,
+    (inputs, grads): (&mut [f32], &mut [f32]),
+) {
+    let products = c.products.as_mut_ptr();
+    let c = &*c;
+    let lanes = S::F32_LANES;
+    let zero = simd.splat_f32s(0.0);
+    let (cin, cout) = (c.cin, c.cout);
+    let dy = c.dy.as_ptr();
+    let (inputs, grads) = (inputs.as_mut_ptr(), grads.as_mut_ptr());
+    let (tiles_wide, tiles) = (c.w / 2, (c.h / 2) * (c.w / 2));
+    for first in (0..tiles).step_by(TILES) {
+        let count = TILES.min(tiles - first);
+        // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
+        unsafe { transform_inputs(simd, c.input, cin, (first, count, tiles_wide), inputs) };
+        // A dY Aᵀ of each tile's 2×2 pixels, a vector of output channels at a time. A's last row
+        // is (0, −1); taken as (0, 1) here, position (i, j) holds its value times σᵢσⱼ (σ = 1, 1,
+        // 1, −1), which `weight_grad_from_products` undoes with G's last row negated: no negation
+        // in this loop.
+        for i in 0..count {
+            let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
+            for co in (0..cout).step_by(lanes) {
+                let at =
+                    |r: usize, col: usize| (2 * ty + r) * c.dy_pitch + (2 * tx + col) * cout + co;
+                // SAFETY: the tile's pixels lie in the h × w image, co + lanes ≤ cout.
+                let d = unsafe {
+                    [
+                        [load::<S>(dy.add(at(0, 0))), load::<S>(dy.add(at(0, 1)))],
+                        [load::<S>(dy.add(at(1, 0))), load::<S>(dy.add(at(1, 1)))],
+                    ]
+                };
+                let s = [
+                    d[0],
+                    [
+                        simd.add_f32s(d[0][0], d[1][0]),
+                        simd.add_f32s(d[0][1], d[1][1]),
+                    ],
+                    [
+                        simd.sub_f32s(d[0][0], d[1][0]),
+                        simd.sub_f32s(d[0][1], d[1][1]),
+                    ],
+                    d[1],
+                ];
+                for (r, row) in s.iter().enumerate() {
+                    let z = [
+                        row[0],
+                        simd.add_f32s(row[0], row[1]),
+                        simd.sub_f32s(row[0], row[1]),
+                        row[1],
+                    ];
+                    for (col, &z) in z.iter().enumerate() {
+                        let at = ((r * 4 + col) * TILES + i) * cout + co;
+                        // SAFETY: position < 16, i < TILES, co + lanes ≤ cout.
+                        unsafe { store::<S>(grads.add(at), z) };
+                    }
+                }
+            }
+        }
+        // Each position's products: a register tile of R input channels × one vector of output
+        // channels, summed over the block's tiles in order (the last block's unused tiles hold
+        // stale values and are left out).
+        for position in 0..16 {
+            for ci0 in (0..cin).step_by(R) {
+                for co in (0..cout).step_by(lanes) {
+                    let at = |r: usize| (position * cin + ci0 + r) * cout + co;
+                    let mut acc = [zero; R];
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        // SAFETY: products hold 16·cin·cout values, ci0 + R ≤ cin,
+                        // co + lanes ≤ cout.
+                        *acc = unsafe { load::<S>(products.add(at(r))) };
+                    }
+                    for i in 0..count {
+                        // SAFETY: the block buffers hold 16·TILES·cout and 16·TILES·cin values.
+                        let z = unsafe { load::<S>(grads.add((position * TILES + i) * cout + co)) };
+                        let v = unsafe { inputs.add((position * TILES + i) * cin + ci0) };
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let v = simd.splat_f32s(unsafe { *v.add(r) });
+                            *acc = simd.mul_add_e_f32s(v, z, *acc);
+                        }
+                    }
+                    for (r, &acc) in acc.iter().enumerate() {
+                        // SAFETY: as for the loads.
+                        unsafe { store::<S>(products.add(at(r)), acc) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// dW `[3, 3, cin, cout]` from the batch's summed [`WinogradWeightGrad`] products
+/// `[16][cin][cout]`: `Gᵀ P G` at every (input, output) channel pair, G's last row negated for
+/// the signs the products carry. G's entries are 0, ±½ and ±1, so each product term is exact.
+pub(super) fn weight_grad_from_products(products: &[f32], (cin, cout): (usize, usize)) -> Vec<f32> {
+    const G: [[f32; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, -1.0],
+    ];
+    let pairs = cin * cout;
+    let mut dw = vec![0f32; 9 * pairs];
+    for (tap, dw) in dw.chunks_exact_mut(pairs).enumerate() {
+        let (ky, kx) = (tap / 3, tap % 3);
+        for (position, products) in products.chunks_exact(pairs).take(16).enumerate() {
+            let factor = G[position / 4][ky] * G[position % 4][kx];
+            if factor != 0.0 {
+                for (dw, &p) in dw.iter_mut().zip(products) {
+                    *dw += factor * p;
+                }
+            }
+        }
+    }
+    dw
+}
+
 #[cfg(test)]
 mod tests {
     use std::mem::MaybeUninit;
 
-    use super::{WinogradConv, frame, transform_weights};
+    use super::{
+        WinogradConv, WinogradWeightGrad, frame, transform_weights, weight_grad_from_products,
+    };
     use crate::ops::conv::direct::{Epilogue, Padded, Parities, Source};
     use crate::ops::simd;
 
@@ -318,6 +535,72 @@ mod tests {
                 assert!(
                     (out - expected).abs() <= 1e-5,
                     "{isa:?} value {i}: {out} against {expected}"
+                );
+            }
+        }
+    }
+
+    /// The weight gradient's products, taken to dW, against a plain one in f64 on every
+    /// instruction set: two images added into the same products (the kernel adds to them), each
+    /// 6 × 10 pixels (15 tiles: a block and a part, the part's stale tiles left out), dY read
+    /// inside a wider frame as the backward pass hands it over.
+    #[test]
+    fn winograd_weight_gradient_matches_a_plain_one() {
+        let (h, w, cin, cout, pitch_pixels) = (6, 10, 32, 16, 13);
+        let images: Vec<(Vec<f32>, Vec<f32>)> = (0..2)
+            .map(|image| {
+                let x = (0..h * w * cin).map(|i| value(i + 1000 * image)).collect();
+                let dy = (0..h * pitch_pixels * cout)
+                    .map(|i| value(i + 1000 * image + 17))
+                    .collect();
+                (x, dy)
+            })
+            .collect();
+        let mut expected = vec![0f64; 9 * cin * cout];
+        for (x, dy) in &images {
+            for (tap, expected) in expected.chunks_exact_mut(cin * cout).enumerate() {
+                let (ky, kx) = (tap / 3, tap % 3);
+                for oy in 0..h {
+                    for ox in 0..w {
+                        let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
+                        if iy >= h || ix >= w {
+                            continue;
+                        }
+                        for ci in 0..cin {
+                            let input = f64::from(x[(iy * w + ix) * cin + ci]);
+                            for co in 0..cout {
+                                let grad = f64::from(dy[(oy * pitch_pixels + ox) * cout + co]);
+                                expected[ci * cout + co] += input * grad;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for isa in simd::available() {
+            let mut products = vec![0f32; 16 * cin * cout];
+            let mut block = (Vec::new(), Vec::new());
+            for (x, dy) in &images {
+                let mut padded = Padded::new();
+                padded.fill(Source::Values(x), (h, w, cin), 1, frame((h, w)), isa);
+                let kernel = WinogradWeightGrad {
+                    input: &padded,
+                    dy,
+                    dy_pitch: pitch_pixels * cout,
+                    h,
+                    w,
+                    cin,
+                    cout,
+                    products: &mut products,
+                    block: &mut block,
+                };
+                assert_eq!(simd::dispatch(isa, kernel), Some(true), "{isa:?}");
+            }
+            let dw = weight_grad_from_products(&products, (cin, cout));
+            for (i, (&dw, &expected)) in dw.iter().zip(&expected).enumerate() {
+                assert!(
+                    (f64::from(dw) - expected).abs() <= 1e-4 * expected.abs().max(1.0),
+                    "{isa:?} value {i}: {dw} against {expected}"
                 );
             }
         }
