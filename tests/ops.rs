@@ -278,9 +278,9 @@ fn values(t: &Tensor) -> Result<Vec<f64>> {
 
 /// The residual block as one op runs the five separate ops' kernels in their order: its output, its
 /// batch statistics and the gradients of its input and six parameters equal theirs bit for bit,
-/// on the direct kernels (f32, channels 16 and 32; on even maps the stride-1 forward passes as
-/// Winograd, their batch statistics from the stored images) and on im2col (f64, odd channels),
-/// for the identity and the option-A shortcut on odd and even maps.
+/// on the direct kernels (f32, channels 16 and 32; the stride-1 passes as Winograd, their batch
+/// statistics from the stored images) and on im2col (f64, odd channels), for the identity and the
+/// option-A shortcut on odd and even maps.
 #[test]
 fn a_residual_block_as_one_op_equals_its_five_ops_bit_for_bit() -> Result<()> {
     // (dtype, [B, H, W, Cin], Cout, downsample)

@@ -5,8 +5,8 @@
 //! the input gradient (stride 1, or 3×3 stride 2 through its four pixel parities) when the output
 //! channels are a multiple of the vector width, and the weight gradient when there are also at
 //! least as many input channels as a tile has rows. All three passes of a 3×3, stride-1,
-//! padding-1 convolution of even images run as Winograd F(2×2, 3×3) ([`winograd`]) instead (the
-//! weight gradient when the input channels are whole tiles of 16).
+//! padding-1 convolution run as Winograd F(2×2, 3×3) ([`winograd`]) instead (the weight gradient
+//! when the input channels are whole tiles of 16).
 //! In the CIFAR ResNets no pass is left to [`im2col`] (the stems' weight gradient, with 1 or 3
 //! input channels, fills the tile with a kernel row's taps), which takes f64 and odd channel
 //! counts. Images run in parallel on rayon; each kernel call is single-threaded, so no pass waits
@@ -369,24 +369,22 @@ fn each_image(
     // SAFETY: the images' chunks cover the first `len` values; `run` writes its image's output
     // whole when it returns true (the sliding kernel every pixel and channel chunk of the shapes
     // `Tile::for_row` admits, interleaved parities included, since pixel (iy, ix) is output
-    // (⌊iy/2⌋, ⌊ix/2⌋) of its parity; the Winograd kernel every tile of an even image), and
+    // (⌊iy/2⌋, ⌊ix/2⌋) of its parity; the Winograd kernel every pixel of the image), and
     // `fill` zeroes it otherwise.
     unsafe { out.set_len(len) };
     (!refused.load(Ordering::Relaxed)).then_some((out, with_moments.then_some(moments)))
 }
 
 /// Whether the convolution `g` runs as Winograd F(2×2, 3×3) with vectors of `lanes` floats: 3×3,
-/// stride 1, padding 1, even images, input and output channels whole vectors.
+/// stride 1, padding 1, input and output channels whole vectors.
 fn winograd_suits(g: &Geometry, lanes: usize) -> bool {
     (g.k, g.stride, g.pad) == (3, 1, 1)
-        && g.h.is_multiple_of(2)
-        && g.w.is_multiple_of(2)
         && g.cin.is_multiple_of(lanes)
         && g.cout.is_multiple_of(lanes)
 }
 
 /// The forward pass as Winograd F(2×2, 3×3) (see [`winograd`]), or `None` for shapes it does not
-/// take: 3×3, stride 1, padding 1, even images, channels whole vectors of `isa`. The moments are
+/// take: 3×3, stride 1, padding 1, channels whole vectors of `isa`. The moments are
 /// taken from each stored image in row order, as `batch_norm` takes them, so the statistics
 /// agree bit for bit with a separate batch norm's.
 fn forward_winograd(
@@ -509,8 +507,10 @@ fn backward_direct(
     // the batch, then taken to dW once), else on the direct kernel.
     let winograd_dw =
         winograd_suits(g, dw_tile.lanes) && g.cin.is_multiple_of(winograd::WEIGHT_GRAD_ROWS);
-    let dy_frame = direct::frame(&dx_tile, (t.ho, t.wo), k, 1);
-    let x_frame = g.weight_grad_frame();
+    // The frames both kernels read: an odd side's last Winograd tiles reach one pixel further.
+    let winograd_frame = winograd::frame((g.h, g.w));
+    let dy_frame = larger(direct::frame(&dx_tile, (t.ho, t.wo), k, 1), winograd_frame);
+    let x_frame = larger(g.weight_grad_frame(), winograd_frame);
     // dY's first pixel in its frame (t.pad rows and columns in), and the floats from row to row.
     let dy_first = (t.pad * dy_frame.1 + t.pad) * g.cout;
     let dy_pitch = dy_frame.1 * g.cout;
@@ -558,8 +558,7 @@ fn backward_direct(
                 let weight_grad_done = if winograd_dw {
                     let kernel = winograd::WinogradWeightGrad {
                         input: &x_padded,
-                        dy: dy.0,
-                        dy_pitch,
+                        dy: &dy_padded,
                         h: g.h,
                         w: g.w,
                         cin: g.cin,
@@ -590,6 +589,11 @@ fn backward_direct(
     // kernel wrote each image's dX whole (it writes all of its output when it returns true).
     unsafe { dx.set_len(g.batch * g.input_len()) };
     Some((dx, dw))
+}
+
+/// The larger of two frames (rows, width) in each dimension.
+fn larger(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
+    (a.0.max(b.0), a.1.max(b.1))
 }
 
 /// The stride-1 input gradient's weights, made for the kernel that runs it.

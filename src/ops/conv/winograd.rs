@@ -12,13 +12,15 @@
 //! gradient transforms the same windows and each tile's dY (`A dY Aᵀ`), and sums their products
 //! per position over the batch ([`WinogradWeightGrad`]); `Gᵀ P G` of those sums P is dW.
 //!
-//! On a 2-core Zen 4 (`examples/winograd_pass.rs`, batch 512, medians) the forward pass took
-//! 0.84–0.89 of the direct kernel's time on 32×32 16→16, 0.70–0.76 on 16×16 32→32, 0.62–0.64 on
-//! 8×8 64→64, 0.90–0.92 on 28×28 16→16 and 0.82–0.84 on 14×14 32→32; the backward pass (dX and
-//! dW, `examples/conv_pass.rs`) with the weight gradient here took 0.84–0.91 of its time with the
-//! direct one (16×16 32→32: 0.84–0.95 by the minima, level by the medians). Rounding stays at the direct kernels' level (`examples/conv_error.rs`, relative
-//! RMS error against f64 at batch 64): outputs and dX 1.7–2.8e-7 against the direct kernels'
-//! 2.1–4.0e-7 on the odd neighbouring shapes, dW 2.8–7.1e-7 against 1.6–5.4e-7.
+//! On a 2-core Zen 4 (batch 512, medians) the forward pass took 0.84–0.89 of the direct
+//! kernel's time on 32×32 16→16, 0.70–0.76 on 16×16 32→32, 0.62–0.64 on 8×8 64→64, 0.90–0.92 on
+//! 28×28 16→16, 0.82–0.84 on 14×14 32→32 and 0.75–0.80 on 7×7 64→64 (16 tiles for its 49
+//! pixels); the backward pass (dX and dW, `examples/conv_pass.rs`) with the weight gradient here
+//! 0.84–0.91 of its time with the direct one (16×16 32→32: 0.84–0.95 by the minima, level by
+//! the medians). The rounding is f32's (`examples/conv_error.rs`, relative RMS error against f64
+//! at batch 64): outputs 1.7–2.8e-7, dX 1.7–2.8e-7, dW 2.6–7.0e-7, where candle's own f32
+//! convolution gives 2.1–3.7e-7, 0.9–1.1e-7 and 3.9–4.5e-7, and the direct kernels gave
+//! 2.1–4.0e-7 and 1.6–5.4e-7 on odd shapes.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -61,9 +63,16 @@ pub(super) fn transform_weights(
     u
 }
 
-/// The frame (rows, width) the kernel reads: the image with one row and column of zeros around.
+/// The frame (rows, width) the kernels read: the image with one row and column of zeros around,
+/// and one more below and right of an odd side, where the last tiles' windows reach.
 pub(super) fn frame((h, w): (usize, usize)) -> (usize, usize) {
-    (h + 2, w + 2)
+    (2 * h.div_ceil(2) + 2, 2 * w.div_ceil(2) + 2)
+}
+
+/// The 2×2 tiles covering an `h` × `w` image: (tiles per row, tiles). An odd side's last tiles
+/// reach a pixel past the image, computed from the frame's zeros and not stored.
+fn tiles((h, w): (usize, usize)) -> (usize, usize) {
+    (w.div_ceil(2), h.div_ceil(2) * w.div_ceil(2))
 }
 
 thread_local! {
@@ -95,9 +104,7 @@ impl WinogradConv<'_> {
     /// Whether every read and write stays inside the slices.
     fn fits(&self, lanes: usize) -> bool {
         let (rows, width) = frame((self.h, self.w));
-        self.h.is_multiple_of(2)
-            && self.w.is_multiple_of(2)
-            && self.cin.is_multiple_of(lanes)
+        self.cin.is_multiple_of(lanes)
             && self.cout.is_multiple_of(lanes)
             && self.input.width >= width
             && self.input.rows(self.cin) >= rows
@@ -151,7 +158,7 @@ unsafe fn convolve<S: Simd>(
     let zero = simd.splat_f32s(0.0);
     let inputs = inputs.as_mut_ptr();
     let products = products.as_mut_ptr();
-    let (tiles_wide, tiles) = (w / 2, (c.h / 2) * (w / 2));
+    let (tiles_wide, tiles) = tiles((c.h, w));
     for first in (0..tiles).step_by(TILES) {
         let count = TILES.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
@@ -192,11 +199,14 @@ unsafe fn convolve<S: Simd>(
                     rows[0][col] = simd.add_f32s(simd.add_f32s(m[0][col], m[1][col]), m[2][col]);
                     rows[1][col] = simd.sub_f32s(simd.sub_f32s(m[1][col], m[2][col]), m[3][col]);
                 }
-                for (r, row) in rows.iter().enumerate() {
+                // An odd side's last tiles reach past the image: only its pixels are stored.
+                let (tile_rows, tile_columns) = ((c.h - 2 * ty).min(2), (w - 2 * tx).min(2));
+                for (r, row) in rows.iter().enumerate().take(tile_rows) {
                     let left = simd.add_f32s(simd.add_f32s(row[0], row[1]), row[2]);
                     let right = simd.sub_f32s(simd.sub_f32s(row[1], row[2]), row[3]);
                     let pixel = (2 * ty + r) * w + 2 * tx;
-                    for (p, value) in [(pixel, left), (pixel + 1, right)] {
+                    let values = [(pixel, left), (pixel + 1, right)];
+                    for (p, value) in values.into_iter().take(tile_columns) {
                         let at = p * cout + co;
                         // SAFETY: the pixel lies in the h × w output; `fits` checked the bias
                         // and residual sizes.
@@ -272,9 +282,9 @@ unsafe fn transform_inputs<S: Simd>(
 pub(super) struct WinogradWeightGrad<'a> {
     /// x in its frame (one row and column of zeros around, as for the forward pass).
     pub input: &'a Padded,
-    /// dY from its first pixel, `dy_pitch` floats from row to row.
-    pub dy: &'a [f32],
-    pub dy_pitch: usize,
+    /// dY in a frame with one row and column of zeros around (at least): an odd side's last
+    /// tiles read that zero row or column past the image.
+    pub dy: &'a Padded,
     pub h: usize,
     pub w: usize,
     pub cin: usize,
@@ -292,15 +302,13 @@ impl WinogradWeightGrad<'_> {
     /// Whether every read and write stays inside the slices.
     fn fits(&self, lanes: usize) -> bool {
         let (rows, width) = frame((self.h, self.w));
-        self.h.is_multiple_of(2)
-            && self.w.is_multiple_of(2)
-            && self.cin.is_multiple_of(WEIGHT_GRAD_ROWS)
+        self.cin.is_multiple_of(WEIGHT_GRAD_ROWS)
             && self.cin.is_multiple_of(lanes)
             && self.cout.is_multiple_of(lanes)
             && self.input.width >= width
             && self.input.rows(self.cin) >= rows
-            && self.dy_pitch >= self.w * self.cout
-            && self.dy.len() >= (self.h - 1) * self.dy_pitch + self.w * self.cout
+            && self.dy.width + 1 >= width
+            && self.dy.rows(self.cout) + 1 >= rows
             && self.products.len() >= 16 * self.cin * self.cout
     }
 }
@@ -347,9 +355,9 @@ unsafe fn accumulate<S: Simd, const R: usize>(
     let lanes = S::F32_LANES;
     let zero = simd.splat_f32s(0.0);
     let (cin, cout) = (c.cin, c.cout);
-    let dy = c.dy.as_ptr();
+    let (dy, dy_pitch) = (c.dy.data.as_ptr(), c.dy.width * cout);
     let (inputs, grads) = (inputs.as_mut_ptr(), grads.as_mut_ptr());
-    let (tiles_wide, tiles) = (c.w / 2, (c.h / 2) * (c.w / 2));
+    let (tiles_wide, tiles) = tiles((c.h, c.w));
     for first in (0..tiles).step_by(TILES) {
         let count = TILES.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
@@ -361,9 +369,11 @@ unsafe fn accumulate<S: Simd, const R: usize>(
         for i in 0..count {
             let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
             for co in (0..cout).step_by(lanes) {
-                let at =
-                    |r: usize, col: usize| (2 * ty + r) * c.dy_pitch + (2 * tx + col) * cout + co;
-                // SAFETY: the tile's pixels lie in the h × w image, co + lanes ≤ cout.
+                // dY's pixel (y, x) lies one row and column into its frame.
+                let at = |r: usize, col: usize| {
+                    (2 * ty + r + 1) * dy_pitch + (2 * tx + col + 1) * cout + co
+                };
+                // SAFETY: the tile's pixels lie in the frame (`fits`), co + lanes ≤ cout.
                 let d = unsafe {
                     [
                         [load::<S>(dy.add(at(0, 0))), load::<S>(dy.add(at(0, 1)))],
@@ -473,148 +483,167 @@ mod tests {
 
     /// The kernel against a plain 3×3 convolution in f64, through every epilogue step, on every
     /// instruction set: 6 × 10 pixels make 15 tiles, a block and a part, so the last block's
-    /// unused tiles must not be stored.
+    /// unused tiles must not be stored; 5 × 13 pixels (21 tiles) have odd sides, whose last tiles'
+    /// pixels past the image must not be stored either (the output's guard values after it stay).
     #[test]
     fn winograd_matches_a_plain_convolution_with_the_epilogue() {
-        let (h, w, cin, cout) = (6, 10, 16, 32);
-        let x: Vec<f32> = (0..h * w * cin).map(value).collect();
-        let weights: Vec<f32> = (0..cout * cin * 9).map(|i| 0.1 * value(i + 7)).collect();
-        let bias: Vec<f32> = (0..cout).map(|i| value(i + 11)).collect();
-        let residual: Vec<f32> = (0..h * w * cout).map(|i| value(i + 13)).collect();
-        let at = |co: usize, ci: usize, ky: usize, kx: usize| {
-            weights[((co * cin + ci) * 3 + ky) * 3 + kx]
-        };
-        let mut expected = vec![0f64; h * w * cout];
-        for oy in 0..h {
-            for ox in 0..w {
-                for (co, &b) in bias.iter().enumerate() {
-                    let mut sum = 0f64;
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
-                            if iy < h && ix < w {
-                                for ci in 0..cin {
-                                    sum += f64::from(x[(iy * w + ix) * cin + ci])
-                                        * f64::from(at(co, ci, ky, kx));
+        for (h, w) in [(6, 10), (5, 13)] {
+            let (cin, cout) = (16, 32);
+            let x: Vec<f32> = (0..h * w * cin).map(value).collect();
+            let weights: Vec<f32> = (0..cout * cin * 9).map(|i| 0.1 * value(i + 7)).collect();
+            let bias: Vec<f32> = (0..cout).map(|i| value(i + 11)).collect();
+            let residual: Vec<f32> = (0..h * w * cout).map(|i| value(i + 13)).collect();
+            let at = |co: usize, ci: usize, ky: usize, kx: usize| {
+                weights[((co * cin + ci) * 3 + ky) * 3 + kx]
+            };
+            let mut expected = vec![0f64; h * w * cout];
+            for oy in 0..h {
+                for ox in 0..w {
+                    for (co, &b) in bias.iter().enumerate() {
+                        let mut sum = 0f64;
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let iy = (oy + ky).wrapping_sub(1);
+                                let ix = (ox + kx).wrapping_sub(1);
+                                if iy < h && ix < w {
+                                    for ci in 0..cin {
+                                        sum += f64::from(x[(iy * w + ix) * cin + ci])
+                                            * f64::from(at(co, ci, ky, kx));
+                                    }
                                 }
                             }
                         }
+                        let i = (oy * w + ox) * cout + co;
+                        let y = sum + f64::from(b) + f64::from(residual[i]);
+                        expected[i] = y.max(0.0);
                     }
-                    let i = (oy * w + ox) * cout + co;
-                    let y = sum + f64::from(b) + f64::from(residual[i]);
-                    expected[i] = y.max(0.0);
                 }
             }
-        }
-        let u = transform_weights((cin, cout), at);
-        for isa in simd::available() {
-            let mut padded = Padded::new();
-            padded.fill(Source::Values(&x), (h, w, cin), 1, frame((h, w)), isa);
-            let mut out = vec![MaybeUninit::new(f32::NAN); h * w * cout];
-            let mut block = (Vec::new(), Vec::new());
-            let kernel = WinogradConv {
-                input: &padded,
-                u: &u,
-                h,
-                w,
-                cin,
-                cout,
-                out: &mut out,
-                epilogue: Epilogue {
-                    bias: Some(&bias),
-                    residual: Some(&residual),
-                    relu: true,
-                    parities: None,
-                },
-                block: &mut block,
-            };
-            assert_eq!(simd::dispatch(isa, kernel), Some(true), "{isa:?}");
-            for (i, (out, expected)) in out.iter().zip(&expected).enumerate() {
+            let u = transform_weights((cin, cout), at);
+            for isa in simd::available() {
+                let mut padded = Padded::new();
+                padded.fill(Source::Values(&x), (h, w, cin), 1, frame((h, w)), isa);
+                let guard = (w + 1) * cout;
+                let mut out = vec![MaybeUninit::new(f32::NAN); h * w * cout + guard];
+                let mut block = (Vec::new(), Vec::new());
+                let kernel = WinogradConv {
+                    input: &padded,
+                    u: &u,
+                    h,
+                    w,
+                    cin,
+                    cout,
+                    out: &mut out,
+                    epilogue: Epilogue {
+                        bias: Some(&bias),
+                        residual: Some(&residual),
+                        relu: true,
+                        parities: None,
+                    },
+                    block: &mut block,
+                };
+                assert_eq!(simd::dispatch(isa, kernel), Some(true), "{isa:?} {h}×{w}");
                 // SAFETY: every value was initialised (NaN) before the kernel ran.
-                let out = f64::from(unsafe { out.assume_init() });
+                let out: Vec<f64> = out
+                    .iter()
+                    .map(|out| f64::from(unsafe { out.assume_init() }))
+                    .collect();
+                for (i, (out, expected)) in out.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (out - expected).abs() <= 1e-5,
+                        "{isa:?} {h}×{w} value {i}: {out} against {expected}"
+                    );
+                }
                 assert!(
-                    (out - expected).abs() <= 1e-5,
-                    "{isa:?} value {i}: {out} against {expected}"
+                    out[h * w * cout..].iter().all(|out| out.is_nan()),
+                    "{isa:?} {h}×{w}: stored past the image"
                 );
             }
         }
     }
 
     /// The weight gradient's products, taken to dW, against a plain one in f64 on every
-    /// instruction set: two images added into the same products (the kernel adds to them), each
-    /// 6 × 10 pixels (15 tiles: a block and a part, the part's stale tiles left out), dY read
-    /// inside a wider frame as the backward pass hands it over.
+    /// instruction set: two images added into the same products (the kernel adds to them), in a
+    /// frame wider than the image as the backward pass hands dY over. 6 × 10 pixels make 15
+    /// tiles, a block and a part, whose stale tiles must be left out; 5 × 13 (21 tiles) have odd
+    /// sides, whose last tiles read the frame's zeros past the image.
     #[test]
     fn winograd_weight_gradient_matches_a_plain_one() {
-        let (h, w, cin, cout, pitch_pixels) = (6, 10, 32, 16, 13);
-        let images: Vec<(Vec<f32>, Vec<f32>)> = (0..2)
-            .map(|image| {
-                let x = (0..h * w * cin).map(|i| value(i + 1000 * image)).collect();
-                let dy = (0..h * pitch_pixels * cout)
-                    .map(|i| value(i + 1000 * image + 17))
-                    .collect();
-                (x, dy)
-            })
-            .collect();
-        let mut expected = vec![0f64; 9 * cin * cout];
-        for (x, dy) in &images {
-            for (tap, expected) in expected.chunks_exact_mut(cin * cout).enumerate() {
-                let (ky, kx) = (tap / 3, tap % 3);
-                for oy in 0..h {
-                    for ox in 0..w {
-                        let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
-                        if iy >= h || ix >= w {
-                            continue;
-                        }
-                        for ci in 0..cin {
-                            let input = f64::from(x[(iy * w + ix) * cin + ci]);
-                            for co in 0..cout {
-                                let grad = f64::from(dy[(oy * pitch_pixels + ox) * cout + co]);
-                                expected[ci * cout + co] += input * grad;
+        for (h, w) in [(6, 10), (5, 13)] {
+            let (cin, cout) = (32, 16);
+            let images: Vec<(Vec<f32>, Vec<f32>)> = (0..2)
+                .map(|image| {
+                    let x = (0..h * w * cin).map(|i| value(i + 1000 * image)).collect();
+                    let dy = (0..h * w * cout)
+                        .map(|i| value(i + 1000 * image + 17))
+                        .collect();
+                    (x, dy)
+                })
+                .collect();
+            let mut expected = vec![0f64; 9 * cin * cout];
+            for (x, dy) in &images {
+                for (tap, expected) in expected.chunks_exact_mut(cin * cout).enumerate() {
+                    let (ky, kx) = (tap / 3, tap % 3);
+                    for oy in 0..h {
+                        for ox in 0..w {
+                            let iy = (oy + ky).wrapping_sub(1);
+                            let ix = (ox + kx).wrapping_sub(1);
+                            if iy >= h || ix >= w {
+                                continue;
+                            }
+                            for ci in 0..cin {
+                                let input = f64::from(x[(iy * w + ix) * cin + ci]);
+                                for co in 0..cout {
+                                    let grad = f64::from(dy[(oy * w + ox) * cout + co]);
+                                    expected[ci * cout + co] += input * grad;
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-        for isa in simd::available() {
-            let mut products = vec![0f32; 16 * cin * cout];
-            let mut block = (Vec::new(), Vec::new());
-            for (x, dy) in &images {
-                let mut padded = Padded::new();
-                padded.fill(Source::Values(x), (h, w, cin), 1, frame((h, w)), isa);
-                let kernel = WinogradWeightGrad {
-                    input: &padded,
-                    dy,
-                    dy_pitch: pitch_pixels * cout,
-                    h,
-                    w,
-                    cin,
-                    cout,
-                    products: &mut products,
-                    block: &mut block,
-                };
-                assert_eq!(simd::dispatch(isa, kernel), Some(true), "{isa:?}");
-            }
-            let dw = weight_grad_from_products(&products, (cin, cout));
-            for (i, (&dw, &expected)) in dw.iter().zip(&expected).enumerate() {
-                assert!(
-                    (f64::from(dw) - expected).abs() <= 1e-4 * expected.abs().max(1.0),
-                    "{isa:?} value {i}: {dw} against {expected}"
-                );
+            for isa in simd::available() {
+                let mut products = vec![0f32; 16 * cin * cout];
+                let mut block = (Vec::new(), Vec::new());
+                for (x, dy) in &images {
+                    let mut padded = Padded::new();
+                    padded.fill(Source::Values(x), (h, w, cin), 1, frame((h, w)), isa);
+                    let mut dy_padded = Padded::new();
+                    let dy_frame = (h + 2, w + 5);
+                    dy_padded.fill(Source::Values(dy), (h, w, cout), 1, dy_frame, isa);
+                    let kernel = WinogradWeightGrad {
+                        input: &padded,
+                        dy: &dy_padded,
+                        h,
+                        w,
+                        cin,
+                        cout,
+                        products: &mut products,
+                        block: &mut block,
+                    };
+                    assert_eq!(simd::dispatch(isa, kernel), Some(true), "{isa:?} {h}×{w}");
+                }
+                let dw = weight_grad_from_products(&products, (cin, cout));
+                for (i, (&dw, &expected)) in dw.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (f64::from(dw) - expected).abs() <= 1e-4 * expected.abs().max(1.0),
+                        "{isa:?} {h}×{w} value {i}: {dw} against {expected}"
+                    );
+                }
             }
         }
     }
 
-    /// Odd images and the stride-2 gradient's interleaving epilogue are refused; the same
-    /// kernel on an even image with the plain epilogue runs.
+    /// An odd image in a frame without the zero row and column its last tiles reach, and the
+    /// stride-2 gradient's interleaving epilogue, are refused; the same image in its frame with
+    /// the plain epilogue runs.
     #[test]
-    fn winograd_refuses_shapes_it_does_not_take() {
-        let run = |(h, w): (usize, usize), epilogue: Epilogue| {
+    fn winograd_refuses_what_it_cannot_compute() {
+        let run = |(h, w): (usize, usize), frame: (usize, usize), epilogue: Epilogue| {
             let isa = simd::current();
             let x = vec![0f32; h * w * 16];
             let mut padded = Padded::new();
-            padded.fill(Source::Values(&x), (h, w, 16), 1, frame((h, w)), isa);
+            padded.fill(Source::Values(&x), (h, w, 16), 1, frame, isa);
             let u = vec![0f32; 16 * 16 * 16];
             let mut out = vec![MaybeUninit::new(0f32); h * w * 16];
             let mut block = (Vec::new(), Vec::new());
@@ -631,17 +660,30 @@ mod tests {
             };
             simd::dispatch(isa, kernel)
         };
-        assert_eq!(run((5, 4), Epilogue::default()), Some(false), "odd rows");
-        assert_eq!(run((4, 3), Epilogue::default()), Some(false), "odd columns");
+        let plain = Epilogue::default;
+        assert_eq!(
+            run((5, 4), (7, 6), plain()),
+            Some(false),
+            "odd rows, short frame"
+        );
+        assert_eq!(
+            run((4, 3), (6, 5), plain()),
+            Some(false),
+            "odd columns, short frame"
+        );
         let parities = Epilogue {
             parities: Some(Parities { cin: 4, h: 8, w: 8 }),
             ..Epilogue::default()
         };
-        assert_eq!(run((4, 4), parities), Some(false), "interleaved parities");
         assert_eq!(
-            run((4, 4), Epilogue::default()),
+            run((4, 4), frame((4, 4)), parities),
+            Some(false),
+            "parities"
+        );
+        assert_eq!(
+            run((5, 3), frame((5, 3)), plain()),
             Some(true),
-            "an even image"
+            "an odd image"
         );
     }
 }
