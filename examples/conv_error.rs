@@ -37,9 +37,18 @@ fn run(
         conv2d(&x, &w, 1, 1)?
     };
     let grads = (&y * upstream.to_dtype(dtype)?)?.sum_all()?.backward()?;
-    let dx = grads.get(&x).expect("the input's gradient");
-    let dw = grads.get(&w).expect("the weight's gradient");
-    Ok([y, dx.clone(), dw.clone()].map(|t| t.to_dtype(DType::F64).expect("f64")))
+    let gradient = |v: &Var| {
+        grads
+            .get(v)
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg("a gradient is missing".into()))
+    };
+    let (dx, dw) = (gradient(&x)?, gradient(&w)?);
+    Ok([
+        y.to_dtype(DType::F64)?,
+        dx.to_dtype(DType::F64)?,
+        dw.to_dtype(DType::F64)?,
+    ])
 }
 
 fn main() -> Result<()> {

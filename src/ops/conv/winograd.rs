@@ -226,7 +226,7 @@ unsafe fn convolve<S: Simd>(
 /// `[16 positions][TILES][cin]`.
 ///
 /// # Safety
-/// Every window must lie in the frame (the image one row and column in, even sides), `cin` be
+/// `input` must be at least as large as [`frame`]'s (the image one row and column in), `cin` be
 /// whole vectors and `inputs` hold 16·TILES·cin values; `count` ≤ TILES.
 #[inline(always)]
 unsafe fn transform_inputs<S: Simd>(
@@ -282,8 +282,8 @@ unsafe fn transform_inputs<S: Simd>(
 pub(super) struct WinogradWeightGrad<'a> {
     /// x in its frame (one row and column of zeros around, as for the forward pass).
     pub input: &'a Padded,
-    /// dY in a frame with one row and column of zeros around (at least): an odd side's last
-    /// tiles read that zero row or column past the image.
+    /// dY in a frame, one row and column in (as the backward pass's dY frame holds it), with
+    /// at least one row and column of zeros after it: an odd side's last tiles read them.
     pub dy: &'a Padded,
     pub h: usize,
     pub w: usize,
