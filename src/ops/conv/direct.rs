@@ -429,6 +429,12 @@ pub(crate) struct Epilogue<'a> {
 }
 
 impl<'a> Epilogue<'a> {
+    /// Whether the bias and residual it reads cover an output of `len` values of `cout` channels.
+    pub fn covers(&self, len: usize, cout: usize) -> bool {
+        self.bias.is_none_or(|bias| bias.len() >= cout)
+            && self.residual.is_none_or(|residual| residual.len() >= len)
+    }
+
     /// This epilogue for image `index` of a batch: its part of the residual, given for the
     /// batch (`image_len` values per image).
     pub fn for_image(self, index: usize, image_len: usize) -> Self {
@@ -503,12 +509,7 @@ impl SlidingConv<'_> {
             })
             && self
                 .epilogue
-                .bias
-                .is_none_or(|bias| bias.len() >= self.cout)
-            && self
-                .epilogue
-                .residual
-                .is_none_or(|residual| residual.len() >= self.ho * self.wo * self.cout)
+                .covers(self.ho * self.wo * self.cout, self.cout)
             && self
                 .moments
                 .as_ref()

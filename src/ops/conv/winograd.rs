@@ -111,14 +111,7 @@ impl WinogradConv<'_> {
             && self.u.len() >= 16 * self.cin * self.cout
             && self.out.len() >= self.h * self.w * self.cout
             && self.epilogue.parities.is_none()
-            && self
-                .epilogue
-                .bias
-                .is_none_or(|bias| bias.len() >= self.cout)
-            && self
-                .epilogue
-                .residual
-                .is_none_or(|residual| residual.len() >= self.h * self.w * self.cout)
+            && self.epilogue.covers(self.h * self.w * self.cout, self.cout)
     }
 }
 
