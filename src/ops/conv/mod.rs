@@ -5,8 +5,10 @@
 //! the input gradient (stride 1, or 3×3 stride 2 through its four pixel parities) when the output
 //! channels are a multiple of the vector width, and the weight gradient when there are also at
 //! least as many input channels as a tile has rows. All three passes of a 3×3, stride-1,
-//! padding-1 convolution run as Winograd F(2×2, 3×3) ([`winograd`]) instead (the weight gradient
-//! when the input channels are whole tiles of 16).
+//! padding-1 convolution run as Winograd ([`winograd`]) instead: the forward pass and the input
+//! gradient as F(4×4, 3×3) (F(2×2, 3×3) on maps where that needs no more multiplications, as
+//! 5×5, 6×6 or 2×2), the weight gradient as
+//! F(2×2, 3×3) when the input channels are whole tiles of 16.
 //! In the CIFAR ResNets no pass is left to [`im2col`] (the stems' weight gradient, with 1 or 3
 //! input channels, fills the tile with a kernel row's taps), which takes f64 and odd channel
 //! counts. Images run in parallel on rayon; each kernel call is single-threaded, so no pass waits
@@ -375,15 +377,28 @@ fn each_image(
     (!refused.load(Ordering::Relaxed)).then_some((out, with_moments.then_some(moments)))
 }
 
-/// Whether the convolution `g` runs as Winograd F(2×2, 3×3) with vectors of `lanes` floats: 3×3,
-/// stride 1, padding 1, input and output channels whole vectors.
-fn winograd_suits(g: &Geometry, lanes: usize) -> bool {
-    (g.k, g.stride, g.pad) == (3, 1, 1)
+/// The Winograd tiling the convolution `g` runs as with vectors of `lanes` floats, if any (3×3,
+/// stride 1, padding 1, input and output channels whole vectors): the one with fewer
+/// multiply-adds over the map's tiles, F(2×2) on a tie, as it rounds less. F(4×4) takes every
+/// map from 7×7 up (on a 2-core Zen 4 it took 0.74–0.90 of F(2×2)'s time forward and
+/// 0.86–0.90 backward on the ResNets' layers, `examples/conv_pass.rs`); F(2×2) maps such as
+/// 5×5, 6×6 or 2×2, where F(4×4)'s tiles reach far past the image.
+fn winograd_tiling(g: &Geometry, lanes: usize) -> Option<winograd::Tiling> {
+    use winograd::Tiling::{F2, F4};
+    let suits = (g.k, g.stride, g.pad) == (3, 1, 1)
         && g.cin.is_multiple_of(lanes)
-        && g.cout.is_multiple_of(lanes)
+        && g.cout.is_multiple_of(lanes);
+    let multiplications =
+        |tiling: winograd::Tiling| tiling.tiles((g.h, g.w)).1 * tiling.positions();
+    let tiling = if multiplications(F4) < multiplications(F2) {
+        F4
+    } else {
+        F2
+    };
+    suits.then_some(tiling)
 }
 
-/// The forward pass as Winograd F(2×2, 3×3) (see [`winograd`]), or `None` for shapes it does not
+/// The forward pass as Winograd ([`winograd_tiling`]'s), or `None` for shapes it does not
 /// take: 3×3, stride 1, padding 1, channels whole vectors of `isa`. The moments are
 /// taken from each stored image in row order, as `batch_norm` takes them, so the statistics
 /// agree bit for bit with a separate batch norm's.
@@ -395,12 +410,13 @@ fn forward_winograd(
     isa: Isa,
 ) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
     let lanes = Tile::for_channels(isa, g.cout)?.lanes;
-    if !winograd_suits(g, lanes) || epilogue.parities.is_some() {
+    let tiling = winograd_tiling(g, lanes)?;
+    if epilogue.parities.is_some() {
         return None;
     }
     let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * 3 + ky) * 3 + kx];
-    let u = winograd::transform_weights((g.cin, g.cout), at);
-    let frame = winograd::frame((g.h, g.w));
+    let u = tiling.transform_weights((g.cin, g.cout), at);
+    let frame = tiling.frame((g.h, g.w));
     each_image(g, g.output_len(), with_moments, |index, out, moments| {
         let image = input.image(index, g.input_len());
         let epilogue = epilogue.for_image(index, g.output_len());
@@ -408,6 +424,7 @@ fn forward_winograd(
             padded.fill(image, (g.h, g.w, g.cin), 1, frame, isa);
             winograd::BLOCK.with_borrow_mut(|block| {
                 let kernel = winograd::WinogradConv {
+                    tiling,
                     input: padded,
                     u: &u,
                     h: g.h,
@@ -498,17 +515,25 @@ fn backward_direct(
     // does; see `forward_winograd`), on the same dY frame; else on the sliding kernel. Only the
     // kernel that runs gets its weights.
     let flipped = flipped_transposed(weight, g);
-    let dx_weights = if winograd_suits(&t, dx_tile.lanes) {
-        InputGradWeights::Winograd(winograd::transform_weights((t.cin, t.cout), flipped))
+    let dx_weights = if let Some(tiling) = winograd_tiling(&t, dx_tile.lanes) {
+        let u = tiling.transform_weights((t.cin, t.cout), flipped);
+        InputGradWeights::Winograd(tiling, u)
     } else {
         InputGradWeights::Sliding(direct::pack_sliding(&dx_tile, (t.cout, t.cin, k), flipped))
     };
     // The weight gradient as Winograd's products where its convolution suits it (summed over
     // the batch, then taken to dW once), else on the direct kernel.
-    let winograd_dw =
-        winograd_suits(g, dw_tile.lanes) && g.cin.is_multiple_of(winograd::WEIGHT_GRAD_ROWS);
-    // The frames both kernels read: an odd side's last Winograd tiles reach one pixel further.
-    let winograd_frame = winograd::frame((g.h, g.w));
+    let winograd_dw = winograd_tiling(g, dw_tile.lanes).is_some()
+        && g.cin.is_multiple_of(winograd::WEIGHT_GRAD_ROWS);
+    // The frames both kernels read: a side that is not whole Winograd tiles has last tiles
+    // reaching past it (the weight gradient's are F(2×2)'s).
+    let weight_grad_frame = winograd::Tiling::F2.frame((g.h, g.w));
+    let winograd_frame = match &dx_weights {
+        InputGradWeights::Winograd(tiling, _) => {
+            larger(tiling.frame((g.h, g.w)), weight_grad_frame)
+        }
+        InputGradWeights::Sliding(_) => weight_grad_frame,
+    };
     let dy_frame = larger(direct::frame(&dx_tile, (t.ho, t.wo), k, 1), winograd_frame);
     let x_frame = larger(g.weight_grad_frame(), winograd_frame);
     // dY's first pixel in its frame (t.pad rows and columns in), and the floats from row to row.
@@ -533,8 +558,9 @@ fn backward_direct(
                     ..Epilogue::default()
                 };
                 let input_grad_done = match &dx_weights {
-                    InputGradWeights::Winograd(u) => {
+                    InputGradWeights::Winograd(tiling, u) => {
                         let kernel = winograd::WinogradConv {
+                            tiling: *tiling,
                             input: &dy_padded,
                             u,
                             h: t.h,
@@ -598,8 +624,8 @@ fn larger(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
 
 /// The stride-1 input gradient's weights, made for the kernel that runs it.
 enum InputGradWeights {
-    /// `winograd::transform_weights` of the flipped, transposed kernel.
-    Winograd(Vec<f32>),
+    /// The tiling's `transform_weights` of the flipped, transposed kernel.
+    Winograd(winograd::Tiling, Vec<f32>),
     /// `direct::pack_sliding` of it.
     Sliding(Vec<f32>),
 }

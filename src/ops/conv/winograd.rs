@@ -1,25 +1,27 @@
-//! 3×3, stride-1, padding-1 convolutions as Winograd F(2×2, 3×3) on channels-last images: the
-//! forward pass, the input gradient (the same convolution on the flipped, transposed kernel) and
-//! the weight gradient, each with 2.25× fewer multiply-adds than the direct kernel.
+//! 3×3, stride-1, padding-1 convolutions as Winograd F(m×m, 3×3) on channels-last images: the
+//! forward pass and the input gradient (the same convolution on the flipped, transposed kernel)
+//! as F(4×4, 3×3) or F(2×2, 3×3) ([`Tiling`]), with 4 and 2.25 times fewer multiply-adds than
+//! the direct kernel, and the weight gradient as F(2×2, 3×3).
 //!
-//! Per image, in blocks of [`TILES`] output tiles of 2×2 pixels: each tile's 4×4 window of the
-//! padded frame is transformed (`Bᵀ d B`, additions only) into a block buffer, the 16 positions
-//! are multiplied by the transformed weights (`G g Gᵀ`, made once per pass) on a register tile of
-//! [`TILES`] tiles × one vector of output channels, and the products are transformed back
-//! (`Aᵀ m A`), through the direct kernels' epilogue, and stored. The block's buffers stay in
-//! the first- and second-level caches: transforming a whole image first (256 KB for 32×32×16)
-//! and multiplying it afterwards was half as slow again on the 16-channel layers. The weight
-//! gradient transforms the same windows and each tile's dY (`A dY Aᵀ`), and sums their products
-//! per position over the batch ([`WinogradWeightGrad`]); `Gᵀ P G` of those sums P is dW.
+//! Per image, in blocks of up to [`TILES`] output tiles of m×m pixels: each tile's window of
+//! (m + 2)² pixels of the padded frame is transformed (`Bᵀ d B`) into a block buffer, each
+//! position is multiplied by the transformed weights (`G g Gᵀ`, made once per pass) on a
+//! register tile of the block's tiles × one vector of output channels, and the products are
+//! transformed back (`Aᵀ m A`), through the direct kernels' epilogue, and stored. The block's
+//! buffers stay in the first- and second-level caches: transforming a whole image first (256 KB
+//! for 32×32×16) and multiplying it afterwards was half as slow again on the 16-channel layers.
+//! The weight gradient transforms the same windows and each tile's dY (`A dY Aᵀ`), and sums
+//! their products per position over the batch ([`WinogradWeightGrad`]); `Gᵀ P G` of those sums
+//! P is dW.
 //!
-//! On a 2-core Zen 4 (batch 512, medians) the forward pass took 0.84–0.89 of the direct
-//! kernel's time on 32×32 16→16, 0.70–0.76 on 16×16 32→32, 0.62–0.64 on 8×8 64→64, 0.90–0.92 on
-//! 28×28 16→16, 0.82–0.84 on 14×14 32→32 and 0.75–0.80 on 7×7 64→64 (16 tiles for its 49
-//! pixels); the backward pass (dX and dW, `examples/conv_pass.rs`) with the weight gradient here
-//! 0.84–0.91 of its time with the direct one (16×16 32→32: 0.84–0.95 by the minima, level by
-//! the medians). The rounding is f32's (`examples/conv_error.rs`, relative RMS error against f64
-//! at batch 64): outputs 1.7–2.8e-7, dX 1.7–2.8e-7, dW 2.6–7.0e-7, where candle's own f32
-//! convolution gives 2.1–3.7e-7, 0.9–1.1e-7 and 3.9–4.5e-7, and the direct kernels gave
+//! On a 2-core Zen 4 (batch 512, medians) F(2×2) took 0.84–0.89 of the direct kernel's time on
+//! 32×32 16→16, 0.70–0.76 on 16×16 32→32, 0.62–0.64 on 8×8 64→64, 0.90–0.92 on 28×28 16→16,
+//! 0.82–0.84 on 14×14 32→32 and 0.75–0.80 on 7×7 64→64 (16 tiles for its 49 pixels); the
+//! backward pass (dX and dW, `examples/conv_pass.rs`) with the weight gradient here 0.84–0.91
+//! of its time with the direct one (16×16 32→32: 0.84–0.95 by the minima, level by the
+//! medians). The rounding of F(2×2) is f32's (`examples/conv_error.rs`, relative RMS error
+//! against f64 at batch 64): outputs 1.7–2.8e-7, dX 1.7–2.8e-7, dW 2.6–7.0e-7, where candle's
+//! own f32 convolution gives 2.1–3.7e-7, 0.9–1.1e-7 and 3.9–4.5e-7, and the direct kernels gave
 //! 2.1–4.0e-7 and 1.6–5.4e-7 on odd shapes.
 
 use std::cell::RefCell;
@@ -29,63 +31,338 @@ use pulp::{Simd, WithSimd};
 
 use super::direct::{Epilogue, Padded, load, store};
 
-/// Output tiles per block: the register tile's rows.
+/// Output tiles per block: the register tile's rows at most.
 const TILES: usize = 16;
 
-/// `G g Gᵀ` of each (input, output) channel pair's 3×3 kernel, given OIHW as `weight(co, ci, ky,
-/// kx)`, as `[16 positions][cin][cout]`.
-pub(super) fn transform_weights(
-    (cin, cout): (usize, usize),
-    weight: impl Fn(usize, usize, usize, usize) -> f32,
-) -> Vec<f32> {
-    const G: [[f32; 3]; 4] = [
-        [1.0, 0.0, 0.0],
-        [0.5, 0.5, 0.5],
-        [0.5, -0.5, 0.5],
-        [0.0, 0.0, 1.0],
-    ];
-    let mut u = vec![0f32; 16 * cin * cout];
-    for co in 0..cout {
-        for ci in 0..cin {
-            for (xi, g_row) in G.iter().enumerate() {
-                for (nu, g_col) in G.iter().enumerate() {
-                    let mut sum = 0.0;
-                    for (ky, &gy) in g_row.iter().enumerate() {
-                        for (kx, &gx) in g_col.iter().enumerate() {
-                            sum += gy * weight(co, ci, ky, kx) * gx;
+/// The Winograd algorithm a convolution runs as: F(m×m, 3×3) computes each m×m tile of the
+/// output from the (m + 2)² pixels around it, with (m + 2)² multiplications per input and output
+/// channel where the direct kernel does 9m².
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tiling {
+    /// F(2×2, 3×3): 16 positions for 4 pixels. Its transforms are additions only.
+    F2,
+    /// F(4×4, 3×3): 36 positions for 16 pixels. Its transforms scale by up to 8 (and its
+    /// weights by 1/24), so it rounds a little more.
+    F4,
+}
+
+impl Tiling {
+    /// The output tile's side m.
+    pub(super) fn side(self) -> usize {
+        match self {
+            Tiling::F2 => 2,
+            Tiling::F4 => 4,
+        }
+    }
+
+    /// The positions of a transformed window, (m + 2)².
+    pub(super) fn positions(self) -> usize {
+        (self.side() + 2).pow(2)
+    }
+
+    /// The frame (rows, width) the kernels read: the image with one row and column of zeros
+    /// around, and more below and right of a side that is not a whole number of tiles, where
+    /// the last tiles' windows reach.
+    pub(super) fn frame(self, (h, w): (usize, usize)) -> (usize, usize) {
+        let m = self.side();
+        (m * h.div_ceil(m) + 2, m * w.div_ceil(m) + 2)
+    }
+
+    /// The tiles covering an `h` × `w` image: (tiles per row, tiles). A side that is not a whole
+    /// number of tiles has last tiles reaching past the image, computed from the frame's zeros
+    /// and not stored.
+    pub(super) fn tiles(self, (h, w): (usize, usize)) -> (usize, usize) {
+        let m = self.side();
+        (w.div_ceil(m), h.div_ceil(m) * w.div_ceil(m))
+    }
+
+    /// `G g Gᵀ` of each (input, output) channel pair's 3×3 kernel, given OIHW as `weight(co, ci,
+    /// ky, kx)`, as `[positions][cin][cout]`, summed in f64.
+    pub(super) fn transform_weights(
+        self,
+        (cin, cout): (usize, usize),
+        weight: impl Fn(usize, usize, usize, usize) -> f32,
+    ) -> Vec<f32> {
+        const G2: [[f64; 3]; 4] = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        const G4: [[f64; 3]; 6] = [
+            [1.0 / 4.0, 0.0, 0.0],
+            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+            [0.0, 0.0, 1.0],
+        ];
+        let g: &[[f64; 3]] = match self {
+            Tiling::F2 => &G2,
+            Tiling::F4 => &G4,
+        };
+        let mut u = vec![0f32; g.len() * g.len() * cin * cout];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for (xi, g_row) in g.iter().enumerate() {
+                    for (nu, g_col) in g.iter().enumerate() {
+                        let mut sum = 0.0;
+                        for (ky, &gy) in g_row.iter().enumerate() {
+                            for (kx, &gx) in g_col.iter().enumerate() {
+                                sum += gy * f64::from(weight(co, ci, ky, kx)) * gx;
+                            }
                         }
+                        u[((xi * g.len() + nu) * cin + ci) * cout + co] = sum as f32;
                     }
-                    u[((xi * 4 + nu) * cin + ci) * cout + co] = sum;
                 }
             }
         }
+        u
     }
-    u
 }
 
-/// The frame (rows, width) the kernels read: the image with one row and column of zeros around,
-/// and one more below and right of an odd side, where the last tiles' windows reach.
-pub(super) fn frame((h, w): (usize, usize)) -> (usize, usize) {
-    (2 * h.div_ceil(2) + 2, 2 * w.div_ceil(2) + 2)
+/// The vector transforms of one tiling, made for the instruction set by monomorphisation.
+trait Transforms {
+    /// The window's side, m + 2.
+    const WINDOW: usize;
+    /// The tiling these transforms are.
+    const TILING: Tiling;
+
+    /// `Bᵀ d B` of the window whose top-left vector is at `window` (`pixel` floats from one
+    /// column to the next, `row` from one row to the next), position p stored at
+    /// `out + p·stride`.
+    ///
+    /// # Safety
+    /// The window's vectors and the stored ones must lie inside their slices.
+    unsafe fn transform_window<S: Simd>(
+        simd: S,
+        window: *const f32,
+        pitches: (usize, usize),
+        out: *mut f32,
+        stride: usize,
+    );
+
+    /// `Aᵀ m A` of the products at `products + p·stride`: the tile's m×m outputs, row-major in
+    /// the first m rows and columns.
+    ///
+    /// # Safety
+    /// The WINDOW² vectors read must lie inside their slice.
+    unsafe fn transform_back<S: Simd>(
+        simd: S,
+        products: *const f32,
+        stride: usize,
+    ) -> [[S::f32s; 4]; 4];
 }
 
-/// The 2×2 tiles covering an `h` × `w` image: (tiles per row, tiles). An odd side's last tiles
-/// reach a pixel past the image, computed from the frame's zeros and not stored.
-fn tiles((h, w): (usize, usize)) -> (usize, usize) {
-    (w.div_ceil(2), h.div_ceil(2) * w.div_ceil(2))
+/// F(2×2, 3×3)'s transforms.
+struct F2x2;
+
+impl Transforms for F2x2 {
+    const WINDOW: usize = 4;
+    const TILING: Tiling = Tiling::F2;
+
+    #[inline(always)]
+    unsafe fn transform_window<S: Simd>(
+        simd: S,
+        window: *const f32,
+        (pixel, row): (usize, usize),
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let zero = simd.splat_f32s(0.0);
+        let mut columns = [[zero; 4]; 4];
+        for (col, column) in columns.iter_mut().enumerate() {
+            let mut d = [zero; 4];
+            for (r, d) in d.iter_mut().enumerate() {
+                // SAFETY: the window lies inside its slice (the caller's contract).
+                *d = unsafe { load::<S>(window.add(r * row + col * pixel)) };
+            }
+            *column = b2(simd, d);
+        }
+        for (r, &t_row) in transpose(columns, zero).iter().enumerate() {
+            for (col, value) in b2(simd, t_row).into_iter().enumerate() {
+                // SAFETY: position r·4 + col < 16 (the caller's contract).
+                unsafe { store::<S>(out.add((r * 4 + col) * stride), value) };
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn transform_back<S: Simd>(
+        simd: S,
+        products: *const f32,
+        stride: usize,
+    ) -> [[S::f32s; 4]; 4] {
+        let zero = simd.splat_f32s(0.0);
+        let mut columns = [[zero; 2]; 4];
+        for (col, column) in columns.iter_mut().enumerate() {
+            let mut m = [zero; 4];
+            for (r, m) in m.iter_mut().enumerate() {
+                // SAFETY: position r·4 + col < 16 (the caller's contract).
+                *m = unsafe { load::<S>(products.add((r * 4 + col) * stride)) };
+            }
+            *column = a2(simd, m);
+        }
+        let mut y = [[zero; 4]; 4];
+        for (y, &s_row) in y.iter_mut().zip(&transpose(columns, zero)) {
+            let [left, right] = a2(simd, s_row);
+            (y[0], y[1]) = (left, right);
+        }
+        y
+    }
+}
+
+/// F(4×4, 3×3)'s transforms (Lavin and Gray's matrices, points 0, ±1, ±2 and ∞).
+struct F4x4;
+
+impl Transforms for F4x4 {
+    const WINDOW: usize = 6;
+    const TILING: Tiling = Tiling::F4;
+
+    #[inline(always)]
+    unsafe fn transform_window<S: Simd>(
+        simd: S,
+        window: *const f32,
+        (pixel, row): (usize, usize),
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let zero = simd.splat_f32s(0.0);
+        let mut columns = [[zero; 6]; 6];
+        for (col, column) in columns.iter_mut().enumerate() {
+            let mut d = [zero; 6];
+            for (r, d) in d.iter_mut().enumerate() {
+                // SAFETY: the window lies inside its slice (the caller's contract).
+                *d = unsafe { load::<S>(window.add(r * row + col * pixel)) };
+            }
+            *column = b4(simd, d);
+        }
+        for (r, &t_row) in transpose(columns, zero).iter().enumerate() {
+            for (col, value) in b4(simd, t_row).into_iter().enumerate() {
+                // SAFETY: position r·6 + col < 36 (the caller's contract).
+                unsafe { store::<S>(out.add((r * 6 + col) * stride), value) };
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn transform_back<S: Simd>(
+        simd: S,
+        products: *const f32,
+        stride: usize,
+    ) -> [[S::f32s; 4]; 4] {
+        let zero = simd.splat_f32s(0.0);
+        let mut columns = [[zero; 4]; 6];
+        for (col, column) in columns.iter_mut().enumerate() {
+            let mut m = [zero; 6];
+            for (r, m) in m.iter_mut().enumerate() {
+                // SAFETY: position r·6 + col < 36 (the caller's contract).
+                *m = unsafe { load::<S>(products.add((r * 6 + col) * stride)) };
+            }
+            *column = a4(simd, m);
+        }
+        let s = transpose(columns, zero);
+        [
+            a4(simd, s[0]),
+            a4(simd, s[1]),
+            a4(simd, s[2]),
+            a4(simd, s[3]),
+        ]
+    }
+}
+
+/// The columns of `m` as rows (`fill` only sizes the result: every value is overwritten).
+#[inline(always)]
+fn transpose<V: Copy, const R: usize, const C: usize>(m: [[V; C]; R], fill: V) -> [[V; R]; C] {
+    let mut t = [[fill; R]; C];
+    for (r, row) in m.iter().enumerate() {
+        for (c, &value) in row.iter().enumerate() {
+            t[c][r] = value;
+        }
+    }
+    t
+}
+
+// The one-dimensional transforms, each applied to a window's columns and then to its rows.
+// Functions, not closures: a closure is compiled apart from the instruction set's function, and
+// its vector operations become calls (F(4×4) five times slower than the direct kernel).
+
+/// F(2×2)'s `Bᵀ d`: Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
+#[inline(always)]
+fn b2<S: Simd>(simd: S, d: [S::f32s; 4]) -> [S::f32s; 4] {
+    [
+        simd.sub_f32s(d[0], d[2]),
+        simd.add_f32s(d[1], d[2]),
+        simd.sub_f32s(d[2], d[1]),
+        simd.sub_f32s(d[1], d[3]),
+    ]
+}
+
+/// F(2×2)'s `Aᵀ m`: Aᵀ = [1 1 1 0; 0 1 −1 −1].
+#[inline(always)]
+fn a2<S: Simd>(simd: S, m: [S::f32s; 4]) -> [S::f32s; 2] {
+    [
+        simd.add_f32s(simd.add_f32s(m[0], m[1]), m[2]),
+        simd.sub_f32s(simd.sub_f32s(m[1], m[2]), m[3]),
+    ]
+}
+
+/// F(4×4)'s `Bᵀ d`: Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0;
+/// 0 2 −1 −2 1 0; 0 4 0 −5 0 1], rows 1–2 and 3–4 sharing their sums: 13 operations where the
+/// matrix has 20 nonzeros.
+#[inline(always)]
+fn b4<S: Simd>(simd: S, d: [S::f32s; 6]) -> [S::f32s; 6] {
+    let (four, minus_four, minus_five, two) = (
+        simd.splat_f32s(4.0),
+        simd.splat_f32s(-4.0),
+        simd.splat_f32s(-5.0),
+        simd.splat_f32s(2.0),
+    );
+    let a = simd.mul_add_e_f32s(minus_four, d[2], d[4]);
+    let b = simd.mul_add_e_f32s(minus_four, d[1], d[3]);
+    let c = simd.sub_f32s(d[4], d[2]);
+    let e = simd.mul_f32s(two, simd.sub_f32s(d[3], d[1]));
+    [
+        simd.mul_add_e_f32s(four, d[0], simd.mul_add_e_f32s(minus_five, d[2], d[4])),
+        simd.add_f32s(a, b),
+        simd.sub_f32s(a, b),
+        simd.add_f32s(c, e),
+        simd.sub_f32s(c, e),
+        simd.mul_add_e_f32s(four, d[1], simd.mul_add_e_f32s(minus_five, d[3], d[5])),
+    ]
+}
+
+/// F(4×4)'s `Aᵀ m`: Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1].
+#[inline(always)]
+fn a4<S: Simd>(simd: S, m: [S::f32s; 6]) -> [S::f32s; 4] {
+    let (two, four, eight) = (
+        simd.splat_f32s(2.0),
+        simd.splat_f32s(4.0),
+        simd.splat_f32s(8.0),
+    );
+    let (p, q) = (simd.add_f32s(m[1], m[2]), simd.sub_f32s(m[1], m[2]));
+    let (r, s) = (simd.add_f32s(m[3], m[4]), simd.sub_f32s(m[3], m[4]));
+    [
+        simd.add_f32s(simd.add_f32s(m[0], p), r),
+        simd.mul_add_e_f32s(two, s, q),
+        simd.mul_add_e_f32s(four, r, p),
+        simd.add_f32s(simd.mul_add_e_f32s(eight, s, q), m[5]),
+    ]
 }
 
 thread_local! {
     /// Each worker's block buffers, reused from image to image: the transformed inputs
-    /// `[16][TILES][cin]` and one vector of output channels' products `[16][TILES][lanes]`.
+    /// `[positions][TILES][cin]` and one vector of output channels' products
+    /// `[positions][TILES][lanes]`.
     pub(super) static BLOCK: RefCell<(Vec<f32>, Vec<f32>)> =
         const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// One image: `input` (a padded frame at least as large as [`frame`]'s, the image one row and
-/// column in) convolved with the transformed weights
-/// `u`, through `epilogue`, into `out` `[h, w, cout]`.
+/// One image: `input` (a padded frame at least as large as the tiling's [`Tiling::frame`], the
+/// image one row and column in) convolved with the transformed weights `u`, through `epilogue`,
+/// into `out` `[h, w, cout]`.
 pub(super) struct WinogradConv<'a> {
+    pub tiling: Tiling,
     pub input: &'a Padded,
     pub u: &'a [f32],
     pub h: usize,
@@ -103,12 +380,12 @@ pub(super) struct WinogradConv<'a> {
 impl WinogradConv<'_> {
     /// Whether every read and write stays inside the slices.
     fn fits(&self, lanes: usize) -> bool {
-        let (rows, width) = frame((self.h, self.w));
+        let (rows, width) = self.tiling.frame((self.h, self.w));
         self.cin.is_multiple_of(lanes)
             && self.cout.is_multiple_of(lanes)
             && self.input.width >= width
             && self.input.rows(self.cin) >= rows
-            && self.u.len() >= 16 * self.cin * self.cout
+            && self.u.len() >= self.tiling.positions() * self.cin * self.cout
             && self.out.len() >= self.h * self.w * self.cout
             && self.epilogue.parities.is_none()
             && self.epilogue.covers(self.h * self.w * self.cout, self.cout)
@@ -125,82 +402,67 @@ impl WithSimd for WinogradConv<'_> {
         }
         let (inputs, products) = std::mem::take(self.block);
         let (mut inputs, mut products) = (inputs, products);
-        inputs.resize(16 * TILES * self.cin, 0.0);
-        products.resize(16 * TILES * S::F32_LANES, 0.0);
+        let positions = self.tiling.positions();
+        inputs.resize(positions * TILES * self.cin, 0.0);
+        products.resize(positions * TILES * S::F32_LANES, 0.0);
+        let buffers = (&mut inputs[..], &mut products[..]);
         // SAFETY: `fits` checked the frame, weight, output, bias and residual sizes, and the
         // buffers were just sized for the block.
-        unsafe { convolve(simd, &mut self, (&mut inputs, &mut products)) };
+        unsafe {
+            match self.tiling {
+                Tiling::F2 => convolve::<S, F2x2>(simd, &mut self, buffers),
+                Tiling::F4 => convolve::<S, F4x4>(simd, &mut self, buffers),
+            }
+        }
         *self.block = (inputs, products);
         true
     }
 }
 
 /// # Safety
-/// `c.fits(S::F32_LANES)` must hold, `inputs` hold 16·TILES·cin values and `products`
-/// 16·TILES·lanes.
+/// `c.fits(S::F32_LANES)` must hold with `c.tiling` T's, `inputs` hold positions·TILES·cin values
+/// and `products` positions·TILES·lanes.
 #[inline(always)]
-unsafe fn convolve<S: Simd>(
+unsafe fn convolve<S: Simd, T: Transforms>(
     simd: S,
     c: &mut WinogradConv<'_>,
     (inputs, products): (&mut [f32], &mut [f32]),
 ) {
     let out = c.out.as_mut_ptr().cast::<f32>();
     let c = &*c;
-    let lanes = S::F32_LANES;
+    let (lanes, m) = (S::F32_LANES, T::TILING.side());
     let (cin, cout, w) = (c.cin, c.cout, c.w);
-    let zero = simd.splat_f32s(0.0);
     let inputs = inputs.as_mut_ptr();
     let products = products.as_mut_ptr();
-    let (tiles_wide, tiles) = tiles((c.h, w));
+    let (tiles_wide, tiles) = T::TILING.tiles((c.h, w));
     for first in (0..tiles).step_by(TILES) {
         let count = TILES.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
-        unsafe { transform_inputs(simd, c.input, cin, (first, count, tiles_wide), inputs) };
+        unsafe { transform_inputs::<S, T>(simd, c.input, cin, (first, count, tiles_wide), inputs) };
         for co in (0..cout).step_by(lanes) {
-            // The 16 positions' products for this vector of output channels. Tiles past
-            // `count` multiply stale values and are not stored.
-            for position in 0..16 {
-                let mut acc = [zero; TILES];
-                for ci in 0..cin {
-                    // SAFETY: u holds 16·cin·cout values, co + lanes ≤ cout.
-                    let weights =
-                        unsafe { load::<S>(c.u.as_ptr().add((position * cin + ci) * cout + co)) };
-                    for (i, acc) in acc.iter_mut().enumerate() {
-                        // SAFETY: the block buffer holds 16·TILES·cin values.
-                        let input = unsafe { *inputs.add((position * TILES + i) * cin + ci) };
-                        *acc = simd.mul_add_e_f32s(simd.splat_f32s(input), weights, *acc);
-                    }
-                }
-                for (i, &acc) in acc.iter().enumerate() {
-                    // SAFETY: the products buffer holds 16·TILES·lanes values.
-                    unsafe { store::<S>(products.add((position * TILES + i) * lanes), acc) };
+            // SAFETY: u holds positions·cin·cout values, co + lanes ≤ cout; the buffers hold a
+            // block. The register tile's rows are the block's tiles rounded up: an 8×8 map is
+            // 4 tiles of F(4×4), which a 16-row tile would compute four times over.
+            unsafe {
+                let weights = c.u.as_ptr().add(co);
+                match count {
+                    0..=4 => multiply::<S, T, 4>(simd, (weights, cin, cout), inputs, products),
+                    5..=8 => multiply::<S, T, 8>(simd, (weights, cin, cout), inputs, products),
+                    _ => multiply::<S, T, TILES>(simd, (weights, cin, cout), inputs, products),
                 }
             }
-            // Aᵀ m A of each tile, through the epilogue, stored at its 2×2 pixels.
+            // Aᵀ m A of each tile, through the epilogue, stored at its m×m pixels.
             for i in 0..count {
                 let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
-                let mut m = [[zero; 4]; 4];
-                for (r, row) in m.iter_mut().enumerate() {
-                    for (col, value) in row.iter_mut().enumerate() {
-                        // SAFETY: as above.
-                        *value =
-                            unsafe { load::<S>(products.add(((r * 4 + col) * TILES + i) * lanes)) };
-                    }
-                }
-                let mut rows = [[zero; 4]; 2];
-                for col in 0..4 {
-                    rows[0][col] = simd.add_f32s(simd.add_f32s(m[0][col], m[1][col]), m[2][col]);
-                    rows[1][col] = simd.sub_f32s(simd.sub_f32s(m[1][col], m[2][col]), m[3][col]);
-                }
-                // An odd side's last tiles reach past the image: only its pixels are stored.
-                let (tile_rows, tile_columns) = ((c.h - 2 * ty).min(2), (w - 2 * tx).min(2));
-                for (r, row) in rows.iter().enumerate().take(tile_rows) {
-                    let left = simd.add_f32s(simd.add_f32s(row[0], row[1]), row[2]);
-                    let right = simd.sub_f32s(simd.sub_f32s(row[1], row[2]), row[3]);
-                    let pixel = (2 * ty + r) * w + 2 * tx;
-                    let values = [(pixel, left), (pixel + 1, right)];
-                    for (p, value) in values.into_iter().take(tile_columns) {
-                        let at = p * cout + co;
+                // SAFETY: the products buffer holds positions·TILES·lanes values.
+                let y = unsafe { T::transform_back(simd, products.add(i * lanes), TILES * lanes) };
+                // A side that is not whole tiles has last tiles reaching past the image: only
+                // its pixels are stored.
+                let (tile_rows, tile_columns) = ((c.h - m * ty).min(m), (w - m * tx).min(m));
+                for (r, row) in y.iter().enumerate().take(tile_rows) {
+                    let pixel = (m * ty + r) * w + m * tx;
+                    for (col, &value) in row.iter().enumerate().take(tile_columns) {
+                        let at = (pixel + col) * cout + co;
                         // SAFETY: the pixel lies in the h × w output; `fits` checked the bias
                         // and residual sizes.
                         unsafe {
@@ -214,53 +476,72 @@ unsafe fn convolve<S: Simd>(
     }
 }
 
-/// `Bᵀ d B` of the 4×4 windows of tiles `first..first + count` (of an image `tiles_wide` tiles
-/// wide) of the padded frame `input`, a vector of its `cin` channels at a time, into `inputs`
-/// `[16 positions][TILES][cin]`.
+/// Each position's products of the block's first `R` tiles' transformed inputs `[positions]
+/// [TILES][cin]` and one vector of output channels of the transformed weights (`weights`, the
+/// vector's first value at position 0 and input channel 0, of a `[positions][cin][cout]`
+/// array), into `products` `[positions][TILES][lanes]`. Tiles past the block's count multiply
+/// stale values and are not stored.
 ///
 /// # Safety
-/// `input` must be at least as large as [`frame`]'s (the image one row and column in), `cin` be
-/// whole vectors and `inputs` hold 16·TILES·cin values; `count` ≤ TILES.
+/// The buffers must hold a block of T's positions, `weights` a vector at every (position, input
+/// channel), and R ≤ TILES.
 #[inline(always)]
-unsafe fn transform_inputs<S: Simd>(
+unsafe fn multiply<S: Simd, T: Transforms, const R: usize>(
+    simd: S,
+    (weights, cin, cout): (*const f32, usize, usize),
+    inputs: *const f32,
+    products: *mut f32,
+) {
+    let lanes = S::F32_LANES;
+    for position in 0..T::WINDOW * T::WINDOW {
+        let mut acc = [simd.splat_f32s(0.0); R];
+        for ci in 0..cin {
+            // SAFETY: the caller's contract.
+            let weights = unsafe { load::<S>(weights.add((position * cin + ci) * cout)) };
+            for (i, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: the caller's contract.
+                let input = unsafe { *inputs.add((position * TILES + i) * cin + ci) };
+                *acc = simd.mul_add_e_f32s(simd.splat_f32s(input), weights, *acc);
+            }
+        }
+        for (i, &acc) in acc.iter().enumerate() {
+            // SAFETY: the caller's contract.
+            unsafe { store::<S>(products.add((position * TILES + i) * lanes), acc) };
+        }
+    }
+}
+
+/// `Bᵀ d B` of the windows of tiles `first..first + count` (of an image `tiles_wide` tiles wide)
+/// of the padded frame `input`, a vector of its `cin` channels at a time, into `inputs`
+/// `[positions][TILES][cin]`.
+///
+/// # Safety
+/// `input` must be at least as large as T's [`Tiling::frame`] (the image one row and column
+/// in), `cin` be whole vectors and `inputs` hold positions·TILES·cin values; `count` ≤ TILES.
+#[inline(always)]
+unsafe fn transform_inputs<S: Simd, T: Transforms>(
     simd: S,
     input: &Padded,
     cin: usize,
     (first, count, tiles_wide): (usize, usize, usize),
     inputs: *mut f32,
 ) {
-    let zero = simd.splat_f32s(0.0);
+    let m = T::TILING.side();
     let (padded, width) = (input.data.as_ptr(), input.width);
     for i in 0..count {
         let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
         for c0 in (0..cin).step_by(S::F32_LANES) {
-            let mut d = [[zero; 4]; 4];
-            for (r, row) in d.iter_mut().enumerate() {
-                for (col, value) in row.iter_mut().enumerate() {
-                    let at = ((2 * ty + r) * width + 2 * tx + col) * cin + c0;
-                    // SAFETY: the window lies in the frame.
-                    *value = unsafe { load::<S>(padded.add(at)) };
-                }
-            }
-            let mut t = [[zero; 4]; 4];
-            for col in 0..4 {
-                t[0][col] = simd.sub_f32s(d[0][col], d[2][col]);
-                t[1][col] = simd.add_f32s(d[1][col], d[2][col]);
-                t[2][col] = simd.sub_f32s(d[2][col], d[1][col]);
-                t[3][col] = simd.sub_f32s(d[1][col], d[3][col]);
-            }
-            for (r, row) in t.iter().enumerate() {
-                let v = [
-                    simd.sub_f32s(row[0], row[2]),
-                    simd.add_f32s(row[1], row[2]),
-                    simd.sub_f32s(row[2], row[1]),
-                    simd.sub_f32s(row[1], row[3]),
-                ];
-                for (col, &v) in v.iter().enumerate() {
-                    let at = ((r * 4 + col) * TILES + i) * cin + c0;
-                    // SAFETY: position < 16, i < TILES, c0 + lanes ≤ cin.
-                    unsafe { store::<S>(inputs.add(at), v) };
-                }
+            let window = (m * ty * width + m * tx) * cin + c0;
+            // SAFETY: the window lies in the frame; position < positions, i < TILES,
+            // c0 + lanes ≤ cin.
+            unsafe {
+                T::transform_window(
+                    simd,
+                    padded.add(window),
+                    (cin, width * cin),
+                    inputs.add(i * cin + c0),
+                    TILES * cin,
+                );
             }
         }
     }
@@ -294,7 +575,7 @@ pub(super) const WEIGHT_GRAD_ROWS: usize = 16;
 impl WinogradWeightGrad<'_> {
     /// Whether every read and write stays inside the slices.
     fn fits(&self, lanes: usize) -> bool {
-        let (rows, width) = frame((self.h, self.w));
+        let (rows, width) = Tiling::F2.frame((self.h, self.w));
         self.cin.is_multiple_of(WEIGHT_GRAD_ROWS)
             && self.cin.is_multiple_of(lanes)
             && self.cout.is_multiple_of(lanes)
@@ -350,11 +631,13 @@ unsafe fn accumulate<S: Simd, const R: usize>(
     let (cin, cout) = (c.cin, c.cout);
     let (dy, dy_pitch) = (c.dy.data.as_ptr(), c.dy.width * cout);
     let (inputs, grads) = (inputs.as_mut_ptr(), grads.as_mut_ptr());
-    let (tiles_wide, tiles) = tiles((c.h, c.w));
+    let (tiles_wide, tiles) = Tiling::F2.tiles((c.h, c.w));
     for first in (0..tiles).step_by(TILES) {
         let count = TILES.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
-        unsafe { transform_inputs(simd, c.input, cin, (first, count, tiles_wide), inputs) };
+        unsafe {
+            transform_inputs::<S, F2x2>(simd, c.input, cin, (first, count, tiles_wide), inputs);
+        };
         // A dY Aᵀ of each tile's 2×2 pixels, a vector of output channels at a time. A's last row
         // is (0, −1); taken as (0, 1) here, position (i, j) holds its value times σᵢσⱼ (σ = 1, 1,
         // 1, −1), which `weight_grad_from_products` undoes with G's last row negated: no negation
@@ -462,9 +745,7 @@ pub(super) fn weight_grad_from_products(products: &[f32], (cin, cout): (usize, u
 mod tests {
     use std::mem::MaybeUninit;
 
-    use super::{
-        WinogradConv, WinogradWeightGrad, frame, transform_weights, weight_grad_from_products,
-    };
+    use super::{Tiling, WinogradConv, WinogradWeightGrad, weight_grad_from_products};
     use crate::ops::conv::direct::{Epilogue, Padded, Parities, Source};
     use crate::ops::simd;
 
@@ -474,13 +755,16 @@ mod tests {
         (x % 2001) as f32 / 1000.0 - 1.0
     }
 
-    /// The kernel against a plain 3×3 convolution in f64, through every epilogue step, on every
-    /// instruction set: 6 × 10 pixels make 15 tiles, a block and a part, so the last block's
-    /// unused tiles must not be stored; 5 × 13 pixels (21 tiles) have odd sides, whose last tiles'
-    /// pixels past the image must not be stored either (the output's guard values after it stay).
+    /// The kernel against a plain 3×3 convolution in f64, through every epilogue step, with
+    /// both tilings on every instruction set. F(2×2): 6 × 10 pixels make 15 tiles, a block and a
+    /// part, so the last block's unused tiles must not be stored; 5 × 13 pixels (21 tiles) have
+    /// odd sides, whose last tiles' pixels past the image must not be stored either (the
+    /// output's guard values after it stay). F(4×4): 6 × 10 pixels make 6 tiles on the 8-row
+    /// register tile, 5 × 13 make 8, 17 × 14 make 20 (a 16-row block and a 4-row one), and every
+    /// side but 8 ends in a part of a tile.
     #[test]
     fn winograd_matches_a_plain_convolution_with_the_epilogue() {
-        for (h, w) in [(6, 10), (5, 13)] {
+        for (h, w) in [(6, 10), (5, 13), (8, 8), (17, 14)] {
             let (cin, cout) = (16, 32);
             let x: Vec<f32> = (0..h * w * cin).map(value).collect();
             let weights: Vec<f32> = (0..cout * cin * 9).map(|i| 0.1 * value(i + 7)).collect();
@@ -512,14 +796,24 @@ mod tests {
                     }
                 }
             }
-            let u = transform_weights((cin, cout), at);
-            for isa in simd::available() {
+            for (tiling, isa) in [Tiling::F2, Tiling::F4]
+                .into_iter()
+                .flat_map(|tiling| simd::available().into_iter().map(move |isa| (tiling, isa)))
+            {
+                let u = tiling.transform_weights((cin, cout), at);
                 let mut padded = Padded::new();
-                padded.fill(Source::Values(&x), (h, w, cin), 1, frame((h, w)), isa);
+                padded.fill(
+                    Source::Values(&x),
+                    (h, w, cin),
+                    1,
+                    tiling.frame((h, w)),
+                    isa,
+                );
                 let guard = (w + 1) * cout;
                 let mut out = vec![MaybeUninit::new(f32::NAN); h * w * cout + guard];
                 let mut block = (Vec::new(), Vec::new());
                 let kernel = WinogradConv {
+                    tiling,
                     input: &padded,
                     u: &u,
                     h,
@@ -535,7 +829,11 @@ mod tests {
                     },
                     block: &mut block,
                 };
-                assert_eq!(simd::dispatch(isa, kernel), Some(true), "{isa:?} {h}×{w}");
+                assert_eq!(
+                    simd::dispatch(isa, kernel),
+                    Some(true),
+                    "{tiling:?} {isa:?} {h}×{w}"
+                );
                 // SAFETY: every value was initialised (NaN) before the kernel ran.
                 let out: Vec<f64> = out
                     .iter()
@@ -544,12 +842,12 @@ mod tests {
                 for (i, (out, expected)) in out.iter().zip(&expected).enumerate() {
                     assert!(
                         (out - expected).abs() <= 1e-5,
-                        "{isa:?} {h}×{w} value {i}: {out} against {expected}"
+                        "{tiling:?} {isa:?} {h}×{w} value {i}: {out} against {expected}"
                     );
                 }
                 assert!(
                     out[h * w * cout..].iter().all(|out| out.is_nan()),
-                    "{isa:?} {h}×{w}: stored past the image"
+                    "{tiling:?} {isa:?} {h}×{w}: stored past the image"
                 );
             }
         }
@@ -600,7 +898,8 @@ mod tests {
                 let mut block = (Vec::new(), Vec::new());
                 for (x, dy) in &images {
                     let mut padded = Padded::new();
-                    padded.fill(Source::Values(x), (h, w, cin), 1, frame((h, w)), isa);
+                    let frame = Tiling::F2.frame((h, w));
+                    padded.fill(Source::Values(x), (h, w, cin), 1, frame, isa);
                     let mut dy_padded = Padded::new();
                     let dy_frame = (h + 2, w + 5);
                     dy_padded.fill(Source::Values(dy), (h, w, cout), 1, dy_frame, isa);
@@ -627,20 +926,25 @@ mod tests {
         }
     }
 
-    /// An odd image in a frame without the zero row and column its last tiles reach, and the
-    /// stride-2 gradient's interleaving epilogue, are refused; the same image in its frame with
-    /// the plain epilogue runs.
+    /// An image in a frame without the zero rows and columns its last tiles reach (one more for
+    /// an odd side of F(2×2), up to three for F(4×4)), F(2×2)'s 16 positions of weights given
+    /// to F(4×4), and the stride-2 gradient's interleaving epilogue, are refused; the same
+    /// images in their frames with the plain epilogue run.
     #[test]
     fn winograd_refuses_what_it_cannot_compute() {
-        let run = |(h, w): (usize, usize), frame: (usize, usize), epilogue: Epilogue| {
+        let run = |tiling: Tiling,
+                   (h, w): (usize, usize),
+                   (frame, positions): ((usize, usize), usize),
+                   epilogue: Epilogue| {
             let isa = simd::current();
             let x = vec![0f32; h * w * 16];
             let mut padded = Padded::new();
             padded.fill(Source::Values(&x), (h, w, 16), 1, frame, isa);
-            let u = vec![0f32; 16 * 16 * 16];
+            let u = vec![0f32; positions * 16 * 16];
             let mut out = vec![MaybeUninit::new(0f32); h * w * 16];
             let mut block = (Vec::new(), Vec::new());
             let kernel = WinogradConv {
+                tiling,
                 input: &padded,
                 u: &u,
                 h,
@@ -653,30 +957,41 @@ mod tests {
             };
             simd::dispatch(isa, kernel)
         };
-        let plain = Epilogue::default;
-        assert_eq!(
-            run((5, 4), (7, 6), plain()),
-            Some(false),
-            "odd rows, short frame"
-        );
-        assert_eq!(
-            run((4, 3), (6, 5), plain()),
-            Some(false),
-            "odd columns, short frame"
-        );
+        let (f2, f4, plain) = (Tiling::F2, Tiling::F4, Epilogue::default);
+        let cases = [
+            (f2, (5, 4), ((7, 6), 16), "F2, odd rows, short frame"),
+            (f2, (4, 3), ((6, 5), 16), "F2, odd columns, short frame"),
+            (f4, (6, 8), (f2.frame((6, 8)), 36), "F4, rows, F2's frame"),
+            (
+                f4,
+                (8, 5),
+                (f2.frame((8, 5)), 36),
+                "F4, columns, F2's frame",
+            ),
+            (f4, (8, 8), (f4.frame((8, 8)), 16), "F4, F2's weights"),
+        ];
+        for (tiling, image, frame, case) in cases {
+            assert_eq!(run(tiling, image, frame, plain()), Some(false), "{case}");
+        }
         let parities = Epilogue {
             parities: Some(Parities { cin: 4, h: 8, w: 8 }),
             ..Epilogue::default()
         };
-        assert_eq!(
-            run((4, 4), frame((4, 4)), parities),
-            Some(false),
-            "parities"
-        );
-        assert_eq!(
-            run((5, 3), frame((5, 3)), plain()),
-            Some(true),
-            "an odd image"
-        );
+        for tiling in [f2, f4] {
+            let frame = (tiling.frame((4, 4)), tiling.positions());
+            assert_eq!(
+                run(tiling, (4, 4), frame, parities),
+                Some(false),
+                "{tiling:?} parities"
+            );
+            for image in [(5, 3), (6, 8), (8, 5)] {
+                let frame = (tiling.frame(image), tiling.positions());
+                assert_eq!(
+                    run(tiling, image, frame, plain()),
+                    Some(true),
+                    "{tiling:?} {image:?}"
+                );
+            }
+        }
     }
 }
