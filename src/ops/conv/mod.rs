@@ -7,8 +7,8 @@
 //! least as many input channels as a tile has rows. All three passes of a 3×3, stride-1,
 //! padding-1 convolution run as Winograd ([`winograd`]) instead: the forward pass and the input
 //! gradient as F(4×4, 3×3) (F(2×2, 3×3) on maps where that needs no more multiplications, as
-//! 5×5, 6×6 or 2×2), the weight gradient as
-//! F(2×2, 3×3) when the input channels are whole tiles of 16.
+//! 5×5, 6×6 or 2×2), the weight gradient likewise when the input channels are whole tiles of 16
+//! (but F(2×2, 3×3) on maps of fewer than 16 F(4×4) tiles, as 8×8).
 //! In the CIFAR ResNets no pass is left to [`im2col`] (the stems' weight gradient, with 1 or 3
 //! input channels, fills the tile with a kernel row's taps), which takes f64 and odd channel
 //! counts. Images run in parallel on rayon; each kernel call is single-threaded, so no pass waits
@@ -398,6 +398,23 @@ fn winograd_tiling(g: &Geometry, lanes: usize) -> Option<winograd::Tiling> {
     suits.then_some(tiling)
 }
 
+/// The Winograd tiling the weight gradient of `g` runs as with vectors of `lanes` floats, if
+/// any: [`winograd_tiling`]'s when the input channels are whole register tiles, except F(2×2)
+/// on maps with fewer F(4×4) tiles than a block holds. The products, (m + 2)² positions of
+/// cin × cout, are loaded and stored once per block; on 8×8 (4 tiles of F(4×4)) that traffic
+/// outweighs the multiplications saved. On a 2-core Zen 4, backward (dX and dW) with F(4×4)'s
+/// weight gradient against F(2×2)'s (minima, two rounds, `examples/conv_pass.rs`): 32×32
+/// 16→16 16.95 / 17.23 ms against 18.96 / 18.84, 16×16 32→32 13.18 / 13.67 against 15.77 /
+/// 14.64, 28×28 16→16 13.71 / 13.96 against 14.63 / 15.15; but 8×8 64→64 15.50 / 15.94
+/// against 15.42 / 15.21.
+fn weight_grad_tiling(g: &Geometry, lanes: usize) -> Option<winograd::Tiling> {
+    use winograd::Tiling::{F2, F4};
+    let tiling = winograd_tiling(g, lanes)?;
+    let whole_tiles = g.cin.is_multiple_of(winograd::WEIGHT_GRAD_ROWS);
+    let few_tiles = tiling == F4 && !F4.fills_a_block((g.h, g.w));
+    whole_tiles.then_some(if few_tiles { F2 } else { tiling })
+}
+
 /// The forward pass as Winograd ([`winograd_tiling`]'s), or `None` for shapes it does not
 /// take: 3×3, stride 1, padding 1, channels whole vectors of `isa`. The moments are
 /// taken from each stored image in row order, as `batch_norm` takes them, so the statistics
@@ -523,23 +540,22 @@ fn backward_direct(
     };
     // The weight gradient as Winograd's products where its convolution suits it (summed over
     // the batch, then taken to dW once), else on the direct kernel.
-    let winograd_dw = winograd_tiling(g, dw_tile.lanes).is_some()
-        && g.cin.is_multiple_of(winograd::WEIGHT_GRAD_ROWS);
+    let winograd_dw = weight_grad_tiling(g, dw_tile.lanes);
     // The frames both kernels read: a side that is not whole Winograd tiles has last tiles
-    // reaching past it (the weight gradient's are F(2×2)'s).
-    let weight_grad_frame = winograd::Tiling::F2.frame((g.h, g.w));
-    let winograd_frame = match &dx_weights {
-        InputGradWeights::Winograd(tiling, _) => {
-            larger(tiling.frame((g.h, g.w)), weight_grad_frame)
-        }
-        InputGradWeights::Sliding(_) => weight_grad_frame,
+    // reaching past it.
+    let frame_of =
+        |tiling: Option<winograd::Tiling>| tiling.map_or((0, 0), |tiling| tiling.frame((g.h, g.w)));
+    let dx_tiling = match &dx_weights {
+        InputGradWeights::Winograd(tiling, _) => Some(*tiling),
+        InputGradWeights::Sliding(_) => None,
     };
+    let winograd_frame = larger(frame_of(dx_tiling), frame_of(winograd_dw));
     let dy_frame = larger(direct::frame(&dx_tile, (t.ho, t.wo), k, 1), winograd_frame);
-    let x_frame = larger(g.weight_grad_frame(), winograd_frame);
+    let x_frame = larger(g.weight_grad_frame(), frame_of(winograd_dw));
     // dY's first pixel in its frame (t.pad rows and columns in), and the floats from row to row.
     let dy_first = (t.pad * dy_frame.1 + t.pad) * g.cout;
     let dy_pitch = dy_frame.1 * g.cout;
-    let taps = if winograd_dw { 16 } else { k * k };
+    let taps = winograd_dw.map_or(k * k, winograd::Tiling::positions);
     let (len, group) = (taps * g.cin * g.cout, images_per_group(g));
     let mut dx = Vec::with_capacity(g.batch * g.input_len());
     let partials: Option<Vec<Vec<f32>>> = dx.spare_capacity_mut()[..g.batch * g.input_len()]
@@ -581,8 +597,9 @@ fn backward_direct(
                 let x_image = x.image(b, g.input_len());
                 x_padded.fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
                 let dy = (dy_padded.data.get(dy_first..)?, dy_pitch);
-                let weight_grad_done = if winograd_dw {
+                let weight_grad_done = if let Some(tiling) = winograd_dw {
                     let kernel = winograd::WinogradWeightGrad {
+                        tiling,
                         input: &x_padded,
                         dy: &dy_padded,
                         h: g.h,
@@ -606,10 +623,9 @@ fn backward_direct(
         })
         .collect();
     let dw = add_in_order(&partials?, len);
-    let dw = if winograd_dw {
-        winograd::weight_grad_from_products(&dw, (g.cin, g.cout))
-    } else {
-        dw
+    let dw = match winograd_dw {
+        Some(tiling) => winograd::weight_grad_from_products(tiling, &dw, (g.cin, g.cout)),
+        None => dw,
     };
     // SAFETY: the groups cover the batch's images, and every group returned Some, so the sliding
     // kernel wrote each image's dX whole (it writes all of its output when it returns true).

@@ -1,7 +1,7 @@
 //! 3×3, stride-1, padding-1 convolutions as Winograd F(m×m, 3×3) on channels-last images: the
-//! forward pass and the input gradient (the same convolution on the flipped, transposed kernel)
-//! as F(4×4, 3×3) or F(2×2, 3×3) ([`Tiling`]), with 4 and 2.25 times fewer multiply-adds than
-//! the direct kernel, and the weight gradient as F(2×2, 3×3).
+//! forward pass, the input gradient (the same convolution on the flipped, transposed kernel) and
+//! the weight gradient, as F(4×4, 3×3) or F(2×2, 3×3) ([`Tiling`]), with 4 and 2.25 times fewer
+//! multiply-adds than the direct kernel.
 //!
 //! Per image, in blocks of up to [`TILES`] output tiles of m×m pixels: each tile's window of
 //! (m + 2)² pixels of the padded frame is transformed (`Bᵀ d B`) into a block buffer, each
@@ -76,6 +76,11 @@ impl Tiling {
         (w.div_ceil(m), h.div_ceil(m) * w.div_ceil(m))
     }
 
+    /// Whether an `h` × `w` image has at least a block's worth of tiles.
+    pub(super) fn fills_a_block(self, (h, w): (usize, usize)) -> bool {
+        self.tiles((h, w)).1 >= TILES
+    }
+
     /// `G g Gᵀ` of each (input, output) channel pair's 3×3 kernel, given OIHW as `weight(co, ci,
     /// ky, kx)`, as `[positions][cin][cout]`, summed in f64.
     pub(super) fn transform_weights(
@@ -83,20 +88,6 @@ impl Tiling {
         (cin, cout): (usize, usize),
         weight: impl Fn(usize, usize, usize, usize) -> f32,
     ) -> Vec<f32> {
-        const G2: [[f64; 3]; 4] = [
-            [1.0, 0.0, 0.0],
-            [0.5, 0.5, 0.5],
-            [0.5, -0.5, 0.5],
-            [0.0, 0.0, 1.0],
-        ];
-        const G4: [[f64; 3]; 6] = [
-            [1.0 / 4.0, 0.0, 0.0],
-            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-            [0.0, 0.0, 1.0],
-        ];
         let g: &[[f64; 3]] = match self {
             Tiling::F2 => &G2,
             Tiling::F4 => &G4,
@@ -119,7 +110,34 @@ impl Tiling {
         }
         u
     }
+    /// The G that takes the weight gradient's products to dW: F(2×2)'s with its last row
+    /// negated, for the sign [`Transforms::transform_gradient`] leaves out; F(4×4)'s as it is.
+    fn gradient_g(self) -> &'static [[f64; 3]] {
+        const G2_NEGATED: [[f64; 3]; 4] = [G2[0], G2[1], G2[2], [0.0, 0.0, -1.0]];
+        match self {
+            Tiling::F2 => &G2_NEGATED,
+            Tiling::F4 => &G4,
+        }
+    }
 }
+
+/// F(2×2, 3×3)'s G (4 × 3).
+const G2: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// F(4×4, 3×3)'s G (6 × 3).
+const G4: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
 
 /// The vector transforms of one tiling, made for the instruction set by monomorphisation.
 trait Transforms {
@@ -137,6 +155,20 @@ trait Transforms {
     unsafe fn transform_window<S: Simd>(
         simd: S,
         window: *const f32,
+        pitches: (usize, usize),
+        out: *mut f32,
+        stride: usize,
+    );
+
+    /// `A dY Aᵀ` of the m×m output gradients whose top-left vector is at `dy` (`pixel` floats
+    /// from one column to the next, `row` from one row to the next), position p stored at
+    /// `out + p·stride`, up to the signs [`Tiling::gradient_g`] restores.
+    ///
+    /// # Safety
+    /// The tile's vectors and the stored ones must lie inside their slices.
+    unsafe fn transform_gradient<S: Simd>(
+        simd: S,
+        dy: *const f32,
         pitches: (usize, usize),
         out: *mut f32,
         stride: usize,
@@ -181,6 +213,34 @@ impl Transforms for F2x2 {
         }
         for (r, &t_row) in transpose(columns, zero).iter().enumerate() {
             for (col, value) in b2(simd, t_row).into_iter().enumerate() {
+                // SAFETY: position r·4 + col < 16 (the caller's contract).
+                unsafe { store::<S>(out.add((r * 4 + col) * stride), value) };
+            }
+        }
+    }
+
+    /// A's last row is (0, −1); taken as (0, 1) here, position (i, j) holds its value times
+    /// σᵢσⱼ (σ = 1, 1, 1, −1), which G's negated last row undoes: no negation in this loop.
+    #[inline(always)]
+    unsafe fn transform_gradient<S: Simd>(
+        simd: S,
+        dy: *const f32,
+        (pixel, row): (usize, usize),
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let zero = simd.splat_f32s(0.0);
+        let mut columns = [[zero; 4]; 2];
+        for (col, column) in columns.iter_mut().enumerate() {
+            let mut d = [zero; 2];
+            for (r, d) in d.iter_mut().enumerate() {
+                // SAFETY: the tile lies inside its slice (the caller's contract).
+                *d = unsafe { load::<S>(dy.add(r * row + col * pixel)) };
+            }
+            *column = z2(simd, d);
+        }
+        for (r, &s_row) in transpose(columns, zero).iter().enumerate() {
+            for (col, value) in z2(simd, s_row).into_iter().enumerate() {
                 // SAFETY: position r·4 + col < 16 (the caller's contract).
                 unsafe { store::<S>(out.add((r * 4 + col) * stride), value) };
             }
@@ -246,6 +306,32 @@ impl Transforms for F4x4 {
     }
 
     #[inline(always)]
+    unsafe fn transform_gradient<S: Simd>(
+        simd: S,
+        dy: *const f32,
+        (pixel, row): (usize, usize),
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let zero = simd.splat_f32s(0.0);
+        let mut columns = [[zero; 6]; 4];
+        for (col, column) in columns.iter_mut().enumerate() {
+            let mut d = [zero; 4];
+            for (r, d) in d.iter_mut().enumerate() {
+                // SAFETY: the tile lies inside its slice (the caller's contract).
+                *d = unsafe { load::<S>(dy.add(r * row + col * pixel)) };
+            }
+            *column = z4(simd, d);
+        }
+        for (r, &s_row) in transpose(columns, zero).iter().enumerate() {
+            for (col, value) in z4(simd, s_row).into_iter().enumerate() {
+                // SAFETY: position r·6 + col < 36 (the caller's contract).
+                unsafe { store::<S>(out.add((r * 6 + col) * stride), value) };
+            }
+        }
+    }
+
+    #[inline(always)]
     unsafe fn transform_back<S: Simd>(
         simd: S,
         products: *const f32,
@@ -304,6 +390,39 @@ fn a2<S: Simd>(simd: S, m: [S::f32s; 4]) -> [S::f32s; 2] {
     [
         simd.add_f32s(simd.add_f32s(m[0], m[1]), m[2]),
         simd.sub_f32s(simd.sub_f32s(m[1], m[2]), m[3]),
+    ]
+}
+
+/// F(2×2)'s `A d` with A's last row's sign left out: A = [1 0; 1 1; 1 −1; 0 1].
+#[inline(always)]
+fn z2<S: Simd>(simd: S, d: [S::f32s; 2]) -> [S::f32s; 4] {
+    [
+        d[0],
+        simd.add_f32s(d[0], d[1]),
+        simd.sub_f32s(d[0], d[1]),
+        d[1],
+    ]
+}
+
+/// F(4×4)'s `A d`: A = [1 0 0 0; 1 1 1 1; 1 −1 1 −1; 1 2 4 8; 1 −2 4 −8; 0 0 0 1], rows 1–2
+/// and 3–4 sharing their sums.
+#[inline(always)]
+fn z4<S: Simd>(simd: S, d: [S::f32s; 4]) -> [S::f32s; 6] {
+    let (two, four, eight) = (
+        simd.splat_f32s(2.0),
+        simd.splat_f32s(4.0),
+        simd.splat_f32s(8.0),
+    );
+    let (even, odd) = (simd.add_f32s(d[0], d[2]), simd.add_f32s(d[1], d[3]));
+    let even4 = simd.mul_add_e_f32s(four, d[2], d[0]);
+    let odd8 = simd.mul_add_e_f32s(eight, d[3], simd.mul_f32s(two, d[1]));
+    [
+        d[0],
+        simd.add_f32s(even, odd),
+        simd.sub_f32s(even, odd),
+        simd.add_f32s(even4, odd8),
+        simd.sub_f32s(even4, odd8),
+        d[3],
     ]
 }
 
@@ -547,23 +666,24 @@ unsafe fn transform_inputs<S: Simd, T: Transforms>(
     }
 }
 
-/// The weight gradient's products of one image added into `products` `[16 positions][cin][cout]`:
+/// The weight gradient's products of one image added into `products` `[positions][cin][cout]`:
 /// at each position, `Σ_tiles V ⊗ Z` of the tiles' transformed inputs `V = Bᵀ d B` (as the
 /// forward pass makes them) and transformed output gradients `Z = A dY Aᵀ`. The forward pass is
 /// linear in the transformed weights `U = G g Gᵀ`, so these sums are dL/dU, and
-/// [`weight_grad_from_products`] takes them to dL/dg once the batch's are added: 16·cin·cout
-/// multiply-adds per 2×2 tile where the direct kernel does 36·cin·cout.
+/// [`weight_grad_from_products`] takes them to dL/dg once the batch's are added: per m×m tile
+/// (m + 2)²·cin·cout multiply-adds where the direct kernel does 9m²·cin·cout.
 pub(super) struct WinogradWeightGrad<'a> {
+    pub tiling: Tiling,
     /// x in its frame (one row and column of zeros around, as for the forward pass).
     pub input: &'a Padded,
     /// dY in a frame, one row and column in (as the backward pass's dY frame holds it), with
-    /// at least one row and column of zeros after it: an odd side's last tiles read them.
+    /// the rows and columns of zeros after it that the tiling's frame has.
     pub dy: &'a Padded,
     pub h: usize,
     pub w: usize,
     pub cin: usize,
     pub cout: usize,
-    /// `[16][cin][cout]`, added to.
+    /// `[positions][cin][cout]`, added to.
     pub products: &'a mut [f32],
     /// The worker's [`BLOCK`] buffers (borrowed outside the kernel, as for [`WinogradConv`]).
     pub block: &'a mut (Vec<f32>, Vec<f32>),
@@ -575,7 +695,7 @@ pub(super) const WEIGHT_GRAD_ROWS: usize = 16;
 impl WinogradWeightGrad<'_> {
     /// Whether every read and write stays inside the slices.
     fn fits(&self, lanes: usize) -> bool {
-        let (rows, width) = Tiling::F2.frame((self.h, self.w));
+        let (rows, width) = self.tiling.frame((self.h, self.w));
         self.cin.is_multiple_of(WEIGHT_GRAD_ROWS)
             && self.cin.is_multiple_of(lanes)
             && self.cout.is_multiple_of(lanes)
@@ -583,7 +703,7 @@ impl WinogradWeightGrad<'_> {
             && self.input.rows(self.cin) >= rows
             && self.dy.width + 1 >= width
             && self.dy.rows(self.cout) + 1 >= rows
-            && self.products.len() >= 16 * self.cin * self.cout
+            && self.products.len() >= self.tiling.positions() * self.cin * self.cout
     }
 }
 
@@ -599,15 +719,22 @@ impl WithSimd for WinogradWeightGrad<'_> {
             return false;
         }
         let (mut inputs, mut grads) = std::mem::take(self.block);
-        inputs.resize(16 * TILES * self.cin, 0.0);
-        grads.resize(16 * TILES * self.cout, 0.0);
+        let positions = self.tiling.positions();
+        inputs.resize(positions * TILES * self.cin, 0.0);
+        grads.resize(positions * TILES * self.cout, 0.0);
+        let buffers = (&mut inputs[..], &mut grads[..]);
         // SAFETY: `fits` checked the frame, dY and products sizes, and the buffers were just
         // sized for the block. AVX2's 16 registers hold a tile of 8 rows, the others' 16.
         unsafe {
-            if S::F32_LANES == 8 {
-                accumulate::<S, 8>(simd, &mut self, (&mut inputs, &mut grads));
-            } else {
-                accumulate::<S, WEIGHT_GRAD_ROWS>(simd, &mut self, (&mut inputs, &mut grads));
+            match (self.tiling, S::F32_LANES == 8) {
+                (Tiling::F2, true) => accumulate::<S, F2x2, 8>(simd, &mut self, buffers),
+                (Tiling::F4, true) => accumulate::<S, F4x4, 8>(simd, &mut self, buffers),
+                (Tiling::F2, false) => {
+                    accumulate::<S, F2x2, WEIGHT_GRAD_ROWS>(simd, &mut self, buffers);
+                }
+                (Tiling::F4, false) => {
+                    accumulate::<S, F4x4, WEIGHT_GRAD_ROWS>(simd, &mut self, buffers);
+                }
             }
         }
         *self.block = (inputs, grads);
@@ -616,88 +743,61 @@ impl WithSimd for WinogradWeightGrad<'_> {
 }
 
 /// # Safety
-/// `c.fits(S::F32_LANES)` must hold, `R` divide `WEIGHT_GRAD_ROWS`, `inputs` hold 16·TILES·cin
-/// values and `grads` 16·TILES·cout.
+/// `c.fits(S::F32_LANES)` must hold with `c.tiling` T's, `R` divide `WEIGHT_GRAD_ROWS`, `inputs`
+/// hold positions·TILES·cin values and `grads` positions·TILES·cout.
 #[inline(always)]
-unsafe fn accumulate<S: Simd, const R: usize>(
+unsafe fn accumulate<S: Simd, T: Transforms, const R: usize>(
     simd: S,
     c: &mut WinogradWeightGrad<'_>,
     (inputs, grads): (&mut [f32], &mut [f32]),
 ) {
     let products = c.products.as_mut_ptr();
     let c = &*c;
-    let lanes = S::F32_LANES;
+    let (lanes, m) = (S::F32_LANES, T::TILING.side());
     let zero = simd.splat_f32s(0.0);
     let (cin, cout) = (c.cin, c.cout);
     let (dy, dy_pitch) = (c.dy.data.as_ptr(), c.dy.width * cout);
     let (inputs, grads) = (inputs.as_mut_ptr(), grads.as_mut_ptr());
-    let (tiles_wide, tiles) = Tiling::F2.tiles((c.h, c.w));
+    let (tiles_wide, tiles) = T::TILING.tiles((c.h, c.w));
     for first in (0..tiles).step_by(TILES) {
         let count = TILES.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
-        unsafe {
-            transform_inputs::<S, F2x2>(simd, c.input, cin, (first, count, tiles_wide), inputs);
-        };
-        // A dY Aᵀ of each tile's 2×2 pixels, a vector of output channels at a time. A's last row
-        // is (0, −1); taken as (0, 1) here, position (i, j) holds its value times σᵢσⱼ (σ = 1, 1,
-        // 1, −1), which `weight_grad_from_products` undoes with G's last row negated: no negation
-        // in this loop.
+        unsafe { transform_inputs::<S, T>(simd, c.input, cin, (first, count, tiles_wide), inputs) };
+        // A dY Aᵀ of each tile's m×m pixels, a vector of output channels at a time.
         for i in 0..count {
             let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
+            // dY's pixel (y, x) lies one row and column into its frame.
+            let tile = (m * ty + 1) * dy_pitch + (m * tx + 1) * cout;
             for co in (0..cout).step_by(lanes) {
-                // dY's pixel (y, x) lies one row and column into its frame.
-                let at = |r: usize, col: usize| {
-                    (2 * ty + r + 1) * dy_pitch + (2 * tx + col + 1) * cout + co
-                };
-                // SAFETY: the tile's pixels lie in the frame (`fits`), co + lanes ≤ cout.
-                let d = unsafe {
-                    [
-                        [load::<S>(dy.add(at(0, 0))), load::<S>(dy.add(at(0, 1)))],
-                        [load::<S>(dy.add(at(1, 0))), load::<S>(dy.add(at(1, 1)))],
-                    ]
-                };
-                let s = [
-                    d[0],
-                    [
-                        simd.add_f32s(d[0][0], d[1][0]),
-                        simd.add_f32s(d[0][1], d[1][1]),
-                    ],
-                    [
-                        simd.sub_f32s(d[0][0], d[1][0]),
-                        simd.sub_f32s(d[0][1], d[1][1]),
-                    ],
-                    d[1],
-                ];
-                for (r, row) in s.iter().enumerate() {
-                    let z = [
-                        row[0],
-                        simd.add_f32s(row[0], row[1]),
-                        simd.sub_f32s(row[0], row[1]),
-                        row[1],
-                    ];
-                    for (col, &z) in z.iter().enumerate() {
-                        let at = ((r * 4 + col) * TILES + i) * cout + co;
-                        // SAFETY: position < 16, i < TILES, co + lanes ≤ cout.
-                        unsafe { store::<S>(grads.add(at), z) };
-                    }
+                // SAFETY: the tile's pixels lie in the frame (`fits`), co + lanes ≤ cout;
+                // position < positions, i < TILES.
+                unsafe {
+                    T::transform_gradient(
+                        simd,
+                        dy.add(tile + co),
+                        (cout, dy_pitch),
+                        grads.add(i * cout + co),
+                        TILES * cout,
+                    );
                 }
             }
         }
         // Each position's products: a register tile of R input channels × one vector of output
         // channels, summed over the block's tiles in order (the last block's unused tiles hold
         // stale values and are left out).
-        for position in 0..16 {
+        for position in 0..T::WINDOW * T::WINDOW {
             for ci0 in (0..cin).step_by(R) {
                 for co in (0..cout).step_by(lanes) {
                     let at = |r: usize| (position * cin + ci0 + r) * cout + co;
                     let mut acc = [zero; R];
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        // SAFETY: products hold 16·cin·cout values, ci0 + R ≤ cin,
+                        // SAFETY: products hold positions·cin·cout values, ci0 + R ≤ cin,
                         // co + lanes ≤ cout.
                         *acc = unsafe { load::<S>(products.add(at(r))) };
                     }
                     for i in 0..count {
-                        // SAFETY: the block buffers hold 16·TILES·cout and 16·TILES·cin values.
+                        // SAFETY: the block buffers hold positions·TILES·cout and
+                        // positions·TILES·cin values.
                         let z = unsafe { load::<S>(grads.add((position * TILES + i) * cout + co)) };
                         let v = unsafe { inputs.add((position * TILES + i) * cin + ci0) };
                         for (r, acc) in acc.iter_mut().enumerate() {
@@ -716,26 +816,34 @@ unsafe fn accumulate<S: Simd, const R: usize>(
 }
 
 /// dW `[3, 3, cin, cout]` from the batch's summed [`WinogradWeightGrad`] products
-/// `[16][cin][cout]`: `Gᵀ P G` at every (input, output) channel pair, G's last row negated for
-/// the signs the products carry. G's entries are 0, ±½ and ±1, so each product term is exact.
-pub(super) fn weight_grad_from_products(products: &[f32], (cin, cout): (usize, usize)) -> Vec<f32> {
-    const G: [[f32; 3]; 4] = [
-        [1.0, 0.0, 0.0],
-        [0.5, 0.5, 0.5],
-        [0.5, -0.5, 0.5],
-        [0.0, 0.0, -1.0],
-    ];
+/// `[positions][cin][cout]`: `Gᵀ P G` at every (input, output) channel pair, with the tiling's
+/// G for the gradient ([`Tiling::gradient_g`]), summed in f64.
+pub(super) fn weight_grad_from_products(
+    tiling: Tiling,
+    products: &[f32],
+    (cin, cout): (usize, usize),
+) -> Vec<f32> {
+    let g = tiling.gradient_g();
     let pairs = cin * cout;
     let mut dw = vec![0f32; 9 * pairs];
+    let mut sums = vec![0f64; pairs];
     for (tap, dw) in dw.chunks_exact_mut(pairs).enumerate() {
         let (ky, kx) = (tap / 3, tap % 3);
-        for (position, products) in products.chunks_exact(pairs).take(16).enumerate() {
-            let factor = G[position / 4][ky] * G[position % 4][kx];
+        sums.fill(0.0);
+        for (position, products) in products
+            .chunks_exact(pairs)
+            .take(g.len().pow(2))
+            .enumerate()
+        {
+            let factor = g[position / g.len()][ky] * g[position % g.len()][kx];
             if factor != 0.0 {
-                for (dw, &p) in dw.iter_mut().zip(products) {
-                    *dw += factor * p;
+                for (sum, &p) in sums.iter_mut().zip(products) {
+                    *sum += factor * f64::from(p);
                 }
             }
+        }
+        for (dw, &sum) in dw.iter_mut().zip(&sums) {
+            *dw = sum as f32;
         }
     }
     dw
@@ -853,14 +961,16 @@ mod tests {
         }
     }
 
-    /// The weight gradient's products, taken to dW, against a plain one in f64 on every
-    /// instruction set: two images added into the same products (the kernel adds to them), in a
-    /// frame wider than the image as the backward pass hands dY over. 6 × 10 pixels make 15
-    /// tiles, a block and a part, whose stale tiles must be left out; 5 × 13 (21 tiles) have odd
-    /// sides, whose last tiles read the frame's zeros past the image.
+    /// The weight gradient's products, taken to dW, against a plain one in f64 with both
+    /// tilings on every instruction set: two images added into the same products (the kernel
+    /// adds to them), in a dY frame wider than the image as the backward pass hands dY over.
+    /// F(2×2): 6 × 10 pixels make 15 tiles, a block and a part, whose stale tiles must be left
+    /// out; 5 × 13 (21 tiles) have odd sides, whose last tiles read the frame's zeros past the
+    /// image. F(4×4): 6 × 10 make 6 tiles, 5 × 13 8, 17 × 14 20 (a block and a part), and every
+    /// side but 8 ends in a part of a tile.
     #[test]
     fn winograd_weight_gradient_matches_a_plain_one() {
-        for (h, w) in [(6, 10), (5, 13)] {
+        for (h, w) in [(6, 10), (5, 13), (8, 8), (17, 14)] {
             let (cin, cout) = (32, 16);
             let images: Vec<(Vec<f32>, Vec<f32>)> = (0..2)
                 .map(|image| {
@@ -893,17 +1003,21 @@ mod tests {
                     }
                 }
             }
-            for isa in simd::available() {
-                let mut products = vec![0f32; 16 * cin * cout];
+            for (tiling, isa) in [Tiling::F2, Tiling::F4]
+                .into_iter()
+                .flat_map(|tiling| simd::available().into_iter().map(move |isa| (tiling, isa)))
+            {
+                let mut products = vec![0f32; tiling.positions() * cin * cout];
                 let mut block = (Vec::new(), Vec::new());
                 for (x, dy) in &images {
                     let mut padded = Padded::new();
-                    let frame = Tiling::F2.frame((h, w));
+                    let frame = tiling.frame((h, w));
                     padded.fill(Source::Values(x), (h, w, cin), 1, frame, isa);
                     let mut dy_padded = Padded::new();
-                    let dy_frame = (h + 2, w + 5);
+                    let dy_frame = (frame.0, frame.1 + 3);
                     dy_padded.fill(Source::Values(dy), (h, w, cout), 1, dy_frame, isa);
                     let kernel = WinogradWeightGrad {
+                        tiling,
                         input: &padded,
                         dy: &dy_padded,
                         h,
@@ -913,13 +1027,17 @@ mod tests {
                         products: &mut products,
                         block: &mut block,
                     };
-                    assert_eq!(simd::dispatch(isa, kernel), Some(true), "{isa:?} {h}×{w}");
+                    assert_eq!(
+                        simd::dispatch(isa, kernel),
+                        Some(true),
+                        "{tiling:?} {isa:?} {h}×{w}"
+                    );
                 }
-                let dw = weight_grad_from_products(&products, (cin, cout));
+                let dw = weight_grad_from_products(tiling, &products, (cin, cout));
                 for (i, (&dw, &expected)) in dw.iter().zip(&expected).enumerate() {
                     assert!(
                         (f64::from(dw) - expected).abs() <= 1e-4 * expected.abs().max(1.0),
-                        "{isa:?} {h}×{w} value {i}: {dw} against {expected}"
+                        "{tiling:?} {isa:?} {h}×{w} value {i}: {dw} against {expected}"
                     );
                 }
             }
