@@ -558,23 +558,33 @@ unsafe fn convolve<S: Simd, T: Transforms>(
         let count = TILES.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
         unsafe { transform_inputs::<S, T>(simd, c.input, cin, (first, count, tiles_wide), inputs) };
-        for co in (0..cout).step_by(lanes) {
-            // SAFETY: u holds positions·cin·cout values, co + lanes ≤ cout; the buffers hold a
-            // block. The register tile's rows are the block's tiles rounded up: an 8×8 map is
-            // 4 tiles of F(4×4), which a 16-row tile would compute four times over.
+        // The register tile: the block's tiles rounded up to 4, 8 or 16 rows (an 8×8 map is 4
+        // tiles of F(4×4), which a 16-row tile would compute four times over), and two vectors
+        // of output channels on 4 rows, so that 8 accumulators hide the multiply-adds' latency.
+        let vectors = if count <= 4 && cout.is_multiple_of(2 * lanes) {
+            2
+        } else {
+            1
+        };
+        for co in (0..cout).step_by(vectors * lanes) {
+            // SAFETY: u holds positions·cin·cout values, co + vectors·lanes ≤ cout; the buffers
+            // hold a block.
             unsafe {
-                let weights = c.u.as_ptr().add(co);
-                match count {
-                    0..=4 => multiply::<S, T, 4>(simd, (weights, cin, cout), inputs, products),
-                    5..=8 => multiply::<S, T, 8>(simd, (weights, cin, cout), inputs, products),
-                    _ => multiply::<S, T, TILES>(simd, (weights, cin, cout), inputs, products),
+                let weights = (c.u.as_ptr().add(co), cin, cout);
+                match (count, vectors) {
+                    (0..=4, 2) => multiply::<S, T, 4, 2>(simd, weights, inputs, products),
+                    (0..=4, _) => multiply::<S, T, 4, 1>(simd, weights, inputs, products),
+                    (5..=8, _) => multiply::<S, T, 8, 1>(simd, weights, inputs, products),
+                    _ => multiply::<S, T, TILES, 1>(simd, weights, inputs, products),
                 }
             }
             // Aᵀ m A of each tile, through the epilogue, stored at its m×m pixels.
-            for i in 0..count {
+            for (i, v) in (0..count).flat_map(|i| (0..vectors).map(move |v| (i, v))) {
                 let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
+                let (slot, co) = (i * vectors + v, co + v * lanes);
                 // SAFETY: the products buffer holds positions·TILES·lanes values.
-                let y = unsafe { T::transform_back(simd, products.add(i * lanes), TILES * lanes) };
+                let y =
+                    unsafe { T::transform_back(simd, products.add(slot * lanes), TILES * lanes) };
                 // A side that is not whole tiles has last tiles reaching past the image: only
                 // its pixels are stored.
                 let (tile_rows, tile_columns) = ((c.h - m * ty).min(m), (w - m * tx).min(m));
@@ -596,36 +606,46 @@ unsafe fn convolve<S: Simd, T: Transforms>(
 }
 
 /// Each position's products of the block's first `R` tiles' transformed inputs `[positions]
-/// [TILES][cin]` and one vector of output channels of the transformed weights (`weights`, the
-/// vector's first value at position 0 and input channel 0, of a `[positions][cin][cout]`
-/// array), into `products` `[positions][TILES][lanes]`. Tiles past the block's count multiply
-/// stale values and are not stored.
+/// [TILES][cin]` and `V` vectors of output channels of the transformed weights (`weights`, the
+/// first vector's first value at position 0 and input channel 0, of a `[positions][cin][cout]`
+/// array), into `products` `[positions][TILES][lanes]`, tile i's vector v in slot i·V + v.
+/// Tiles past the block's count multiply stale values and are not stored.
 ///
 /// # Safety
-/// The buffers must hold a block of T's positions, `weights` a vector at every (position, input
-/// channel), and R ≤ TILES.
+/// The buffers must hold a block of T's positions, `weights` V vectors at every (position,
+/// input channel), and R·V ≤ TILES.
 #[inline(always)]
-unsafe fn multiply<S: Simd, T: Transforms, const R: usize>(
+unsafe fn multiply<S: Simd, T: Transforms, const R: usize, const V: usize>(
     simd: S,
     (weights, cin, cout): (*const f32, usize, usize),
     inputs: *const f32,
     products: *mut f32,
 ) {
     let lanes = S::F32_LANES;
+    let zero = simd.splat_f32s(0.0);
     for position in 0..T::WINDOW * T::WINDOW {
-        let mut acc = [simd.splat_f32s(0.0); R];
+        let mut acc = [[zero; V]; R];
         for ci in 0..cin {
-            // SAFETY: the caller's contract.
-            let weights = unsafe { load::<S>(weights.add((position * cin + ci) * cout)) };
+            let mut vectors = [zero; V];
+            for (v, vector) in vectors.iter_mut().enumerate() {
+                // SAFETY: the caller's contract.
+                *vector =
+                    unsafe { load::<S>(weights.add((position * cin + ci) * cout + v * lanes)) };
+            }
             for (i, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: the caller's contract.
-                let input = unsafe { *inputs.add((position * TILES + i) * cin + ci) };
-                *acc = simd.mul_add_e_f32s(simd.splat_f32s(input), weights, *acc);
+                let input =
+                    simd.splat_f32s(unsafe { *inputs.add((position * TILES + i) * cin + ci) });
+                for (acc, &vector) in acc.iter_mut().zip(&vectors) {
+                    *acc = simd.mul_add_e_f32s(input, vector, *acc);
+                }
             }
         }
-        for (i, &acc) in acc.iter().enumerate() {
-            // SAFETY: the caller's contract.
-            unsafe { store::<S>(products.add((position * TILES + i) * lanes), acc) };
+        for (i, acc) in acc.iter().enumerate() {
+            for (v, &acc) in acc.iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { store::<S>(products.add((position * TILES + i * V + v) * lanes), acc) };
+            }
         }
     }
 }
