@@ -7,8 +7,7 @@
 //! least as many input channels as a tile has rows. All three passes of a 3×3, stride-1,
 //! padding-1 convolution run as Winograd ([`winograd`]) instead: the forward pass and the input
 //! gradient as F(4×4, 3×3) (F(2×2, 3×3) on maps where that needs no more multiplications, as
-//! 5×5, 6×6 or 2×2), the weight gradient likewise when the input channels are whole tiles of 16
-//! (but F(2×2, 3×3) on maps of fewer than 16 F(4×4) tiles, as 8×8).
+//! 5×5, 6×6 or 2×2), the weight gradient likewise when the input channels are whole tiles of 16.
 //! In the CIFAR ResNets no pass is left to [`im2col`] (the stems' weight gradient, with 1 or 3
 //! input channels, fills the tile with a kernel row's taps), which takes f64 and odd channel
 //! counts. Images run in parallel on rayon; each kernel call is single-threaded, so no pass waits
@@ -399,20 +398,15 @@ fn winograd_tiling(g: &Geometry, lanes: usize) -> Option<winograd::Tiling> {
 }
 
 /// The Winograd tiling the weight gradient of `g` runs as with vectors of `lanes` floats, if
-/// any: [`winograd_tiling`]'s when the input channels are whole register tiles, except F(2×2)
-/// on maps with fewer F(4×4) tiles than a block holds. The products, (m + 2)² positions of
-/// cin × cout, are loaded and stored once per block; on 8×8 (4 tiles of F(4×4)) that traffic
-/// outweighs the multiplications saved. On a 2-core Zen 4, backward (dX and dW) with F(4×4)'s
-/// weight gradient against F(2×2)'s (minima, two rounds, `examples/conv_pass.rs`): 32×32
-/// 16→16 16.95 / 17.23 ms against 18.96 / 18.84, 16×16 32→32 13.18 / 13.67 against 15.77 /
-/// 14.64, 28×28 16→16 13.71 / 13.96 against 14.63 / 15.15; but 8×8 64→64 15.50 / 15.94
-/// against 15.42 / 15.21.
+/// any: [`winograd_tiling`]'s when the input channels are whole register tiles. On a 2-core
+/// Zen 4, backward (dX and dW) with F(4×4)'s weight gradient against F(2×2)'s (minima, two
+/// rounds, `examples/conv_pass.rs`): 32×32 16→16 16.95 / 17.23 ms against 18.96 / 18.84, 16×16
+/// 32→32 13.18 / 13.67 against 15.77 / 14.64, 28×28 16→16 13.71 / 13.96 against 14.63 / 15.15;
+/// on 8×8 64→64 (4 tiles an image) 12.96 / 12.57 against 15.24 / 14.88 once the blocks ran on
+/// over the images (15.50 / 15.94, a loss, with a block per image).
 fn weight_grad_tiling(g: &Geometry, lanes: usize) -> Option<winograd::Tiling> {
-    use winograd::Tiling::{F2, F4};
-    let tiling = winograd_tiling(g, lanes)?;
     let whole_tiles = g.cin.is_multiple_of(winograd::WEIGHT_GRAD_ROWS);
-    let few_tiles = tiling == F4 && !F4.fills_a_block((g.h, g.w));
-    whole_tiles.then_some(if few_tiles { F2 } else { tiling })
+    winograd_tiling(g, lanes).filter(|_| whole_tiles)
 }
 
 /// The forward pass as Winograd ([`winograd_tiling`]'s), or `None` for shapes it does not
@@ -557,18 +551,26 @@ fn backward_direct(
     let dy_pitch = dy_frame.1 * g.cout;
     let taps = winograd_dw.map_or(k * k, winograd::Tiling::positions);
     let (len, group) = (taps * g.cin * g.cout, images_per_group(g));
+    // Images whose frames a Winograd weight gradient takes at once: a small map's few tiles
+    // share its blocks with the next images'.
+    let shared = winograd_dw.map_or(1, |tiling| tiling.images_per_block((g.h, g.w)));
     let mut dx = Vec::with_capacity(g.batch * g.input_len());
     let partials: Option<Vec<Vec<f32>>> = dx.spare_capacity_mut()[..g.batch * g.input_len()]
         .par_chunks_mut(group * g.input_len())
         .enumerate()
         .map(|(index, dx)| {
             let mut dw = vec![0f32; len];
-            let (mut dy_padded, mut x_padded) = (Padded::new(), Padded::new());
+            let (mut dy_frames, mut x_frames) = (Vec::new(), Vec::new());
+            dy_frames.resize_with(shared, Padded::new);
+            x_frames.resize_with(shared, Padded::new);
             let mut block = (Vec::new(), Vec::new());
+            let images = dx.len() / g.input_len();
             for (i, dx) in dx.chunks_exact_mut(g.input_len()).enumerate() {
-                let b = index * group + i;
+                let (b, slot) = (index * group + i, i % shared);
                 let dy_image = dy.image(b, g.output_len());
+                let dy_padded = &mut dy_frames[slot];
                 dy_padded.fill(dy_image, (g.ho, g.wo, g.cout), t.pad, dy_frame, isa);
+                let dy_padded = &*dy_padded;
                 let epilogue = Epilogue {
                     residual: dx_plus.map(|plus| image(plus, b, g.input_len())),
                     ..Epilogue::default()
@@ -577,7 +579,7 @@ fn backward_direct(
                     InputGradWeights::Winograd(tiling, u) => {
                         let kernel = winograd::WinogradConv {
                             tiling: *tiling,
-                            input: &dy_padded,
+                            input: dy_padded,
                             u,
                             h: t.h,
                             w: t.w,
@@ -590,18 +592,19 @@ fn backward_direct(
                         simd::dispatch(isa, kernel).unwrap_or(false)
                     }
                     InputGradWeights::Sliding(packed) => {
-                        let kernel = t.sliding((dx_tile, &dy_padded), packed, (dx, None), epilogue);
+                        let kernel = t.sliding((dx_tile, dy_padded), packed, (dx, None), epilogue);
                         simd::dispatch(isa, kernel).unwrap_or(false)
                     }
                 };
                 let x_image = x.image(b, g.input_len());
-                x_padded.fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
-                let dy = (dy_padded.data.get(dy_first..)?, dy_pitch);
+                x_frames[slot].fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
                 let weight_grad_done = if let Some(tiling) = winograd_dw {
+                    // Once the shared frames are full, or at the group's last image.
+                    let filled = slot + 1 == shared || i + 1 == images;
                     let kernel = winograd::WinogradWeightGrad {
                         tiling,
-                        input: &x_padded,
-                        dy: &dy_padded,
+                        inputs: &x_frames[..=slot],
+                        dys: &dy_frames[..=slot],
                         h: g.h,
                         w: g.w,
                         cin: g.cin,
@@ -609,9 +612,10 @@ fn backward_direct(
                         products: &mut dw,
                         block: &mut block,
                     };
-                    simd::dispatch(isa, kernel).unwrap_or(false)
+                    !filled || simd::dispatch(isa, kernel).unwrap_or(false)
                 } else {
-                    let kernel = g.weight_grad((dw_tile, &x_padded), dy, &mut dw);
+                    let dy = (dy_padded.data.get(dy_first..)?, dy_pitch);
+                    let kernel = g.weight_grad((dw_tile, &x_frames[slot]), dy, &mut dw);
                     simd::dispatch(isa, kernel).unwrap_or(false)
                 };
                 let done = input_grad_done && weight_grad_done;

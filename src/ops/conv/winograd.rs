@@ -76,9 +76,9 @@ impl Tiling {
         (w.div_ceil(m), h.div_ceil(m) * w.div_ceil(m))
     }
 
-    /// Whether an `h` × `w` image has at least a block's worth of tiles.
-    pub(super) fn fills_a_block(self, (h, w): (usize, usize)) -> bool {
-        self.tiles((h, w)).1 >= TILES
+    /// How many `h` × `w` images' tiles fit in one block: 1 from 16 tiles up.
+    pub(super) fn images_per_block(self, (h, w): (usize, usize)) -> usize {
+        (TILES / self.tiles((h, w)).1.max(1)).max(1)
     }
 
     /// `G g Gᵀ` of each (input, output) channel pair's 3×3 kernel, given OIHW as `weight(co, ci,
@@ -557,7 +557,10 @@ unsafe fn convolve<S: Simd, T: Transforms>(
     for first in (0..tiles).step_by(TILES) {
         let count = TILES.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
-        unsafe { transform_inputs::<S, T>(simd, c.input, cin, (first, count, tiles_wide), inputs) };
+        unsafe {
+            let frames = (std::slice::from_ref(c.input), cin);
+            transform_inputs::<S, T>(simd, frames, (first, count), (tiles_wide, tiles), inputs);
+        };
         // The register tile: the block's tiles rounded up to 4, 8 or 16 rows (an 8×8 map is 4
         // tiles of F(4×4), which a 16-row tile would compute four times over), and two vectors
         // of output channels on 4 rows, so that 8 accumulators hide the multiply-adds' latency.
@@ -650,25 +653,29 @@ unsafe fn multiply<S: Simd, T: Transforms, const R: usize, const V: usize>(
     }
 }
 
-/// `Bᵀ d B` of the windows of tiles `first..first + count` (of an image `tiles_wide` tiles wide)
-/// of the padded frame `input`, a vector of its `cin` channels at a time, into `inputs`
-/// `[positions][TILES][cin]`.
+/// `Bᵀ d B` of the windows of tiles `first..first + count` of the padded frames `frames` (the
+/// images one after the other, each `tiles_wide` tiles wide and `tiles_per_image` tiles in
+/// all), a vector of their `cin` channels at a time, into `inputs` `[positions][TILES][cin]`.
 ///
 /// # Safety
-/// `input` must be at least as large as T's [`Tiling::frame`] (the image one row and column
-/// in), `cin` be whole vectors and `inputs` hold positions·TILES·cin values; `count` ≤ TILES.
+/// Every frame must be at least as large as T's [`Tiling::frame`] (the image one row and
+/// column in), the tiles lie in the frames' images, `cin` be whole vectors and `inputs` hold
+/// positions·TILES·cin values; `count` ≤ TILES.
 #[inline(always)]
 unsafe fn transform_inputs<S: Simd, T: Transforms>(
     simd: S,
-    input: &Padded,
-    cin: usize,
-    (first, count, tiles_wide): (usize, usize, usize),
+    (frames, cin): (&[Padded], usize),
+    (first, count): (usize, usize),
+    (tiles_wide, tiles_per_image): (usize, usize),
     inputs: *mut f32,
 ) {
     let m = T::TILING.side();
-    let (padded, width) = (input.data.as_ptr(), input.width);
     for i in 0..count {
-        let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
+        let (image, tile) = ((first + i) / tiles_per_image, (first + i) % tiles_per_image);
+        let (ty, tx) = (tile / tiles_wide, tile % tiles_wide);
+        // SAFETY: the tile lies in the frames' images (the caller's contract).
+        let input = unsafe { frames.get_unchecked(image) };
+        let (padded, width) = (input.data.as_ptr(), input.width);
         for c0 in (0..cin).step_by(S::F32_LANES) {
             let window = (m * ty * width + m * tx) * cin + c0;
             // SAFETY: the window lies in the frame; position < positions, i < TILES,
@@ -686,19 +693,23 @@ unsafe fn transform_inputs<S: Simd, T: Transforms>(
     }
 }
 
-/// The weight gradient's products of one image added into `products` `[positions][cin][cout]`:
+/// The weight gradient's products of one or more images added into `products`
+/// `[positions][cin][cout]`:
 /// at each position, `Σ_tiles V ⊗ Z` of the tiles' transformed inputs `V = Bᵀ d B` (as the
 /// forward pass makes them) and transformed output gradients `Z = A dY Aᵀ`. The forward pass is
 /// linear in the transformed weights `U = G g Gᵀ`, so these sums are dL/dU, and
 /// [`weight_grad_from_products`] takes them to dL/dg once the batch's are added: per m×m tile
-/// (m + 2)²·cin·cout multiply-adds where the direct kernel does 9m²·cin·cout.
+/// (m + 2)²·cin·cout multiply-adds where the direct kernel does 9m²·cin·cout. The blocks run on
+/// over the images: a small map's few tiles share a block with the next image's, and the
+/// products are loaded and stored once per block of tiles, not once per image.
 pub(super) struct WinogradWeightGrad<'a> {
     pub tiling: Tiling,
-    /// x in its frame (one row and column of zeros around, as for the forward pass).
-    pub input: &'a Padded,
-    /// dY in a frame, one row and column in (as the backward pass's dY frame holds it), with
-    /// the rows and columns of zeros after it that the tiling's frame has.
-    pub dy: &'a Padded,
+    /// Each image's x in its frame (one row and column of zeros around, as for the forward
+    /// pass).
+    pub inputs: &'a [Padded],
+    /// Each image's dY in a frame, one row and column in (as the backward pass's dY frame holds
+    /// it), with the rows and columns of zeros after it that the tiling's frame has.
+    pub dys: &'a [Padded],
     pub h: usize,
     pub w: usize,
     pub cin: usize,
@@ -719,10 +730,12 @@ impl WinogradWeightGrad<'_> {
         self.cin.is_multiple_of(WEIGHT_GRAD_ROWS)
             && self.cin.is_multiple_of(lanes)
             && self.cout.is_multiple_of(lanes)
-            && self.input.width >= width
-            && self.input.rows(self.cin) >= rows
-            && self.dy.width + 1 >= width
-            && self.dy.rows(self.cout) + 1 >= rows
+            && self.inputs.len() == self.dys.len()
+            && self
+                .inputs
+                .iter()
+                .all(|x| x.width >= width && x.rows(self.cin) >= rows)
+            && (self.dys.iter()).all(|dy| dy.width + 1 >= width && dy.rows(self.cout) + 1 >= rows)
             && self.products.len() >= self.tiling.positions() * self.cin * self.cout
     }
 }
@@ -776,16 +789,28 @@ unsafe fn accumulate<S: Simd, T: Transforms, const R: usize>(
     let (lanes, m) = (S::F32_LANES, T::TILING.side());
     let zero = simd.splat_f32s(0.0);
     let (cin, cout) = (c.cin, c.cout);
-    let (dy, dy_pitch) = (c.dy.data.as_ptr(), c.dy.width * cout);
     let (inputs, grads) = (inputs.as_mut_ptr(), grads.as_mut_ptr());
-    let (tiles_wide, tiles) = T::TILING.tiles((c.h, c.w));
+    let (tiles_wide, per_image) = T::TILING.tiles((c.h, c.w));
+    let tiles = per_image * c.inputs.len();
     for first in (0..tiles).step_by(TILES) {
         let count = TILES.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
-        unsafe { transform_inputs::<S, T>(simd, c.input, cin, (first, count, tiles_wide), inputs) };
+        unsafe {
+            let frames = (c.inputs, cin);
+            transform_inputs::<S, T>(
+                simd,
+                frames,
+                (first, count),
+                (tiles_wide, per_image),
+                inputs,
+            );
+        }
         // A dY Aᵀ of each tile's m×m pixels, a vector of output channels at a time.
         for i in 0..count {
-            let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
+            let (image, tile) = ((first + i) / per_image, (first + i) % per_image);
+            let (ty, tx) = (tile / tiles_wide, tile % tiles_wide);
+            let frame = &c.dys[image];
+            let (dy, dy_pitch) = (frame.data.as_ptr(), frame.width * cout);
             // dY's pixel (y, x) lies one row and column into its frame.
             let tile = (m * ty + 1) * dy_pitch + (m * tx + 1) * cout;
             for co in (0..cout).step_by(lanes) {
@@ -983,7 +1008,8 @@ mod tests {
 
     /// The weight gradient's products, taken to dW, against a plain one in f64 with both
     /// tilings on every instruction set: two images added into the same products (the kernel
-    /// adds to them), in a dY frame wider than the image as the backward pass hands dY over.
+    /// adds to them), one call each and both in one call, in a dY frame wider than the image as
+    /// the backward pass hands dY over.
     /// F(2×2): 6 × 10 pixels make 15 tiles, a block and a part, whose stale tiles must be left
     /// out; 5 × 13 (21 tiles) have odd sides, whose last tiles read the frame's zeros past the
     /// image. F(4×4): 6 × 10 make 6 tiles, 5 × 13 8, 17 × 14 20 (a block and a part), and every
@@ -1027,38 +1053,48 @@ mod tests {
                 .into_iter()
                 .flat_map(|tiling| simd::available().into_iter().map(move |isa| (tiling, isa)))
             {
-                let mut products = vec![0f32; tiling.positions() * cin * cout];
-                let mut block = (Vec::new(), Vec::new());
+                let frame = tiling.frame((h, w));
+                let dy_frame = (frame.0, frame.1 + 3);
+                let (mut inputs, mut dys) = (Vec::new(), Vec::new());
                 for (x, dy) in &images {
-                    let mut padded = Padded::new();
-                    let frame = tiling.frame((h, w));
+                    let (mut padded, mut dy_padded) = (Padded::new(), Padded::new());
                     padded.fill(Source::Values(x), (h, w, cin), 1, frame, isa);
-                    let mut dy_padded = Padded::new();
-                    let dy_frame = (frame.0, frame.1 + 3);
                     dy_padded.fill(Source::Values(dy), (h, w, cout), 1, dy_frame, isa);
-                    let kernel = WinogradWeightGrad {
-                        tiling,
-                        input: &padded,
-                        dy: &dy_padded,
-                        h,
-                        w,
-                        cin,
-                        cout,
-                        products: &mut products,
-                        block: &mut block,
-                    };
-                    assert_eq!(
-                        simd::dispatch(isa, kernel),
-                        Some(true),
-                        "{tiling:?} {isa:?} {h}×{w}"
-                    );
+                    inputs.push(padded);
+                    dys.push(dy_padded);
                 }
-                let dw = weight_grad_from_products(tiling, &products, (cin, cout));
-                for (i, (&dw, &expected)) in dw.iter().zip(&expected).enumerate() {
-                    assert!(
-                        (f64::from(dw) - expected).abs() <= 1e-4 * expected.abs().max(1.0),
-                        "{tiling:?} {isa:?} {h}×{w} value {i}: {dw} against {expected}"
-                    );
+                // The images one call each, and both in one call (their tiles sharing blocks).
+                for together in [false, true] {
+                    let mut products = vec![0f32; tiling.positions() * cin * cout];
+                    let mut block = (Vec::new(), Vec::new());
+                    let calls: &[(usize, usize)] = if together {
+                        &[(0, 2)]
+                    } else {
+                        &[(0, 1), (1, 2)]
+                    };
+                    for &(from, to) in calls {
+                        let kernel = WinogradWeightGrad {
+                            tiling,
+                            inputs: &inputs[from..to],
+                            dys: &dys[from..to],
+                            h,
+                            w,
+                            cin,
+                            cout,
+                            products: &mut products,
+                            block: &mut block,
+                        };
+                        let case = format!("{tiling:?} {isa:?} {h}×{w} together {together}");
+                        assert_eq!(simd::dispatch(isa, kernel), Some(true), "{case}");
+                    }
+                    let dw = weight_grad_from_products(tiling, &products, (cin, cout));
+                    for (i, (&dw, &expected)) in dw.iter().zip(&expected).enumerate() {
+                        assert!(
+                            (f64::from(dw) - expected).abs() <= 1e-4 * expected.abs().max(1.0),
+                            "{tiling:?} {isa:?} {h}×{w} together {together} value {i}: {dw} \
+                             against {expected}"
+                        );
+                    }
                 }
             }
         }
