@@ -379,8 +379,8 @@ fn each_image(
 /// The Winograd tiling the convolution `g` runs as with vectors of `lanes` floats, if any (3×3,
 /// stride 1, padding 1, input and output channels whole vectors): the one with fewer
 /// multiply-adds over the map's tiles, F(2×2) on a tie, as it rounds less. F(4×4) takes every
-/// map from 7×7 up (on a 2-core Zen 4 it took 0.74–0.90 of F(2×2)'s time forward and
-/// 0.86–0.90 backward on the ResNets' layers, `examples/conv_pass.rs`); F(2×2) maps such as
+/// map from 7×7 up (on a 2-core Zen 4 it took 0.76–0.91 of F(2×2)'s time forward and
+/// 0.75–0.95 backward on the ResNets' layers, `examples/conv_pass.rs`); F(2×2) maps such as
 /// 5×5, 6×6 or 2×2, where F(4×4)'s tiles reach far past the image.
 fn winograd_tiling(g: &Geometry, lanes: usize) -> Option<winograd::Tiling> {
     use winograd::Tiling::{F2, F4};

@@ -6,23 +6,24 @@
 //! Per image, in blocks of up to [`TILES`] output tiles of m×m pixels: each tile's window of
 //! (m + 2)² pixels of the padded frame is transformed (`Bᵀ d B`) into a block buffer, each
 //! position is multiplied by the transformed weights (`G g Gᵀ`, made once per pass) on a
-//! register tile of the block's tiles × one vector of output channels, and the products are
+//! register tile of the block's tiles (4, 8 or 16 rows) × one vector of output channels (two on
+//! 4 rows), and the products are
 //! transformed back (`Aᵀ m A`), through the direct kernels' epilogue, and stored. The block's
 //! buffers stay in the first- and second-level caches: transforming a whole image first (256 KB
 //! for 32×32×16) and multiplying it afterwards was half as slow again on the 16-channel layers.
 //! The weight gradient transforms the same windows and each tile's dY (`A dY Aᵀ`), and sums
-//! their products per position over the batch ([`WinogradWeightGrad`]); `Gᵀ P G` of those sums
-//! P is dW.
+//! their products per position over the batch ([`WinogradWeightGrad`], whose blocks run on
+//! over the images a call is given); `Gᵀ P G` of those sums P is dW.
 //!
-//! On a 2-core Zen 4 (batch 512, medians) F(2×2) took 0.84–0.89 of the direct kernel's time on
-//! 32×32 16→16, 0.70–0.76 on 16×16 32→32, 0.62–0.64 on 8×8 64→64, 0.90–0.92 on 28×28 16→16,
-//! 0.82–0.84 on 14×14 32→32 and 0.75–0.80 on 7×7 64→64 (16 tiles for its 49 pixels); the
-//! backward pass (dX and dW, `examples/conv_pass.rs`) with the weight gradient here 0.84–0.91
-//! of its time with the direct one (16×16 32→32: 0.84–0.95 by the minima, level by the
-//! medians). The rounding of F(2×2) is f32's (`examples/conv_error.rs`, relative RMS error
-//! against f64 at batch 64): outputs 1.7–2.8e-7, dX 1.7–2.8e-7, dW 2.6–7.0e-7, where candle's
-//! own f32 convolution gives 2.1–3.7e-7, 0.9–1.1e-7 and 3.9–4.5e-7, and the direct kernels gave
-//! 2.1–4.0e-7 and 1.6–5.4e-7 on odd shapes.
+//! On a 2-core Zen 4 (batch 512, `examples/conv_pass.rs`, minima of two runs), F(4×4) took
+//! 0.89–0.91 of F(2×2)'s time forward on 32×32 16→16, 0.76–0.77 on 16×16 32→32, 0.78–0.82 on
+//! 8×8 64→64, 0.87–0.90 on 28×28 16→16, 0.85 on 14×14 32→32 and 0.79–0.80 on 7×7 64→64; backward
+//! (dX and dW) 0.89, 0.77–0.78, 0.75–0.84, 0.87–0.93, 0.87–0.95 and 0.76–0.78. F(2×2) had taken
+//! 0.62–0.92 of the direct kernel's time forward and 0.84–0.91 backward. The rounding
+//! (`examples/conv_error.rs`, relative RMS error against f64 at batch 64) is F(4×4)'s larger
+//! matrices' entries showing: outputs 0.99–1.81e-6, dX 1.02–1.82e-6, dW 1.09–2.62e-6, where
+//! F(2×2) gives 1.7–2.8e-7, 1.7–2.8e-7 and 2.6–7.0e-7, and candle's own f32 convolution
+//! 2.2–3.7e-7, 0.9–1.1e-7 and 3.9–4.5e-7; full training runs came out level (docs/performance.md).
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
