@@ -21,12 +21,12 @@ fn to_channels_first(x: &Tensor) -> Result<Tensor> {
 /// direct kernels on every instruction set; 5, 6 and 3 reach the im2col path. The 3×3, stride-1,
 /// padding-1 convolutions with whole vectors of channels run all three passes as Winograd:
 /// F(4×4, 3×3) on 8 × 6, 4 × 4 and 9 × 7, F(2×2, 3×3) on 2 × 28, 6 × 5 and 5 × 6 (where it needs
-/// no more multiplications); on 8 × 6, 9 × 7, 6 × 5 and 5 × 6 the last tiles reach past the image. The sliding kernel takes the rest: its constant pixel steps
-/// of 16, 32 and 64 floats (16-channel outputs), and in the three padding-0 rows of 32, 16 and
-/// 28 output pixels the constant shapes it has for the ResNets' rows (16-pixel tiles of 16
-/// channels, 8-pixel tiles of 32, 14-pixel tiles of 16). The 1- and 3-channel inputs (the stems)
-/// have fewer channels than a weight-gradient tile has rows: their kernel rows' taps take the
-/// rows.
+/// no more multiplications); on 8 × 6, 9 × 7, 6 × 5 and 5 × 6 the last tiles reach past the
+/// image. The sliding kernel takes the rest: its constant pixel steps of 16, 32 and 64 floats
+/// (16-channel outputs), and in the three padding-0 rows of 32, 16 and 28 output pixels the
+/// constant shapes it has for the ResNets' rows (16-pixel tiles of 16 channels, 8-pixel tiles of
+/// 32, 14-pixel tiles of 16). The 1- and 3-channel inputs (the stems) have fewer channels than a
+/// weight-gradient tile has rows: their kernel rows' taps take the rows.
 const CASES: [([usize; 4], usize, usize, usize, usize); 18] = [
     ([2, 16, 9, 7], 16, 3, 1, 1),
     ([2, 32, 6, 5], 16, 3, 1, 1),
