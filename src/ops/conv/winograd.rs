@@ -112,7 +112,7 @@ impl Tiling {
         u
     }
     /// The G that takes the weight gradient's products to dW: F(2×2)'s with its last row
-    /// negated, for the sign [`Transforms::transform_gradient`] leaves out; F(4×4)'s as it is.
+    /// negated, for the sign [`Z2`] leaves out; F(4×4)'s as it is.
     fn gradient_g(self) -> &'static [[f64; 3]] {
         const G2_NEGATED: [[f64; 3]; 4] = [G2[0], G2[1], G2[2], [0.0, 0.0, -1.0]];
         match self {
@@ -140,221 +140,91 @@ const G4: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// The vector transforms of one tiling, made for the instruction set by monomorphisation.
-trait Transforms {
-    /// The window's side, m + 2.
-    const WINDOW: usize;
+/// One tiling's transforms, as the one-dimensional [`Line`]s its two-sided ones are made of:
+/// windows of W × W pixels, output tiles of M × M (W = M + 2).
+trait Tiles<const W: usize, const M: usize> {
     /// The tiling these transforms are.
     const TILING: Tiling;
-
-    /// `Bᵀ d B` of the window whose top-left vector is at `window` (`pixel` floats from one
-    /// column to the next, `row` from one row to the next), position p stored at
-    /// `out + p·stride`.
-    ///
-    /// # Safety
-    /// The window's vectors and the stored ones must lie inside their slices.
-    unsafe fn transform_window<S: Simd>(
-        simd: S,
-        window: *const f32,
-        pitches: (usize, usize),
-        out: *mut f32,
-        stride: usize,
-    );
-
-    /// `A dY Aᵀ` of the m×m output gradients whose top-left vector is at `dy` (`pixel` floats
-    /// from one column to the next, `row` from one row to the next), position p stored at
-    /// `out + p·stride`, up to the signs [`Tiling::gradient_g`] restores.
-    ///
-    /// # Safety
-    /// The tile's vectors and the stored ones must lie inside their slices.
-    unsafe fn transform_gradient<S: Simd>(
-        simd: S,
-        dy: *const f32,
-        pitches: (usize, usize),
-        out: *mut f32,
-        stride: usize,
-    );
-
-    /// `Aᵀ m A` of the products at `products + p·stride`: the tile's m×m outputs, row-major in
-    /// the first m rows and columns.
-    ///
-    /// # Safety
-    /// The WINDOW² vectors read must lie inside their slice.
-    unsafe fn transform_back<S: Simd>(
-        simd: S,
-        products: *const f32,
-        stride: usize,
-    ) -> [[S::f32s; 4]; 4];
+    /// `Bᵀ d` (`Bᵀ d B` of a window).
+    type B: Line<W, W>;
+    /// `A dY` (`A dY Aᵀ` of an output gradient's tile), up to the signs
+    /// [`Tiling::gradient_g`] restores.
+    type Z: Line<M, W>;
+    /// `Aᵀ m` (`Aᵀ m A` of a tile's products).
+    type A: Line<W, M>;
 }
 
-/// F(2×2, 3×3)'s transforms.
+/// F(2×2, 3×3).
 struct F2x2;
 
-impl Transforms for F2x2 {
-    const WINDOW: usize = 4;
+impl Tiles<4, 2> for F2x2 {
     const TILING: Tiling = Tiling::F2;
-
-    #[inline(always)]
-    unsafe fn transform_window<S: Simd>(
-        simd: S,
-        window: *const f32,
-        (pixel, row): (usize, usize),
-        out: *mut f32,
-        stride: usize,
-    ) {
-        let zero = simd.splat_f32s(0.0);
-        let mut columns = [[zero; 4]; 4];
-        for (col, column) in columns.iter_mut().enumerate() {
-            let mut d = [zero; 4];
-            for (r, d) in d.iter_mut().enumerate() {
-                // SAFETY: the window lies inside its slice (the caller's contract).
-                *d = unsafe { load::<S>(window.add(r * row + col * pixel)) };
-            }
-            *column = b2(simd, d);
-        }
-        for (r, &t_row) in transpose(columns, zero).iter().enumerate() {
-            for (col, value) in b2(simd, t_row).into_iter().enumerate() {
-                // SAFETY: position r·4 + col < 16 (the caller's contract).
-                unsafe { store::<S>(out.add((r * 4 + col) * stride), value) };
-            }
-        }
-    }
-
-    /// A's last row is (0, −1); taken as (0, 1) here, position (i, j) holds its value times
-    /// σᵢσⱼ (σ = 1, 1, 1, −1), which G's negated last row undoes: no negation in this loop.
-    #[inline(always)]
-    unsafe fn transform_gradient<S: Simd>(
-        simd: S,
-        dy: *const f32,
-        (pixel, row): (usize, usize),
-        out: *mut f32,
-        stride: usize,
-    ) {
-        let zero = simd.splat_f32s(0.0);
-        let mut columns = [[zero; 4]; 2];
-        for (col, column) in columns.iter_mut().enumerate() {
-            let mut d = [zero; 2];
-            for (r, d) in d.iter_mut().enumerate() {
-                // SAFETY: the tile lies inside its slice (the caller's contract).
-                *d = unsafe { load::<S>(dy.add(r * row + col * pixel)) };
-            }
-            *column = z2(simd, d);
-        }
-        for (r, &s_row) in transpose(columns, zero).iter().enumerate() {
-            for (col, value) in z2(simd, s_row).into_iter().enumerate() {
-                // SAFETY: position r·4 + col < 16 (the caller's contract).
-                unsafe { store::<S>(out.add((r * 4 + col) * stride), value) };
-            }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn transform_back<S: Simd>(
-        simd: S,
-        products: *const f32,
-        stride: usize,
-    ) -> [[S::f32s; 4]; 4] {
-        let zero = simd.splat_f32s(0.0);
-        let mut columns = [[zero; 2]; 4];
-        for (col, column) in columns.iter_mut().enumerate() {
-            let mut m = [zero; 4];
-            for (r, m) in m.iter_mut().enumerate() {
-                // SAFETY: position r·4 + col < 16 (the caller's contract).
-                *m = unsafe { load::<S>(products.add((r * 4 + col) * stride)) };
-            }
-            *column = a2(simd, m);
-        }
-        let mut y = [[zero; 4]; 4];
-        for (y, &s_row) in y.iter_mut().zip(&transpose(columns, zero)) {
-            let [left, right] = a2(simd, s_row);
-            (y[0], y[1]) = (left, right);
-        }
-        y
-    }
+    type B = B2;
+    type Z = Z2;
+    type A = A2;
 }
 
-/// F(4×4, 3×3)'s transforms (Lavin and Gray's matrices, points 0, ±1, ±2 and ∞).
+/// F(4×4, 3×3) (Lavin and Gray's matrices, points 0, ±1, ±2 and ∞).
 struct F4x4;
 
-impl Transforms for F4x4 {
-    const WINDOW: usize = 6;
+impl Tiles<6, 4> for F4x4 {
     const TILING: Tiling = Tiling::F4;
+    type B = B4;
+    type Z = Z4;
+    type A = A4;
+}
 
-    #[inline(always)]
-    unsafe fn transform_window<S: Simd>(
-        simd: S,
-        window: *const f32,
-        (pixel, row): (usize, usize),
-        out: *mut f32,
-        stride: usize,
-    ) {
-        let zero = simd.splat_f32s(0.0);
-        let mut columns = [[zero; 6]; 6];
-        for (col, column) in columns.iter_mut().enumerate() {
-            let mut d = [zero; 6];
-            for (r, d) in d.iter_mut().enumerate() {
-                // SAFETY: the window lies inside its slice (the caller's contract).
-                *d = unsafe { load::<S>(window.add(r * row + col * pixel)) };
-            }
-            *column = b4(simd, d);
+/// A one-dimensional transform of N vectors into M. Applied to a block's columns and then to
+/// the rows of the result, it is a tiling's two-sided transform (`Bᵀ d B`, `A dY Aᵀ`, `Aᵀ m A`).
+/// A type, not a closure: a closure is compiled apart from the instruction set's function, and
+/// its vector operations become calls (F(4×4) ran five times slower than the direct kernel).
+trait Line<const N: usize, const M: usize> {
+    fn apply<S: Simd>(simd: S, d: [S::f32s; N]) -> [S::f32s; M];
+}
+
+/// `L` applied to the columns of the N × N block of vectors at `block` (vector (r, c) at
+/// `block + r·row + c·pixel`) and then to the rows of the result.
+///
+/// # Safety
+/// The block's vectors must lie inside their slice.
+#[inline(always)]
+unsafe fn both_sides<S: Simd, L: Line<N, M>, const N: usize, const M: usize>(
+    simd: S,
+    block: *const f32,
+    (pixel, row): (usize, usize),
+) -> [[S::f32s; M]; M] {
+    let zero = simd.splat_f32s(0.0);
+    let mut columns = [[zero; M]; N];
+    for (col, column) in columns.iter_mut().enumerate() {
+        let mut d = [zero; N];
+        for (r, d) in d.iter_mut().enumerate() {
+            // SAFETY: the caller's contract.
+            *d = unsafe { load::<S>(block.add(r * row + col * pixel)) };
         }
-        for (r, &t_row) in transpose(columns, zero).iter().enumerate() {
-            for (col, value) in b4(simd, t_row).into_iter().enumerate() {
-                // SAFETY: position r·6 + col < 36 (the caller's contract).
-                unsafe { store::<S>(out.add((r * 6 + col) * stride), value) };
-            }
-        }
+        *column = L::apply(simd, d);
     }
-
-    #[inline(always)]
-    unsafe fn transform_gradient<S: Simd>(
-        simd: S,
-        dy: *const f32,
-        (pixel, row): (usize, usize),
-        out: *mut f32,
-        stride: usize,
-    ) {
-        let zero = simd.splat_f32s(0.0);
-        let mut columns = [[zero; 6]; 4];
-        for (col, column) in columns.iter_mut().enumerate() {
-            let mut d = [zero; 4];
-            for (r, d) in d.iter_mut().enumerate() {
-                // SAFETY: the tile lies inside its slice (the caller's contract).
-                *d = unsafe { load::<S>(dy.add(r * row + col * pixel)) };
-            }
-            *column = z4(simd, d);
-        }
-        for (r, &s_row) in transpose(columns, zero).iter().enumerate() {
-            for (col, value) in z4(simd, s_row).into_iter().enumerate() {
-                // SAFETY: position r·6 + col < 36 (the caller's contract).
-                unsafe { store::<S>(out.add((r * 6 + col) * stride), value) };
-            }
-        }
+    let mut out = [[zero; M]; M];
+    for (out, &row) in out.iter_mut().zip(&transpose(columns, zero)) {
+        *out = L::apply(simd, row);
     }
+    out
+}
 
-    #[inline(always)]
-    unsafe fn transform_back<S: Simd>(
-        simd: S,
-        products: *const f32,
-        stride: usize,
-    ) -> [[S::f32s; 4]; 4] {
-        let zero = simd.splat_f32s(0.0);
-        let mut columns = [[zero; 4]; 6];
-        for (col, column) in columns.iter_mut().enumerate() {
-            let mut m = [zero; 6];
-            for (r, m) in m.iter_mut().enumerate() {
-                // SAFETY: position r·6 + col < 36 (the caller's contract).
-                *m = unsafe { load::<S>(products.add((r * 6 + col) * stride)) };
-            }
-            *column = a4(simd, m);
+/// The M × M values, (r, c) stored at `out + (r·M + c)·stride`.
+///
+/// # Safety
+/// Every stored vector must lie inside its slice.
+#[inline(always)]
+unsafe fn store_positions<S: Simd, const M: usize>(
+    values: &[[S::f32s; M]; M],
+    out: *mut f32,
+    stride: usize,
+) {
+    for (r, row) in values.iter().enumerate() {
+        for (c, &value) in row.iter().enumerate() {
+            // SAFETY: the caller's contract.
+            unsafe { store::<S>(out.add((r * M + c) * stride), value) };
         }
-        let s = transpose(columns, zero);
-        [
-            a4(simd, s[0]),
-            a4(simd, s[1]),
-            a4(simd, s[2]),
-            a4(simd, s[3]),
-        ]
     }
 }
 
@@ -370,104 +240,126 @@ fn transpose<V: Copy, const R: usize, const C: usize>(m: [[V; C]; R], fill: V) -
     t
 }
 
-// The one-dimensional transforms, each applied to a window's columns and then to its rows.
-// Functions, not closures: a closure is compiled apart from the instruction set's function, and
-// its vector operations become calls (F(4×4) five times slower than the direct kernel).
-
 /// F(2×2)'s `Bᵀ d`: Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
-#[inline(always)]
-fn b2<S: Simd>(simd: S, d: [S::f32s; 4]) -> [S::f32s; 4] {
-    [
-        simd.sub_f32s(d[0], d[2]),
-        simd.add_f32s(d[1], d[2]),
-        simd.sub_f32s(d[2], d[1]),
-        simd.sub_f32s(d[1], d[3]),
-    ]
+struct B2;
+
+impl Line<4, 4> for B2 {
+    #[inline(always)]
+    fn apply<S: Simd>(simd: S, d: [S::f32s; 4]) -> [S::f32s; 4] {
+        [
+            simd.sub_f32s(d[0], d[2]),
+            simd.add_f32s(d[1], d[2]),
+            simd.sub_f32s(d[2], d[1]),
+            simd.sub_f32s(d[1], d[3]),
+        ]
+    }
 }
 
 /// F(2×2)'s `Aᵀ m`: Aᵀ = [1 1 1 0; 0 1 −1 −1].
-#[inline(always)]
-fn a2<S: Simd>(simd: S, m: [S::f32s; 4]) -> [S::f32s; 2] {
-    [
-        simd.add_f32s(simd.add_f32s(m[0], m[1]), m[2]),
-        simd.sub_f32s(simd.sub_f32s(m[1], m[2]), m[3]),
-    ]
+struct A2;
+
+impl Line<4, 2> for A2 {
+    #[inline(always)]
+    fn apply<S: Simd>(simd: S, m: [S::f32s; 4]) -> [S::f32s; 2] {
+        [
+            simd.add_f32s(simd.add_f32s(m[0], m[1]), m[2]),
+            simd.sub_f32s(simd.sub_f32s(m[1], m[2]), m[3]),
+        ]
+    }
 }
 
-/// F(2×2)'s `A d` with A's last row's sign left out: A = [1 0; 1 1; 1 −1; 0 1].
-#[inline(always)]
-fn z2<S: Simd>(simd: S, d: [S::f32s; 2]) -> [S::f32s; 4] {
-    [
-        d[0],
-        simd.add_f32s(d[0], d[1]),
-        simd.sub_f32s(d[0], d[1]),
-        d[1],
-    ]
-}
+/// F(2×2)'s `A d` with A's last row's sign left out: A = [1 0; 1 1; 1 −1; 0 −1] taken as
+/// [1 0; 1 1; 1 −1; 0 1], so position (i, j) of `A dY Aᵀ` holds its value times σᵢσⱼ (σ = 1, 1,
+/// 1, −1), which G's negated last row undoes: no negation in this transform.
+struct Z2;
 
-/// F(4×4)'s `A d`: A = [1 0 0 0; 1 1 1 1; 1 −1 1 −1; 1 2 4 8; 1 −2 4 −8; 0 0 0 1], rows 1–2
-/// and 3–4 sharing their sums.
-#[inline(always)]
-fn z4<S: Simd>(simd: S, d: [S::f32s; 4]) -> [S::f32s; 6] {
-    let (two, four, eight) = (
-        simd.splat_f32s(2.0),
-        simd.splat_f32s(4.0),
-        simd.splat_f32s(8.0),
-    );
-    let (even, odd) = (simd.add_f32s(d[0], d[2]), simd.add_f32s(d[1], d[3]));
-    let even4 = simd.mul_add_e_f32s(four, d[2], d[0]);
-    let odd8 = simd.mul_add_e_f32s(eight, d[3], simd.mul_f32s(two, d[1]));
-    [
-        d[0],
-        simd.add_f32s(even, odd),
-        simd.sub_f32s(even, odd),
-        simd.add_f32s(even4, odd8),
-        simd.sub_f32s(even4, odd8),
-        d[3],
-    ]
+impl Line<2, 4> for Z2 {
+    #[inline(always)]
+    fn apply<S: Simd>(simd: S, d: [S::f32s; 2]) -> [S::f32s; 4] {
+        [
+            d[0],
+            simd.add_f32s(d[0], d[1]),
+            simd.sub_f32s(d[0], d[1]),
+            d[1],
+        ]
+    }
 }
 
 /// F(4×4)'s `Bᵀ d`: Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0;
 /// 0 2 −1 −2 1 0; 0 4 0 −5 0 1], rows 1–2 and 3–4 sharing their sums: 13 operations where the
 /// matrix has 20 nonzeros.
-#[inline(always)]
-fn b4<S: Simd>(simd: S, d: [S::f32s; 6]) -> [S::f32s; 6] {
-    let (four, minus_four, minus_five, two) = (
-        simd.splat_f32s(4.0),
-        simd.splat_f32s(-4.0),
-        simd.splat_f32s(-5.0),
-        simd.splat_f32s(2.0),
-    );
-    let a = simd.mul_add_e_f32s(minus_four, d[2], d[4]);
-    let b = simd.mul_add_e_f32s(minus_four, d[1], d[3]);
-    let c = simd.sub_f32s(d[4], d[2]);
-    let e = simd.mul_f32s(two, simd.sub_f32s(d[3], d[1]));
-    [
-        simd.mul_add_e_f32s(four, d[0], simd.mul_add_e_f32s(minus_five, d[2], d[4])),
-        simd.add_f32s(a, b),
-        simd.sub_f32s(a, b),
-        simd.add_f32s(c, e),
-        simd.sub_f32s(c, e),
-        simd.mul_add_e_f32s(four, d[1], simd.mul_add_e_f32s(minus_five, d[3], d[5])),
-    ]
+struct B4;
+
+impl Line<6, 6> for B4 {
+    #[inline(always)]
+    fn apply<S: Simd>(simd: S, d: [S::f32s; 6]) -> [S::f32s; 6] {
+        let (four, minus_four, minus_five, two) = (
+            simd.splat_f32s(4.0),
+            simd.splat_f32s(-4.0),
+            simd.splat_f32s(-5.0),
+            simd.splat_f32s(2.0),
+        );
+        let a = simd.mul_add_e_f32s(minus_four, d[2], d[4]);
+        let b = simd.mul_add_e_f32s(minus_four, d[1], d[3]);
+        let c = simd.sub_f32s(d[4], d[2]);
+        let e = simd.mul_f32s(two, simd.sub_f32s(d[3], d[1]));
+        [
+            simd.mul_add_e_f32s(four, d[0], simd.mul_add_e_f32s(minus_five, d[2], d[4])),
+            simd.add_f32s(a, b),
+            simd.sub_f32s(a, b),
+            simd.add_f32s(c, e),
+            simd.sub_f32s(c, e),
+            simd.mul_add_e_f32s(four, d[1], simd.mul_add_e_f32s(minus_five, d[3], d[5])),
+        ]
+    }
 }
 
 /// F(4×4)'s `Aᵀ m`: Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1].
-#[inline(always)]
-fn a4<S: Simd>(simd: S, m: [S::f32s; 6]) -> [S::f32s; 4] {
-    let (two, four, eight) = (
-        simd.splat_f32s(2.0),
-        simd.splat_f32s(4.0),
-        simd.splat_f32s(8.0),
-    );
-    let (p, q) = (simd.add_f32s(m[1], m[2]), simd.sub_f32s(m[1], m[2]));
-    let (r, s) = (simd.add_f32s(m[3], m[4]), simd.sub_f32s(m[3], m[4]));
-    [
-        simd.add_f32s(simd.add_f32s(m[0], p), r),
-        simd.mul_add_e_f32s(two, s, q),
-        simd.mul_add_e_f32s(four, r, p),
-        simd.add_f32s(simd.mul_add_e_f32s(eight, s, q), m[5]),
-    ]
+struct A4;
+
+impl Line<6, 4> for A4 {
+    #[inline(always)]
+    fn apply<S: Simd>(simd: S, m: [S::f32s; 6]) -> [S::f32s; 4] {
+        let (two, four, eight) = (
+            simd.splat_f32s(2.0),
+            simd.splat_f32s(4.0),
+            simd.splat_f32s(8.0),
+        );
+        let (p, q) = (simd.add_f32s(m[1], m[2]), simd.sub_f32s(m[1], m[2]));
+        let (r, s) = (simd.add_f32s(m[3], m[4]), simd.sub_f32s(m[3], m[4]));
+        [
+            simd.add_f32s(simd.add_f32s(m[0], p), r),
+            simd.mul_add_e_f32s(two, s, q),
+            simd.mul_add_e_f32s(four, r, p),
+            simd.add_f32s(simd.mul_add_e_f32s(eight, s, q), m[5]),
+        ]
+    }
+}
+
+/// F(4×4)'s `A d`: A = [1 0 0 0; 1 1 1 1; 1 −1 1 −1; 1 2 4 8; 1 −2 4 −8; 0 0 0 1], rows 1–2
+/// and 3–4 sharing their sums.
+struct Z4;
+
+impl Line<4, 6> for Z4 {
+    #[inline(always)]
+    fn apply<S: Simd>(simd: S, d: [S::f32s; 4]) -> [S::f32s; 6] {
+        let (two, four, eight) = (
+            simd.splat_f32s(2.0),
+            simd.splat_f32s(4.0),
+            simd.splat_f32s(8.0),
+        );
+        let (even, odd) = (simd.add_f32s(d[0], d[2]), simd.add_f32s(d[1], d[3]));
+        let even4 = simd.mul_add_e_f32s(four, d[2], d[0]);
+        let odd8 = simd.mul_add_e_f32s(eight, d[3], simd.mul_f32s(two, d[1]));
+        [
+            d[0],
+            simd.add_f32s(even, odd),
+            simd.sub_f32s(even, odd),
+            simd.add_f32s(even4, odd8),
+            simd.sub_f32s(even4, odd8),
+            d[3],
+        ]
+    }
 }
 
 thread_local! {
@@ -530,8 +422,8 @@ impl WithSimd for WinogradConv<'_> {
         // buffers were just sized for the block.
         unsafe {
             match self.tiling {
-                Tiling::F2 => convolve::<S, F2x2>(simd, &mut self, buffers),
-                Tiling::F4 => convolve::<S, F4x4>(simd, &mut self, buffers),
+                Tiling::F2 => convolve::<S, F2x2, 4, 2>(simd, &mut self, buffers),
+                Tiling::F4 => convolve::<S, F4x4, 6, 4>(simd, &mut self, buffers),
             }
         }
         *self.block = (inputs, products);
@@ -543,14 +435,14 @@ impl WithSimd for WinogradConv<'_> {
 /// `c.fits(S::F32_LANES)` must hold with `c.tiling` T's, `inputs` hold positions·TILES·cin values
 /// and `products` positions·TILES·lanes.
 #[inline(always)]
-unsafe fn convolve<S: Simd, T: Transforms>(
+unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
     simd: S,
     c: &mut WinogradConv<'_>,
     (inputs, products): (&mut [f32], &mut [f32]),
 ) {
     let out = c.out.as_mut_ptr().cast::<f32>();
     let c = &*c;
-    let (lanes, m) = (S::F32_LANES, T::TILING.side());
+    let (lanes, m) = (S::F32_LANES, M);
     let (cin, cout, w) = (c.cin, c.cout, c.w);
     let inputs = inputs.as_mut_ptr();
     let products = products.as_mut_ptr();
@@ -560,7 +452,13 @@ unsafe fn convolve<S: Simd, T: Transforms>(
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
         unsafe {
             let frames = (std::slice::from_ref(c.input), cin);
-            transform_inputs::<S, T>(simd, frames, (first, count), (tiles_wide, tiles), inputs);
+            transform_inputs::<S, T, W, M>(
+                simd,
+                frames,
+                (first, count),
+                (tiles_wide, tiles),
+                inputs,
+            );
         };
         // The register tile: the block's tiles rounded up to 4, 8 or 16 rows (an 8×8 map is 4
         // tiles of F(4×4), which a 16-row tile would compute four times over), and two vectors
@@ -576,19 +474,22 @@ unsafe fn convolve<S: Simd, T: Transforms>(
             unsafe {
                 let weights = (c.u.as_ptr().add(co), cin, cout);
                 match (count, vectors) {
-                    (0..=4, 2) => multiply::<S, T, 4, 2>(simd, weights, inputs, products),
-                    (0..=4, _) => multiply::<S, T, 4, 1>(simd, weights, inputs, products),
-                    (5..=8, _) => multiply::<S, T, 8, 1>(simd, weights, inputs, products),
-                    _ => multiply::<S, T, TILES, 1>(simd, weights, inputs, products),
+                    (0..=4, 2) => multiply::<S, W, 4, 2>(simd, weights, inputs, products),
+                    (0..=4, _) => multiply::<S, W, 4, 1>(simd, weights, inputs, products),
+                    (5..=8, _) => multiply::<S, W, 8, 1>(simd, weights, inputs, products),
+                    _ => multiply::<S, W, TILES, 1>(simd, weights, inputs, products),
                 }
             }
             // Aᵀ m A of each tile, through the epilogue, stored at its m×m pixels.
             for (i, v) in (0..count).flat_map(|i| (0..vectors).map(move |v| (i, v))) {
                 let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
                 let (slot, co) = (i * vectors + v, co + v * lanes);
-                // SAFETY: the products buffer holds positions·TILES·lanes values.
-                let y =
-                    unsafe { T::transform_back(simd, products.add(slot * lanes), TILES * lanes) };
+                // SAFETY: the products buffer holds positions·TILES·lanes values, position
+                // (r, c) of this slot's at ((r·W + c)·TILES + slot)·lanes.
+                let y = unsafe {
+                    let pitches = (TILES * lanes, W * TILES * lanes);
+                    both_sides::<S, T::A, W, M>(simd, products.add(slot * lanes), pitches)
+                };
                 // A side that is not whole tiles has last tiles reaching past the image: only
                 // its pixels are stored.
                 let (tile_rows, tile_columns) = ((c.h - m * ty).min(m), (w - m * tx).min(m));
@@ -619,7 +520,7 @@ unsafe fn convolve<S: Simd, T: Transforms>(
 /// The buffers must hold a block of T's positions, `weights` V vectors at every (position,
 /// input channel), and R·V ≤ TILES.
 #[inline(always)]
-unsafe fn multiply<S: Simd, T: Transforms, const R: usize, const V: usize>(
+unsafe fn multiply<S: Simd, const W: usize, const R: usize, const V: usize>(
     simd: S,
     (weights, cin, cout): (*const f32, usize, usize),
     inputs: *const f32,
@@ -627,7 +528,7 @@ unsafe fn multiply<S: Simd, T: Transforms, const R: usize, const V: usize>(
 ) {
     let lanes = S::F32_LANES;
     let zero = simd.splat_f32s(0.0);
-    for position in 0..T::WINDOW * T::WINDOW {
+    for position in 0..W * W {
         let mut acc = [[zero; V]; R];
         for ci in 0..cin {
             let mut vectors = [zero; V];
@@ -663,14 +564,13 @@ unsafe fn multiply<S: Simd, T: Transforms, const R: usize, const V: usize>(
 /// column in), the tiles lie in the frames' images, `cin` be whole vectors and `inputs` hold
 /// positions·TILES·cin values; `count` ≤ TILES.
 #[inline(always)]
-unsafe fn transform_inputs<S: Simd, T: Transforms>(
+unsafe fn transform_inputs<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
     simd: S,
     (frames, cin): (&[Padded], usize),
     (first, count): (usize, usize),
     (tiles_wide, tiles_per_image): (usize, usize),
     inputs: *mut f32,
 ) {
-    let m = T::TILING.side();
     for i in 0..count {
         let (image, tile) = ((first + i) / tiles_per_image, (first + i) % tiles_per_image);
         let (ty, tx) = (tile / tiles_wide, tile % tiles_wide);
@@ -678,17 +578,12 @@ unsafe fn transform_inputs<S: Simd, T: Transforms>(
         let input = unsafe { frames.get_unchecked(image) };
         let (padded, width) = (input.data.as_ptr(), input.width);
         for c0 in (0..cin).step_by(S::F32_LANES) {
-            let window = (m * ty * width + m * tx) * cin + c0;
+            let window = (M * ty * width + M * tx) * cin + c0;
             // SAFETY: the window lies in the frame; position < positions, i < TILES,
             // c0 + lanes ≤ cin.
             unsafe {
-                T::transform_window(
-                    simd,
-                    padded.add(window),
-                    (cin, width * cin),
-                    inputs.add(i * cin + c0),
-                    TILES * cin,
-                );
+                let v = both_sides::<S, T::B, W, W>(simd, padded.add(window), (cin, width * cin));
+                store_positions::<S, W>(&v, inputs.add(i * cin + c0), TILES * cin);
             }
         }
     }
@@ -761,13 +656,13 @@ impl WithSimd for WinogradWeightGrad<'_> {
         // sized for the block. AVX2's 16 registers hold a tile of 8 rows, the others' 16.
         unsafe {
             match (self.tiling, S::F32_LANES == 8) {
-                (Tiling::F2, true) => accumulate::<S, F2x2, 8>(simd, &mut self, buffers),
-                (Tiling::F4, true) => accumulate::<S, F4x4, 8>(simd, &mut self, buffers),
+                (Tiling::F2, true) => accumulate::<S, F2x2, 4, 2, 8>(simd, &mut self, buffers),
+                (Tiling::F4, true) => accumulate::<S, F4x4, 6, 4, 8>(simd, &mut self, buffers),
                 (Tiling::F2, false) => {
-                    accumulate::<S, F2x2, WEIGHT_GRAD_ROWS>(simd, &mut self, buffers);
+                    accumulate::<S, F2x2, 4, 2, WEIGHT_GRAD_ROWS>(simd, &mut self, buffers);
                 }
                 (Tiling::F4, false) => {
-                    accumulate::<S, F4x4, WEIGHT_GRAD_ROWS>(simd, &mut self, buffers);
+                    accumulate::<S, F4x4, 6, 4, WEIGHT_GRAD_ROWS>(simd, &mut self, buffers);
                 }
             }
         }
@@ -780,14 +675,14 @@ impl WithSimd for WinogradWeightGrad<'_> {
 /// `c.fits(S::F32_LANES)` must hold with `c.tiling` T's, `R` divide `WEIGHT_GRAD_ROWS`, `inputs`
 /// hold positions·TILES·cin values and `grads` positions·TILES·cout.
 #[inline(always)]
-unsafe fn accumulate<S: Simd, T: Transforms, const R: usize>(
+unsafe fn accumulate<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize, const R: usize>(
     simd: S,
     c: &mut WinogradWeightGrad<'_>,
     (inputs, grads): (&mut [f32], &mut [f32]),
 ) {
     let products = c.products.as_mut_ptr();
     let c = &*c;
-    let (lanes, m) = (S::F32_LANES, T::TILING.side());
+    let (lanes, m) = (S::F32_LANES, M);
     let zero = simd.splat_f32s(0.0);
     let (cin, cout) = (c.cin, c.cout);
     let (inputs, grads) = (inputs.as_mut_ptr(), grads.as_mut_ptr());
@@ -798,7 +693,7 @@ unsafe fn accumulate<S: Simd, T: Transforms, const R: usize>(
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
         unsafe {
             let frames = (c.inputs, cin);
-            transform_inputs::<S, T>(
+            transform_inputs::<S, T, W, M>(
                 simd,
                 frames,
                 (first, count),
@@ -818,20 +713,15 @@ unsafe fn accumulate<S: Simd, T: Transforms, const R: usize>(
                 // SAFETY: the tile's pixels lie in the frame (`fits`), co + lanes ≤ cout;
                 // position < positions, i < TILES.
                 unsafe {
-                    T::transform_gradient(
-                        simd,
-                        dy.add(tile + co),
-                        (cout, dy_pitch),
-                        grads.add(i * cout + co),
-                        TILES * cout,
-                    );
+                    let z = both_sides::<S, T::Z, M, W>(simd, dy.add(tile + co), (cout, dy_pitch));
+                    store_positions::<S, W>(&z, grads.add(i * cout + co), TILES * cout);
                 }
             }
         }
         // Each position's products: a register tile of R input channels × one vector of output
         // channels, summed over the block's tiles in order (the last block's unused tiles hold
         // stale values and are left out).
-        for position in 0..T::WINDOW * T::WINDOW {
+        for position in 0..W * W {
             for ci0 in (0..cin).step_by(R) {
                 for co in (0..cout).step_by(lanes) {
                     let at = |r: usize| (position * cin + ci0 + r) * cout + co;
