@@ -402,8 +402,8 @@ fn winograd_tiling(g: &Geometry, lanes: usize) -> Option<winograd::Tiling> {
 /// Zen 4, backward (dX and dW) with F(4×4)'s weight gradient against F(2×2)'s (minima, two
 /// rounds, `examples/conv_pass.rs`): 32×32 16→16 16.95 / 17.23 ms against 18.96 / 18.84, 16×16
 /// 32→32 13.18 / 13.67 against 15.77 / 14.64, 28×28 16→16 13.71 / 13.96 against 14.63 / 15.15;
-/// on 8×8 64→64 (4 tiles an image) 12.96 / 12.57 against 15.24 / 14.88 once the blocks ran on
-/// over the images (15.50 / 15.94, a loss, with a block per image).
+/// on 8×8 64→64 (4 tiles an image) 12.96 / 12.57 against 15.24 / 14.88, once its blocks run on
+/// over the images (with a block per image it lost: 15.50 / 15.94).
 fn weight_grad_tiling(g: &Geometry, lanes: usize) -> Option<winograd::Tiling> {
     let whole_tiles = g.cin.is_multiple_of(winograd::WEIGHT_GRAD_ROWS);
     winograd_tiling(g, lanes).filter(|_| whole_tiles)
