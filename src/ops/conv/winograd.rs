@@ -7,10 +7,10 @@
 //! (m + 2)² pixels of the padded frame is transformed (`Bᵀ d B`) into a block buffer, each
 //! position is multiplied by the transformed weights (`G g Gᵀ`, made once per pass) on a
 //! register tile of the block's tiles (4, 8 or 16 rows) × one vector of output channels (two on
-//! 4 rows), and the products are
-//! transformed back (`Aᵀ m A`), through the direct kernels' epilogue, and stored. The block's
-//! buffers stay in the first- and second-level caches: transforming a whole image first (256 KB
-//! for 32×32×16) and multiplying it afterwards was half as slow again on the 16-channel layers.
+//! 4 rows), and the products are transformed back (`Aᵀ m A`), through the direct kernels'
+//! epilogue, and stored. The block's buffers stay in the first- and second-level caches:
+//! transforming a whole image first (256 KB for 32×32×16) and multiplying it afterwards was half
+//! as slow again on the 16-channel layers.
 //! The weight gradient transforms the same windows and each tile's dY (`A dY Aᵀ`), and sums
 //! their products per position over the batch ([`WinogradWeightGrad`], whose blocks run on
 //! over the images a call is given); `Gᵀ P G` of those sums P is dW.
@@ -111,6 +111,7 @@ impl Tiling {
         }
         u
     }
+
     /// The G that takes the weight gradient's products to dW: F(2×2)'s with its last row
     /// negated, for the sign [`Z2`] leaves out; F(4×4)'s as it is.
     fn gradient_g(self) -> &'static [[f64; 3]] {
@@ -364,8 +365,8 @@ impl Line<4, 6> for Z4 {
 
 thread_local! {
     /// Each worker's block buffers, reused from image to image: the transformed inputs
-    /// `[positions][TILES][cin]` and one vector of output channels' products
-    /// `[positions][TILES][lanes]`.
+    /// `[positions][TILES][cin]` and the products of the register tile's vectors of output
+    /// channels `[positions][TILES][lanes]`.
     pub(super) static BLOCK: RefCell<(Vec<f32>, Vec<f32>)> =
         const { RefCell::new((Vec::new(), Vec::new())) };
 }
@@ -432,7 +433,7 @@ impl WithSimd for WinogradConv<'_> {
 }
 
 /// # Safety
-/// `c.fits(S::F32_LANES)` must hold with `c.tiling` T's, `inputs` hold positions·TILES·cin values
+/// `c.fits(S::F32_LANES)` must hold, `c.tiling` be T's, `inputs` hold positions·TILES·cin values
 /// and `products` positions·TILES·lanes.
 #[inline(always)]
 unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
@@ -442,7 +443,7 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
 ) {
     let out = c.out.as_mut_ptr().cast::<f32>();
     let c = &*c;
-    let (lanes, m) = (S::F32_LANES, M);
+    let lanes = S::F32_LANES;
     let (cin, cout, w) = (c.cin, c.cout, c.w);
     let inputs = inputs.as_mut_ptr();
     let products = products.as_mut_ptr();
@@ -492,9 +493,9 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
                 };
                 // A side that is not whole tiles has last tiles reaching past the image: only
                 // its pixels are stored.
-                let (tile_rows, tile_columns) = ((c.h - m * ty).min(m), (w - m * tx).min(m));
+                let (tile_rows, tile_columns) = ((c.h - M * ty).min(M), (w - M * tx).min(M));
                 for (r, row) in y.iter().enumerate().take(tile_rows) {
-                    let pixel = (m * ty + r) * w + m * tx;
+                    let pixel = (M * ty + r) * w + M * tx;
                     for (col, &value) in row.iter().enumerate().take(tile_columns) {
                         let at = (pixel + col) * cout + co;
                         // SAFETY: the pixel lies in the h × w output; `fits` checked the bias
@@ -517,8 +518,8 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
 /// Tiles past the block's count multiply stale values and are not stored.
 ///
 /// # Safety
-/// The buffers must hold a block of T's positions, `weights` V vectors at every (position,
-/// input channel), and R·V ≤ TILES.
+/// The buffers must hold a block of W² positions, `weights` V vectors at every (position, input
+/// channel), and R·V ≤ TILES.
 #[inline(always)]
 unsafe fn multiply<S: Simd, const W: usize, const R: usize, const V: usize>(
     simd: S,
@@ -672,7 +673,7 @@ impl WithSimd for WinogradWeightGrad<'_> {
 }
 
 /// # Safety
-/// `c.fits(S::F32_LANES)` must hold with `c.tiling` T's, `R` divide `WEIGHT_GRAD_ROWS`, `inputs`
+/// `c.fits(S::F32_LANES)` must hold, `c.tiling` be T's, `R` divide `WEIGHT_GRAD_ROWS`, `inputs`
 /// hold positions·TILES·cin values and `grads` positions·TILES·cout.
 #[inline(always)]
 unsafe fn accumulate<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize, const R: usize>(
@@ -682,7 +683,7 @@ unsafe fn accumulate<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize, co
 ) {
     let products = c.products.as_mut_ptr();
     let c = &*c;
-    let (lanes, m) = (S::F32_LANES, M);
+    let lanes = S::F32_LANES;
     let zero = simd.splat_f32s(0.0);
     let (cin, cout) = (c.cin, c.cout);
     let (inputs, grads) = (inputs.as_mut_ptr(), grads.as_mut_ptr());
@@ -708,7 +709,7 @@ unsafe fn accumulate<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize, co
             let frame = &c.dys[image];
             let (dy, dy_pitch) = (frame.data.as_ptr(), frame.width * cout);
             // dY's pixel (y, x) lies one row and column into its frame.
-            let tile = (m * ty + 1) * dy_pitch + (m * tx + 1) * cout;
+            let tile = (M * ty + 1) * dy_pitch + (M * tx + 1) * cout;
             for co in (0..cout).step_by(lanes) {
                 // SAFETY: the tile's pixels lie in the frame (`fits`), co + lanes ≤ cout;
                 // position < positions, i < TILES.
@@ -899,12 +900,11 @@ mod tests {
 
     /// The weight gradient's products, taken to dW, against a plain one in f64 with both
     /// tilings on every instruction set: two images added into the same products (the kernel
-    /// adds to them), one call each and both in one call, in a dY frame wider than the image as
-    /// the backward pass hands dY over.
-    /// F(2×2): 6 × 10 pixels make 15 tiles, a block and a part, whose stale tiles must be left
-    /// out; 5 × 13 (21 tiles) have odd sides, whose last tiles read the frame's zeros past the
-    /// image. F(4×4): 6 × 10 make 6 tiles, 5 × 13 8, 17 × 14 20 (a block and a part), and every
-    /// side but 8 ends in a part of a tile.
+    /// adds to them), one call each and both in one call, in a dY frame one row short of x's and
+    /// wider. F(2×2): 6 × 10 pixels make 15 tiles, a block and a part,
+    /// whose stale tiles must be left out; 5 × 13 (21 tiles) have odd sides, whose last tiles
+    /// read the frame's zeros past the image. F(4×4): 6 × 10 make 6 tiles, 5 × 13 8, 17 × 14 20
+    /// (a block and a part), and every side but 8 ends in a part of a tile.
     #[test]
     fn winograd_weight_gradient_matches_a_plain_one() {
         for (h, w) in [(6, 10), (5, 13), (8, 8), (17, 14)] {
@@ -945,7 +945,9 @@ mod tests {
                 .flat_map(|tiling| simd::available().into_iter().map(move |isa| (tiling, isa)))
             {
                 let frame = tiling.frame((h, w));
-                let dy_frame = (frame.0, frame.1 + 3);
+                // One row fewer than x's frame (the last tiles read dY's rows only up to the
+                // one before the frame's last) and wider, as a backward pass may hand it over.
+                let dy_frame = (frame.0 - 1, frame.1 + 3);
                 let (mut inputs, mut dys) = (Vec::new(), Vec::new());
                 for (x, dy) in &images {
                     let (mut padded, mut dy_padded) = (Padded::new(), Padded::new());
