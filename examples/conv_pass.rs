@@ -2,7 +2,8 @@
 //! (input and weight gradients), as a share of the machine's measured FMA peak. The per-layer view
 //! of `sla bench`'s per-op table: which kernel, on which shape, is short of the roof.
 //!
-//! `RAYON_NUM_THREADS=2 cargo run --release --example conv_pass -- [batch] [repeats]`
+//! `RAYON_NUM_THREADS=2 cargo run --release --example conv_pass -- [batch] [repeats] [layer]`
+//! (`layer`: only the layers whose names contain it, e.g. `28x28` or `s2`, for a profiler)
 //!
 //! The minimum is the kernel's speed when the machine left it alone; the median what a step sees.
 
@@ -12,7 +13,7 @@ use sla::ops::{conv2d, keep_freed_memory, profile, simd};
 /// (name, height = width, input channels, output channels, stride) of the 3×3 layers of ResNet-32
 /// on 32×32 images and ResNet-20 on 28×28. The stems' inputs are the network's images, which
 /// need no gradient: their backward pass is the weight gradient alone (half the FLOPs).
-const LAYERS: [(&str, usize, usize, usize, usize); 10] = [
+const LAYERS: [(&str, usize, usize, usize, usize); 12] = [
     ("stem 32x32 3->16", 32, 3, 16, 1),
     ("stem 28x28 1->16", 28, 1, 16, 1),
     ("32x32 16->16", 32, 16, 16, 1),
@@ -21,7 +22,9 @@ const LAYERS: [(&str, usize, usize, usize, usize); 10] = [
     ("16x16 32->64 s2", 16, 32, 64, 2),
     ("8x8 64->64", 8, 64, 64, 1),
     ("28x28 16->16", 28, 16, 16, 1),
+    ("28x28 16->32 s2", 28, 16, 32, 2),
     ("14x14 32->32", 14, 32, 32, 1),
+    ("14x14 32->64 s2", 14, 32, 64, 2),
     ("7x7 64->64", 7, 64, 64, 1),
 ];
 
@@ -30,6 +33,7 @@ fn main() -> candle_core::Result<()> {
     let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(512);
     // At least one timed pass, so the minimum and the median exist.
     let repeats: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(9).max(1);
+    let only = args.next().unwrap_or_default();
     keep_freed_memory();
     let threads = rayon::current_num_threads();
     let peak = simd::measure_peak_gflops(simd::current(), threads);
@@ -38,6 +42,9 @@ fn main() -> candle_core::Result<()> {
         simd::current()
     );
     for (name, size, cin, cout, stride) in LAYERS {
+        if !name.contains(&only) {
+            continue;
+        }
         let x = Tensor::randn(0f32, 1.0, (batch, size, size, cin), &Device::Cpu)?;
         let stem = name.starts_with("stem");
         let x = if stem {

@@ -708,7 +708,7 @@ unsafe fn finish_tile<S: Simd, const V: usize, const P: usize>(
 /// `out` must hold the interleaved image's h·w·cin values, and `channel` + the vector's lanes
 /// must not pass 4·cin.
 #[inline(always)]
-unsafe fn store_interleaved<S: Simd>(
+pub(super) unsafe fn store_interleaved<S: Simd>(
     out: *mut f32,
     Parities { cin, h, w }: Parities,
     (oy, ox, channel): (usize, usize, usize),

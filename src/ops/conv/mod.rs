@@ -427,19 +427,37 @@ fn forward_winograd(
     }
     let at = |co, ci, ky, kx| weight[((co * g.cin + ci) * 3 + ky) * 3 + kx];
     let u = tiling.transform_weights((g.cin, g.cout), at);
-    let frame = tiling.frame((g.h, g.w));
-    each_image(g, g.output_len(), with_moments, |index, out, moments| {
+    winograd_images(input, g, (tiling, &u), (epilogue, with_moments), isa)
+}
+
+/// Every image of `input` convolved (the convolution `g`, stride 1, each output `g.ho` × `g.wo`)
+/// on the Winograd kernel with `tiling` and its transformed weights `u`, each image `g.pad` rows
+/// and columns into its frame, through `epilogue` (into the image the parities interleave into,
+/// when it gives them), with each image's moments of its output when `with_moments`; `None`
+/// when the kernel refused an image.
+fn winograd_images(
+    input: &Images,
+    g: &Geometry,
+    (tiling, u): (winograd::Tiling, &[f32]),
+    (epilogue, with_moments): (Epilogue, bool),
+    isa: Isa,
+) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
+    let frame = tiling.frame((g.ho, g.wo));
+    let image_len = epilogue
+        .parities
+        .map_or(g.output_len(), |Parities { cin, h, w }| h * w * cin);
+    each_image(g, image_len, with_moments, |index, out, moments| {
         let image = input.image(index, g.input_len());
         let epilogue = epilogue.for_image(index, g.output_len());
         let done = PADDED.with_borrow_mut(|padded| {
-            padded.fill(image, (g.h, g.w, g.cin), 1, frame, isa);
+            padded.fill(image, (g.h, g.w, g.cin), g.pad, frame, isa);
             winograd::BLOCK.with_borrow_mut(|block| {
                 let kernel = winograd::WinogradConv {
                     tiling,
                     input: padded,
-                    u: &u,
-                    h: g.h,
-                    w: g.w,
+                    u,
+                    h: g.ho,
+                    w: g.wo,
                     cin: g.cin,
                     cout: g.cout,
                     out: &mut *out,
@@ -628,7 +646,7 @@ fn backward_direct(
         .collect();
     let dw = add_in_order(&partials?, len);
     let dw = match winograd_dw {
-        Some(tiling) => winograd::weight_grad_from_products(tiling, &dw, (g.cin, g.cout)),
+        Some(tiling) => winograd::weight_grad_from_products(tiling, &dw, (g.cin, g.cout))?,
         None => dw,
     };
     // SAFETY: the groups cover the batch's images, and every group returned Some, so the sliding
@@ -655,10 +673,16 @@ enum InputGradWeights {
 ///
 /// Input pixel (2a + p, 2b + q) receives from dY pixels (a, b) to (a + 1, b + 1) only, through the
 /// taps of its parities (p, q). So the four parities are one stride-1, 2×2 convolution of dY with
-/// 4·Cin outputs, whose weights are W's taps (zero where a parity has none), on the sliding kernel,
-/// which stores each parity's values at their pixels of dX. The 2×2 kernel does 16 multiply-adds
-/// where 9 are needed, on a kernel several times faster than im2col + GEMM, which ran these two
-/// passes at 23–37 GFLOP/s against 83–165 for the direct ones (docs/performance.md).
+/// 4·Cin outputs, whose weights are W's taps (zero where a parity has none), which stores each
+/// parity's values at their pixels of dX. Directly the 2×2 kernel does 16 multiply-adds where 9
+/// are needed (on a kernel several times faster than im2col + GEMM, which ran these two passes at
+/// 23–37 GFLOP/s against 83–165 for the direct ones, docs/performance.md); as Winograd F(4×4,
+/// 2×2), when the channels are whole vectors, 6.25. On a 2-core Zen 4 (batch 512,
+/// `examples/conv_pass.rs`, minima of two runs) the backward pass (dX and dW) of the ResNets'
+/// stride-2 layers went from 18.8–18.9 to 15.2–15.4 ms on 32×32 16→32, 17.8–17.9 to 14.4–14.6 on
+/// 16×16 32→64, 14.9–15.6 to 13.2–13.3 on 28×28 16→32 and 13.3–13.8 to 11.9–12.0 on 14×14
+/// 32→64; dX rounds to 5.8–8.5e-7 of its norm (`examples/conv_error.rs`, batch 64), where the
+/// sliding kernel gave 1.7–2.4e-7 and candle 8.1–8.6e-8.
 fn input_grad_stride2_direct(
     dy: &[f32],
     weight: &[f32],
@@ -707,6 +731,17 @@ fn input_grad_stride2_direct(
         ..Epilogue::default()
     };
     let images = Images::Values(dy);
+    let lanes = Tile::for_channels(isa, parities.cout)?.lanes;
+    if cin.is_multiple_of(lanes) && g.cout.is_multiple_of(lanes) {
+        let tiling = winograd::Tiling::F4K2;
+        let u = tiling.transform_weights((parities.cin, parities.cout), taps);
+        let winograd = (tiling, &u[..]);
+        if let Some((dx, _)) =
+            winograd_images(&images, &parities, winograd, (interleaved, false), isa)
+        {
+            return Some(dx);
+        }
+    }
     sliding_direct(&images, &parities, taps, (interleaved, false), isa).map(|(dx, _)| dx)
 }
 

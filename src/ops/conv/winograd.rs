@@ -30,14 +30,14 @@ use std::mem::MaybeUninit;
 
 use pulp::{Simd, WithSimd};
 
-use super::direct::{Epilogue, Padded, load, store};
+use super::direct::{Epilogue, Padded, Parities, load, store, store_interleaved};
 
 /// Output tiles per block: the register tile's rows at most.
 const TILES: usize = 16;
 
-/// The Winograd algorithm a convolution runs as: F(m×m, 3×3) computes each m×m tile of the
-/// output from the (m + 2)² pixels around it, with (m + 2)² multiplications per input and output
-/// channel where the direct kernel does 9m².
+/// The Winograd algorithm a convolution runs as: F(m×m, r×r) computes each m×m tile of the
+/// output from the (m + r − 1)² pixels of its window, with (m + r − 1)² multiplications per
+/// input and output channel where the direct kernel does r²m².
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Tiling {
     /// F(2×2, 3×3): 16 positions for 4 pixels. Its transforms are additions only.
@@ -45,6 +45,11 @@ pub(super) enum Tiling {
     /// F(4×4, 3×3): 36 positions for 16 pixels. Its transforms scale by up to 8 (and its
     /// weights by 1/24), so it rounds a little more.
     F4,
+    /// F(4×4, 2×2), for the 2×2 convolution a stride-2 input gradient is (its four pixel
+    /// parities, see `conv::input_grad_stride2_direct`): 25 positions for 16 pixels where the
+    /// direct kernel does 64. Points 0, ±1, 2: transforms scale by up to 8 and weights by 1/6.
+    /// The forward pass only (its weight gradient is not written).
+    F4K2,
 }
 
 impl Tiling {
@@ -52,21 +57,30 @@ impl Tiling {
     pub(super) fn side(self) -> usize {
         match self {
             Tiling::F2 => 2,
-            Tiling::F4 => 4,
+            Tiling::F4 | Tiling::F4K2 => 4,
         }
     }
 
-    /// The positions of a transformed window, (m + 2)².
-    pub(super) fn positions(self) -> usize {
-        (self.side() + 2).pow(2)
+    /// The kernel's side r.
+    pub(super) fn kernel(self) -> usize {
+        match self {
+            Tiling::F2 | Tiling::F4 => 3,
+            Tiling::F4K2 => 2,
+        }
     }
 
-    /// The frame (rows, width) the kernels read: the image with one row and column of zeros
-    /// around, and more below and right of a side that is not a whole number of tiles, where
-    /// the last tiles' windows reach.
+    /// The positions of a transformed window, (m + r − 1)².
+    pub(super) fn positions(self) -> usize {
+        (self.side() + self.kernel() - 1).pow(2)
+    }
+
+    /// The frame (rows, width) the kernels read: for a 3×3 kernel the image with one row and
+    /// column of zeros around, for a 2×2 one the image with one after it (pixel (y, x) of the
+    /// output reads (y, x) to (y + 1, x + 1)); and more zeros below and right of a side that is
+    /// not a whole number of tiles, where the last tiles' windows reach.
     pub(super) fn frame(self, (h, w): (usize, usize)) -> (usize, usize) {
-        let m = self.side();
-        (m * h.div_ceil(m) + 2, m * w.div_ceil(m) + 2)
+        let (m, reach) = (self.side(), self.kernel() - 1);
+        (m * h.div_ceil(m) + reach, m * w.div_ceil(m) + reach)
     }
 
     /// The tiles covering an `h` × `w` image: (tiles per row, tiles). A side that is not a whole
@@ -82,45 +96,56 @@ impl Tiling {
         (TILES / self.tiles((h, w)).1.max(1)).max(1)
     }
 
-    /// `G g Gᵀ` of each (input, output) channel pair's 3×3 kernel, given OIHW as `weight(co, ci,
+    /// `G g Gᵀ` of each (input, output) channel pair's r×r kernel, given OIHW as `weight(co, ci,
     /// ky, kx)`, as `[positions][cin][cout]`, summed in f64.
     pub(super) fn transform_weights(
         self,
-        (cin, cout): (usize, usize),
+        channels: (usize, usize),
         weight: impl Fn(usize, usize, usize, usize) -> f32,
     ) -> Vec<f32> {
-        let g: &[[f64; 3]] = match self {
-            Tiling::F2 => &G2,
-            Tiling::F4 => &G4,
-        };
-        let mut u = vec![0f32; g.len() * g.len() * cin * cout];
-        for co in 0..cout {
-            for ci in 0..cin {
-                for (xi, g_row) in g.iter().enumerate() {
-                    for (nu, g_col) in g.iter().enumerate() {
-                        let mut sum = 0.0;
-                        for (ky, &gy) in g_row.iter().enumerate() {
-                            for (kx, &gx) in g_col.iter().enumerate() {
-                                sum += gy * f64::from(weight(co, ci, ky, kx)) * gx;
-                            }
-                        }
-                        u[((xi * g.len() + nu) * cin + ci) * cout + co] = sum as f32;
-                    }
-                }
-            }
+        match self {
+            Tiling::F2 => transform_weights(&G2, channels, weight),
+            Tiling::F4 => transform_weights(&G4, channels, weight),
+            Tiling::F4K2 => transform_weights(&G4K2, channels, weight),
         }
-        u
     }
 
     /// The G that takes the weight gradient's products to dW: F(2×2)'s with its last row
-    /// negated, for the sign [`Z2`] leaves out; F(4×4)'s as it is.
-    fn gradient_g(self) -> &'static [[f64; 3]] {
+    /// negated, for the sign [`Z2`] leaves out; F(4×4)'s as it is; none for F(4×4, 2×2), whose
+    /// weight gradient is not written.
+    fn gradient_g(self) -> Option<&'static [[f64; 3]]> {
         const G2_NEGATED: [[f64; 3]; 4] = [G2[0], G2[1], G2[2], [0.0, 0.0, -1.0]];
         match self {
-            Tiling::F2 => &G2_NEGATED,
-            Tiling::F4 => &G4,
+            Tiling::F2 => Some(&G2_NEGATED),
+            Tiling::F4 => Some(&G4),
+            Tiling::F4K2 => None,
         }
     }
+}
+
+/// [`Tiling::transform_weights`] with the tiling's G (positions per side × r).
+fn transform_weights<const R: usize>(
+    g: &[[f64; R]],
+    (cin, cout): (usize, usize),
+    weight: impl Fn(usize, usize, usize, usize) -> f32,
+) -> Vec<f32> {
+    let mut u = vec![0f32; g.len() * g.len() * cin * cout];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for (xi, g_row) in g.iter().enumerate() {
+                for (nu, g_col) in g.iter().enumerate() {
+                    let mut sum = 0.0;
+                    for (ky, &gy) in g_row.iter().enumerate() {
+                        for (kx, &gx) in g_col.iter().enumerate() {
+                            sum += gy * f64::from(weight(co, ci, ky, kx)) * gx;
+                        }
+                    }
+                    u[((xi * g.len() + nu) * cin + ci) * cout + co] = sum as f32;
+                }
+            }
+        }
+    }
+    u
 }
 
 /// F(2×2, 3×3)'s G (4 × 3).
@@ -141,18 +166,31 @@ const G4: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
+/// F(4×4, 2×2)'s G (5 × 2), points 0, 1, −1, 2 and ∞.
+const G4K2: [[f64; 2]; 5] = [
+    [1.0 / 2.0, 0.0],
+    [-1.0 / 2.0, -1.0 / 2.0],
+    [-1.0 / 6.0, 1.0 / 6.0],
+    [1.0 / 6.0, 1.0 / 3.0],
+    [0.0, 1.0],
+];
+
 /// One tiling's transforms, as the one-dimensional [`Line`]s its two-sided ones are made of:
-/// windows of W × W pixels, output tiles of M × M (W = M + 2).
+/// windows of W × W pixels, output tiles of M × M (W = M + r − 1).
 trait Tiles<const W: usize, const M: usize> {
     /// The tiling these transforms are.
     const TILING: Tiling;
     /// `Bᵀ d` (`Bᵀ d B` of a window).
     type B: Line<W, W>;
+    /// `Aᵀ m` (`Aᵀ m A` of a tile's products).
+    type A: Line<W, M>;
+}
+
+/// A 3×3 tiling's weight-gradient transform.
+trait GradientTiles<const W: usize, const M: usize>: Tiles<W, M> {
     /// `A dY` (`A dY Aᵀ` of an output gradient's tile), up to the signs
     /// [`Tiling::gradient_g`] restores.
     type Z: Line<M, W>;
-    /// `Aᵀ m` (`Aᵀ m A` of a tile's products).
-    type A: Line<W, M>;
 }
 
 /// F(2×2, 3×3).
@@ -161,8 +199,11 @@ struct F2x2;
 impl Tiles<4, 2> for F2x2 {
     const TILING: Tiling = Tiling::F2;
     type B = B2;
-    type Z = Z2;
     type A = A2;
+}
+
+impl GradientTiles<4, 2> for F2x2 {
+    type Z = Z2;
 }
 
 /// F(4×4, 3×3) (Lavin and Gray's matrices, points 0, ±1, ±2 and ∞).
@@ -171,8 +212,20 @@ struct F4x4;
 impl Tiles<6, 4> for F4x4 {
     const TILING: Tiling = Tiling::F4;
     type B = B4;
-    type Z = Z4;
     type A = A4;
+}
+
+impl GradientTiles<6, 4> for F4x4 {
+    type Z = Z4;
+}
+
+/// F(4×4, 2×2).
+struct F4x4K2;
+
+impl Tiles<5, 4> for F4x4K2 {
+    const TILING: Tiling = Tiling::F4K2;
+    type B = B4K2;
+    type A = A4K2;
 }
 
 /// A one-dimensional transform of N vectors into M. Applied to a block's columns and then to
@@ -363,6 +416,51 @@ impl Line<4, 6> for Z4 {
     }
 }
 
+/// F(4×4, 2×2)'s `Bᵀ d`: Bᵀ = [2 −1 −2 1 0; 0 −2 −1 1 0; 0 2 −3 1 0; 0 −1 0 1 0;
+/// 0 2 −1 −2 1], every row but the fourth built on the fourth, e = d₃ − d₁: 9 operations where
+/// the matrix has 16 nonzeros.
+struct B4K2;
+
+impl Line<5, 5> for B4K2 {
+    #[inline(always)]
+    fn apply<S: Simd>(simd: S, d: [S::f32s; 5]) -> [S::f32s; 5] {
+        let (two, three, minus_two) = (
+            simd.splat_f32s(2.0),
+            simd.splat_f32s(3.0),
+            simd.splat_f32s(-2.0),
+        );
+        let e = simd.sub_f32s(d[3], d[1]);
+        [
+            simd.mul_add_e_f32s(two, simd.sub_f32s(d[0], d[2]), e),
+            simd.sub_f32s(e, simd.add_f32s(d[1], d[2])),
+            simd.mul_add_e_f32s(three, simd.sub_f32s(d[1], d[2]), e),
+            e,
+            simd.mul_add_e_f32s(minus_two, e, simd.sub_f32s(d[4], d[2])),
+        ]
+    }
+}
+
+/// F(4×4, 2×2)'s `Aᵀ m`: Aᵀ = [1 1 1 1 0; 0 1 −1 2 0; 0 1 1 4 0; 0 1 −1 8 1].
+struct A4K2;
+
+impl Line<5, 4> for A4K2 {
+    #[inline(always)]
+    fn apply<S: Simd>(simd: S, m: [S::f32s; 5]) -> [S::f32s; 4] {
+        let (two, four, eight) = (
+            simd.splat_f32s(2.0),
+            simd.splat_f32s(4.0),
+            simd.splat_f32s(8.0),
+        );
+        let (p, q) = (simd.add_f32s(m[1], m[2]), simd.sub_f32s(m[1], m[2]));
+        [
+            simd.add_f32s(simd.add_f32s(m[0], p), m[3]),
+            simd.mul_add_e_f32s(two, m[3], q),
+            simd.mul_add_e_f32s(four, m[3], p),
+            simd.add_f32s(simd.mul_add_e_f32s(eight, m[3], q), m[4]),
+        ]
+    }
+}
+
 thread_local! {
     /// Each worker's block buffers, reused from image to image: the transformed inputs
     /// `[positions][TILES][cin]` and the products of the register tile's vectors of output
@@ -371,9 +469,10 @@ thread_local! {
         const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// One image: `input` (a padded frame at least as large as the tiling's [`Tiling::frame`], the
-/// image one row and column in) convolved with the transformed weights `u`, through `epilogue`,
-/// into `out` `[h, w, cout]`.
+/// One image: `input` (a frame at least as large as the tiling's [`Tiling::frame`], for a 3×3
+/// kernel the image one row and column in, for a 2×2 one at its origin) convolved with the
+/// transformed weights `u`, through `epilogue`, into `out` `[h, w, cout]`, or for a stride-2
+/// input gradient's parities the image they interleave into (see [`Parities`]).
 pub(super) struct WinogradConv<'a> {
     pub tiling: Tiling,
     pub input: &'a Padded,
@@ -399,8 +498,22 @@ impl WinogradConv<'_> {
             && self.input.width >= width
             && self.input.rows(self.cin) >= rows
             && self.u.len() >= self.tiling.positions() * self.cin * self.cout
-            && self.out.len() >= self.h * self.w * self.cout
-            && self.epilogue.parities.is_none()
+            && self.out.len()
+                >= self
+                    .epilogue
+                    .parities
+                    .map_or(self.h * self.w * self.cout, |Parities { cin, h, w }| {
+                        h * w * cin
+                    })
+            && self.epilogue.parities.is_none_or(|Parities { cin, h, w }| {
+                // Each vector of output channels within one parity, stored whole; the residual
+                // would be read in the parities' layout.
+                self.cout == 4 * cin
+                    && cin.is_multiple_of(lanes)
+                    && h <= 2 * self.h
+                    && w <= 2 * self.w
+                    && self.epilogue.residual.is_none()
+            })
             && self.epilogue.covers(self.h * self.w * self.cout, self.cout)
     }
 }
@@ -425,6 +538,7 @@ impl WithSimd for WinogradConv<'_> {
             match self.tiling {
                 Tiling::F2 => convolve::<S, F2x2, 4, 2>(simd, &mut self, buffers),
                 Tiling::F4 => convolve::<S, F4x4, 6, 4>(simd, &mut self, buffers),
+                Tiling::F4K2 => convolve::<S, F4x4K2, 5, 4>(simd, &mut self, buffers),
             }
         }
         *self.block = (inputs, products);
@@ -495,14 +609,20 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
                 // its pixels are stored.
                 let (tile_rows, tile_columns) = ((c.h - M * ty).min(M), (w - M * tx).min(M));
                 for (r, row) in y.iter().enumerate().take(tile_rows) {
-                    let pixel = (M * ty + r) * w + M * tx;
+                    let (oy, ox) = (M * ty + r, M * tx);
                     for (col, &value) in row.iter().enumerate().take(tile_columns) {
-                        let at = (pixel + col) * cout + co;
+                        let at = (oy * w + ox + col) * cout + co;
                         // SAFETY: the pixel lies in the h × w output; `fits` checked the bias
-                        // and residual sizes.
+                        // and residual sizes, and the parities' image.
                         unsafe {
                             let value = c.epilogue.apply(simd, (at, co), value);
-                            store::<S>(out.add(at), value);
+                            match c.epilogue.parities {
+                                None => store::<S>(out.add(at), value),
+                                Some(parities) => {
+                                    let pixel = (oy, ox + col, co);
+                                    store_interleaved::<S>(out, parities, pixel, value);
+                                }
+                            }
                         }
                     }
                 }
@@ -624,7 +744,8 @@ impl WinogradWeightGrad<'_> {
     /// Whether every read and write stays inside the slices.
     fn fits(&self, lanes: usize) -> bool {
         let (rows, width) = self.tiling.frame((self.h, self.w));
-        self.cin.is_multiple_of(WEIGHT_GRAD_ROWS)
+        self.tiling.gradient_g().is_some()
+            && self.cin.is_multiple_of(WEIGHT_GRAD_ROWS)
             && self.cin.is_multiple_of(lanes)
             && self.cout.is_multiple_of(lanes)
             && self.inputs.len() == self.dys.len()
@@ -665,6 +786,8 @@ impl WithSimd for WinogradWeightGrad<'_> {
                 (Tiling::F4, false) => {
                     accumulate::<S, F4x4, 6, 4, WEIGHT_GRAD_ROWS>(simd, &mut self, buffers);
                 }
+                // Refused by `fits`: no weight-gradient transform.
+                (Tiling::F4K2, _) => {}
             }
         }
         *self.block = (inputs, grads);
@@ -676,7 +799,13 @@ impl WithSimd for WinogradWeightGrad<'_> {
 /// `c.fits(S::F32_LANES)` must hold, `c.tiling` be T's, `R` divide `WEIGHT_GRAD_ROWS`, `inputs`
 /// hold positions·TILES·cin values and `grads` positions·TILES·cout.
 #[inline(always)]
-unsafe fn accumulate<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize, const R: usize>(
+unsafe fn accumulate<
+    S: Simd,
+    T: GradientTiles<W, M>,
+    const W: usize,
+    const M: usize,
+    const R: usize,
+>(
     simd: S,
     c: &mut WinogradWeightGrad<'_>,
     (inputs, grads): (&mut [f32], &mut [f32]),
@@ -754,13 +883,13 @@ unsafe fn accumulate<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize, co
 
 /// dW `[3, 3, cin, cout]` from the batch's summed [`WinogradWeightGrad`] products
 /// `[positions][cin][cout]`: `Gᵀ P G` at every (input, output) channel pair, with the tiling's
-/// G for the gradient ([`Tiling::gradient_g`]), summed in f64.
+/// G for the gradient ([`Tiling::gradient_g`]), summed in f64; `None` for a tiling without one.
 pub(super) fn weight_grad_from_products(
     tiling: Tiling,
     products: &[f32],
     (cin, cout): (usize, usize),
-) -> Vec<f32> {
-    let g = tiling.gradient_g();
+) -> Option<Vec<f32>> {
+    let g = tiling.gradient_g()?;
     let pairs = cin * cout;
     let mut dw = vec![0f32; 9 * pairs];
     let mut sums = vec![0f64; pairs];
@@ -783,7 +912,7 @@ pub(super) fn weight_grad_from_products(
             *dw = sum as f32;
         }
     }
-    dw
+    Some(dw)
 }
 
 #[cfg(test)]
@@ -898,6 +1027,99 @@ mod tests {
         }
     }
 
+    /// F(4×4, 2×2) against a plain 2×2 convolution in f64 on every instruction set, its 4·16
+    /// output channels stored as the four pixel parities of a 16-channel image twice as large,
+    /// as a stride-2 input gradient stores them. 6 × 6 and 9 × 3 pixels end in parts of tiles
+    /// and interleave into images with an odd side (11 × 11, 17 × 6), whose last parities are
+    /// not stored; 7 × 5 make 4 tiles on the 4-row register tile, 8 × 8 a whole 16-row block.
+    #[test]
+    fn winograd_2x2_matches_a_plain_convolution_into_parities() {
+        for ((h, w), (image_h, image_w)) in [
+            ((6, 6), (11, 11)),
+            ((9, 3), (17, 6)),
+            ((7, 5), (14, 10)),
+            ((8, 8), (16, 16)),
+        ] {
+            let (cin, parity_cin) = (32, 16);
+            let cout = 4 * parity_cin;
+            let x: Vec<f32> = (0..h * w * cin).map(value).collect();
+            let weights: Vec<f32> = (0..cout * cin * 4).map(|i| 0.1 * value(i + 7)).collect();
+            let at = |co: usize, ci: usize, ky: usize, kx: usize| {
+                weights[((co * cin + ci) * 2 + ky) * 2 + kx]
+            };
+            // NaN where no parity lands: nothing may be stored there.
+            let mut expected = vec![f64::NAN; image_h * image_w * parity_cin];
+            for oy in 0..h {
+                for ox in 0..w {
+                    for co in 0..cout {
+                        let mut sum = 0f64;
+                        for (ky, kx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                            let (iy, ix) = (oy + ky, ox + kx);
+                            if iy < h && ix < w {
+                                for ci in 0..cin {
+                                    sum += f64::from(x[(iy * w + ix) * cin + ci])
+                                        * f64::from(at(co, ci, ky, kx));
+                                }
+                            }
+                        }
+                        let (parity, ci) = (co / parity_cin, co % parity_cin);
+                        let (y, x) = (2 * oy + parity / 2, 2 * ox + parity % 2);
+                        if y < image_h && x < image_w {
+                            expected[(y * image_w + x) * parity_cin + ci] = sum;
+                        }
+                    }
+                }
+            }
+            let tiling = Tiling::F4K2;
+            let u = tiling.transform_weights((cin, cout), at);
+            for isa in simd::available() {
+                let mut padded = Padded::new();
+                let frame = tiling.frame((h, w));
+                padded.fill(Source::Values(&x), (h, w, cin), 0, frame, isa);
+                let len = image_h * image_w * parity_cin;
+                let mut out = vec![MaybeUninit::new(f32::NAN); len + parity_cin];
+                let mut block = (Vec::new(), Vec::new());
+                let parities = Parities {
+                    cin: parity_cin,
+                    h: image_h,
+                    w: image_w,
+                };
+                let kernel = WinogradConv {
+                    tiling,
+                    input: &padded,
+                    u: &u,
+                    h,
+                    w,
+                    cin,
+                    cout,
+                    out: &mut out,
+                    epilogue: Epilogue {
+                        parities: Some(parities),
+                        ..Epilogue::default()
+                    },
+                    block: &mut block,
+                };
+                let case = format!("{isa:?} {h}×{w} into {image_h}×{image_w}");
+                assert_eq!(simd::dispatch(isa, kernel), Some(true), "{case}");
+                // SAFETY: every value was initialised (NaN) before the kernel ran.
+                let out: Vec<f64> = out
+                    .iter()
+                    .map(|out| f64::from(unsafe { out.assume_init() }))
+                    .collect();
+                for (i, (out, expected)) in out.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (out - expected).abs() <= 1e-5 || (out.is_nan() && expected.is_nan()),
+                        "{case} value {i}: {out} against {expected}"
+                    );
+                }
+                assert!(
+                    out[len..].iter().all(|out| out.is_nan()),
+                    "{case}: stored past the image"
+                );
+            }
+        }
+    }
+
     /// The weight gradient's products, taken to dW, against a plain one in f64 with both
     /// tilings on every instruction set: two images added into the same products (the kernel
     /// adds to them), one call each and both in one call, in a dY frame one row short of x's and
@@ -980,7 +1202,8 @@ mod tests {
                         let case = format!("{tiling:?} {isa:?} {h}×{w} together {together}");
                         assert_eq!(simd::dispatch(isa, kernel), Some(true), "{case}");
                     }
-                    let dw = weight_grad_from_products(tiling, &products, (cin, cout));
+                    let dw = weight_grad_from_products(tiling, &products, (cin, cout))
+                        .expect("a 3×3 tiling has a gradient G");
                     for (i, (&dw, &expected)) in dw.iter().zip(&expected).enumerate() {
                         assert!(
                             (f64::from(dw) - expected).abs() <= 1e-4 * expected.abs().max(1.0),
@@ -995,8 +1218,9 @@ mod tests {
 
     /// An image in a frame without the zero rows and columns its last tiles reach (one more for
     /// an odd side of F(2×2), up to three for F(4×4)), F(2×2)'s 16 positions of weights given
-    /// to F(4×4), and the stride-2 gradient's interleaving epilogue, are refused; the same
-    /// images in their frames with the plain epilogue run.
+    /// to F(4×4), and parities that are not a quarter of the output channels or come with a
+    /// residual, are refused; the same images in their frames with the plain epilogue run, on
+    /// every tiling.
     #[test]
     fn winograd_refuses_what_it_cannot_compute() {
         let run = |tiling: Tiling,
@@ -1040,17 +1264,25 @@ mod tests {
         for (tiling, image, frame, case) in cases {
             assert_eq!(run(tiling, image, frame, plain()), Some(false), "{case}");
         }
-        let parities = Epilogue {
-            parities: Some(Parities { cin: 4, h: 8, w: 8 }),
+        // Parities need 4 of them in the output channels, and no residual (read in their layout).
+        let residual = vec![0f32; 4 * 4 * 16];
+        let parities = |cin: usize, with_residual: bool| Epilogue {
+            parities: Some(Parities { cin, h: 8, w: 8 }),
+            residual: with_residual.then_some(&residual[..]),
             ..Epilogue::default()
         };
-        for tiling in [f2, f4] {
+        for tiling in [f2, f4, Tiling::F4K2] {
             let frame = (tiling.frame((4, 4)), tiling.positions());
-            assert_eq!(
-                run(tiling, (4, 4), frame, parities),
-                Some(false),
-                "{tiling:?} parities"
-            );
+            for (epilogue, case) in [
+                (parities(8, false), "8 channels a parity of 16"),
+                (parities(4, true), "a residual"),
+            ] {
+                assert_eq!(
+                    run(tiling, (4, 4), frame, epilogue),
+                    Some(false),
+                    "{tiling:?} parities, {case}"
+                );
+            }
             for image in [(5, 3), (6, 8), (8, 5)] {
                 let frame = (tiling.frame(image), tiling.positions());
                 assert_eq!(
