@@ -571,7 +571,7 @@ fn backward_direct(
     let (len, group) = (taps * g.cin * g.cout, images_per_group(g));
     // Images whose frames a Winograd weight gradient takes at once: a small map's few tiles
     // share its blocks with the next images'.
-    let shared = winograd_dw.map_or(1, |tiling| tiling.images_per_block((g.h, g.w)));
+    let shared = winograd_dw.map_or(1, |tiling| tiling.images_per_block((g.h, g.w), g.cin));
     let mut dx = Vec::with_capacity(g.batch * g.input_len());
     let partials: Option<Vec<Vec<f32>>> = dx.spare_capacity_mut()[..g.batch * g.input_len()]
         .par_chunks_mut(group * g.input_len())

@@ -35,6 +35,19 @@ use super::direct::{Epilogue, Padded, Parities, load, store, store_interleaved};
 /// Output tiles per block: the register tile's rows at most.
 const TILES: usize = 16;
 
+/// The tiles of a block for `cin` input channels: [`TILES`], or 8 for 16 channels or fewer. A
+/// 16-channel layer's multiplications are few beside its transforms, and its block's buffers
+/// (F(4×4): 36 positions × 16 tiles × 16 channels, 37 KB each for the transformed inputs and
+/// the products) overflowed the 32 KB first-level cache; halved, the 32×32 16→16 layer ran
+/// 8.70–8.87 ms forward where it had run 9.65–9.98, and 15.8–16.2 backward against 17.5–18.0;
+/// 28×28 16→16 7.09–7.34 against 7.54–7.80, and 13.1–14.2 against 14.2–14.4 (2-core Zen 4,
+/// batch 512, `examples/conv_pass.rs`, minima of three alternating runs). Wider layers kept
+/// 16 tiles: at 8, 8×8 64→64 lost (5.86 → 6.13–6.27 ms forward, 12.6 → 13.4–13.6 backward)
+/// and 16×16 32→32 came out level.
+pub(super) fn block_tiles(cin: usize) -> usize {
+    if cin <= 16 { 8 } else { TILES }
+}
+
 /// The Winograd algorithm a convolution runs as: F(m×m, r×r) computes each m×m tile of the
 /// output from the (m + r − 1)² pixels of its window, with (m + r − 1)² multiplications per
 /// input and output channel where the direct kernel does r²m².
@@ -91,9 +104,10 @@ impl Tiling {
         (w.div_ceil(m), h.div_ceil(m) * w.div_ceil(m))
     }
 
-    /// How many `h` × `w` images' tiles fit in one block: 1 from 16 tiles up.
-    pub(super) fn images_per_block(self, (h, w): (usize, usize)) -> usize {
-        (TILES / self.tiles((h, w)).1.max(1)).max(1)
+    /// How many `h` × `w` images' tiles fit in one block of [`block_tiles`]`(cin)`: 1 from a
+    /// block's tiles up.
+    pub(super) fn images_per_block(self, (h, w): (usize, usize), cin: usize) -> usize {
+        (block_tiles(cin) / self.tiles((h, w)).1.max(1)).max(1)
     }
 
     /// `G g Gᵀ` of each (input, output) channel pair's r×r kernel, given OIHW as `weight(co, ci,
@@ -463,8 +477,8 @@ impl Line<5, 4> for A4K2 {
 
 thread_local! {
     /// Each worker's block buffers, reused from image to image: the transformed inputs
-    /// `[positions][TILES][cin]` and the products of the register tile's vectors of output
-    /// channels `[positions][TILES][lanes]`.
+    /// `[positions][block][cin]` and the products of the register tile's vectors of output
+    /// channels `[positions][block][lanes]`.
     pub(super) static BLOCK: RefCell<(Vec<f32>, Vec<f32>)> =
         const { RefCell::new((Vec::new(), Vec::new())) };
 }
@@ -562,15 +576,16 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
     let inputs = inputs.as_mut_ptr();
     let products = products.as_mut_ptr();
     let (tiles_wide, tiles) = T::TILING.tiles((c.h, w));
-    for first in (0..tiles).step_by(TILES) {
-        let count = TILES.min(tiles - first);
+    let block = block_tiles(cin);
+    for first in (0..tiles).step_by(block) {
+        let count = block.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
         unsafe {
             let frames = (std::slice::from_ref(c.input), cin);
             transform_inputs::<S, T, W, M>(
                 simd,
                 frames,
-                (first, count),
+                (first, count, block),
                 (tiles_wide, tiles),
                 inputs,
             );
@@ -588,21 +603,22 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
             // hold a block.
             unsafe {
                 let weights = (c.u.as_ptr().add(co), cin, cout);
+                let buffers = (inputs.cast_const(), products, block);
                 match (count, vectors) {
-                    (0..=4, 2) => multiply::<S, W, 4, 2>(simd, weights, inputs, products),
-                    (0..=4, _) => multiply::<S, W, 4, 1>(simd, weights, inputs, products),
-                    (5..=8, _) => multiply::<S, W, 8, 1>(simd, weights, inputs, products),
-                    _ => multiply::<S, W, TILES, 1>(simd, weights, inputs, products),
+                    (0..=4, 2) => multiply::<S, W, 4, 2>(simd, weights, buffers),
+                    (0..=4, _) => multiply::<S, W, 4, 1>(simd, weights, buffers),
+                    (5..=8, _) => multiply::<S, W, 8, 1>(simd, weights, buffers),
+                    _ => multiply::<S, W, TILES, 1>(simd, weights, buffers),
                 }
             }
             // Aᵀ m A of each tile, through the epilogue, stored at its m×m pixels.
             for (i, v) in (0..count).flat_map(|i| (0..vectors).map(move |v| (i, v))) {
                 let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
                 let (slot, co) = (i * vectors + v, co + v * lanes);
-                // SAFETY: the products buffer holds positions·TILES·lanes values, position
-                // (r, c) of this slot's at ((r·W + c)·TILES + slot)·lanes.
+                // SAFETY: the products buffer holds positions·block·lanes values, position
+                // (r, c) of this slot's at ((r·W + c)·block + slot)·lanes.
                 let y = unsafe {
-                    let pitches = (TILES * lanes, W * TILES * lanes);
+                    let pitches = (block * lanes, W * block * lanes);
                     both_sides::<S, T::A, W, M>(simd, products.add(slot * lanes), pitches)
                 };
                 // A side that is not whole tiles has last tiles reaching past the image: only
@@ -632,20 +648,19 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
 }
 
 /// Each position's products of the block's first `R` tiles' transformed inputs `[positions]
-/// [TILES][cin]` and `V` vectors of output channels of the transformed weights (`weights`, the
+/// [block][cin]` and `V` vectors of output channels of the transformed weights (`weights`, the
 /// first vector's first value at position 0 and input channel 0, of a `[positions][cin][cout]`
-/// array), into `products` `[positions][TILES][lanes]`, tile i's vector v in slot i·V + v.
+/// array), into `products` `[positions][block][lanes]`, tile i's vector v in slot i·V + v.
 /// Tiles past the block's count multiply stale values and are not stored.
 ///
 /// # Safety
 /// The buffers must hold a block of W² positions, `weights` V vectors at every (position, input
-/// channel), and R·V ≤ TILES.
+/// channel), and R·V ≤ block.
 #[inline(always)]
 unsafe fn multiply<S: Simd, const W: usize, const R: usize, const V: usize>(
     simd: S,
     (weights, cin, cout): (*const f32, usize, usize),
-    inputs: *const f32,
-    products: *mut f32,
+    (inputs, products, block): (*const f32, *mut f32, usize),
 ) {
     let lanes = S::F32_LANES;
     let zero = simd.splat_f32s(0.0);
@@ -661,7 +676,7 @@ unsafe fn multiply<S: Simd, const W: usize, const R: usize, const V: usize>(
             for (i, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: the caller's contract.
                 let input =
-                    simd.splat_f32s(unsafe { *inputs.add((position * TILES + i) * cin + ci) });
+                    simd.splat_f32s(unsafe { *inputs.add((position * block + i) * cin + ci) });
                 for (acc, &vector) in acc.iter_mut().zip(&vectors) {
                     *acc = simd.mul_add_e_f32s(input, vector, *acc);
                 }
@@ -670,7 +685,7 @@ unsafe fn multiply<S: Simd, const W: usize, const R: usize, const V: usize>(
         for (i, acc) in acc.iter().enumerate() {
             for (v, &acc) in acc.iter().enumerate() {
                 // SAFETY: the caller's contract.
-                unsafe { store::<S>(products.add((position * TILES + i * V + v) * lanes), acc) };
+                unsafe { store::<S>(products.add((position * block + i * V + v) * lanes), acc) };
             }
         }
     }
@@ -678,17 +693,17 @@ unsafe fn multiply<S: Simd, const W: usize, const R: usize, const V: usize>(
 
 /// `Bᵀ d B` of the windows of tiles `first..first + count` of the padded frames `frames` (the
 /// images one after the other, each `tiles_wide` tiles wide and `tiles_per_image` tiles in
-/// all), a vector of their `cin` channels at a time, into `inputs` `[positions][TILES][cin]`.
+/// all), a vector of their `cin` channels at a time, into `inputs` `[positions][block][cin]`.
 ///
 /// # Safety
 /// Every frame must be at least as large as T's [`Tiling::frame`] (the image one row and
 /// column in), the tiles lie in the frames' images, `cin` be whole vectors and `inputs` hold
-/// positions·TILES·cin values; `count` ≤ TILES.
+/// positions·block·cin values; `count` ≤ block.
 #[inline(always)]
 unsafe fn transform_inputs<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
     simd: S,
     (frames, cin): (&[Padded], usize),
-    (first, count): (usize, usize),
+    (first, count, block): (usize, usize, usize),
     (tiles_wide, tiles_per_image): (usize, usize),
     inputs: *mut f32,
 ) {
@@ -700,11 +715,11 @@ unsafe fn transform_inputs<S: Simd, T: Tiles<W, M>, const W: usize, const M: usi
         let (padded, width) = (input.data.as_ptr(), input.width);
         for c0 in (0..cin).step_by(S::F32_LANES) {
             let window = (M * ty * width + M * tx) * cin + c0;
-            // SAFETY: the window lies in the frame; position < positions, i < TILES,
+            // SAFETY: the window lies in the frame; position < positions, i < block,
             // c0 + lanes ≤ cin.
             unsafe {
                 let v = both_sides::<S, T::B, W, W>(simd, padded.add(window), (cin, width * cin));
-                store_positions::<S, W>(&v, inputs.add(i * cin + c0), TILES * cin);
+                store_positions::<S, W>(&v, inputs.add(i * cin + c0), block * cin);
             }
         }
     }
@@ -797,7 +812,7 @@ impl WithSimd for WinogradWeightGrad<'_> {
 
 /// # Safety
 /// `c.fits(S::F32_LANES)` must hold, `c.tiling` be T's, `R` divide `WEIGHT_GRAD_ROWS`, `inputs`
-/// hold positions·TILES·cin values and `grads` positions·TILES·cout.
+/// hold positions·block·cin values and `grads` positions·block·cout ([`block_tiles`]).
 #[inline(always)]
 unsafe fn accumulate<
     S: Simd,
@@ -818,15 +833,16 @@ unsafe fn accumulate<
     let (inputs, grads) = (inputs.as_mut_ptr(), grads.as_mut_ptr());
     let (tiles_wide, per_image) = T::TILING.tiles((c.h, c.w));
     let tiles = per_image * c.inputs.len();
-    for first in (0..tiles).step_by(TILES) {
-        let count = TILES.min(tiles - first);
+    let block = block_tiles(cin);
+    for first in (0..tiles).step_by(block) {
+        let count = block.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
         unsafe {
             let frames = (c.inputs, cin);
             transform_inputs::<S, T, W, M>(
                 simd,
                 frames,
-                (first, count),
+                (first, count, block),
                 (tiles_wide, per_image),
                 inputs,
             );
@@ -841,10 +857,10 @@ unsafe fn accumulate<
             let tile = (M * ty + 1) * dy_pitch + (M * tx + 1) * cout;
             for co in (0..cout).step_by(lanes) {
                 // SAFETY: the tile's pixels lie in the frame (`fits`), co + lanes ≤ cout;
-                // position < positions, i < TILES.
+                // position < positions, i < block.
                 unsafe {
                     let z = both_sides::<S, T::Z, M, W>(simd, dy.add(tile + co), (cout, dy_pitch));
-                    store_positions::<S, W>(&z, grads.add(i * cout + co), TILES * cout);
+                    store_positions::<S, W>(&z, grads.add(i * cout + co), block * cout);
                 }
             }
         }
@@ -862,10 +878,10 @@ unsafe fn accumulate<
                         *acc = unsafe { load::<S>(products.add(at(r))) };
                     }
                     for i in 0..count {
-                        // SAFETY: the block buffers hold positions·TILES·cout and
-                        // positions·TILES·cin values.
-                        let z = unsafe { load::<S>(grads.add((position * TILES + i) * cout + co)) };
-                        let v = unsafe { inputs.add((position * TILES + i) * cin + ci0) };
+                        // SAFETY: the block buffers hold positions·block·cout and
+                        // positions·block·cin values.
+                        let z = unsafe { load::<S>(grads.add((position * block + i) * cout + co)) };
+                        let v = unsafe { inputs.add((position * block + i) * cin + ci0) };
                         for (r, acc) in acc.iter_mut().enumerate() {
                             let v = simd.splat_f32s(unsafe { *v.add(r) });
                             *acc = simd.mul_add_e_f32s(v, z, *acc);
@@ -934,12 +950,17 @@ mod tests {
     /// part, so the last block's unused tiles must not be stored; 5 × 13 pixels (21 tiles) have
     /// odd sides, whose last tiles' pixels past the image must not be stored either (the
     /// output's guard values after it stay). F(4×4): 6 × 10 pixels make 6 tiles on the 8-row
-    /// register tile, 5 × 13 make 8, 17 × 14 make 20 (a 16-row block and a 4-row one), and every
-    /// side but 8 ends in a part of a tile.
+    /// register tile, 5 × 13 make 8, 17 × 14 make 20 (blocks of 8, 8 and 4 tiles with 16 input
+    /// channels, of 16 and 4 with 32: [`super::block_tiles`]), and every side but 8 ends in a
+    /// part of a tile.
     #[test]
     fn winograd_matches_a_plain_convolution_with_the_epilogue() {
-        for (h, w) in [(6, 10), (5, 13), (8, 8), (17, 14)] {
-            let (cin, cout) = (16, 32);
+        let shapes = [(6, 10), (5, 13), (8, 8), (17, 14)];
+        for ((h, w), cin) in shapes
+            .into_iter()
+            .flat_map(|s| [16, 32].map(|cin| (s, cin)))
+        {
+            let cout = 32;
             let x: Vec<f32> = (0..h * w * cin).map(value).collect();
             let weights: Vec<f32> = (0..cout * cin * 9).map(|i| 0.1 * value(i + 7)).collect();
             let bias: Vec<f32> = (0..cout).map(|i| value(i + 11)).collect();
@@ -1006,7 +1027,7 @@ mod tests {
                 assert_eq!(
                     simd::dispatch(isa, kernel),
                     Some(true),
-                    "{tiling:?} {isa:?} {h}×{w}"
+                    "{tiling:?} {isa:?} {h}×{w} {cin}→{cout}"
                 );
                 // SAFETY: every value was initialised (NaN) before the kernel ran.
                 let out: Vec<f64> = out
@@ -1016,12 +1037,12 @@ mod tests {
                 for (i, (out, expected)) in out.iter().zip(&expected).enumerate() {
                     assert!(
                         (out - expected).abs() <= 1e-5,
-                        "{tiling:?} {isa:?} {h}×{w} value {i}: {out} against {expected}"
+                        "{tiling:?} {isa:?} {h}×{w} {cin}→{cout} value {i}: {out} against {expected}"
                     );
                 }
                 assert!(
                     out[h * w * cout..].iter().all(|out| out.is_nan()),
-                    "{tiling:?} {isa:?} {h}×{w}: stored past the image"
+                    "{tiling:?} {isa:?} {h}×{w} {cin}→{cout}: stored past the image"
                 );
             }
         }
@@ -1126,11 +1147,16 @@ mod tests {
     /// wider. F(2×2): 6 × 10 pixels make 15 tiles, a block and a part,
     /// whose stale tiles must be left out; 5 × 13 (21 tiles) have odd sides, whose last tiles
     /// read the frame's zeros past the image. F(4×4): 6 × 10 make 6 tiles, 5 × 13 8, 17 × 14 20
-    /// (a block and a part), and every side but 8 ends in a part of a tile.
+    /// (blocks and a part: of 8 tiles with 16 input channels, of 16 with 32), and every side but
+    /// 8 ends in a part of a tile.
     #[test]
     fn winograd_weight_gradient_matches_a_plain_one() {
-        for (h, w) in [(6, 10), (5, 13), (8, 8), (17, 14)] {
-            let (cin, cout) = (32, 16);
+        let shapes = [(6, 10), (5, 13), (8, 8), (17, 14)];
+        for ((h, w), cin) in shapes
+            .into_iter()
+            .flat_map(|s| [16, 32].map(|cin| (s, cin)))
+        {
+            let cout = 16;
             let images: Vec<(Vec<f32>, Vec<f32>)> = (0..2)
                 .map(|image| {
                     let x = (0..h * w * cin).map(|i| value(i + 1000 * image)).collect();
@@ -1199,7 +1225,8 @@ mod tests {
                             products: &mut products,
                             block: &mut block,
                         };
-                        let case = format!("{tiling:?} {isa:?} {h}×{w} together {together}");
+                        let case =
+                            format!("{tiling:?} {isa:?} {h}×{w} {cin}→{cout} together {together}");
                         assert_eq!(simd::dispatch(isa, kernel), Some(true), "{case}");
                     }
                     let dw = weight_grad_from_products(tiling, &products, (cin, cout))
@@ -1207,7 +1234,7 @@ mod tests {
                     for (i, (&dw, &expected)) in dw.iter().zip(&expected).enumerate() {
                         assert!(
                             (f64::from(dw) - expected).abs() <= 1e-4 * expected.abs().max(1.0),
-                            "{tiling:?} {isa:?} {h}×{w} together {together} value {i}: {dw} \
+                            "{tiling:?} {isa:?} {h}×{w} {cin}→{cout} together {together} value {i}: {dw} \
                              against {expected}"
                         );
                     }
