@@ -1,13 +1,14 @@
 //! 3×3, stride-1, padding-1 convolutions as Winograd F(m×m, 3×3) on channels-last images: the
 //! forward pass, the input gradient (the same convolution on the flipped, transposed kernel) and
 //! the weight gradient, as F(4×4, 3×3) or F(2×2, 3×3) ([`Tiling`]), with 4 and 2.25 times fewer
-//! multiply-adds than the direct kernel.
+//! multiply-adds than the direct kernel; and the 2×2 convolution a stride-2 input gradient is,
+//! as F(4×4, 2×2).
 //!
 //! Per image, in blocks of up to [`TILES`] output tiles of m×m pixels: each tile's window of
-//! (m + 2)² pixels of the padded frame is transformed (`Bᵀ d B`) into a block buffer, each
+//! (m + r − 1)² pixels of the padded frame is transformed (`Bᵀ d B`) into a block buffer, each
 //! position is multiplied by the transformed weights (`G g Gᵀ`, made once per pass) on a
-//! register tile of the block's tiles (4, 8 or 16 rows) × one vector of output channels (two on
-//! 4 rows), and the products are transformed back (`Aᵀ m A`), through the direct kernels'
+//! register tile of the block's tiles (4, 8 or 16 rows) × one vector of output channels (two or
+//! four on 4 rows), and the products are transformed back (`Aᵀ m A`), through the direct kernels'
 //! epilogue, and stored. The block's buffers stay in the first- and second-level caches:
 //! transforming a whole image first (256 KB for 32×32×16) and multiplying it afterwards was half
 //! as slow again on the 16-channel layers.
@@ -61,7 +62,7 @@ pub(super) enum Tiling {
     /// F(4×4, 2×2), for the 2×2 convolution a stride-2 input gradient is (its four pixel
     /// parities, see `conv::input_grad_stride2_direct`): 25 positions for 16 pixels where the
     /// direct kernel does 64. Points 0, ±1, 2: transforms scale by up to 8 and weights by 1/6.
-    /// The forward pass only (its weight gradient is not written).
+    /// Run by [`WinogradConv`] only: its weight gradient is not written.
     F4K2,
 }
 
