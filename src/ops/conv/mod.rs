@@ -731,8 +731,9 @@ fn input_grad_stride2_direct(
         ..Epilogue::default()
     };
     let images = Images::Values(dy);
-    let lanes = Tile::for_channels(isa, parities.cout)?.lanes;
-    if cin.is_multiple_of(lanes) && g.cout.is_multiple_of(lanes) {
+    let whole_vectors = Tile::for_channels(isa, parities.cout)
+        .is_some_and(|tile| cin.is_multiple_of(tile.lanes) && g.cout.is_multiple_of(tile.lanes));
+    if whole_vectors {
         let tiling = winograd::Tiling::F4K2;
         let u = tiling.transform_weights((parities.cin, parities.cout), taps);
         let winograd = (tiling, &u[..]);
