@@ -545,11 +545,10 @@ impl WithSimd for WinogradConv<'_> {
         if !self.fits(S::F32_LANES) {
             return false;
         }
-        let (inputs, products) = std::mem::take(self.block);
-        let (mut inputs, mut products) = (inputs, products);
-        let positions = self.tiling.positions();
-        inputs.resize(positions * TILES * self.cin, 0.0);
-        products.resize(positions * TILES * S::F32_LANES, 0.0);
+        let (mut inputs, mut products) = std::mem::take(self.block);
+        let (positions, block) = (self.tiling.positions(), block_tiles(self.cin));
+        inputs.resize(positions * block * self.cin, 0.0);
+        products.resize(positions * block * S::F32_LANES, 0.0);
         let buffers = (&mut inputs[..], &mut products[..]);
         // SAFETY: `fits` checked the frame, weight, output, bias and residual sizes, and the
         // buffers were just sized for the block.
@@ -566,8 +565,8 @@ impl WithSimd for WinogradConv<'_> {
 }
 
 /// # Safety
-/// `c.fits(S::F32_LANES)` must hold, `c.tiling` be T's, `inputs` hold positions·TILES·cin values
-/// and `products` positions·TILES·lanes.
+/// `c.fits(S::F32_LANES)` must hold, `c.tiling` be T's, `inputs` hold positions·block·cin values
+/// and `products` positions·block·lanes ([`block_tiles`]).
 #[inline(always)]
 unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
     simd: S,
@@ -798,9 +797,9 @@ impl WithSimd for WinogradWeightGrad<'_> {
             return false;
         }
         let (mut inputs, mut grads) = std::mem::take(self.block);
-        let positions = self.tiling.positions();
-        inputs.resize(positions * TILES * self.cin, 0.0);
-        grads.resize(positions * TILES * self.cout, 0.0);
+        let (positions, block) = (self.tiling.positions(), block_tiles(self.cin));
+        inputs.resize(positions * block * self.cin, 0.0);
+        grads.resize(positions * block * self.cout, 0.0);
         let buffers = (&mut inputs[..], &mut grads[..]);
         // SAFETY: `fits` checked the frame, dY and products sizes, and the buffers were just
         // sized for the block. AVX2's 16 registers hold a tile of 8 rows, the others' 16.
