@@ -241,14 +241,23 @@ fn images_per_group(g: &Geometry) -> usize {
     g.batch.div_ceil(32).max(1)
 }
 
-/// The groups' partial weight gradients added in group order.
+/// The groups' partial weight gradients added in group order, each chunk of the sum on its own
+/// worker. Each value is still `0 + p₀ + p₁ + …` in group order, so the result is the same bit
+/// for bit as one thread's; the chunk stays in the first-level cache while every group's part
+/// is added to it. Added whole on the calling thread, this took 7 ms of the ResNet-20 SLA step
+/// while the other core waited (`perf`, 2-core Zen 4; Winograd's products are 36·Cin·Cout per
+/// group, 590 KB at 64 channels).
 fn add_in_order<T: Real>(partials: &[Vec<T>], len: usize) -> Vec<T> {
+    /// Values per chunk: 16 KB of f32.
+    const CHUNK: usize = 4096;
     let mut dw = vec![T::from_f64(0.0); len];
-    for partial in partials {
-        for (a, &b) in dw.iter_mut().zip(partial) {
-            *a += b;
+    dw.par_chunks_mut(CHUNK).enumerate().for_each(|(index, dw)| {
+        for partial in partials {
+            for (a, &b) in dw.iter_mut().zip(&partial[index * CHUNK..]) {
+                *a += b;
+            }
         }
-    }
+    });
     dw
 }
 
