@@ -424,6 +424,96 @@ fn residual_blocks_as_one_op_equal_the_blocks_one_by_one_bit_for_bit() -> Result
     Ok(())
 }
 
+/// A ResNet's trunk as one op (the stem's convolution and batch norm + ReLU, then the blocks: what
+/// the ResNets train with) against the stem as its two ops followed by the blocks' op: output,
+/// every batch statistic and all gradients, the images' too, equal bit for bit; in f32 on the
+/// direct kernels with 3- and 1-channel images and in f64 on im2col.
+#[test]
+fn the_stem_and_blocks_as_one_op_equal_the_stem_ops_then_the_blocks_bit_for_bit() -> Result<()> {
+    // (dtype, images [B, H, W, C], the two stages' channels)
+    for (dtype, images_shape, (c1, c2)) in [
+        (DType::F32, [2, 9, 7, 3], (16, 32)),
+        (DType::F32, [3, 8, 8, 1], (16, 32)),
+        (DType::F64, [3, 6, 5, 2], (4, 7)),
+    ] {
+        let what = format!("{dtype:?} {images_shape:?}");
+        let var = |shape: &[usize], seed| Var::from_tensor(&random(shape, seed, dtype)?);
+        let images = var(&images_shape, 91)?;
+        let stem_conv = var(&[c1, images_shape[3], 3, 3], 92)?;
+        let (stem_gamma, stem_beta) = (var(&[c1], 93)?, var(&[c1], 94)?);
+        // (input channels, output channels, downsample)
+        let layout = [(c1, c1, false), (c1, c2, true)];
+        let mut vars = Vec::new();
+        for (index, &(cin, cout, _)) in layout.iter().enumerate() {
+            let seed = 95 + 6 * index as u64;
+            vars.push([
+                var(&[cout, cin, 3, 3], seed)?,
+                var(&[cout], seed + 1)?,
+                var(&[cout], seed + 2)?,
+                var(&[cout, cout, 3, 3], seed + 3)?,
+                var(&[cout], seed + 4)?,
+                var(&[cout], seed + 5)?,
+            ]);
+        }
+        let parameters: Vec<_> = vars
+            .iter()
+            .map(
+                |[conv1, gamma1, beta1, conv2, gamma2, beta2]| ops::BlockParameters {
+                    conv1,
+                    bn1: (gamma1, beta1),
+                    conv2,
+                    bn2: (gamma2, beta2),
+                },
+            )
+            .collect();
+        let stack: Vec<_> = parameters
+            .iter()
+            .zip(&layout)
+            .map(|(p, &(_, _, downsample))| (p, downsample))
+            .collect();
+        let eps = 1e-5;
+
+        let stem_out = ops::conv2d(&images, &stem_conv, 1, 1)?;
+        let (x, expected_stem_stats) =
+            ops::batch_norm_train(&stem_out, &stem_gamma, &stem_beta, eps, true)?;
+        let (expected, expected_stats) = ops::residual_blocks_train(&x, &stack, eps)?;
+        let expected_grads = weighted_sum(&expected, 120)?.backward()?;
+
+        let stem = ops::StemParameters {
+            conv: &stem_conv,
+            stride: 1,
+            bn: (&stem_gamma, &stem_beta),
+        };
+        let (out, stem_stats, stats) = ops::resnet_trunk_train(&images, &stem, &stack, eps)?;
+        let grads = weighted_sum(&out, 120)?.backward()?;
+
+        assert_eq!(out.dims(), expected.dims(), "{what}: shape");
+        assert_eq!(values(&out)?, values(&expected)?, "{what}: output");
+        assert_eq!(
+            stem_stats, expected_stem_stats,
+            "{what}: the stem's statistics"
+        );
+        assert_eq!(stats, expected_stats, "{what}: the blocks' statistics");
+        let stem_vars = [&images, &stem_conv, &stem_gamma, &stem_beta];
+        for v in stem_vars.into_iter().chain(vars.iter().flatten()) {
+            let got = grads.get(v).expect("trunk gradient");
+            let want = expected_grads.get(v).expect("separate ops' gradient");
+            assert_eq!(
+                values(got)?,
+                values(want)?,
+                "{what}: gradient of {:?}",
+                v.dims()
+            );
+            assert!(
+                values(got)?.iter().any(|&g| g != 0.0),
+                "{what}: the gradient of {:?} is not all zero",
+                v.dims()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// ResNet-20's evaluation on the fast path, batch norm folded into the convolutions, against the
 /// stock path's eval mode, after a training step has moved the running statistics: equal to
 /// rounding in f64 and f32, and the trunk records no autograd graph.

@@ -33,7 +33,7 @@ impl BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
         if channels == Channels::Last {
             return if train {
-                train_as_one_op(std::slice::from_ref(self), xs)
+                train_as_one_op(None, std::slice::from_ref(self), xs)
             } else {
                 self.evaluate_folded(xs)
             };
@@ -88,14 +88,21 @@ impl BasicBlock {
 }
 
 /// Training-mode `blocks` in turn on the fast ops as a single autograd node (see `ops::block`),
-/// then the running statistics' updates the separate batch norms would have made.
-fn train_as_one_op(blocks: &[BasicBlock], xs: &Tensor) -> Result<Tensor> {
+/// after the `stem` convolution and batch norm + ReLU when given, then the running statistics'
+/// updates the separate batch norms would have made.
+fn train_as_one_op(
+    stem: Option<(&Conv, &Norm)>,
+    blocks: &[BasicBlock],
+    xs: &Tensor,
+) -> Result<Tensor> {
     let parameters: Vec<_> = blocks
         .iter()
         .map(BasicBlock::parameters)
         .collect::<Result<_>>()?;
-    let Some(&(_, eps)) = parameters.first() else {
-        return Ok(xs.clone());
+    let eps = match (stem, parameters.first()) {
+        (Some((_, bn)), _) => bn.eps(),
+        (None, Some(&(_, eps))) => eps,
+        (None, None) => return Ok(xs.clone()),
     };
     let same_eps = |block: &BasicBlock| block.bn1.eps() == eps && block.bn2.eps() == eps;
     if !blocks.iter().all(same_eps) {
@@ -106,7 +113,19 @@ fn train_as_one_op(blocks: &[BasicBlock], xs: &Tensor) -> Result<Tensor> {
         .zip(blocks)
         .map(|((parameters, _), block)| (parameters, block.downsample))
         .collect();
-    let (out, stats) = ops::residual_blocks_train(xs, &stack, eps)?;
+    let (out, stats) = match stem {
+        Some((conv, bn)) => {
+            let stem = ops::StemParameters {
+                conv: conv.weight(),
+                stride: conv.stride(),
+                bn: bn.affine()?,
+            };
+            let (out, stem_stats, stats) = ops::resnet_trunk_train(xs, &stem, &stack, eps)?;
+            bn.update_running_stats(&stem_stats)?;
+            (out, stats)
+        }
+        None => ops::residual_blocks_train(xs, &stack, eps)?,
+    };
     for (block, stats) in blocks.iter().zip(&stats) {
         block.update_running_stats(stats)?;
     }
@@ -182,21 +201,22 @@ impl CifarResNet {
 
     /// Features `[B, 64]` of images in the `channels` layout.
     pub fn forward_t(&self, xs: &Tensor, train: bool, channels: Channels) -> Result<Tensor> {
-        let mut xs = if channels == Channels::Last && !train {
+        if channels == Channels::Last && train {
+            // The stem and all blocks as one autograd node: between separate nodes candle zeroes
+            // and adds each one's input gradient (see `ops::block`).
+            let stem = (&self.stem, &self.stem_bn);
+            let xs = train_as_one_op(Some(stem), &self.blocks, xs)?;
+            return global_average_pool(&xs, channels);
+        }
+        let mut xs = if channels == Channels::Last {
             let bn = self.stem_bn.eval_parameters()?;
             ops::conv_batch_norm_eval(xs, self.stem.weight(), &bn, self.stem.stride(), true)?
         } else {
             self.stem_bn
                 .forward_t(&self.stem.forward(xs, channels)?, train, true, channels)?
         };
-        if channels == Channels::Last && train {
-            // All blocks as one autograd node: between separate nodes candle zeroes and adds
-            // each block's input gradient (see `ops::block`).
-            xs = train_as_one_op(&self.blocks, &xs)?;
-        } else {
-            for block in &self.blocks {
-                xs = block.forward_t(&xs, train, channels)?;
-            }
+        for block in &self.blocks {
+            xs = block.forward_t(&xs, train, channels)?;
         }
         global_average_pool(&xs, channels)
     }

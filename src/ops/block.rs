@@ -1,5 +1,6 @@
 //! Training-mode residual blocks, each `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, a
-//! whole stack of them as one candle op with its own backward pass, on channels-last tensors.
+//! whole stack of them as one candle op with its own backward pass, on channels-last tensors; for
+//! the ResNets, with their stem (convolution, batch norm + ReLU) in the same op.
 //!
 //! Why one op: candle's backward gives every input of every op a zero tensor and then adds the op's
 //! gradient to it (`GradStore::or_insert`, then `add`), two extra passes over an activation-sized
@@ -33,6 +34,7 @@ use rayon::prelude::*;
 
 use super::batch_norm::{self, BatchNormStats, Normalization, OutputGradientSource};
 use super::conv::{self, Geometry, OutputGradient};
+use super::profile::{Phase, timed};
 use super::residual;
 use super::{Real, contiguous_slice, with_slice};
 
@@ -70,8 +72,65 @@ pub fn residual_blocks_train(
     blocks: &[(&BlockParameters, bool)],
     eps: f64,
 ) -> Result<(Tensor, Vec<[BatchNormStats; 2]>)> {
+    let (out, _, stats) = train_as_one_op(x, None, blocks, eps)?;
+    Ok((out, stats))
+}
+
+/// The parameters of a ResNet's stem: a convolution of the images (`[Cout, Cin, k, k]`, stride
+/// `stride`, padding k/2) and the batch norm + ReLU after it (γ and β `[Cout]`).
+pub struct StemParameters<'a> {
+    pub conv: &'a Tensor,
+    pub stride: usize,
+    pub bn: (&'a Tensor, &'a Tensor),
+}
+
+/// A ResNet's training-mode trunk as one op: the stem (convolution, batch norm + ReLU) of the
+/// channels-last `images`, then [`residual_blocks_train`]'s blocks. All batch norms use `eps`.
+/// Returns the last block's output, the stem's batch statistics and each block's two.
+///
+/// With the stem as a separate convolution and batch norm, candle zeroed and added the gradient
+/// of each one's output (two activation-sized buffers, 25.7 MB each for ResNet-20's SLA step),
+/// the zeroing on one thread, and the batch norm wrote its input gradient out for the
+/// convolution to read back. In the op, the stem's batch statistics come from its convolution's
+/// epilogue and its input gradient is evaluated as the convolution's backward pass loads it.
+pub fn resnet_trunk_train(
+    images: &Tensor,
+    stem: &StemParameters,
+    blocks: &[(&BlockParameters, bool)],
+    eps: f64,
+) -> Result<(Tensor, BatchNormStats, Vec<[BatchNormStats; 2]>)> {
+    match train_as_one_op(images, Some(stem), blocks, eps)? {
+        (out, Some(stem_stats), stats) => Ok((out, stem_stats, stats)),
+        (_, None, _) => candle_core::bail!("resnet trunk: the stem kept no statistics"),
+    }
+}
+
+/// The op of [`resnet_trunk_train`] (with a stem) or [`residual_blocks_train`] (without).
+fn train_as_one_op(
+    x: &Tensor,
+    stem: Option<&StemParameters>,
+    blocks: &[(&BlockParameters, bool)],
+    eps: f64,
+) -> Result<(Tensor, Option<BatchNormStats>, Vec<[BatchNormStats; 2]>)> {
     let mut shapes = Vec::with_capacity(blocks.len());
-    let mut parts = Vec::with_capacity(6 * blocks.len());
+    let mut parts = Vec::with_capacity(3 + 6 * blocks.len());
+    let stem_shape = match stem {
+        Some(stem) => {
+            let (cout, cin, k, _) = stem.conv.dims4()?;
+            parts.extend([
+                stem.conv.flatten_all()?,
+                stem.bn.0.clone(),
+                stem.bn.1.clone(),
+            ]);
+            Some(StemShape {
+                cin,
+                cout,
+                k,
+                stride: stem.stride,
+            })
+        }
+        None => None,
+    };
     for (parameters, downsample) in blocks {
         let (cout, cin, k, _) = parameters.conv1.dims4()?;
         shapes.push(BlockShape {
@@ -95,16 +154,32 @@ pub fn residual_blocks_train(
     let packed = Tensor::cat(&parts, 0)?;
     let saved = Arc::new(Mutex::new(None));
     let op = ResidualBlocks {
+        stem: stem_shape,
         blocks: shapes,
         eps,
         saved: saved.clone(),
     };
     let out = x.contiguous()?.apply_op2(&packed, op)?;
-    let stats = match lock(&saved)?.as_ref() {
-        Some(saved) => saved.iter().map(|block| block.stats.clone()).collect(),
-        None => candle_core::bail!("residual blocks: the forward pass kept no statistics"),
+    let guard = lock(&saved)?;
+    let Some(trunk) = guard.as_ref() else {
+        candle_core::bail!("residual blocks: the forward pass kept no statistics");
     };
-    Ok((out, stats))
+    let stem_stats = trunk.stem.as_ref().map(|stem| stem.stats.clone());
+    let stats = trunk
+        .blocks
+        .iter()
+        .map(|block| block.stats.clone())
+        .collect();
+    Ok((out, stem_stats, stats))
+}
+
+/// The stem's convolution (its channels, kernel and stride), followed by batch norm + ReLU.
+#[derive(Clone, Copy, Debug)]
+struct StemShape {
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
 }
 
 /// The channels and kernel of one block, and whether it halves the image.
@@ -117,10 +192,25 @@ struct BlockShape {
 }
 
 struct ResidualBlocks {
+    stem: Option<StemShape>,
     blocks: Vec<BlockShape>,
     eps: f64,
-    /// What the forward pass leaves for the backward pass, per block.
-    saved: Arc<Mutex<Option<Vec<Saved>>>>,
+    /// What the forward pass leaves for the backward pass.
+    saved: Arc<Mutex<Option<Trunk>>>,
+}
+
+/// What the forward pass leaves for the backward pass: the stem's, and each block's.
+struct Trunk {
+    stem: Option<StemSaved>,
+    blocks: Vec<Saved>,
+}
+
+/// The stem's convolution output (its batch norm's input), its output (the first block's input)
+/// and its batch statistics.
+struct StemSaved {
+    conv_out: CpuStorage,
+    output: (CpuStorage, Shape),
+    stats: BatchNormStats,
 }
 
 /// A block's intermediate activations (the batch norms' inputs), its output when another block
@@ -133,9 +223,7 @@ struct Saved {
     stats: [BatchNormStats; 2],
 }
 
-fn lock(
-    saved: &Mutex<Option<Vec<Saved>>>,
-) -> Result<std::sync::MutexGuard<'_, Option<Vec<Saved>>>> {
+fn lock(saved: &Mutex<Option<Trunk>>) -> Result<std::sync::MutexGuard<'_, Option<Trunk>>> {
     saved
         .lock()
         .map_err(|_| candle_core::Error::Msg("residual block state lock poisoned".into()))
@@ -149,6 +237,103 @@ struct Unpacked<'a, T> {
     conv2: &'a [T],
     gamma2: &'a [T],
     beta2: &'a [T],
+}
+
+/// The stem's packed parameters cut back into their three slices.
+struct StemUnpacked<'a, T> {
+    conv: &'a [T],
+    gamma: &'a [T],
+    beta: &'a [T],
+}
+
+impl StemShape {
+    fn conv_len(&self) -> usize {
+        self.cout * self.cin * self.k * self.k
+    }
+
+    fn packed_len(&self) -> usize {
+        self.conv_len() + 2 * self.cout
+    }
+
+    fn unpack<'a, T>(&self, packed: &'a [T]) -> StemUnpacked<'a, T> {
+        let (conv, rest) = packed.split_at(self.conv_len());
+        let (gamma, beta) = rest.split_at(self.cout);
+        StemUnpacked { conv, gamma, beta }
+    }
+
+    /// The convolution's geometry for images of shape `images`.
+    fn geometry(&self, images: &Shape) -> Result<Geometry> {
+        let weight = Shape::from((self.cout, self.cin, self.k, self.k));
+        Geometry::new(images, &weight, self.stride, self.k / 2)
+    }
+
+    /// The convolution, its batch statistics from the images' moments its epilogue gathers, and
+    /// the normalised output written once: the first block's input, which its convolution, its
+    /// shortcut and its backward pass all read.
+    fn forward<T: Real>(
+        &self,
+        images: &[T],
+        shape: &Shape,
+        p: &StemUnpacked<T>,
+        eps: f64,
+    ) -> Result<StemSaved> {
+        let g = self.geometry(shape)?;
+        let batch = shape.dims().first().copied().unwrap_or(1);
+        let (conv_out, moments) = conv::forward_values_with_moments(images, p.conv, &g);
+        let (normalization, stats) = batch_norm::batch_normalization(
+            &conv_out,
+            moments.as_deref(),
+            p.gamma,
+            p.beta,
+            (self.cout, batch),
+            eps,
+            true,
+        );
+        let output = timed(Phase::BatchNormForward, || normalization.apply(&conv_out));
+        Ok(StemSaved {
+            conv_out: T::to_cpu_storage_owned(conv_out),
+            output: (T::to_cpu_storage_owned(output), g.output_shape()),
+            stats,
+        })
+    }
+
+    /// The stem's backward pass from the images (`shape`) and the gradient of its output:
+    /// (the images' gradient when `want_dx`, the packed parameters' gradient). The batch norm
+    /// stops at its sums; its input gradient is evaluated as the convolution loads it.
+    #[allow(clippy::too_many_arguments)]
+    fn backward<T: Real>(
+        &self,
+        (images, shape): (&[T], &Shape),
+        grad: &[T],
+        saved: &StemSaved,
+        p: &StemUnpacked<T>,
+        eps: f64,
+        want_dx: bool,
+    ) -> Result<(Option<Vec<T>>, Vec<T>)> {
+        let g = self.geometry(shape)?;
+        let conv_out = T::cpu_storage_as_slice(&saved.conv_out)?;
+        let (_, gradient, dgamma, dbeta) = batch_norm::backward_deferred(
+            conv_out,
+            OutputGradientSource::Values(grad),
+            p.gamma,
+            p.beta,
+            &saved.stats,
+            self.cout,
+            eps,
+            true,
+        );
+        let dy = OutputGradient::BatchNorm {
+            x: conv_out,
+            dy: grad,
+            gradient: &gradient,
+        };
+        let (dx, dconv) = conv::backward_values(images, None, p.conv, dy, (&g, None), want_dx);
+        let mut dpacked = Vec::with_capacity(self.packed_len());
+        for part in [&dconv, &dgamma, &dbeta] {
+            dpacked.extend_from_slice(part);
+        }
+        Ok((dx, dpacked))
+    }
 }
 
 impl BlockShape {
@@ -328,11 +513,20 @@ impl BlockShape {
 
 impl ResidualBlocks {
     fn packed_len(&self) -> usize {
-        self.blocks.iter().map(BlockShape::packed_len).sum()
+        let stem = self.stem.as_ref().map_or(0, StemShape::packed_len);
+        stem + self
+            .blocks
+            .iter()
+            .map(BlockShape::packed_len)
+            .sum::<usize>()
     }
 
-    /// Each block's slice of the packed parameters.
-    fn unpack<'a, T>(&self, packed: &'a [T]) -> Result<Vec<Unpacked<'a, T>>> {
+    /// The stem's and each block's slice of the packed parameters.
+    #[allow(clippy::type_complexity)]
+    fn unpack<'a, T>(
+        &self,
+        packed: &'a [T],
+    ) -> Result<(Option<StemUnpacked<'a, T>>, Vec<Unpacked<'a, T>>)> {
         if packed.len() != self.packed_len() {
             candle_core::bail!(
                 "residual blocks: {} packed parameters, expected {}",
@@ -341,19 +535,27 @@ impl ResidualBlocks {
             );
         }
         let mut rest = packed;
+        let stem = self.stem.as_ref().map(|stem| {
+            let (mine, after) = rest.split_at(stem.packed_len());
+            rest = after;
+            stem.unpack(mine)
+        });
         let mut unpacked = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             let (mine, after) = rest.split_at(block.packed_len());
             unpacked.push(block.unpack(mine));
             rest = after;
         }
-        Ok(unpacked)
+        Ok((stem, unpacked))
     }
 
     /// The output shape of every block, from the input shape `x`.
     fn shapes(&self, x: &Shape) -> Result<Vec<Shape>> {
         let mut shapes = Vec::with_capacity(self.blocks.len());
-        let mut shape = x.clone();
+        let mut shape = match &self.stem {
+            Some(stem) => stem.geometry(x)?.output_shape(),
+            None => x.clone(),
+        };
         for block in &self.blocks {
             shape = block.geometries(&shape)?.0.output_shape();
             shapes.push(shape.clone());
@@ -362,13 +564,18 @@ impl ResidualBlocks {
     }
 
     fn forward_typed<T: Real>(&self, x: &[T], packed: &[T], shape: &Shape) -> Result<Vec<T>> {
-        let parameters = self.unpack(packed)?;
+        let (stem_parameters, parameters) = self.unpack(packed)?;
+        let stem = match (&self.stem, &stem_parameters) {
+            (Some(stem), Some(p)) => Some(stem.forward(x, shape, p, self.eps)?),
+            _ => None,
+        };
         let mut saved: Vec<Saved> = Vec::with_capacity(self.blocks.len());
         let mut input: Option<(Vec<T>, Shape)> = None;
         for (block, p) in self.blocks.iter().zip(&parameters) {
-            let (x, shape) = match &input {
-                Some((values, shape)) => (&values[..], shape),
-                None => (x, shape),
+            let (x, shape) = match (&input, &stem) {
+                (Some((values, shape)), _) => (&values[..], shape),
+                (None, Some(stem)) => (T::cpu_storage_as_slice(&stem.output.0)?, &stem.output.1),
+                (None, None) => (x, shape),
             };
             let out_shape = block.geometries(shape)?.0.output_shape();
             let (out, block_saved) = block.forward(x, shape, p, self.eps)?;
@@ -379,7 +586,10 @@ impl ResidualBlocks {
             saved.push(block_saved);
             input = Some((out, out_shape));
         }
-        *lock(&self.saved)? = Some(saved);
+        *lock(&self.saved)? = Some(Trunk {
+            stem,
+            blocks: saved,
+        });
         match input {
             Some((out, _)) => Ok(out),
             None => candle_core::bail!("residual blocks: no block given"),
@@ -395,7 +605,7 @@ impl ResidualBlocks {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let guard = lock(&self.saved)?;
-        let Some(saved) = guard.as_ref() else {
+        let Some(trunk) = guard.as_ref() else {
             candle_core::bail!("residual blocks: backward before forward");
         };
         let want_dx = x.track_op();
@@ -408,7 +618,7 @@ impl ResidualBlocks {
                             out,
                             grad,
                             packed,
-                            saved,
+                            trunk,
                             want_dx,
                         )
                     })
@@ -425,27 +635,38 @@ impl ResidualBlocks {
     }
 
     /// The blocks' backward passes, last first, each block's dx the output gradient of the one
-    /// before.
+    /// before, then the stem's.
     fn backward_slices<T: Real>(
         &self,
         (x, shape): (&[T], &Shape),
         out: &[T],
         grad: &[T],
         packed: &[T],
-        saved: &[Saved],
+        trunk: &Trunk,
         want_dx: bool,
     ) -> Result<(Option<Vec<T>>, Vec<T>)> {
-        let parameters = self.unpack(packed)?;
+        let (stem_parameters, parameters) = self.unpack(packed)?;
+        let saved = &trunk.blocks;
         if saved.len() != self.blocks.len() {
             candle_core::bail!("residual blocks: the forward pass kept state for other blocks");
         }
+        let stem = match (&self.stem, &trunk.stem, &stem_parameters) {
+            (Some(stem), Some(saved), Some(p)) => Some((stem, saved, p)),
+            (None, None, None) => None,
+            _ => candle_core::bail!("residual blocks: the forward pass kept no stem state"),
+        };
+        // The first block's input: the stem's output, or the op's input.
+        let first_input = match &stem {
+            Some((_, saved, _)) => (T::cpu_storage_as_slice(&saved.output.0)?, &saved.output.1),
+            None => (x, shape),
+        };
         let mut dparts: Vec<Vec<T>> = Vec::with_capacity(self.blocks.len());
         let mut grad: std::borrow::Cow<[T]> = grad.into();
         let mut dx = None;
         for (index, block) in self.blocks.iter().enumerate().rev() {
-            // The block's input: the images, or the output the block before kept.
+            // The block's input: the first's, or the output the block before kept.
             let input = match index.checked_sub(1).map(|before| &saved[before].output) {
-                None => (x, shape),
+                None => first_input,
                 Some(Some((values, shape))) => (T::cpu_storage_as_slice(values)?, shape),
                 Some(None) => candle_core::bail!("residual blocks: a block's input was not kept"),
             };
@@ -461,7 +682,7 @@ impl ResidualBlocks {
                 &saved[index],
                 &parameters[index],
                 self.eps,
-                !first || want_dx,
+                !first || want_dx || stem.is_some(),
             )?;
             dparts.push(dpacked);
             match block_dx {
@@ -469,7 +690,17 @@ impl ResidualBlocks {
                 block_dx => dx = block_dx,
             }
         }
-        let dpacked = dparts.into_iter().rev().flatten().collect();
+        let mut dpacked = Vec::with_capacity(packed.len());
+        if let Some((stem, saved, p)) = stem {
+            let Some(dstem) = dx.take() else {
+                candle_core::bail!("residual blocks: the first block gave no input gradient");
+            };
+            let (dimages, dstem_parameters) =
+                stem.backward((x, shape), &dstem, saved, p, self.eps, want_dx)?;
+            dx = dimages;
+            dpacked.extend(dstem_parameters);
+        }
+        dpacked.extend(dparts.into_iter().rev().flatten());
         Ok((dx, dpacked))
     }
 }

@@ -24,7 +24,10 @@ use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, WithDType}
 use rayon::prelude::*;
 
 pub use batch_norm::{BatchNormStats, batch_norm_eval, batch_norm_train};
-pub use block::{BlockParameters, residual_block_train, residual_blocks_train};
+pub use block::{
+    BlockParameters, StemParameters, residual_block_train, residual_blocks_train,
+    resnet_trunk_train,
+};
 pub use conv::conv2d;
 pub use folded::{EvalBatchNorm, EvalBlockParameters, conv_batch_norm_eval, residual_block_eval};
 pub use pool::global_average_pool;

@@ -251,13 +251,15 @@ fn add_in_order<T: Real>(partials: &[Vec<T>], len: usize) -> Vec<T> {
     /// Values per chunk: 16 KB of f32.
     const CHUNK: usize = 4096;
     let mut dw = vec![T::from_f64(0.0); len];
-    dw.par_chunks_mut(CHUNK).enumerate().for_each(|(index, dw)| {
-        for partial in partials {
-            for (a, &b) in dw.iter_mut().zip(&partial[index * CHUNK..]) {
-                *a += b;
+    dw.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(index, dw)| {
+            for partial in partials {
+                for (a, &b) in dw.iter_mut().zip(&partial[index * CHUNK..]) {
+                    *a += b;
+                }
             }
-        }
-    });
+        });
     dw
 }
 
