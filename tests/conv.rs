@@ -26,7 +26,8 @@ fn to_channels_first(x: &Tensor) -> Result<Tensor> {
 /// (16-channel outputs), and in the three padding-0 rows of 32, 16 and 28 output pixels the
 /// constant shapes it has for the ResNets' rows (16-pixel tiles of 16 channels, 8-pixel tiles of
 /// 32, 14-pixel tiles of 16). The 1- and 3-channel inputs (the stems) have fewer channels than a
-/// weight-gradient tile has rows: their kernel rows' taps take the rows.
+/// weight-gradient tile has rows: their k·k taps take the rows (9 and 27 of them, in one sweep or
+/// more depending on the instruction set's tile).
 const CASES: [([usize; 4], usize, usize, usize, usize); 18] = [
     ([2, 16, 9, 7], 16, 3, 1, 1),
     ([2, 32, 6, 5], 16, 3, 1, 1),
@@ -100,7 +101,7 @@ fn conv2d_matches_candle_on_every_instruction_set() -> Result<()> {
         let (direct, general) = simd::with_isa(isa, || check_cases(DType::F32, 2e-5))?;
         // 18 cases × 3 passes. With vectors of 4 to 16 floats the direct kernels take the 15
         // forward passes with 16, 32 or 64 output channels, their 15 weight gradients (the 1- and
-        // 3-channel inputs' with their kernel rows' taps as the tile's rows), the 10 stride-1
+        // 3-channel inputs' with all their taps as the tile's rows), the 10 stride-1
         // input gradients with 16 or 32 input channels, and the 2 input gradients of 3×3, stride-2,
         // padding-1 layers (4 and 16 input channels: 16 and 64 parity channels). On Scalar
         // every channel count fits a vector, and all but the stride-2, padding-0 input gradient

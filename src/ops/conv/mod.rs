@@ -759,7 +759,7 @@ fn input_grad_stride2_direct(
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
 /// the kernels. An input with fewer channels than the tile has rows (the stem's 1 or 3) fills
-/// the tile with a kernel row's taps instead (see `direct::weight_grad`). A batch norm's input
+/// the tile with its k·k taps instead (see `direct::weight_grad_all_taps`). A batch norm's input
 /// gradient as `dy` is evaluated one image at a time into a buffer the kernel reads from cache,
 /// never written out whole: for ResNet-20's stem (1×28×28, batch 512) that is a 25.7 MB write
 /// and read fewer.
