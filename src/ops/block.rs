@@ -30,7 +30,6 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::batch_norm::{self, BatchNormStats, Normalization, OutputGradientSource};
 use super::conv::{self, Geometry, OutputGradient};
@@ -462,11 +461,6 @@ impl BlockShape {
         let Some(dnormed) = dnormed else {
             candle_core::bail!("residual block: the residual add's gradient was not made");
         };
-        let dshortcut = if self.downsample {
-            residual::shortcut_gradient(&dnormed, shortcut)
-        } else {
-            Vec::new()
-        };
         let hidden = Normalization::new(p.gamma1, p.beta1, stats1, eps, true);
         let dy = OutputGradient::BatchNorm {
             x: conv2_out,
@@ -494,12 +488,12 @@ impl BlockShape {
             gradient: &gradient1,
         };
         // The shortcut's gradient joins conv1's: dnormed itself for the identity, added as the
-        // kernel stores dx (one pass over dx fewer).
+        // kernel stores dx (one pass over dx fewer); option A's into the pixels it reaches.
         let dx_plus = (!self.downsample).then_some(&dnormed[..]);
         let (dx, dconv1) = conv::backward_values(x, None, p.conv1, dy, (&first, dx_plus), want_dx);
         let dx = dx.map(|mut dx| {
             if self.downsample {
-                add_into(&mut dx, &dshortcut);
+                residual::add_shortcut_gradient(&mut dx, &dnormed, shortcut);
             }
             dx
         });
@@ -703,14 +697,6 @@ impl ResidualBlocks {
         dpacked.extend(dparts.into_iter().rev().flatten());
         Ok((dx, dpacked))
     }
-}
-
-/// `sum[i] += other[i]`, in parallel.
-fn add_into<T: Real>(sum: &mut [T], other: &[T]) {
-    sum.par_iter_mut()
-        .zip(other.par_iter())
-        .with_min_len(4096)
-        .for_each(|(a, &b)| *a += b);
 }
 
 impl candle_core::CustomOp2 for ResidualBlocks {
