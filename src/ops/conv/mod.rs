@@ -526,7 +526,7 @@ fn sliding_plain(
 fn flipped_transposed<'a>(
     weight: &'a [f32],
     g: &Geometry,
-) -> impl Fn(usize, usize, usize, usize) -> f32 + 'a {
+) -> impl Fn(usize, usize, usize, usize) -> f32 + Sync + 'a {
     let (k, cin) = (g.k, g.cin);
     move |ci, co, ky, kx| weight[((co * cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
 }

@@ -121,7 +121,7 @@ impl Tiling {
     pub(super) fn transform_weights(
         self,
         channels: (usize, usize),
-        weight: impl Fn(usize, usize, usize, usize) -> f32,
+        weight: impl Fn(usize, usize, usize, usize) -> f32 + Sync,
     ) -> Vec<f32> {
         match self {
             Tiling::F2 => transform_weights(&G2, channels, weight),
@@ -154,18 +154,20 @@ impl Tiling {
 fn transform_weights<const R: usize>(
     g: &[[f64; R]],
     (cin, cout): (usize, usize),
-    weight: impl Fn(usize, usize, usize, usize) -> f32,
+    weight: impl Fn(usize, usize, usize, usize) -> f32 + Sync,
 ) -> Vec<f32> {
     /// Output channels summed side by side.
     const SIDE_BY_SIDE: usize = 8;
     let side = g.len();
-    // The taps as f64, `[ci][ky][kx][co]`.
+    // The taps as f64, `[ci][ky][kx][co]`, an input channel's on each worker.
     let mut taps = vec![0f64; cin * R * R * cout];
-    for (ci, co, ky, kx) in (0..cin).flat_map(|ci| {
-        (0..cout).flat_map(move |co| (0..R * R).map(move |t| (ci, co, t / R, t % R)))
-    }) {
-        taps[((ci * R + ky) * R + kx) * cout + co] = f64::from(weight(co, ci, ky, kx));
-    }
+    taps.par_chunks_mut((R * R * cout).max(1))
+        .enumerate()
+        .for_each(|(ci, taps)| {
+            for (co, tap) in (0..cout).flat_map(|co| (0..R * R).map(move |tap| (co, tap))) {
+                taps[tap * cout + co] = f64::from(weight(co, ci, tap / R, tap % R));
+            }
+        });
     let mut u = vec![0f32; side * side * cin * cout];
     u.par_chunks_mut((cin * cout).max(1))
         .enumerate()
@@ -944,26 +946,28 @@ pub(super) fn weight_grad_from_products(
     let g = tiling.gradient_g()?;
     let pairs = cin * cout;
     let mut dw = vec![0f32; 9 * pairs];
-    let mut sums = vec![0f64; pairs];
-    for (tap, dw) in dw.chunks_exact_mut(pairs).enumerate() {
-        let (ky, kx) = (tap / 3, tap % 3);
-        sums.fill(0.0);
-        for (position, products) in products
-            .chunks_exact(pairs)
-            .take(g.len().pow(2))
-            .enumerate()
-        {
-            let factor = g[position / g.len()][ky] * g[position % g.len()][kx];
-            if factor != 0.0 {
-                for (sum, &p) in sums.iter_mut().zip(products) {
-                    *sum += factor * f64::from(p);
+    // A tap on each worker; each value's sum runs over the positions in order.
+    dw.par_chunks_mut(pairs.max(1))
+        .enumerate()
+        .for_each(|(tap, dw)| {
+            let (ky, kx) = (tap / 3, tap % 3);
+            let mut sums = vec![0f64; pairs];
+            for (position, products) in products
+                .chunks_exact(pairs)
+                .take(g.len().pow(2))
+                .enumerate()
+            {
+                let factor = g[position / g.len()][ky] * g[position % g.len()][kx];
+                if factor != 0.0 {
+                    for (sum, &p) in sums.iter_mut().zip(products) {
+                        *sum += factor * f64::from(p);
+                    }
                 }
             }
-        }
-        for (dw, &sum) in dw.iter_mut().zip(&sums) {
-            *dw = sum as f32;
-        }
-    }
+            for (dw, &sum) in dw.iter_mut().zip(&sums) {
+                *dw = sum as f32;
+            }
+        });
     Some(dw)
 }
 
