@@ -345,6 +345,42 @@ fn a_residual_block_as_one_op_equals_its_five_ops_bit_for_bit() -> Result<()> {
     Ok(())
 }
 
+/// (input channels, output channels, downsample) of each block of a stack.
+type Layout = [(usize, usize, bool)];
+
+/// Random parameters of each block of `layout`, `[conv1, γ1, β1, conv2, γ2, β2]`, seeded from
+/// `seed` on.
+fn block_vars(layout: &Layout, seed: u64, dtype: DType) -> Result<Vec<[Var; 6]>> {
+    let var = |shape: &[usize], seed| Var::from_tensor(&random(shape, seed, dtype)?);
+    let mut vars = Vec::new();
+    for (index, &(cin, cout, _)) in layout.iter().enumerate() {
+        let seed = seed + 6 * index as u64;
+        vars.push([
+            var(&[cout, cin, 3, 3], seed)?,
+            var(&[cout], seed + 1)?,
+            var(&[cout], seed + 2)?,
+            var(&[cout, cout, 3, 3], seed + 3)?,
+            var(&[cout], seed + 4)?,
+            var(&[cout], seed + 5)?,
+        ]);
+    }
+    Ok(vars)
+}
+
+/// The blocks' parameters as the fast ops take them.
+fn block_parameters(vars: &[[Var; 6]]) -> Vec<ops::BlockParameters<'_>> {
+    vars.iter()
+        .map(
+            |[conv1, gamma1, beta1, conv2, gamma2, beta2]| ops::BlockParameters {
+                conv1,
+                bn1: (gamma1, beta1),
+                conv2,
+                bn2: (gamma2, beta2),
+            },
+        )
+        .collect()
+}
+
 /// A stack of residual blocks as one op (what the ResNets train with) against the same blocks as
 /// one op each: output, every block's batch statistics and all gradients equal bit for bit, through
 /// a downsampling block in the middle, in f32 on the direct kernels and f64 on im2col.
@@ -358,31 +394,9 @@ fn residual_blocks_as_one_op_equal_the_blocks_one_by_one_bit_for_bit() -> Result
         let what = format!("{dtype:?} {x_shape:?}");
         let var = |shape: &[usize], seed| Var::from_tensor(&random(shape, seed, dtype)?);
         let x = var(&x_shape, 61)?;
-        // (input channels, output channels, downsample)
         let layout = [(c1, c1, false), (c1, c2, true), (c2, c2, false)];
-        let mut vars = Vec::new();
-        for (index, &(cin, cout, _)) in layout.iter().enumerate() {
-            let seed = 62 + 6 * index as u64;
-            vars.push([
-                var(&[cout, cin, 3, 3], seed)?,
-                var(&[cout], seed + 1)?,
-                var(&[cout], seed + 2)?,
-                var(&[cout, cout, 3, 3], seed + 3)?,
-                var(&[cout], seed + 4)?,
-                var(&[cout], seed + 5)?,
-            ]);
-        }
-        let parameters: Vec<_> = vars
-            .iter()
-            .map(
-                |[conv1, gamma1, beta1, conv2, gamma2, beta2]| ops::BlockParameters {
-                    conv1,
-                    bn1: (gamma1, beta1),
-                    conv2,
-                    bn2: (gamma2, beta2),
-                },
-            )
-            .collect();
+        let vars = block_vars(&layout, 62, dtype)?;
+        let parameters = block_parameters(&vars);
         let eps = 1e-5;
 
         let mut expected = x.as_tensor().clone();
@@ -441,31 +455,9 @@ fn the_stem_and_blocks_as_one_op_equal_the_stem_ops_then_the_blocks_bit_for_bit(
         let images = var(&images_shape, 91)?;
         let stem_conv = var(&[c1, images_shape[3], 3, 3], 92)?;
         let (stem_gamma, stem_beta) = (var(&[c1], 93)?, var(&[c1], 94)?);
-        // (input channels, output channels, downsample)
         let layout = [(c1, c1, false), (c1, c2, true)];
-        let mut vars = Vec::new();
-        for (index, &(cin, cout, _)) in layout.iter().enumerate() {
-            let seed = 95 + 6 * index as u64;
-            vars.push([
-                var(&[cout, cin, 3, 3], seed)?,
-                var(&[cout], seed + 1)?,
-                var(&[cout], seed + 2)?,
-                var(&[cout, cout, 3, 3], seed + 3)?,
-                var(&[cout], seed + 4)?,
-                var(&[cout], seed + 5)?,
-            ]);
-        }
-        let parameters: Vec<_> = vars
-            .iter()
-            .map(
-                |[conv1, gamma1, beta1, conv2, gamma2, beta2]| ops::BlockParameters {
-                    conv1,
-                    bn1: (gamma1, beta1),
-                    conv2,
-                    bn2: (gamma2, beta2),
-                },
-            )
-            .collect();
+        let vars = block_vars(&layout, 95, dtype)?;
+        let parameters = block_parameters(&vars);
         let stack: Vec<_> = parameters
             .iter()
             .zip(&layout)
