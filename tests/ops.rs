@@ -1,6 +1,7 @@
 //! The fast CPU ops against candle's own ops: values and gradients in f64 and f32 on odd shapes,
 //! and whole-network gradients of the fast path against the stock path.
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, IndexOp, Result, Tensor, Var};
 use candle_nn::{BatchNorm, Module, ModuleT, VarMap};
 
@@ -381,6 +382,40 @@ fn block_parameters(vars: &[[Var; 6]]) -> Vec<ops::BlockParameters<'_>> {
         .collect()
 }
 
+/// The blocks of `layout` as a stack for the fast ops: each one's parameters and whether it
+/// downsamples.
+fn block_stack<'a>(
+    parameters: &'a [ops::BlockParameters<'a>],
+    layout: &Layout,
+) -> Vec<(&'a ops::BlockParameters<'a>, bool)> {
+    parameters
+        .iter()
+        .zip(layout)
+        .map(|(p, &(_, _, downsample))| (p, downsample))
+        .collect()
+}
+
+/// Every variable's gradient in `grads` equals its gradient in `expected` bit for bit, and is
+/// not all zero.
+fn assert_same_gradients<'a>(
+    what: &str,
+    vars: impl IntoIterator<Item = &'a Var>,
+    grads: &GradStore,
+    expected: &GradStore,
+) -> Result<()> {
+    for v in vars {
+        let got = values(grads.get(v).expect("the op's gradient"))?;
+        let want = values(expected.get(v).expect("the reference gradient"))?;
+        assert_eq!(got, want, "{what}: gradient of {:?}", v.dims());
+        assert!(
+            got.iter().any(|&g| g != 0.0),
+            "{what}: the gradient of {:?} is not all zero",
+            v.dims()
+        );
+    }
+    Ok(())
+}
+
 /// A stack of residual blocks as one op (what the ResNets train with) against the same blocks as
 /// one op each: output, every block's batch statistics and all gradients equal bit for bit, through
 /// a downsampling block in the middle, in f32 on the direct kernels and f64 on im2col.
@@ -408,32 +443,15 @@ fn residual_blocks_as_one_op_equal_the_blocks_one_by_one_bit_for_bit() -> Result
         }
         let expected_grads = weighted_sum(&expected, 80)?.backward()?;
 
-        let stack: Vec<_> = parameters
-            .iter()
-            .zip(&layout)
-            .map(|(p, &(_, _, downsample))| (p, downsample))
-            .collect();
+        let stack = block_stack(&parameters, &layout);
         let (out, stats) = ops::residual_blocks_train(&x, &stack, eps)?;
         let grads = weighted_sum(&out, 80)?.backward()?;
 
         assert_eq!(out.dims(), expected.dims(), "{what}: shape");
         assert_eq!(values(&out)?, values(&expected)?, "{what}: output");
         assert_eq!(stats, expected_stats, "{what}: batch statistics");
-        for v in std::iter::once(&x).chain(vars.iter().flatten()) {
-            let got = grads.get(v).expect("stack gradient");
-            let want = expected_grads.get(v).expect("blocks' gradient");
-            assert_eq!(
-                values(got)?,
-                values(want)?,
-                "{what}: gradient of {:?}",
-                v.dims()
-            );
-            assert!(
-                values(got)?.iter().any(|&g| g != 0.0),
-                "{what}: the gradient of {:?} is not all zero",
-                v.dims()
-            );
-        }
+        let all = std::iter::once(&x).chain(vars.iter().flatten());
+        assert_same_gradients(&what, all, &grads, &expected_grads)?;
     }
     Ok(())
 }
@@ -458,11 +476,7 @@ fn the_stem_and_blocks_as_one_op_equal_the_stem_ops_then_the_blocks_bit_for_bit(
         let layout = [(c1, c1, false), (c1, c2, true)];
         let vars = block_vars(&layout, 95, dtype)?;
         let parameters = block_parameters(&vars);
-        let stack: Vec<_> = parameters
-            .iter()
-            .zip(&layout)
-            .map(|(p, &(_, _, downsample))| (p, downsample))
-            .collect();
+        let stack = block_stack(&parameters, &layout);
         let eps = 1e-5;
 
         let stem_out = ops::conv2d(&images, &stem_conv, 1, 1)?;
@@ -487,21 +501,8 @@ fn the_stem_and_blocks_as_one_op_equal_the_stem_ops_then_the_blocks_bit_for_bit(
         );
         assert_eq!(stats, expected_stats, "{what}: the blocks' statistics");
         let stem_vars = [&images, &stem_conv, &stem_gamma, &stem_beta];
-        for v in stem_vars.into_iter().chain(vars.iter().flatten()) {
-            let got = grads.get(v).expect("trunk gradient");
-            let want = expected_grads.get(v).expect("separate ops' gradient");
-            assert_eq!(
-                values(got)?,
-                values(want)?,
-                "{what}: gradient of {:?}",
-                v.dims()
-            );
-            assert!(
-                values(got)?.iter().any(|&g| g != 0.0),
-                "{what}: the gradient of {:?} is not all zero",
-                v.dims()
-            );
-        }
+        let all = stem_vars.into_iter().chain(vars.iter().flatten());
+        assert_same_gradients(&what, all, &grads, &expected_grads)?;
     }
     Ok(())
 }

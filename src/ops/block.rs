@@ -238,6 +238,25 @@ struct Unpacked<'a, T> {
     beta2: &'a [T],
 }
 
+/// The convolution `g` of `x` with `weight`, and the batch statistics of its output (`shape`:
+/// channels, images) with the normalisation (γ, β, ReLU when `relu`) they give: the convolution
+/// gathers its images' moments as it stores them, so the batch norm needs no pass of its own
+/// over its input.
+fn convolve_for_batch_norm<T: Real>(
+    x: &[T],
+    weight: &[T],
+    g: &Geometry,
+    (gamma, beta): (&[T], &[T]),
+    shape: (usize, usize),
+    eps: f64,
+    relu: bool,
+) -> (Vec<T>, Normalization<T>, BatchNormStats) {
+    let (out, moments) = conv::forward_values_with_moments(x, weight, g);
+    let (normalization, stats) =
+        batch_norm::batch_normalization(&out, moments.as_deref(), gamma, beta, shape, eps, relu);
+    (out, normalization, stats)
+}
+
 /// The stem's packed parameters cut back into their three slices.
 struct StemUnpacked<'a, T> {
     conv: &'a [T],
@@ -277,17 +296,10 @@ impl StemShape {
         eps: f64,
     ) -> Result<StemSaved> {
         let g = self.geometry(shape)?;
-        let batch = shape.dims().first().copied().unwrap_or(1);
-        let (conv_out, moments) = conv::forward_values_with_moments(images, p.conv, &g);
-        let (normalization, stats) = batch_norm::batch_normalization(
-            &conv_out,
-            moments.as_deref(),
-            p.gamma,
-            p.beta,
-            (self.cout, batch),
-            eps,
-            true,
-        );
+        let batch = (self.cout, shape.dims().first().copied().unwrap_or(1));
+        let affine = (p.gamma, p.beta);
+        let (conv_out, normalization, stats) =
+            convolve_for_batch_norm(images, p.conv, &g, affine, batch, eps, true);
         let output = timed(Phase::BatchNormForward, || normalization.apply(&conv_out));
         Ok(StemSaved {
             conv_out: T::to_cpu_storage_owned(conv_out),
@@ -387,22 +399,13 @@ impl BlockShape {
         let cout = self.cout;
 
         let images = shape.dims().first().copied().unwrap_or(1);
-        // Each convolution gathers its images' moments as it stores them, so a batch norm's
-        // statistics need no pass of their own over its input.
-        let (conv1_out, moments1) = conv::forward_values_with_moments(x, p.conv1, &first);
         // Each batch norm stops at its statistics: the first's normalisation and ReLU happen as
         // conv2 loads its input, the second's in the residual add, so neither normalised
         // activation is written out (two fewer passes over an activation each, and conv2's
         // input is not kept for the backward pass: it is conv1_out normalised again).
-        let (hidden, stats1) = batch_norm::batch_normalization(
-            &conv1_out,
-            moments1.as_deref(),
-            p.gamma1,
-            p.beta1,
-            (cout, images),
-            eps,
-            true,
-        );
+        let affine = (p.gamma1, p.beta1);
+        let (conv1_out, hidden, stats1) =
+            convolve_for_batch_norm(x, p.conv1, &first, affine, (cout, images), eps, true);
         let (conv2_out, moments2) =
             conv::forward_normalized_values(&conv1_out, &hidden, p.conv2, &second);
         let (normed, stats2) = batch_norm::batch_normalization(
