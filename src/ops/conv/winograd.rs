@@ -606,6 +606,7 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
     let inputs = inputs.as_mut_ptr();
     let products = products.as_mut_ptr();
     let (tiles_wide, tiles) = T::TILING.tiles((c.h, w));
+    let tile_at = |tile: usize| (tile / tiles_wide, tile % tiles_wide);
     let block = block_tiles(cin);
     for first in (0..tiles).step_by(block) {
         let count = block.min(tiles - first);
@@ -635,23 +636,33 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
         } else {
             1
         };
+        let needed = NeededSlots::new(count, |i| tile_at(first + i), M, (c.h, w));
         for co in (0..cout).step_by(vectors * lanes) {
-            // SAFETY: u holds positions·cin·cout values, co + vectors·lanes ≤ cout; the buffers
-            // hold a block.
-            unsafe {
-                let weights = (c.u.as_ptr().add(co), cin, cout);
-                let buffers = (inputs.cast_const(), products, block);
-                match (count, vectors) {
-                    (0..=4, 4) => multiply::<S, W, 4, 4>(simd, weights, buffers),
-                    (0..=4, 2) => multiply::<S, W, 4, 2>(simd, weights, buffers),
-                    (0..=4, _) => multiply::<S, W, 4, 1>(simd, weights, buffers),
-                    (5..=8, _) => multiply::<S, W, 8, 1>(simd, weights, buffers),
-                    _ => multiply::<S, W, TILES, 1>(simd, weights, buffers),
+            for position in 0..W * W {
+                // SAFETY: u holds positions·cin·cout values, co + vectors·lanes ≤ cout; the
+                // buffers hold a block, and the slots lie in it.
+                unsafe {
+                    let weights = (c.u.as_ptr().add(co), cin, cout);
+                    let buffers = (inputs.cast_const(), products, block);
+                    let slots = (position, needed.for_position::<W>(position));
+                    match (count, vectors) {
+                        (0..=4, 4) => multiply_slots::<S, W, 4>(simd, weights, buffers, slots),
+                        (0..=4, 2) => multiply_slots::<S, W, 2>(simd, weights, buffers, slots),
+                        (0..=4, _) => multiply_slots::<S, W, 1>(simd, weights, buffers, slots),
+                        (5..=8, _) => {
+                            let rows = std::array::from_fn(|i| i);
+                            multiply::<S, W, 8, 1>(simd, weights, buffers, (position, rows));
+                        }
+                        _ => {
+                            let rows = std::array::from_fn(|i| i);
+                            multiply::<S, W, TILES, 1>(simd, weights, buffers, (position, rows));
+                        }
+                    }
                 }
             }
             // Aᵀ m A of each tile, through the epilogue, stored at its m×m pixels.
             for (i, v) in (0..count).flat_map(|i| (0..vectors).map(move |v| (i, v))) {
-                let (ty, tx) = ((first + i) / tiles_wide, (first + i) % tiles_wide);
+                let (ty, tx) = tile_at(first + i);
                 let (slot, co) = (i * vectors + v, co + v * lanes);
                 // SAFETY: the products buffer holds positions·block·lanes values, position
                 // (r, c) of this slot's at ((r·W + c)·block + slot)·lanes.
@@ -685,47 +696,129 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
     }
 }
 
-/// Each position's products of the block's first `R` tiles' transformed inputs `[positions]
-/// [block][cin]` and `V` vectors of output channels of the transformed weights (`weights`, the
-/// first vector's first value at position 0 and input channel 0, of a `[positions][cin][cout]`
-/// array), into `products` `[positions][block][lanes]`, tile i's vector v in slot i·V + v.
-/// Tiles past the block's count multiply stale values and are not stored.
+/// [`multiply`] of the block's tiles in `slots` (4 at most: the register tile's rows) at
+/// `position`, on a register tile of as many rows as there are slots.
+///
+/// # Safety
+/// [`multiply`]'s, for 4 rows.
+#[inline(always)]
+unsafe fn multiply_slots<S: Simd, const W: usize, const V: usize>(
+    simd: S,
+    weights: (*const f32, usize, usize),
+    buffers: (*const f32, *mut f32, usize),
+    (position, slots): (usize, &[u8]),
+) {
+    let row = |i: usize| usize::from(slots[i]);
+    // SAFETY: the caller's contract.
+    unsafe {
+        match slots.len() {
+            0 => {}
+            1 => multiply::<S, W, 1, V>(simd, weights, buffers, (position, [row(0)])),
+            2 => {
+                let rows = [row(0), row(1)];
+                multiply::<S, W, 2, V>(simd, weights, buffers, (position, rows));
+            }
+            3 => {
+                let rows = [row(0), row(1), row(2)];
+                multiply::<S, W, 3, V>(simd, weights, buffers, (position, rows));
+            }
+            _ => {
+                let rows = [row(0), row(1), row(2), row(3)];
+                multiply::<S, W, 4, V>(simd, weights, buffers, (position, rows));
+            }
+        }
+    }
+}
+
+/// The products at `position` of the block's tiles in slots `rows` (their transformed inputs,
+/// `[positions][block][cin]`) and `V` vectors of output channels of the transformed weights
+/// (`weights`, the first vector's first value at position 0 and input channel 0, of a
+/// `[positions][cin][cout]` array), into `products` `[positions][block][lanes]`, slot i's vector
+/// v in slot i·V + v. Slots past the block's count multiply stale values and are not stored.
 ///
 /// # Safety
 /// The buffers must hold a block of W² positions, `weights` V vectors at every (position, input
-/// channel), and R·V ≤ block.
+/// channel), and every row r satisfy (r + 1)·V ≤ block.
 #[inline(always)]
 unsafe fn multiply<S: Simd, const W: usize, const R: usize, const V: usize>(
     simd: S,
     (weights, cin, cout): (*const f32, usize, usize),
     (inputs, products, block): (*const f32, *mut f32, usize),
+    (position, rows): (usize, [usize; R]),
 ) {
     let lanes = S::F32_LANES;
     let zero = simd.splat_f32s(0.0);
-    for position in 0..W * W {
-        let mut acc = [[zero; V]; R];
-        for ci in 0..cin {
-            let mut vectors = [zero; V];
-            for (v, vector) in vectors.iter_mut().enumerate() {
-                // SAFETY: the caller's contract.
-                *vector =
-                    unsafe { load::<S>(weights.add((position * cin + ci) * cout + v * lanes)) };
+    let mut acc = [[zero; V]; R];
+    for ci in 0..cin {
+        let mut vectors = [zero; V];
+        for (v, vector) in vectors.iter_mut().enumerate() {
+            // SAFETY: the caller's contract.
+            *vector = unsafe { load::<S>(weights.add((position * cin + ci) * cout + v * lanes)) };
+        }
+        for (&i, acc) in rows.iter().zip(acc.iter_mut()) {
+            // SAFETY: the caller's contract.
+            let input = simd.splat_f32s(unsafe { *inputs.add((position * block + i) * cin + ci) });
+            for (acc, &vector) in acc.iter_mut().zip(&vectors) {
+                *acc = simd.mul_add_e_f32s(input, vector, *acc);
             }
-            for (i, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: the caller's contract.
-                let input =
-                    simd.splat_f32s(unsafe { *inputs.add((position * block + i) * cin + ci) });
-                for (acc, &vector) in acc.iter_mut().zip(&vectors) {
-                    *acc = simd.mul_add_e_f32s(input, vector, *acc);
+        }
+    }
+    for (&i, acc) in rows.iter().zip(&acc) {
+        for (v, &acc) in acc.iter().enumerate() {
+            // SAFETY: the caller's contract.
+            unsafe { store::<S>(products.add((position * block + i * V + v) * lanes), acc) };
+        }
+    }
+}
+
+/// Which of a block's tiles need each position's products. The last position of a side
+/// (W − 1) enters only the last output pixel of that side: `Aᵀ m A` adds it into the last row
+/// and column alone (every tiling's Aᵀ has a single 1 in its last column, in its last row), and
+/// `A dY Aᵀ` makes it of the tile's last dY pixel alone. A side that is not whole tiles (7 × 7
+/// and 14 × 14 maps of F(4×4)) has last tiles whose last row or column lies past the image: the
+/// forward pass never stores those pixels, and the weight gradient reads zeros of the frame
+/// there, whose products add nothing (the sums, which start at +0, stay bit for bit the same).
+/// So such a tile skips the positions of that side: on a 7 × 7 map 121 multiplications of a
+/// channel pair per image where all four tiles take 144.
+struct NeededSlots {
+    /// The slots, in order, of the tiles that need the positions on neither last side, on the
+    /// last column only, on the last row only, and on both.
+    slots: [[u8; TILES]; 4],
+    len: [usize; 4],
+}
+
+impl NeededSlots {
+    /// The first `count` slots' tiles (`tile(slot)`: its row and column of tiles in the image)
+    /// of `m` × `m` pixels in an `h` × `w` image.
+    fn new(
+        count: usize,
+        tile: impl Fn(usize) -> (usize, usize),
+        m: usize,
+        (h, w): (usize, usize),
+    ) -> Self {
+        let mut needed = Self {
+            slots: [[0; TILES]; 4],
+            len: [0; 4],
+        };
+        for slot in 0..count.min(TILES) {
+            let (ty, tx) = tile(slot);
+            let (last_column, last_row) = (m * (tx + 1) <= w, m * (ty + 1) <= h);
+            let cases = [true, last_column, last_row, last_column && last_row];
+            for (case, takes) in cases.into_iter().enumerate() {
+                if takes {
+                    // A slot below TILES (16) fits a byte.
+                    needed.slots[case][needed.len[case]] = slot as u8;
+                    needed.len[case] += 1;
                 }
             }
         }
-        for (i, acc) in acc.iter().enumerate() {
-            for (v, &acc) in acc.iter().enumerate() {
-                // SAFETY: the caller's contract.
-                unsafe { store::<S>(products.add((position * block + i * V + v) * lanes), acc) };
-            }
-        }
+        needed
+    }
+
+    /// The slots whose tiles need position `position` of W × W.
+    fn for_position<const W: usize>(&self, position: usize) -> &[u8] {
+        let case = usize::from(position % W == W - 1) + 2 * usize::from(position / W == W - 1);
+        &self.slots[case][..self.len[case]]
     }
 }
 
@@ -904,8 +997,14 @@ unsafe fn accumulate<
         }
         // Each position's products: a register tile of R input channels × one vector of output
         // channels, summed over the block's tiles in order (the last block's unused tiles hold
-        // stale values and are left out).
+        // stale values and are left out, and so are the tiles whose dY is zero there).
+        let tile_at = |slot: usize| {
+            let tile = (first + slot) % per_image;
+            (tile / tiles_wide, tile % tiles_wide)
+        };
+        let needed = NeededSlots::new(count, tile_at, M, (c.h, c.w));
         for position in 0..W * W {
+            let slots = needed.for_position::<W>(position);
             for ci0 in (0..cin).step_by(R) {
                 for co in (0..cout).step_by(lanes) {
                     let at = |r: usize| (position * cin + ci0 + r) * cout + co;
@@ -915,7 +1014,8 @@ unsafe fn accumulate<
                         // co + lanes ≤ cout.
                         *acc = unsafe { load::<S>(products.add(at(r))) };
                     }
-                    for i in 0..count {
+                    for &i in slots {
+                        let i = usize::from(i);
                         // SAFETY: the block buffers hold positions·block·cout and
                         // positions·block·cin values.
                         let z = unsafe { load::<S>(grads.add((position * block + i) * cout + co)) };
@@ -993,10 +1093,11 @@ mod tests {
     /// register tile, 5 × 13 make 8, 17 × 14 make 20 (blocks of 8, 8 and 4 tiles with 16 input
     /// channels, of 16 and 4 with 64: [`super::block_tiles`]), and every side but 8 ends in a
     /// part of a tile; 8 × 8 makes 4, on 4 rows by 2 vectors of 16 output channels (32 of them)
-    /// or 4 (64).
+    /// or 4 (64), and so does 7 × 7, whose last tiles skip the positions only their pixels past
+    /// the image take ([`super::NeededSlots`]), on 3, 2 and 1 rows.
     #[test]
     fn winograd_matches_a_plain_convolution_with_the_epilogue() {
-        let shapes = [(6, 10), (5, 13), (8, 8), (17, 14)];
+        let shapes = [(6, 10), (5, 13), (8, 8), (7, 7), (17, 14)];
         let channels = [(16, 32), (64, 64)];
         for ((h, w), (cin, cout)) in shapes.into_iter().flat_map(|s| channels.map(|c| (s, c))) {
             let x: Vec<f32> = (0..h * w * cin).map(value).collect();
@@ -1188,11 +1289,12 @@ mod tests {
     /// wider. F(2×2): 6 × 10 pixels make 15 tiles, a block and a part,
     /// whose stale tiles must be left out; 5 × 13 (21 tiles) have odd sides, whose last tiles
     /// read the frame's zeros past the image. F(4×4): 6 × 10 make 6 tiles, 5 × 13 8, 17 × 14 20
-    /// (blocks and a part: of 8 tiles with 16 input channels, of 16 with 64), and every side but
-    /// 8 ends in a part of a tile.
+    /// (blocks and a part: of 8 tiles with 16 input channels, of 16 with 64), 7 × 7 4, and every
+    /// side but 8 ends in a part of a tile, whose last tiles skip the positions where their dY
+    /// is the frame's zeros.
     #[test]
     fn winograd_weight_gradient_matches_a_plain_one() {
-        let shapes = [(6, 10), (5, 13), (8, 8), (17, 14)];
+        let shapes = [(6, 10), (5, 13), (8, 8), (7, 7), (17, 14)];
         for ((h, w), cin) in shapes
             .into_iter()
             .flat_map(|s| [16, 64].map(|cin| (s, cin)))
