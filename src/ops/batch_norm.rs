@@ -15,6 +15,12 @@
 //! step's batch-norm forward fell from 47–56 to 9–15 ms and its convolutions' forward rose by
 //! 20–30 ms; ResNet-20 on 1×28×28, 23–24 to 6–7 ms against 0–8 ms; convolutions and batch norm
 //! together about 15 ms less per step on both (docs/performance.md).
+//!
+//! The backward pass's sums are taken per image too ([`GradientSums`]), so that a block's first
+//! batch norm has them taken by the convolution after it, as it stores each image of its input
+//! gradient. On the ResNet-20 SLA step (2-core Zen 4, four alternating runs) batch norm backward
+//! fell from 26.9–28.1 to 19.3–20.5 ms, convolution backward did not rise (236.7–243.4 against
+//! 232.6–239.9) and the median step fell from 391–403 to 383–392 ms.
 
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
@@ -23,8 +29,10 @@ use std::time::Instant;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, Var};
 use rayon::prelude::*;
 
+use pulp::{Simd, WithSimd};
+
 use super::profile::{Phase, record};
-use super::{Real, contiguous_slice, fill_parallel, with_slice};
+use super::{Real, contiguous_slice, fill_parallel, simd, with_slice};
 
 /// Per-channel batch mean and biased variance of one training-mode forward pass.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -151,43 +159,257 @@ fn chunk_rows(channels: usize) -> usize {
 fn for_each_group(channels: usize, mut f: impl FnMut(usize, usize)) {
     let mut start = 0;
     while start < channels {
-        let left = channels - start;
-        let width = if left >= 16 {
-            16
-        } else if left >= 8 {
-            8
-        } else if left >= 4 {
-            4
-        } else {
-            1
-        };
+        let width = group_width(channels - start);
         f(start, width);
         start += width;
     }
 }
 
-/// Per channel: the values of a row that pass the ReLU (`x·scale + shift > 0`, the forward pass's
-/// own expression) and the centre of the backward sums.
-struct Mask<'a, T> {
-    scale: &'a [T],
-    shift: &'a [T],
-    mean: &'a [T],
+/// The next group's width, with `left` channels left.
+#[inline(always)]
+fn group_width(left: usize) -> usize {
+    if left >= 16 {
+        16
+    } else if left >= 8 {
+        8
+    } else if left >= 4 {
+        4
+    } else {
+        1
+    }
+}
+
+/// Batch norm's backward sums, Σg and Σg·(x − mean) per channel, where g is the output gradient
+/// on the active side of the ReLU (`x·scale + shift > 0`, the forward pass's own expression):
+/// taken image by image, each image's sums one partial (its rows in blocks of [`BLOCK_ROWS`]
+/// summed in the element type, then in f64), and the partials added in image order. So they do
+/// not depend on scheduling, nor on who takes an image's sums: the batch norm's own pass over
+/// its input and output gradient ([`GradientSums::batch`]), or a convolution's backward pass as
+/// it stores an image of its input gradient, while the image is still in cache
+/// ([`super::conv::backward_values`]), which saves the pass over two activations.
+pub(crate) struct GradientSums<T> {
+    mask_scale: Vec<T>,
+    mask_shift: Vec<T>,
+    mean: Vec<T>,
+}
+
+impl<T: Real> GradientSums<T> {
+    /// The sums of the batch norm with `gamma`, `beta`, the batch's `stats` and `eps`, followed
+    /// by a ReLU when `relu`.
+    pub(crate) fn new(
+        gamma: &[T],
+        beta: &[T],
+        stats: &BatchNormStats,
+        eps: f64,
+        relu: bool,
+    ) -> Self {
+        let channels = gamma.len();
+        let Normalization { scale, shift, .. } = Normalization::new(gamma, beta, stats, eps, relu);
+        // Without ReLU every value is active: 0·x + 1 > 0.
+        let (mask_scale, mask_shift) = if relu {
+            (scale, shift)
+        } else {
+            (
+                vec![T::from_f64(0.0); channels],
+                vec![T::from_f64(1.0); channels],
+            )
+        };
+        let mean = stats.mean.iter().map(|&m| T::from_f64(m)).collect();
+        Self {
+            mask_scale,
+            mask_shift,
+            mean,
+        }
+    }
+
+    pub(crate) fn channels(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Values per image's partial sums: Σg and Σg·(x − mean) per channel.
+    pub(crate) fn partial_len(&self) -> usize {
+        2 * self.channels()
+    }
+
+    /// These sums for the f32 kernels, when `T` is f32.
+    pub(crate) fn to_f32(&self) -> Option<GradientSums<f32>> {
+        Some(GradientSums {
+            mask_scale: f32_copy(&self.mask_scale)?,
+            mask_shift: f32_copy(&self.mask_shift)?,
+            mean: f32_copy(&self.mean)?,
+        })
+    }
+
+    /// Adds the sums of the rows of `x` and `dy` (one image, or one block of its rows) to
+    /// `partial` (`[Σg; C]`, `[Σg·(x − mean); C]`), compiled for the machine's vector
+    /// instructions (as the baseline x86-64 code it ran 4 floats wide: in cache, behind a
+    /// convolution, that is what it costs).
+    pub(crate) fn image(&self, x: &[T], dy: &[T], partial: &mut [f64]) {
+        let sums = ImageSums {
+            sums: self,
+            x,
+            dy,
+            partial: &mut *partial,
+        };
+        if simd::dispatch(simd::current(), sums).is_none() {
+            image_sums(self, x, dy, partial);
+        }
+    }
+
+    /// Each of the `images` images' partial sums over `x` and the output gradient `dy` (given
+    /// or produced here, see [`OutputGradientSource`]): the produced output gradient, and the
+    /// partials, image by image.
+    fn batch(
+        &self,
+        x: &[T],
+        dy: OutputGradientSource<'_, T>,
+        images: usize,
+    ) -> (Option<Vec<T>>, Vec<f64>) {
+        let image_len = (x.len() / images.max(1)).max(1);
+        let width = self.partial_len().max(1);
+        let mut partials = vec![0f64; x.len().div_ceil(image_len) * width];
+        let produced = match dy {
+            OutputGradientSource::Values(dy) => {
+                partials
+                    .par_chunks_mut(width)
+                    .zip(x.par_chunks(image_len).zip(dy.par_chunks(image_len)))
+                    .for_each(|(partial, (x, dy))| self.image(x, dy, partial));
+                None
+            }
+            OutputGradientSource::Produced(produce) => {
+                let block = BLOCK_ROWS * self.channels().max(1);
+                let mut dy = Vec::with_capacity(x.len());
+                dy.spare_capacity_mut()[..x.len()]
+                    .par_chunks_mut(image_len)
+                    .zip(partials.par_chunks_mut(width))
+                    .zip(x.par_chunks(image_len))
+                    .enumerate()
+                    .for_each(|(index, ((dy, partial), x))| {
+                        let blocks = dy.chunks_mut(block).zip(x.chunks(block));
+                        for (number, (dy, x)) in blocks.enumerate() {
+                            produce(index * image_len + number * block, &mut *dy);
+                            // SAFETY: `produce` writes every value of the block it is given
+                            // (its contract), so the block is initialised.
+                            let dy = unsafe { &*(std::ptr::from_ref(dy) as *const [T]) };
+                            self.image(x, dy, partial);
+                        }
+                    });
+                // SAFETY: the chunks cover the first x.len() values, each block written above.
+                unsafe { dy.set_len(x.len()) };
+                Some(dy)
+            }
+        };
+        (produced, partials)
+    }
+
+    /// Each of the `images` images' partial sums over `x` and the output gradient `dy`.
+    pub(crate) fn of_images(&self, x: &[T], dy: &[T], images: usize) -> Vec<f64> {
+        self.batch(x, OutputGradientSource::Values(dy), images).1
+    }
+
+    /// dx's coefficients, dγ and dβ from the images' `partials`, added in image order.
+    fn gradient(
+        &self,
+        partials: &[f64],
+        gamma: &[T],
+        stats: &BatchNormStats,
+        eps: f64,
+        batch_statistics: bool,
+    ) -> (InputGradient<T>, Vec<T>, Vec<T>) {
+        let zero = T::from_f64(0.0);
+        let channels = self.channels();
+        let (sums_g, sums_gx) = combine(partials, channels);
+        let n = stats.count.max(1) as f64;
+        let mut dgamma = Vec::with_capacity(channels);
+        let mut dbeta = Vec::with_capacity(channels);
+        // dx = a·g + b·x + c per channel, kept as three vectors so the row loop vectorises.
+        let mut coef_a = Vec::with_capacity(channels);
+        let mut coef_b = Vec::with_capacity(channels);
+        let mut coef_c = Vec::with_capacity(channels);
+        for ch in 0..channels {
+            let (sum_g, sum_g_centred) = (sums_g[ch], sums_gx[ch]);
+            let invstd = 1.0 / (stats.var[ch] + eps).sqrt();
+            let sum_g_xhat = sum_g_centred * invstd;
+            dgamma.push(T::from_f64(sum_g_xhat));
+            dbeta.push(T::from_f64(sum_g));
+            let a = gamma[ch].to_f64() * invstd;
+            coef_a.push(T::from_f64(a));
+            if batch_statistics {
+                let k = a / n;
+                let b = -k * sum_g_xhat * invstd;
+                coef_b.push(T::from_f64(b));
+                coef_c.push(T::from_f64(-k * sum_g - b * stats.mean[ch]));
+            } else {
+                coef_b.push(zero);
+                coef_c.push(zero);
+            }
+        }
+        let gradient = InputGradient {
+            mask_scale: self.mask_scale.clone(),
+            mask_shift: self.mask_shift.clone(),
+            a: coef_a,
+            b: coef_b,
+            c: coef_c,
+        };
+        (gradient, dgamma, dbeta)
+    }
+}
+
+/// [`GradientSums::image`] as a vectorised kernel.
+struct ImageSums<'a, T> {
+    sums: &'a GradientSums<T>,
+    x: &'a [T],
+    dy: &'a [T],
+    partial: &'a mut [f64],
+}
+
+impl<T: Real> WithSimd for ImageSums<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        image_sums(self.sums, self.x, self.dy, self.partial);
+    }
+}
+
+/// [`GradientSums::image`]: each block of [`BLOCK_ROWS`] rows, each group of channels. No
+/// closures: a closure is compiled apart from the vectorised function that calls it.
+#[inline(always)]
+fn image_sums<T: Real>(sums: &GradientSums<T>, x: &[T], dy: &[T], partial: &mut [f64]) {
+    let channels = sums.channels();
+    let block = BLOCK_ROWS * channels.max(1);
+    let (sum_g, sum_gx) = partial.split_at_mut(channels);
+    for (x, dy) in x.chunks(block).zip(dy.chunks(block)) {
+        let mut start = 0;
+        while start < channels {
+            let width = group_width(channels - start);
+            let acc = (&mut *sum_g, &mut *sum_gx);
+            match width {
+                16 => gradient_sums_group::<T, 16>((x, dy), start, sums, acc),
+                8 => gradient_sums_group::<T, 8>((x, dy), start, sums, acc),
+                4 => gradient_sums_group::<T, 4>((x, dy), start, sums, acc),
+                _ => gradient_sums_group::<T, 1>((x, dy), start, sums, acc),
+            }
+            start += width;
+        }
+    }
 }
 
 /// Adds Σg and Σg·(x − mean) over the rows of a block for channels `start..start + W`, where g is
 /// dy on the active side of the ReLU.
+#[inline(always)]
 fn gradient_sums_group<T: Real, const W: usize>(
     (x, dy): (&[T], &[T]),
     start: usize,
-    mask: &Mask<'_, T>,
+    mask: &GradientSums<T>,
     (sum_g, sum_gx): (&mut [f64], &mut [f64]),
 ) {
     let zero = T::from_f64(0.0);
-    let channels = mask.scale.len();
+    let channels = mask.channels();
     let mut sg = [zero; W];
     let mut sgx = [zero; W];
-    let scale: [T; W] = std::array::from_fn(|lane| mask.scale[start + lane]);
-    let shift: [T; W] = std::array::from_fn(|lane| mask.shift[start + lane]);
+    let scale: [T; W] = std::array::from_fn(|lane| mask.mask_scale[start + lane]);
+    let shift: [T; W] = std::array::from_fn(|lane| mask.mask_shift[start + lane]);
     let mean: [T; W] = std::array::from_fn(|lane| mask.mean[start + lane]);
     for (xr, dr) in x.chunks_exact(channels).zip(dy.chunks_exact(channels)) {
         let (xv, dv) = (&xr[start..start + W], &dr[start..start + W]);
@@ -488,8 +710,8 @@ pub(crate) struct Gradients<T> {
     pub dbeta: Vec<T>,
 }
 
-/// The one-pass backward: dx, dγ and dβ for the output gradient `dy`. Timed for the benchmark's
-/// breakdown.
+/// The one-pass backward: dx, dγ and dβ for the output gradient `dy` over `images` images of
+/// `channels` channels. Timed for the benchmark's breakdown.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<T: Real>(
     x: &[T],
@@ -497,7 +719,7 @@ pub(crate) fn backward<T: Real>(
     gamma: &[T],
     beta: &[T],
     stats: &BatchNormStats,
-    channels: usize,
+    (channels, images): (usize, usize),
     eps: f64,
     relu: bool,
     batch_statistics: bool,
@@ -509,7 +731,7 @@ pub(crate) fn backward<T: Real>(
         gamma,
         beta,
         stats,
-        channels,
+        (channels, images),
         eps,
         relu,
         batch_statistics,
@@ -522,7 +744,8 @@ pub(crate) fn backward<T: Real>(
 /// The backward pass up to its per-channel sums: dγ, dβ, and dx as an [`InputGradient`] still to
 /// be evaluated, by whoever reads dx next (a convolution's backward pass, as it loads each
 /// image), so dx is never written out whole; and the output gradient, when `dy` had it made here
-/// ([`OutputGradientSource::Produced`]). Timed for the benchmark's breakdown.
+/// ([`OutputGradientSource::Produced`]). Over `images` images of `channels` channels. Timed for
+/// the benchmark's breakdown.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_deferred<T: Real>(
     x: &[T],
@@ -530,12 +753,12 @@ pub(crate) fn backward_deferred<T: Real>(
     gamma: &[T],
     beta: &[T],
     stats: &BatchNormStats,
-    channels: usize,
+    shape: (usize, usize),
     eps: f64,
     relu: bool,
 ) -> (Option<Vec<T>>, InputGradient<T>, Vec<T>, Vec<T>) {
     let start = Instant::now();
-    let parts = backward_sums(x, dy, gamma, beta, stats, channels, eps, relu, true);
+    let parts = backward_sums(x, dy, gamma, beta, stats, shape, eps, relu, true);
     record(Phase::BatchNormBackward, start);
     parts
 }
@@ -593,7 +816,8 @@ impl<T: Real> InputGradient<T> {
     }
 }
 
-/// dx's coefficients, dγ and dβ: the sums over the batch of [`backward`].
+/// dx's coefficients, dγ and dβ: the sums over the batch of [`backward`], over `images` images
+/// of `channels` channels.
 #[allow(clippy::too_many_arguments)]
 fn backward_sums<T: Real>(
     x: &[T],
@@ -601,96 +825,32 @@ fn backward_sums<T: Real>(
     gamma: &[T],
     beta: &[T],
     stats: &BatchNormStats,
-    channels: usize,
+    (channels, images): (usize, usize),
     eps: f64,
     relu: bool,
     batch_statistics: bool,
 ) -> (Option<Vec<T>>, InputGradient<T>, Vec<T>, Vec<T>) {
-    let zero = T::from_f64(0.0);
-    let Normalization { scale, shift, .. } = Normalization::new(gamma, beta, stats, eps, relu);
-    // Without ReLU every value is active: 0·x + 1 > 0.
-    let (mask_scale, mask_shift) = if relu {
-        (scale, shift)
-    } else {
-        (vec![zero; channels], vec![T::from_f64(1.0); channels])
-    };
-    let mean: Vec<T> = stats.mean.iter().map(|&m| T::from_f64(m)).collect();
-    let mask = Mask {
-        scale: &mask_scale,
-        shift: &mask_shift,
-        mean: &mean,
-    };
-    // Per channel: Σg and Σg·(x − mean), where g is dy masked by the ReLU.
-    let chunk = chunk_rows(channels) * channels;
-    let block = BLOCK_ROWS * channels;
-    let mut partials = vec![0f64; x.len().div_ceil(chunk) * 2 * channels];
-    let produced = match dy {
-        OutputGradientSource::Values(dy) => {
-            partials
-                .par_chunks_mut(2 * channels)
-                .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
-                .for_each(|(partial, (x, dy))| {
-                    for rows in x.chunks(block).zip(dy.chunks(block)) {
-                        block_sums(rows, &mask, partial);
-                    }
-                });
-            None
-        }
-        OutputGradientSource::Produced(produce) => {
-            let mut dy = Vec::with_capacity(x.len());
-            dy.spare_capacity_mut()[..x.len()]
-                .par_chunks_mut(chunk)
-                .zip(partials.par_chunks_mut(2 * channels))
-                .zip(x.par_chunks(chunk))
-                .enumerate()
-                .for_each(|(index, ((dy, partial), x))| {
-                    for (number, (dy, x)) in dy.chunks_mut(block).zip(x.chunks(block)).enumerate() {
-                        produce(index * chunk + number * block, &mut *dy);
-                        // SAFETY: `produce` writes every value of the block it is given (its
-                        // contract), so the block is initialised.
-                        let dy = unsafe { &*(std::ptr::from_ref(dy) as *const [T]) };
-                        block_sums((x, dy), &mask, partial);
-                    }
-                });
-            // SAFETY: the chunks cover the first x.len() values, each block written above.
-            unsafe { dy.set_len(x.len()) };
-            Some(dy)
-        }
-    };
-    let (sums_g, sums_gx) = combine(&partials, channels);
-    let n = stats.count.max(1) as f64;
-    let mut dgamma = Vec::with_capacity(channels);
-    let mut dbeta = Vec::with_capacity(channels);
-    // dx = a·g + b·x + c per channel, kept as three vectors so the row loop vectorises.
-    let mut coef_a = Vec::with_capacity(channels);
-    let mut coef_b = Vec::with_capacity(channels);
-    let mut coef_c = Vec::with_capacity(channels);
-    for ch in 0..channels {
-        let (sum_g, sum_g_centred) = (sums_g[ch], sums_gx[ch]);
-        let invstd = 1.0 / (stats.var[ch] + eps).sqrt();
-        let sum_g_xhat = sum_g_centred * invstd;
-        dgamma.push(T::from_f64(sum_g_xhat));
-        dbeta.push(T::from_f64(sum_g));
-        let a = gamma[ch].to_f64() * invstd;
-        coef_a.push(T::from_f64(a));
-        if batch_statistics {
-            let k = a / n;
-            let b = -k * sum_g_xhat * invstd;
-            coef_b.push(T::from_f64(b));
-            coef_c.push(T::from_f64(-k * sum_g - b * stats.mean[ch]));
-        } else {
-            coef_b.push(zero);
-            coef_c.push(zero);
-        }
-    }
-    let gradient = InputGradient {
-        mask_scale,
-        mask_shift,
-        a: coef_a,
-        b: coef_b,
-        c: coef_c,
-    };
+    debug_assert_eq!(gamma.len(), channels);
+    let sums = GradientSums::new(gamma, beta, stats, eps, relu);
+    let (produced, partials) = sums.batch(x, dy, images);
+    let (gradient, dgamma, dbeta) = sums.gradient(&partials, gamma, stats, eps, batch_statistics);
     (produced, gradient, dgamma, dbeta)
+}
+
+/// [`backward_deferred`] from the images' partial sums (`sums`' [`GradientSums::image`] of each
+/// image, in order), taken by whoever had the images in cache. Timed for the benchmark's
+/// breakdown.
+pub(crate) fn backward_from_sums<T: Real>(
+    sums: &GradientSums<T>,
+    partials: &[f64],
+    gamma: &[T],
+    stats: &BatchNormStats,
+    eps: f64,
+) -> (InputGradient<T>, Vec<T>, Vec<T>) {
+    let start = Instant::now();
+    let parts = sums.gradient(partials, gamma, stats, eps, true);
+    record(Phase::BatchNormBackward, start);
+    parts
 }
 
 /// The output gradient a backward pass sums over: given, or computed block by block as the sums
@@ -699,21 +859,6 @@ fn backward_sums<T: Real>(
 pub(crate) enum OutputGradientSource<'a, T> {
     Values(&'a [T]),
     Produced(&'a (dyn Fn(usize, &mut [MaybeUninit<T>]) + Sync)),
-}
-
-/// Adds one block of rows' Σg and Σg·(x − mean) to `partial` (`[Σg; C]`, `[Σg·(x − mean); C]`).
-fn block_sums<T: Real>((x, dy): (&[T], &[T]), mask: &Mask<'_, T>, partial: &mut [f64]) {
-    let channels = mask.scale.len();
-    let (sum_g, sum_gx) = partial.split_at_mut(channels);
-    for_each_group(channels, |start, width| {
-        let acc = (&mut *sum_g, &mut *sum_gx);
-        match width {
-            16 => gradient_sums_group::<T, 16>((x, dy), start, mask, acc),
-            8 => gradient_sums_group::<T, 8>((x, dy), start, mask, acc),
-            4 => gradient_sums_group::<T, 4>((x, dy), start, mask, acc),
-            _ => gradient_sums_group::<T, 1>((x, dy), start, mask, acc),
-        }
-    });
 }
 
 impl BatchNormOp {
@@ -766,6 +911,8 @@ impl BatchNormOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let channels = channel_count(x.shape())?;
+        // The leading dimension counts the images (or, for `[B, C]`, rows of one value each).
+        let images = x.dims().first().copied().unwrap_or(1);
         let stats = self.fixed_or_batch()?;
         let batch_statistics = matches!(self.statistics, Statistics::Batch(_));
         let grads = with_slice::<T, _>(x, |x| {
@@ -778,7 +925,7 @@ impl BatchNormOp {
                             gamma,
                             beta,
                             &stats,
-                            channels,
+                            (channels, images),
                             self.eps,
                             self.relu,
                             batch_statistics,

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 
-use super::batch_norm::{self, BatchNormStats, Normalization, OutputGradientSource};
+use super::batch_norm::{self, BatchNormStats, GradientSums, Normalization, OutputGradientSource};
 use super::conv::{self, Geometry, OutputGradient};
 use super::profile::{Phase, timed};
 use super::residual;
@@ -329,7 +329,7 @@ impl StemShape {
             p.gamma,
             p.beta,
             &saved.stats,
-            self.cout,
+            (self.cout, shape.dims().first().copied().unwrap_or(1)),
             eps,
             true,
         );
@@ -451,13 +451,14 @@ impl BlockShape {
         // second batch norm sums it (so it is summed from cache, not read back), then the
         // shortcut's. Each batch norm's backward pass stops at its sums; its input gradient is
         // evaluated as the convolution before it loads each image of its output gradient.
+        let images = shape.dims().first().copied().unwrap_or(1);
         let (dnormed, gradient2, dgamma2, dbeta2) = batch_norm::backward_deferred(
             conv2_out,
             OutputGradientSource::Produced(&residual::relu_gradient(out, grad)),
             p.gamma2,
             p.beta2,
             stats2,
-            cout,
+            (cout, images),
             eps,
             false,
         );
@@ -470,21 +471,23 @@ impl BlockShape {
             dy: &dnormed,
             gradient: &gradient2,
         };
-        let (dhidden, dconv2) =
-            conv::backward_values(conv1_out, Some(&hidden), p.conv2, dy, (&second, None), true);
-        let Some(dhidden) = dhidden else {
-            candle_core::bail!("residual block: conv2 gave no input gradient");
-        };
-        let (_, gradient1, dgamma1, dbeta1) = batch_norm::backward_deferred(
+        // The first batch norm's sums are taken by conv2's backward pass, image by image as it
+        // stores dX (that batch norm's output gradient) with x (its input) just loaded.
+        let sums1 = GradientSums::new(p.gamma1, p.beta1, stats1, eps, true);
+        let conv2 = conv::backward_values_summing(
             conv1_out,
-            OutputGradientSource::Values(&dhidden),
-            p.gamma1,
-            p.beta1,
-            stats1,
-            cout,
-            eps,
+            Some(&hidden),
+            p.conv2,
+            dy,
+            (&second, None, Some(&sums1)),
             true,
         );
+        let dconv2 = conv2.dw;
+        let (Some(dhidden), Some(partials1)) = (conv2.dx, conv2.dx_sums) else {
+            candle_core::bail!("residual block: conv2 gave no input gradient");
+        };
+        let (gradient1, dgamma1, dbeta1) =
+            batch_norm::backward_from_sums(&sums1, &partials1, p.gamma1, stats1, eps);
         let dy = OutputGradient::BatchNorm {
             x: conv1_out,
             dy: &dhidden,

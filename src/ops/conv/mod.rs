@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::batch_norm::{self, InputGradient, Normalization};
+use super::batch_norm::{self, GradientSums, InputGradient, Normalization};
 use super::profile::{Phase, add_conv_flops, count_conv_pass, record, timed};
 use super::simd::{self, Isa};
 use super::{Real, contiguous_slice, with_slice};
@@ -552,9 +552,9 @@ fn backward_direct(
     x: &Images,
     dy: &Images,
     weight: &[f32],
-    (g, dx_plus): (&Geometry, Option<&[f32]>),
+    (g, dx_plus, dx_sums): (&Geometry, Option<&[f32]>, Option<&GradientSums<f32>>),
     isa: Isa,
-) -> Option<(Vec<f32>, Vec<f32>)> {
+) -> Option<DirectGradients> {
     let t = g.transposed()?;
     let dx_tile = Tile::for_row(isa, t.cout, t.wo)?;
     let dw_tile = Tile::for_channels(isa, g.cout)?;
@@ -592,12 +592,15 @@ fn backward_direct(
     // Images whose frames a Winograd weight gradient takes at once: a small map's few tiles
     // share its blocks with the next images'.
     let shared = winograd_dw.map_or(1, |tiling| tiling.images_per_block((g.h, g.w), g.cin));
+    let sums_len = dx_sums.map_or(0, GradientSums::partial_len);
     let mut dx = Vec::with_capacity(g.batch * g.input_len());
-    let partials: Option<Vec<Vec<f32>>> = dx.spare_capacity_mut()[..g.batch * g.input_len()]
+    let partials: Option<Vec<(Vec<f32>, Vec<f64>)>> = dx.spare_capacity_mut()
+        [..g.batch * g.input_len()]
         .par_chunks_mut(group * g.input_len())
         .enumerate()
         .map(|(index, dx)| {
             let mut dw = vec![0f32; len];
+            let mut sums = vec![0f64; sums_len * dx.len() / g.input_len().max(1)];
             let (mut dy_frames, mut x_frames) = (Vec::new(), Vec::new());
             dy_frames.resize_with(shared, Padded::new);
             x_frames.resize_with(shared, Padded::new);
@@ -636,6 +639,13 @@ fn backward_direct(
                 };
                 let x_image = x.image(b, g.input_len());
                 x_frames[slot].fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
+                if let (Some(dx_sums), true) = (dx_sums, input_grad_done) {
+                    // While the image's dX and x are in cache (x just loaded into its frame).
+                    // SAFETY: the kernel wrote the image's dX whole (it returned true).
+                    let dx = unsafe { &*(std::ptr::from_ref(&*dx) as *const [f32]) };
+                    let partial = &mut sums[i * sums_len..][..sums_len];
+                    dx_sums.image(x.values(b, g.input_len())?, dx, partial);
+                }
                 let weight_grad_done = if let Some(tiling) = winograd_dw {
                     // Once the shared frames are full, or at the group's last image.
                     let filled = slot + 1 == shared || i + 1 == images;
@@ -661,10 +671,11 @@ fn backward_direct(
                     return None;
                 }
             }
-            Some(dw)
+            Some((dw, sums))
         })
         .collect();
-    let dw = add_in_order(&partials?, len);
+    let (partials, sums): (Vec<_>, Vec<_>) = partials?.into_iter().unzip();
+    let dw = add_in_order(&partials, len);
     let dw = match winograd_dw {
         Some(tiling) => winograd::weight_grad_from_products(tiling, &dw, (g.cin, g.cout))?,
         None => dw,
@@ -672,8 +683,11 @@ fn backward_direct(
     // SAFETY: the groups cover the batch's images, and every group returned Some, so the sliding
     // kernel wrote each image's dX whole (it writes all of its output when it returns true).
     unsafe { dx.set_len(g.batch * g.input_len()) };
-    Some((dx, dw))
+    Some((dx, dw, dx_sums.map(|_| sums.concat())))
 }
+
+/// [`backward_direct`]'s dX, dW (HWIO) and, when asked for, the batch norm sums of dX.
+type DirectGradients = (Vec<f32>, Vec<f32>, Option<Vec<f64>>);
 
 /// The larger of two frames (rows, width) in each dimension.
 fn larger(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
@@ -919,6 +933,15 @@ impl<'a> Images<'a> {
         })
     }
 
+    /// Image `index` of `len` values as stored, before any batch norm is applied to them; `None`
+    /// for an output gradient still to be evaluated.
+    fn values(&self, index: usize, len: usize) -> Option<&'a [f32]> {
+        match *self {
+            Images::Values(x) | Images::Normalized(x, _) => Some(image(x, index, len)),
+            Images::BatchNormGradient { .. } => None,
+        }
+    }
+
     /// Image `index` of `len` values.
     fn image(&self, index: usize, len: usize) -> Source<'_> {
         match self {
@@ -1017,20 +1040,54 @@ pub(crate) fn backward_values<T: Real>(
     (g, dx_plus): (&Geometry, Option<&[T]>),
     want_dx: bool,
 ) -> (Option<Vec<T>>, Vec<T>) {
+    let gradients =
+        backward_values_summing(x, normalization, weight, dy, (g, dx_plus, None), want_dx);
+    (gradients.dx, gradients.dw)
+}
+
+/// A convolution's gradients: dX when asked for, dW `[Cout, Cin, k, k]`, and the batch norm
+/// sums of dX image by image when asked for ([`backward_values_summing`]).
+pub(crate) struct Gradients<T> {
+    pub dx: Option<Vec<T>>,
+    pub dw: Vec<T>,
+    pub dx_sums: Option<Vec<f64>>,
+}
+
+/// [`backward_values`], and with `dx_sums` (the batch norm whose output `x` is: its backward
+/// sums, see [`GradientSums`]) those sums of dX against x, each image's (dX is that batch norm's
+/// output gradient). The direct path takes an image's sums as soon as it has stored the image's
+/// dX and loaded its x, both still in cache, which saves the batch norm a pass over the two
+/// (measured in `batch_norm`'s notes). Counted as convolution time.
+pub(crate) fn backward_values_summing<T: Real>(
+    x: &[T],
+    normalization: Option<&Normalization<T>>,
+    weight: &[T],
+    dy: OutputGradient<T>,
+    (g, dx_plus, dx_sums): (&Geometry, Option<&[T]>, Option<&GradientSums<T>>),
+    want_dx: bool,
+) -> Gradients<T> {
     let isa = simd::current();
     let start = std::time::Instant::now();
     add_conv_flops(if want_dx { 4 } else { 2 } * g.macs());
-    let both = || -> Option<(Vec<T>, Vec<T>)> {
+    let both = || -> Option<Gradients<T>> {
         let (x, dy) = (Images::of(x, normalization)?, Images::of_gradient(&dy)?);
         let dx_plus = dx_plus.map(T::as_f32).map_or(Some(None), |p| p.map(Some))?;
-        let (dx, dw) = backward_direct(&x, &dy, T::as_f32(weight)?, (g, dx_plus), isa)?;
-        Some((T::from_f32(dx)?, T::from_f32(from_hwio(&dw, g))?))
+        let sums = dx_sums
+            .map(GradientSums::to_f32)
+            .map_or(Some(None), |s| s.map(Some))?;
+        let weight = T::as_f32(weight)?;
+        let (dx, dw, sums) = backward_direct(&x, &dy, weight, (g, dx_plus, sums.as_ref()), isa)?;
+        Some(Gradients {
+            dx: Some(T::from_f32(dx)?),
+            dw: T::from_f32(from_hwio(&dw, g))?,
+            dx_sums: sums,
+        })
     };
-    if let Some((dx, dw)) = want_dx.then(both).flatten() {
+    if let Some(gradients) = want_dx.then(both).flatten() {
         count_conv_pass(true);
         count_conv_pass(true);
         record(Phase::ConvBackward, start);
-        return (Some(dx), dw);
+        return gradients;
     }
     // dY's values, made only where a pass reads them whole (the direct weight gradient
     // evaluates a batch norm's input gradient image by image).
@@ -1066,8 +1123,11 @@ pub(crate) fn backward_values<T: Real>(
     let dw = either(false, &|| {
         weight_grad_im2col(&normalized(x, normalization), dy_values(), g)
     });
+    let dx_sums = dx_sums
+        .zip(dx.as_ref())
+        .map(|(sums, dx)| sums.of_images(x, dx, g.batch));
     record(Phase::ConvBackward, start);
-    (dx, dw)
+    Gradients { dx, dw, dx_sums }
 }
 
 impl Conv {
