@@ -41,8 +41,12 @@ macro_rules! with_tile_shape {
 }
 
 /// The sliding kernel's (vectors, pixels) shapes for rows of 28, 14 and 7 pixels, besides those of
-/// [`Tile::for_channels`]: see [`Tile::for_row`].
-const ROW_TILES: [(usize, usize); 3] = [(1, 14), (2, 7), (1, 7)];
+/// [`Tile::for_channels`]: see [`Tile::for_row`]. Two vectors of 7 pixels come before one of 14,
+/// which compute a 14-pixel row as well: each input value broadcast serves two multiply-adds, not
+/// one, and the input is read once for 32 output channels, not twice. The 28×28 16→32 stride-2
+/// forward pass went from 6.57–6.65 to 6.19–6.32 ms (medians, 2-core Zen 4, batch 512, three
+/// alternating runs).
+const ROW_TILES: [(usize, usize); 3] = [(2, 7), (1, 14), (1, 7)];
 
 /// A register tile: `vectors` SIMD vectors of output channels by `pixels` pixels (or input channels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
