@@ -718,7 +718,7 @@ enum InputGradWeights {
 /// 32→64; dX rounds to 5.8–8.5e-7 of its norm (`examples/conv_error.rs`, batch 64), where the
 /// sliding kernel gave 1.7–2.4e-7 and candle 8.1–8.6e-8.
 fn input_grad_stride2_direct(
-    dy: &[f32],
+    dy: &Images,
     weight: &[f32],
     g: &Geometry,
     isa: Isa,
@@ -764,20 +764,17 @@ fn input_grad_stride2_direct(
         }),
         ..Epilogue::default()
     };
-    let images = Images::Values(dy);
     let whole_vectors = Tile::for_channels(isa, parities.cout)
         .is_some_and(|tile| cin.is_multiple_of(tile.lanes) && g.cout.is_multiple_of(tile.lanes));
     if whole_vectors {
         let tiling = winograd::Tiling::F4K2;
         let u = tiling.transform_weights((parities.cin, parities.cout), taps);
         let winograd = (tiling, &u[..]);
-        if let Some((dx, _)) =
-            winograd_images(&images, &parities, winograd, (interleaved, false), isa)
-        {
+        if let Some((dx, _)) = winograd_images(dy, &parities, winograd, (interleaved, false), isa) {
             return Some(dx);
         }
     }
-    sliding_direct(&images, &parities, taps, (interleaved, false), isa).map(|(dx, _)| dx)
+    sliding_direct(dy, &parities, taps, (interleaved, false), isa).map(|(dx, _)| dx)
 }
 
 /// The direct f32 weight gradient in `[Cout, Cin, k, k]`, or `None` when the shapes do not suit
@@ -1096,9 +1093,12 @@ pub(crate) fn backward_values_summing<T: Real>(
     let direct = |dx: bool| -> Option<Vec<T>> {
         let w = T::as_f32(weight)?;
         let out = if dx {
-            let dy32 = T::as_f32(dy_values())?;
-            input_grad_direct(dy32, w, g, isa)
-                .or_else(|| input_grad_stride2_direct(dy32, w, g, isa))?
+            // A stride-2 input gradient loads dY image by image too, evaluating a batch norm's
+            // input gradient as it does.
+            match input_grad_stride2_direct(&Images::of_gradient(&dy)?, w, g, isa) {
+                Some(out) => out,
+                None => input_grad_direct(T::as_f32(dy_values())?, w, g, isa)?,
+            }
         } else {
             let (x, dy) = (Images::of(x, normalization)?, Images::of_gradient(&dy)?);
             weight_grad_direct(&x, &dy, g, isa)?
