@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use super::batch_norm::{self, GradientSums, InputGradient, Normalization};
 use super::profile::{Phase, add_conv_flops, count_conv_pass, record, timed};
 use super::simd::{self, Isa};
-use super::{Real, contiguous_slice, with_slice};
+use super::{Real, contiguous_slice, residual, with_slice};
 use direct::{Epilogue, Padded, Parities, SlidingConv, Source, Tile, WeightGrad};
 
 /// Convolution of the channels-last `x` `[B, H, W, Cin]` with `weight` `[Cout, Cin, k, k]`, giving
@@ -552,9 +552,10 @@ fn backward_direct(
     x: &Images,
     dy: &Images,
     weight: &[f32],
-    (g, dx_plus, dx_sums): (&Geometry, Option<&[f32]>, Option<&GradientSums<f32>>),
+    (g, end): (&Geometry, &InputGradientEnd<f32>),
     isa: Isa,
 ) -> Option<DirectGradients> {
+    let (dx_plus, dx_sums) = (end.plus, end.sums);
     let t = g.transposed()?;
     let dx_tile = Tile::for_row(isa, t.cout, t.wo)?;
     let dw_tile = Tile::for_channels(isa, g.cout)?;
@@ -639,12 +640,17 @@ fn backward_direct(
                 };
                 let x_image = x.image(b, g.input_len());
                 x_frames[slot].fill(x_image, (g.h, g.w, g.cin), g.pad, x_frame, isa);
-                if let (Some(dx_sums), true) = (dx_sums, input_grad_done) {
+                if input_grad_done && (end.through_relu || dx_sums.is_some()) {
                     // While the image's dX and x are in cache (x just loaded into its frame).
                     // SAFETY: the kernel wrote the image's dX whole (it returned true).
-                    let dx = unsafe { &*(std::ptr::from_ref(&*dx) as *const [f32]) };
-                    let partial = &mut sums[i * sums_len..][..sums_len];
-                    dx_sums.image(x.values(b, g.input_len())?, dx, partial);
+                    let dx = unsafe { &mut *(std::ptr::from_mut(dx) as *mut [f32]) };
+                    let x = x.values(b, g.input_len())?;
+                    if end.through_relu {
+                        residual::through_relu_in_place(x, dx);
+                    }
+                    if let Some(dx_sums) = dx_sums {
+                        dx_sums.image(x, dx, &mut sums[i * sums_len..][..sums_len]);
+                    }
                 }
                 let weight_grad_done = if let Some(tiling) = winograd_dw {
                     // Once the shared frames are full, or at the group's last image.
@@ -1037,43 +1043,70 @@ pub(crate) fn backward_values<T: Real>(
     (g, dx_plus): (&Geometry, Option<&[T]>),
     want_dx: bool,
 ) -> (Option<Vec<T>>, Vec<T>) {
-    let gradients =
-        backward_values_summing(x, normalization, weight, dy, (g, dx_plus, None), want_dx);
+    let end = InputGradientEnd {
+        plus: dx_plus,
+        through_relu: false,
+        sums: None,
+    };
+    let gradients = backward_values_with(x, normalization, weight, dy, (g, end), want_dx);
     (gradients.dx, gradients.dw)
 }
 
+/// What becomes of a convolution's dX as each image of it is stored
+/// ([`backward_values_with`]), in this order.
+pub(crate) struct InputGradientEnd<'a, T> {
+    /// Added to dX (x's shape): a residual block's shortcut gradient.
+    pub plus: Option<&'a [T]>,
+    /// dX taken through the ReLU whose output x is (dX where x > 0, else 0), and stored so: the
+    /// gradient of the residual sum of the block before, from its output's (`residual`'s
+    /// backward pass, with x in cache instead of read again).
+    pub through_relu: bool,
+    /// The backward sums of the batch norm whose output x is (normalised on load), taken of
+    /// dX: see [`GradientSums`].
+    pub sums: Option<&'a GradientSums<T>>,
+}
+
 /// A convolution's gradients: dX when asked for, dW `[Cout, Cin, k, k]`, and the batch norm
-/// sums of dX image by image when asked for ([`backward_values_summing`]).
+/// sums of dX image by image when asked for ([`backward_values_with`]).
 pub(crate) struct Gradients<T> {
     pub dx: Option<Vec<T>>,
     pub dw: Vec<T>,
     pub dx_sums: Option<Vec<f64>>,
 }
 
-/// [`backward_values`], and with `dx_sums` (the batch norm whose output `x` is: its backward
-/// sums, see [`GradientSums`]) those sums of dX against x, each image's (dX is that batch norm's
-/// output gradient). The direct path takes an image's sums as soon as it has stored the image's
-/// dX and loaded its x, both still in cache, which saves the batch norm a pass over the two
-/// (measured in `batch_norm`'s notes). Counted as convolution time.
-pub(crate) fn backward_values_summing<T: Real>(
+/// [`backward_values`], with what becomes of dX as each image is stored given by `end`. The
+/// direct path takes an image's batch norm sums, and its ReLU, as soon as it has stored the
+/// image's dX and loaded its x, both still in cache, which saves a pass over the two (measured
+/// in `batch_norm`'s and `block`'s notes). Counted as convolution time.
+pub(crate) fn backward_values_with<T: Real>(
     x: &[T],
     normalization: Option<&Normalization<T>>,
     weight: &[T],
     dy: OutputGradient<T>,
-    (g, dx_plus, dx_sums): (&Geometry, Option<&[T]>, Option<&GradientSums<T>>),
+    (g, end): (&Geometry, InputGradientEnd<T>),
     want_dx: bool,
 ) -> Gradients<T> {
     let isa = simd::current();
     let start = std::time::Instant::now();
     add_conv_flops(if want_dx { 4 } else { 2 } * g.macs());
+    let InputGradientEnd {
+        plus: dx_plus,
+        through_relu,
+        sums: dx_sums,
+    } = end;
     let both = || -> Option<Gradients<T>> {
         let (x, dy) = (Images::of(x, normalization)?, Images::of_gradient(&dy)?);
-        let dx_plus = dx_plus.map(T::as_f32).map_or(Some(None), |p| p.map(Some))?;
+        let plus = dx_plus.map(T::as_f32).map_or(Some(None), |p| p.map(Some))?;
         let sums = dx_sums
             .map(GradientSums::to_f32)
             .map_or(Some(None), |s| s.map(Some))?;
+        let end = InputGradientEnd {
+            plus,
+            through_relu,
+            sums: sums.as_ref(),
+        };
         let weight = T::as_f32(weight)?;
-        let (dx, dw, sums) = backward_direct(&x, &dy, weight, (g, dx_plus, sums.as_ref()), isa)?;
+        let (dx, dw, sums) = backward_direct(&x, &dy, weight, (g, &end), isa)?;
         Some(Gradients {
             dx: Some(T::from_f32(dx)?),
             dw: T::from_f32(from_hwio(&dw, g))?,
@@ -1123,6 +1156,10 @@ pub(crate) fn backward_values_summing<T: Real>(
     let dw = either(false, &|| {
         weight_grad_im2col(&normalized(x, normalization), dy_values(), g)
     });
+    let mut dx = dx;
+    if let (true, Some(dx)) = (through_relu, dx.as_mut()) {
+        residual::through_relu_in_place(x, dx);
+    }
     let dx_sums = dx_sums
         .zip(dx.as_ref())
         .map(|(sums, dx)| sums.of_images(x, dx, g.batch));
