@@ -463,10 +463,11 @@ impl BlockShape {
         let conv2_out = T::cpu_storage_as_slice(&saved.conv2_out)?;
         let [stats1, stats2] = &saved.stats;
 
-        // The residual add's gradient of the normed conv2 output, made block by block as the
-        // second batch norm sums it (so it is summed from cache, not read back), then the
-        // shortcut's. Each batch norm's backward pass stops at its sums; its input gradient is
-        // evaluated as the convolution before it loads each image of its output gradient.
+        // The residual add's gradient of the normed conv2 output: made block by block as the
+        // second batch norm sums it (so it is summed from cache, not read back), unless the
+        // next block's pass already made it. Each batch norm's backward pass stops at its sums;
+        // its input gradient is evaluated as the convolution before it loads each image of its
+        // output gradient.
         let images = shape.dims().first().copied().unwrap_or(1);
         let bn2 = |dy| {
             let (gamma, beta) = (p.gamma2, p.beta2);
@@ -528,9 +529,9 @@ impl BlockShape {
             gradient: &gradient1,
         };
         // The shortcut's gradient joins conv1's: dnormed itself for the identity, added as the
-        // kernel stores dx (one pass over dx fewer); option A's into the pixels it reaches.
-        // The shortcut's gradient, when it is the identity, joins dX as it is stored, and then
-        // the ReLU before takes it, with x, the block before's output, in cache.
+        // kernel stores dx (one pass over dx fewer), and then the ReLU at the end of the block
+        // before takes it, with x (that block's output) in cache; option A's into the pixels it
+        // reaches, after the pass.
         let through_relu = relu_before && !self.downsample;
         let end = InputGradientEnd {
             plus: (!self.downsample).then_some(&dnormed[..]),
@@ -722,6 +723,7 @@ impl ResidualBlocks {
             let (block_dx, dpacked) = block.backward(
                 input,
                 output,
+                // Moved out: the block's own input gradient replaces it.
                 std::mem::replace(&mut grad, BlockGradient::ThroughRelu(Vec::new())),
                 &saved[index],
                 &parameters[index],
