@@ -3,9 +3,9 @@
 //! update) and eval mode, with a one-pass backward; output contiguous.
 //!
 //! With the channel last, the data is a sequence of rows of C channels: the kernels keep per-channel
-//! sums in arrays with one lane per channel, so the loops over a row vectorise, and split the rows
-//! into fixed chunks for rayon whose partial sums are combined in order, so results do not depend
-//! on scheduling. Outputs are written once, in parallel, without a zeroing pass first
+//! sums in arrays with one lane per channel, so the loops over a row vectorise, and take the sums
+//! image by image, the images' partial sums combined in image order, so results do not depend on
+//! scheduling. Outputs are written once, in parallel, without a zeroing pass first
 //! ([`super::fill_parallel`]).
 //!
 //! The batch statistics are gathered per image (its moments about its first pixel), then combined
@@ -143,9 +143,10 @@ fn channel_count(shape: &Shape) -> Result<usize> {
 /// shifted values stay accurate, long enough that the f64 flush costs nothing.
 const BLOCK_ROWS: usize = 64;
 
-/// About this many values per parallel chunk. The chunking depends on the shape alone, and the
-/// chunks' partial sums are added in chunk order, so the statistics and gradients are the same
-/// bit for bit however rayon schedules the chunks: training is reproducible.
+/// About this many values per parallel task, at least: so that small images (or `[B, C]` rows)
+/// do not each pay a task's overhead. The sums do not depend on it: they are taken per image and
+/// added in image order, so the statistics and gradients are the same bit for bit however rayon
+/// schedules the tasks, and training is reproducible.
 const CHUNK_VALUES: usize = 1 << 14;
 
 /// Rows per parallel chunk: whole blocks, at least one.
@@ -186,7 +187,7 @@ fn group_width(left: usize) -> usize {
 /// not depend on scheduling, nor on who takes an image's sums: the batch norm's own pass over
 /// its input and output gradient ([`GradientSums::batch`]), or a convolution's backward pass as
 /// it stores an image of its input gradient, while the image is still in cache
-/// ([`super::conv::backward_values`]), which saves the pass over two activations.
+/// ([`super::conv::backward_values_with`]), which saves the pass over two activations.
 pub(crate) struct GradientSums<T> {
     mask_scale: Vec<T>,
     mask_shift: Vec<T>,
@@ -267,12 +268,14 @@ impl<T: Real> GradientSums<T> {
     ) -> (Option<Vec<T>>, Vec<f64>) {
         let image_len = (x.len() / images.max(1)).max(1);
         let width = self.partial_len().max(1);
+        let min_images = (CHUNK_VALUES / image_len).max(1);
         let mut partials = vec![0f64; x.len().div_ceil(image_len) * width];
         let produced = match dy {
             OutputGradientSource::Values(dy) => {
                 partials
                     .par_chunks_mut(width)
                     .zip(x.par_chunks(image_len).zip(dy.par_chunks(image_len)))
+                    .with_min_len(min_images)
                     .for_each(|(partial, (x, dy))| self.image(x, dy, partial));
                 None
             }
@@ -284,6 +287,7 @@ impl<T: Real> GradientSums<T> {
                     .zip(partials.par_chunks_mut(width))
                     .zip(x.par_chunks(image_len))
                     .enumerate()
+                    .with_min_len(min_images)
                     .for_each(|(index, ((dy, partial), x))| {
                         let blocks = dy.chunks_mut(block).zip(x.chunks(block));
                         for (number, (dy, x)) in blocks.enumerate() {

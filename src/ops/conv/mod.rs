@@ -1143,7 +1143,7 @@ pub(crate) fn backward_values_with<T: Real>(
         count_conv_pass(result.is_some());
         result.unwrap_or_else(general)
     };
-    let dx = want_dx.then(|| {
+    let mut dx = want_dx.then(|| {
         let mut dx = either(true, &|| input_grad_im2col(dy_values(), weight, g));
         if let Some(plus) = dx_plus {
             dx.par_iter_mut()
@@ -1156,7 +1156,6 @@ pub(crate) fn backward_values_with<T: Real>(
     let dw = either(false, &|| {
         weight_grad_im2col(&normalized(x, normalization), dy_values(), g)
     });
-    let mut dx = dx;
     if let (true, Some(dx)) = (through_relu, dx.as_mut()) {
         residual::through_relu_in_place(x, dx);
     }

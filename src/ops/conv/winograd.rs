@@ -636,7 +636,10 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
         } else {
             1
         };
-        let needed = NeededSlots::new(count, |i| tile_at(first + i), M, (c.h, w));
+        // Only the tiles of a 4-row register tile skip positions: a larger block runs its rows
+        // whole, so its slots are not worked out.
+        let needed =
+            (count <= 4).then(|| NeededSlots::new(count, |i| tile_at(first + i), M, (c.h, w)));
         for co in (0..cout).step_by(vectors * lanes) {
             for position in 0..W * W {
                 // SAFETY: u holds positions·cin·cout values, co + vectors·lanes ≤ cout; the
@@ -644,7 +647,10 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
                 unsafe {
                     let weights = (c.u.as_ptr().add(co), cin, cout);
                     let buffers = (inputs.cast_const(), products, block);
-                    let slots = (position, needed.for_position::<W>(position));
+                    let slots = needed
+                        .as_ref()
+                        .map_or(&[][..], |n| n.for_position::<W>(position));
+                    let slots = (position, slots);
                     match (count, vectors) {
                         (0..=4, 4) => multiply_slots::<S, W, 4>(simd, weights, buffers, slots),
                         (0..=4, 2) => multiply_slots::<S, W, 2>(simd, weights, buffers, slots),
