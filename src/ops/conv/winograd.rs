@@ -608,6 +608,12 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
     let (tiles_wide, tiles) = T::TILING.tiles((c.h, w));
     let tile_at = |tile: usize| (tile / tiles_wide, tile % tiles_wide);
     let block = block_tiles(cin);
+    // The transformed inputs are laid out for the tiles an image has where a register tile of up
+    // to 8 rows takes them all (every row it reads is then one of them): a 7 × 7 map's 4 tiles
+    // of 64 channels in a layout for 16 put each position's inputs 4 KB apart, all in the same
+    // few sets of the first-level cache. 7×7 64→64 forward 4.91–5.03 → 4.78–4.90 ms (minima,
+    // three alternating runs; 2-core Zen 4, batch 512).
+    let input_block = if tiles <= 8 { tiles } else { block };
     for first in (0..tiles).step_by(block) {
         let count = block.min(tiles - first);
         // SAFETY: the caller's `fits` and buffer sizes are `transform_inputs`' contract.
@@ -616,7 +622,7 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
             transform_inputs::<S, T, W, M>(
                 simd,
                 frames,
-                (first, count, block),
+                (first, count, input_block),
                 (tiles_wide, tiles),
                 inputs,
             );
@@ -636,17 +642,19 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
         } else {
             1
         };
-        // Only the tiles of a 4-row register tile skip positions: a larger block runs its rows
-        // whole, so its slots are not worked out.
+        // The tiles of a register tile of up to 8 rows skip positions (a block of 16 runs its
+        // rows whole, so its slots are not worked out): the 14 × 14 maps' blocks of 8 tiles,
+        // 3 of them on a last side, run 6 or 7 rows at those positions. 14×14 32→32 forward
+        // 6.04–6.23 → 5.75–5.93 ms (minima, three alternating runs); bit for bit the same.
         let needed =
-            (count <= 4).then(|| NeededSlots::new(count, |i| tile_at(first + i), M, (c.h, w)));
+            (count <= 8).then(|| NeededSlots::new(count, |i| tile_at(first + i), M, (c.h, w)));
         for co in (0..cout).step_by(vectors * lanes) {
             for position in 0..W * W {
                 // SAFETY: u holds positions·cin·cout values, co + vectors·lanes ≤ cout; the
                 // buffers hold a block, and the slots lie in it.
                 unsafe {
                     let weights = (c.u.as_ptr().add(co), cin, cout);
-                    let buffers = (inputs.cast_const(), products, block);
+                    let buffers = (inputs.cast_const(), products, (input_block, block));
                     let slots = needed
                         .as_ref()
                         .map_or(&[][..], |n| n.for_position::<W>(position));
@@ -654,11 +662,7 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
                     match (count, vectors) {
                         (0..=4, 4) => multiply_slots::<S, W, 4>(simd, weights, buffers, slots),
                         (0..=4, 2) => multiply_slots::<S, W, 2>(simd, weights, buffers, slots),
-                        (0..=4, _) => multiply_slots::<S, W, 1>(simd, weights, buffers, slots),
-                        (5..=8, _) => {
-                            let rows = std::array::from_fn(|i| i);
-                            multiply::<S, W, 8, 1>(simd, weights, buffers, (position, rows));
-                        }
+                        (0..=8, _) => multiply_slots::<S, W, 1>(simd, weights, buffers, slots),
                         _ => {
                             let rows = std::array::from_fn(|i| i);
                             multiply::<S, W, TILES, 1>(simd, weights, buffers, (position, rows));
@@ -702,16 +706,17 @@ unsafe fn convolve<S: Simd, T: Tiles<W, M>, const W: usize, const M: usize>(
     }
 }
 
-/// [`multiply`] of the block's tiles in `slots` (4 at most: the register tile's rows) at
-/// `position`, on a register tile of as many rows as there are slots.
+/// [`multiply`] of the block's tiles in `slots` (8 at most: the register tile's rows, 4 for
+/// more than one vector) at `position`, on a register tile of as many rows as there are slots.
+/// `buffers` are (inputs, products, (input_block, block)), as [`multiply`] takes them.
 ///
 /// # Safety
-/// [`multiply`]'s, for 4 rows.
+/// [`multiply`]'s, for the slots' rows.
 #[inline(always)]
 unsafe fn multiply_slots<S: Simd, const W: usize, const V: usize>(
     simd: S,
     weights: (*const f32, usize, usize),
-    buffers: (*const f32, *mut f32, usize),
+    buffers: (*const f32, *mut f32, (usize, usize)),
     (position, slots): (usize, &[u8]),
 ) {
     let row = |i: usize| usize::from(slots[i]);
@@ -728,28 +733,44 @@ unsafe fn multiply_slots<S: Simd, const W: usize, const V: usize>(
                 let rows = [row(0), row(1), row(2)];
                 multiply::<S, W, 3, V>(simd, weights, buffers, (position, rows));
             }
-            _ => {
+            4 => {
                 let rows = [row(0), row(1), row(2), row(3)];
                 multiply::<S, W, 4, V>(simd, weights, buffers, (position, rows));
+            }
+            5 => {
+                let rows = std::array::from_fn(row);
+                multiply::<S, W, 5, V>(simd, weights, buffers, (position, rows));
+            }
+            6 => {
+                let rows = std::array::from_fn(row);
+                multiply::<S, W, 6, V>(simd, weights, buffers, (position, rows));
+            }
+            7 => {
+                let rows = std::array::from_fn(row);
+                multiply::<S, W, 7, V>(simd, weights, buffers, (position, rows));
+            }
+            _ => {
+                let rows = std::array::from_fn(row);
+                multiply::<S, W, 8, V>(simd, weights, buffers, (position, rows));
             }
         }
     }
 }
 
 /// The products at `position` of the block's tiles in slots `rows` (their transformed inputs,
-/// `[positions][block][cin]`) and `V` vectors of output channels of the transformed weights
+/// `[positions][input_block][cin]`) and `V` vectors of output channels of the transformed weights
 /// (`weights`, the first vector's first value at position 0 and input channel 0, of a
 /// `[positions][cin][cout]` array), into `products` `[positions][block][lanes]`, slot i's vector
 /// v in slot i·V + v. Slots past the block's count multiply stale values and are not stored.
 ///
 /// # Safety
-/// The buffers must hold a block of W² positions, `weights` V vectors at every (position, input
-/// channel), and every row r satisfy (r + 1)·V ≤ block.
+/// The buffers must hold W² positions of their blocks, `weights` V vectors at every (position,
+/// input channel), and every row r satisfy r < input_block and (r + 1)·V ≤ block.
 #[inline(always)]
 unsafe fn multiply<S: Simd, const W: usize, const R: usize, const V: usize>(
     simd: S,
     (weights, cin, cout): (*const f32, usize, usize),
-    (inputs, products, block): (*const f32, *mut f32, usize),
+    (inputs, products, (input_block, block)): (*const f32, *mut f32, (usize, usize)),
     (position, rows): (usize, [usize; R]),
 ) {
     let lanes = S::F32_LANES;
@@ -763,7 +784,8 @@ unsafe fn multiply<S: Simd, const W: usize, const R: usize, const V: usize>(
         }
         for (&i, acc) in rows.iter().zip(acc.iter_mut()) {
             // SAFETY: the caller's contract.
-            let input = simd.splat_f32s(unsafe { *inputs.add((position * block + i) * cin + ci) });
+            let input =
+                simd.splat_f32s(unsafe { *inputs.add((position * input_block + i) * cin + ci) });
             for (acc, &vector) in acc.iter_mut().zip(&vectors) {
                 *acc = simd.mul_add_e_f32s(input, vector, *acc);
             }
