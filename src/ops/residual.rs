@@ -124,12 +124,15 @@ fn forward_untimed<T: Real>(
                 &y[task * chunk..][..out.len()],
                 &x[task * chunk..][..out.len()],
             );
-            for ((o, y), x) in out
-                .chunks_exact_mut(c)
-                .zip(y.chunks_exact(c))
-                .zip(x.chunks_exact(c))
-            {
-                add_relu_pixel(o, y, normalization, x);
+            let mut pixels = AddReluPixels {
+                out,
+                y,
+                normalization,
+                x,
+                c,
+            };
+            if simd::dispatch(simd::current(), &mut pixels).is_none() {
+                pixels.run();
             }
         };
         // SAFETY: chunk is a whole number of pixels, as is y.len() (= x.len(), by `dims`), so
@@ -163,6 +166,40 @@ fn forward_untimed<T: Real>(
     // y.len()); a row has w pixels of c channels, x's row has ⌈xw/2⌉ = w pixel pairs (the last maybe
     // a single pixel, still ≥ xc values), and each pixel writes its xc + (c − xc) values.
     unsafe { fill_parallel(y.len(), rows_per_task * row_len, kernel) }
+}
+
+/// [`add_relu_pixel`] of each of a task's pixels with the identity shortcut (`c` channels). Run
+/// through [`simd::dispatch`], so that its loops are compiled for the machine's vector unit, not
+/// for baseline x86-64's four floats: the residual add's forward pass, 12.2–17.0 → 12.2–16.1 ms
+/// of the ResNet-20 SLA step (three alternating runs; a pass over memory, mostly).
+struct AddReluPixels<'a, T> {
+    out: &'a mut [MaybeUninit<T>],
+    y: &'a [T],
+    normalization: Option<&'a Normalization<T>>,
+    x: &'a [T],
+    c: usize,
+}
+
+impl<T: Real> AddReluPixels<'_, T> {
+    #[inline(always)]
+    fn run(&mut self) {
+        let c = self.c;
+        for ((o, y), x) in (self.out.chunks_exact_mut(c))
+            .zip(self.y.chunks_exact(c))
+            .zip(self.x.chunks_exact(c))
+        {
+            add_relu_pixel(o, y, self.normalization, x);
+        }
+    }
+}
+
+impl<T: Real> WithSimd for &mut AddReluPixels<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        self.run();
+    }
 }
 
 /// (dy, dx); dx is left empty for the identity shortcut, whose gradient is dy. Timed for the
