@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// Large blocks (the activations) on 2 MB pages where the kernel gives them: see
+/// `sla::ops::HugePageAllocator`.
+#[global_allocator]
+static ALLOCATOR: sla::ops::HugePageAllocator = sla::ops::HugePageAllocator;
+
 fn main() -> std::process::ExitCode {
     // Before any thread starts: training reuses freed activation buffers instead of page-faulting.
     sla::ops::keep_freed_memory();

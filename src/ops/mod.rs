@@ -12,6 +12,7 @@ pub mod batch_norm;
 pub mod block;
 pub mod conv;
 pub mod folded;
+mod huge_pages;
 pub mod pool;
 pub mod residual;
 pub mod simd;
@@ -30,6 +31,7 @@ pub use block::{
 };
 pub use conv::conv2d;
 pub use folded::{EvalBatchNorm, EvalBlockParameters, conv_batch_norm_eval, residual_block_eval};
+pub use huge_pages::HugePageAllocator;
 pub use pool::global_average_pool;
 pub use residual::add_relu;
 
