@@ -8,11 +8,11 @@
 //! The minimum is the kernel's speed when the machine left it alone; the median what a step sees.
 
 use candle_core::{D, Device, Tensor, Var};
-use sla::ops::{HugePageAllocator, conv2d, keep_freed_memory, profile, simd};
+use sla::ops::{LargeBlockAllocator, conv2d, keep_freed_memory, profile, simd};
 
 /// As the `sla` binary allocates.
 #[global_allocator]
-static ALLOCATOR: HugePageAllocator = HugePageAllocator;
+static ALLOCATOR: LargeBlockAllocator = LargeBlockAllocator;
 
 /// (name, height = width, input channels, output channels, stride) of the 3×3 layers of ResNet-32
 /// on 32×32 images and ResNet-20 on 28×28. The stems' inputs are the network's images, which

@@ -2,10 +2,10 @@
 
 use clap::Parser;
 
-/// Large blocks (the activations) on 2 MB pages where the kernel gives them: see
-/// `sla::ops::HugePageAllocator`.
+/// Large blocks (the activations) on cache-line boundaries and on 2 MB pages where the kernel
+/// gives them: see `sla::ops::LargeBlockAllocator`.
 #[global_allocator]
-static ALLOCATOR: sla::ops::HugePageAllocator = sla::ops::HugePageAllocator;
+static ALLOCATOR: sla::ops::LargeBlockAllocator = sla::ops::LargeBlockAllocator;
 
 fn main() -> std::process::ExitCode {
     // Before any thread starts: training reuses freed activation buffers instead of page-faulting.

@@ -8,11 +8,11 @@
 //! or when a thread asked for the stock path with [`with_stock_ops`] (the benchmark and the
 //! equivalence tests compare the two).
 
+mod allocator;
 pub mod batch_norm;
 pub mod block;
 pub mod conv;
 pub mod folded;
-mod huge_pages;
 pub mod pool;
 pub mod residual;
 pub mod simd;
@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 
+pub use allocator::LargeBlockAllocator;
 pub use batch_norm::{BatchNormStats, batch_norm_eval, batch_norm_train};
 pub use block::{
     BlockParameters, StemParameters, residual_block_train, residual_blocks_train,
@@ -31,7 +32,6 @@ pub use block::{
 };
 pub use conv::conv2d;
 pub use folded::{EvalBatchNorm, EvalBlockParameters, conv_batch_norm_eval, residual_block_eval};
-pub use huge_pages::HugePageAllocator;
 pub use pool::global_average_pool;
 pub use residual::add_relu;
 
