@@ -4,10 +4,11 @@
 //! **Cache lines.** glibc's `malloc` returns 16-byte boundaries. A channels-last activation of 16
 //! channels has one 64-byte vector per pixel, so in three buffers out of four every vector the
 //! kernels load or store straddled two cache lines. Large blocks (4 KB and up: the activations,
-//! the padded frames, the Winograd buffers) start on a 64-byte boundary instead: the ResNet-20
-//! SLA step was faster in each of five alternating rounds of 10 steps, median 374.7 → 367.0 ms
-//! (per round 3.9–28.4 ms), the convolutions' backward passes most (median 234.7 → 224.9 ms;
-//! 2-core Zen 4).
+//! the padded frames, the Winograd buffers) start on a 64-byte boundary instead, placed inside a
+//! system block one cache line longer (see [`system_layout`] for why not `posix_memalign`): the
+//! ResNet-20 SLA step was faster in each of five alternating rounds of 10 steps, median 374.7 →
+//! 367.0 ms (per round 3.9–28.4 ms), the convolutions' backward passes most (median 234.7 →
+//! 224.9 ms; 2-core Zen 4).
 //!
 //! **Huge pages.** Where transparent huge pages are on only for the memory that asks for them
 //! (`madvise`, the default of many distributions, Debian's included), a process that does not ask
@@ -37,58 +38,141 @@ const CACHE_LINE: usize = 64;
 /// The size of a transparent huge page on x86-64 and on 4 KB-page arm64 kernels.
 const HUGE_PAGE: usize = 2 << 20;
 
-/// The layout the system allocator is asked for: a large block's aligned to a cache line at
-/// least. A function of the caller's layout alone, so a block is freed with the layout it was
-/// allocated with.
-fn system_layout(layout: Layout) -> Layout {
-    if layout.size() >= LARGE {
-        layout.align_to(CACHE_LINE).unwrap_or(layout)
-    } else {
-        layout
+/// Whether a block is allocated as a large one: [`LARGE`] bytes or more, asking for no more than
+/// a cache line's alignment (a larger one goes to the system allocator as it is).
+fn is_large(layout: Layout) -> bool {
+    layout.size() >= LARGE && layout.align() <= CACHE_LINE
+}
+
+/// What a large block of `size` bytes takes from the system allocator: a cache line more, at
+/// `malloc`'s own alignment. Aligned by `malloc` itself (`posix_memalign`), the blocks left the
+/// alignment's slack between them as free fragments: the ResNet-20 step's peak memory went from
+/// 581 to 641–672 MB, ResNet-32's from 1.11 to 1.24–1.26 GB.
+fn system_layout(size: usize) -> Layout {
+    // A size the caller could allocate plus a cache line: it fits, or the allocation fails.
+    Layout::from_size_align(size.saturating_add(CACHE_LINE), 16).unwrap_or(Layout::new::<u8>())
+}
+
+/// The cache-line boundary inside the system's block `raw` where a large block starts, with the
+/// distance back to `raw` written in the word before it. `malloc` aligns to 16 bytes at least, so
+/// the boundary lies 16 to 64 bytes in: room for the word, and the block's bytes end inside the
+/// extra cache line.
+///
+/// # Safety
+/// `raw` must be a live block of [`system_layout`]`(size)` for some size.
+unsafe fn place(raw: *mut u8) -> *mut u8 {
+    let offset = CACHE_LINE - raw.addr() % CACHE_LINE;
+    // SAFETY: offset ≤ CACHE_LINE lies inside the block, and the word before it (offset ≥ 16,
+    // as malloc aligns to 16) too, at a word boundary.
+    unsafe {
+        let block = raw.add(offset);
+        block.cast::<usize>().sub(1).write(offset);
+        block
     }
 }
 
-// SAFETY: every block comes from `System` with `system_layout` of the caller's layout, and goes
-// back to it with the same; a reallocation that changes that layout copies the block whole. The
-// huge-page advice changes neither a block's address nor its contents.
+/// The system's block a large block was placed in (see [`place`]).
+///
+/// # Safety
+/// `block` must come from [`place`] and be live.
+unsafe fn system_block(block: *mut u8) -> (*mut u8, usize) {
+    // SAFETY: `place` wrote the offset in the word before the block, inside the system's block.
+    unsafe {
+        let offset = block.cast::<usize>().sub(1).read();
+        (block.sub(offset), offset)
+    }
+}
+
+// SAFETY: a small block (or one asking for more than a cache line's alignment) is the system
+// allocator's, as asked. A large one is placed at the first cache line inside a system block one
+// cache line longer, which records where it is, and goes back to the system whole; a
+// reallocation moves the bytes to the new block's boundary, or copies them to a new block when
+// it crosses between small and large. The huge-page advice changes neither a block's address nor
+// its contents.
 unsafe impl GlobalAlloc for LargeBlockAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract; the system layout is no smaller.
-        let block = unsafe { System.alloc(system_layout(layout)) };
-        advise_huge_pages(block, layout.size());
-        block
+        if !is_large(layout) {
+            // SAFETY: the caller's contract.
+            return unsafe { System.alloc(layout) };
+        }
+        // SAFETY: a non-zero layout; `place` takes a live block of the system layout.
+        unsafe {
+            let raw = System.alloc(system_layout(layout.size()));
+            if raw.is_null() {
+                return raw;
+            }
+            let block = place(raw);
+            advise_huge_pages(block, layout.size());
+            block
+        }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`.
-        let block = unsafe { System.alloc_zeroed(system_layout(layout)) };
-        advise_huge_pages(block, layout.size());
-        block
+        if !is_large(layout) {
+            // SAFETY: the caller's contract.
+            return unsafe { System.alloc_zeroed(layout) };
+        }
+        // SAFETY: as for `alloc`; the offset word lies before the block, whose bytes stay zero.
+        unsafe {
+            let raw = System.alloc_zeroed(system_layout(layout.size()));
+            if raw.is_null() {
+                return raw;
+            }
+            let block = place(raw);
+            advise_huge_pages(block, layout.size());
+            block
+        }
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
-        // SAFETY: the block was allocated with this system layout (see `alloc`).
-        unsafe { System.dealloc(block, system_layout(layout)) }
+        // SAFETY: the block was allocated for this layout: by the system as it is when small, else
+        // placed in a system block of the system layout.
+        unsafe {
+            if is_large(layout) {
+                System.dealloc(system_block(block).0, system_layout(layout.size()));
+            } else {
+                System.dealloc(block, layout);
+            }
+        }
     }
 
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller's contract: new_size, rounded up to the alignment, does not overflow.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if system_layout(new_layout).align() == system_layout(layout).align() {
-            // SAFETY: the block was allocated with this system layout.
-            let block = unsafe { System.realloc(block, system_layout(layout), new_size) };
-            advise_huge_pages(block, new_size);
-            return block;
-        }
-        // Growing into a large block (or shrinking out of one): a new block, the values copied.
-        // SAFETY: a non-zero size (the caller's contract); both blocks hold the copied bytes.
-        unsafe {
-            let new = self.alloc(new_layout);
-            if !new.is_null() {
-                std::ptr::copy_nonoverlapping(block, new, layout.size().min(new_size));
-                self.dealloc(block, layout);
-            }
-            new
+        match (is_large(layout), is_large(new_layout)) {
+            // SAFETY: a small block is the system's, for this layout.
+            (false, false) => unsafe { System.realloc(block, layout, new_size) },
+            // SAFETY: the system block is live and of the system layout for the old size; the new
+            // one holds new_size + a cache line bytes, so the bytes kept (the smaller size, from
+            // the old offset, at most a cache line in) lie inside it, and `copy` may overlap.
+            (true, true) => unsafe {
+                let (raw, old_offset) = system_block(block);
+                let kept = layout.size().min(new_size);
+                let system = system_layout(layout.size());
+                let raw = System.realloc(raw, system, system_layout(new_size).size());
+                if raw.is_null() {
+                    return raw;
+                }
+                // The bytes first, then the offset word: it may lie among the bytes moved.
+                let moved = raw.add(old_offset);
+                let boundary = raw.add(CACHE_LINE - raw.addr() % CACHE_LINE);
+                if boundary != moved {
+                    std::ptr::copy(moved, boundary, kept);
+                }
+                let block = place(raw);
+                advise_huge_pages(block, new_size);
+                block
+            },
+            // Crossing between small and large: a new block, the values copied.
+            // SAFETY: non-zero sizes (the caller's contract); both blocks hold the copied bytes.
+            _ => unsafe {
+                let new = self.alloc(new_layout);
+                if !new.is_null() {
+                    std::ptr::copy_nonoverlapping(block, new, layout.size().min(new_size));
+                    self.dealloc(block, layout);
+                }
+                new
+            },
         }
     }
 }
@@ -120,66 +204,83 @@ fn advise_huge_pages(block: *mut u8, len: usize) {
 mod tests {
     use super::*;
 
-    /// Allocate `layout` from the allocator, check its alignment and fill it with its indices.
-    unsafe fn filled(allocator: &LargeBlockAllocator, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's non-zero layout; the writes stay inside the block.
-        unsafe {
-            let block = allocator.alloc(layout);
-            assert!(!block.is_null());
-            assert!(block.addr().is_multiple_of(layout.align()));
-            for i in 0..layout.size() {
-                *block.add(i) = i as u8;
-            }
-            block
+    fn bytes(len: usize) -> Layout {
+        Layout::from_size_align(len, 4).unwrap()
+    }
+
+    /// Byte i of a block holds `i % 251` (a prime, so a shift by a cache line shows).
+    fn value(i: usize) -> u8 {
+        (i % 251) as u8
+    }
+
+    /// # Safety
+    /// `block` must be live for `len` bytes.
+    unsafe fn fill(block: *mut u8, len: usize) {
+        for i in 0..len {
+            // SAFETY: the caller's contract.
+            unsafe { block.add(i).write(value(i)) };
         }
     }
 
-    fn holds_indices(block: *const u8, len: usize) -> bool {
-        // SAFETY: the caller passes a live block of at least len bytes.
-        (0..len).all(|i| unsafe { *block.add(i) } == i as u8)
+    /// # Safety
+    /// `block` must be live for `len` bytes.
+    unsafe fn holds_values(block: *const u8, len: usize) -> bool {
+        // SAFETY: the caller's contract.
+        (0..len).all(|i| unsafe { block.add(i).read() } == value(i))
     }
 
     #[test]
     fn large_blocks_start_on_cache_lines_and_keep_their_values() {
         let allocator = LargeBlockAllocator;
-        let f32s = |len: usize| Layout::array::<f32>(len).unwrap();
-        // SAFETY: non-zero layouts; every block is read within its size and freed with its layout.
+        // SAFETY: non-zero layouts; every block is read and written within its size and freed
+        // with the layout it has.
         unsafe {
-            // Large blocks, several at once (so they do not all start where one was freed).
+            // Several large blocks at once, so they do not all start where one was freed.
             let blocks: Vec<_> = (0..8)
-                .map(|i| (filled(&allocator, f32s(1024 + 4 * i)), f32s(1024 + 4 * i)))
+                .map(|i| {
+                    let layout = bytes(LARGE + 16 * i);
+                    let block = allocator.alloc(layout);
+                    assert!(block.addr().is_multiple_of(CACHE_LINE));
+                    fill(block, layout.size());
+                    (block, layout)
+                })
                 .collect();
             for &(block, layout) in &blocks {
-                assert!(block.addr().is_multiple_of(CACHE_LINE));
-                assert!(holds_indices(block, layout.size()));
+                assert!(holds_values(block, layout.size()));
             }
             for (block, layout) in blocks {
                 allocator.dealloc(block, layout);
             }
-            // Growing from small to large moves the values onto a cache line, then within large.
-            let small = filled(&allocator, f32s(100));
-            let grown = allocator.realloc(small, f32s(100), 3 * HUGE_PAGE);
-            assert!(grown.addr().is_multiple_of(CACHE_LINE));
-            assert!(holds_indices(grown, 400));
-            let grown_more = allocator.realloc(
-                grown,
-                Layout::from_size_align(3 * HUGE_PAGE, 4).unwrap(),
-                5 * HUGE_PAGE,
-            );
-            assert!(grown_more.addr().is_multiple_of(CACHE_LINE));
-            assert!(holds_indices(grown_more, 400));
-            // Shrinking back to small keeps the values that fit.
-            let shrunk = allocator.realloc(
-                grown_more,
-                Layout::from_size_align(5 * HUGE_PAGE, 4).unwrap(),
-                200,
-            );
-            assert!(holds_indices(shrunk, 200));
-            allocator.dealloc(shrunk, f32s(50));
-            let zeroed = allocator.alloc_zeroed(f32s(3 * HUGE_PAGE / 4));
+            // Small to large, large to larger, to smaller but large, and back to small: the
+            // values that fit are kept, and a large block starts on a cache line each time.
+            let mut block = allocator.alloc(bytes(100));
+            fill(block, 100);
+            let mut len = 100;
+            for new_len in [3 * HUGE_PAGE, 5 * HUGE_PAGE, 2 * LARGE, LARGE, 200] {
+                block = allocator.realloc(block, bytes(len), new_len);
+                assert!(!block.is_null());
+                assert!(
+                    holds_values(block, len.min(new_len)),
+                    "{len} -> {new_len} bytes"
+                );
+                if new_len >= LARGE {
+                    assert!(block.addr().is_multiple_of(CACHE_LINE));
+                }
+                fill(block, new_len);
+                len = new_len;
+            }
+            allocator.dealloc(block, bytes(len));
+            // Zeroed large blocks, and a large alignment passed on to the system as it is.
+            let zeroed = allocator.alloc_zeroed(bytes(3 * HUGE_PAGE));
             assert!(zeroed.addr().is_multiple_of(CACHE_LINE));
-            assert!((0..3 * HUGE_PAGE).all(|i| *zeroed.add(i) == 0));
-            allocator.dealloc(zeroed, f32s(3 * HUGE_PAGE / 4));
+            assert!((0..3 * HUGE_PAGE).all(|i| zeroed.add(i).read() == 0));
+            allocator.dealloc(zeroed, bytes(3 * HUGE_PAGE));
+            let page = Layout::from_size_align(3 * LARGE, 4096).unwrap();
+            let aligned = allocator.alloc(page);
+            assert!(aligned.addr().is_multiple_of(4096));
+            fill(aligned, page.size());
+            assert!(holds_values(aligned, page.size()));
+            allocator.dealloc(aligned, page);
         }
     }
 }
