@@ -48,22 +48,22 @@ fn is_large(layout: Layout) -> bool {
 /// `malloc`'s own alignment. Aligned by `malloc` itself (`posix_memalign`), the blocks left the
 /// alignment's slack between them as free fragments: the ResNet-20 step's peak memory went from
 /// 581 to 641–672 MB, ResNet-32's from 1.11 to 1.24–1.26 GB.
-fn system_layout(size: usize) -> Layout {
-    // A size the caller could allocate plus a cache line: it fits, or the allocation fails.
-    Layout::from_size_align(size.saturating_add(CACHE_LINE), 16).unwrap_or(Layout::new::<u8>())
+/// `None` where that is more than any block can hold.
+fn system_layout(size: usize) -> Option<Layout> {
+    Layout::from_size_align(size.checked_add(CACHE_LINE)?, 16).ok()
 }
 
 /// The cache-line boundary inside the system's block `raw` where a large block starts, with the
-/// distance back to `raw` written in the word before it. `malloc` aligns to 16 bytes at least, so
-/// the boundary lies 16 to 64 bytes in: room for the word, and the block's bytes end inside the
-/// extra cache line.
+/// distance back to `raw` written in the word before it. The system layout asks for 16-byte
+/// alignment, so the boundary lies 16 to 64 bytes in: room for the word, and the block's bytes
+/// end inside the extra cache line.
 ///
 /// # Safety
 /// `raw` must be a live block of [`system_layout`]`(size)` for some size.
 unsafe fn place(raw: *mut u8) -> *mut u8 {
     let offset = CACHE_LINE - raw.addr() % CACHE_LINE;
     // SAFETY: offset ≤ CACHE_LINE lies inside the block, and the word before it (offset ≥ 16,
-    // as malloc aligns to 16) too, at a word boundary.
+    // as the block is 16-byte aligned) too, at a word boundary.
     unsafe {
         let block = raw.add(offset);
         block.cast::<usize>().sub(1).write(offset);
@@ -95,9 +95,12 @@ unsafe impl GlobalAlloc for LargeBlockAllocator {
             // SAFETY: the caller's contract.
             return unsafe { System.alloc(layout) };
         }
+        let Some(system) = system_layout(layout.size()) else {
+            return std::ptr::null_mut();
+        };
         // SAFETY: a non-zero layout; `place` takes a live block of the system layout.
         unsafe {
-            let raw = System.alloc(system_layout(layout.size()));
+            let raw = System.alloc(system);
             if raw.is_null() {
                 return raw;
             }
@@ -112,9 +115,12 @@ unsafe impl GlobalAlloc for LargeBlockAllocator {
             // SAFETY: the caller's contract.
             return unsafe { System.alloc_zeroed(layout) };
         }
+        let Some(system) = system_layout(layout.size()) else {
+            return std::ptr::null_mut();
+        };
         // SAFETY: as for `alloc`; the offset word lies before the block, whose bytes stay zero.
         unsafe {
-            let raw = System.alloc_zeroed(system_layout(layout.size()));
+            let raw = System.alloc_zeroed(system);
             if raw.is_null() {
                 return raw;
             }
@@ -126,12 +132,11 @@ unsafe impl GlobalAlloc for LargeBlockAllocator {
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         // SAFETY: the block was allocated for this layout: by the system as it is when small, else
-        // placed in a system block of the system layout.
+        // placed in a system block of the system layout (which existed, or `alloc` had failed).
         unsafe {
-            if is_large(layout) {
-                System.dealloc(system_block(block).0, system_layout(layout.size()));
-            } else {
-                System.dealloc(block, layout);
+            match (is_large(layout), system_layout(layout.size())) {
+                (true, Some(system)) => System.dealloc(system_block(block).0, system),
+                _ => System.dealloc(block, layout),
             }
         }
     }
@@ -146,10 +151,14 @@ unsafe impl GlobalAlloc for LargeBlockAllocator {
             // one holds new_size + a cache line bytes, so the bytes kept (the smaller size, from
             // the old offset, at most a cache line in) lie inside it, and `copy` may overlap.
             (true, true) => unsafe {
+                let (Some(system), Some(new_system)) =
+                    (system_layout(layout.size()), system_layout(new_size))
+                else {
+                    return std::ptr::null_mut();
+                };
                 let (raw, old_offset) = system_block(block);
                 let kept = layout.size().min(new_size);
-                let system = system_layout(layout.size());
-                let raw = System.realloc(raw, system, system_layout(new_size).size());
+                let raw = System.realloc(raw, system, new_system.size());
                 if raw.is_null() {
                     return raw;
                 }
