@@ -91,43 +91,14 @@ unsafe fn system_block(block: *mut u8) -> (*mut u8, usize) {
 // its contents.
 unsafe impl GlobalAlloc for LargeBlockAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !is_large(layout) {
-            // SAFETY: the caller's contract.
-            return unsafe { System.alloc(layout) };
-        }
-        let Some(system) = system_layout(layout.size()) else {
-            return std::ptr::null_mut();
-        };
-        // SAFETY: a non-zero layout; `place` takes a live block of the system layout.
-        unsafe {
-            let raw = System.alloc(system);
-            if raw.is_null() {
-                return raw;
-            }
-            let block = place(raw);
-            advise_huge_pages(block, layout.size());
-            block
-        }
+        // SAFETY: the caller's contract.
+        unsafe { allocate(layout, System::alloc) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !is_large(layout) {
-            // SAFETY: the caller's contract.
-            return unsafe { System.alloc_zeroed(layout) };
-        }
-        let Some(system) = system_layout(layout.size()) else {
-            return std::ptr::null_mut();
-        };
-        // SAFETY: as for `alloc`; the offset word lies before the block, whose bytes stay zero.
-        unsafe {
-            let raw = System.alloc_zeroed(system);
-            if raw.is_null() {
-                return raw;
-            }
-            let block = place(raw);
-            advise_huge_pages(block, layout.size());
-            block
-        }
+        // SAFETY: the caller's contract; the offset word lies before the block, whose bytes stay
+        // zero.
+        unsafe { allocate(layout, System::alloc_zeroed) }
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
@@ -183,6 +154,32 @@ unsafe impl GlobalAlloc for LargeBlockAllocator {
                 new
             },
         }
+    }
+}
+
+/// A block for `layout` from the system allocator's `system_alloc` (`alloc` or `alloc_zeroed`):
+/// as it is when small, else placed on a cache line inside a system block of the system layout
+/// and offered for huge pages.
+///
+/// # Safety
+/// `layout` must have a non-zero size.
+unsafe fn allocate(layout: Layout, system_alloc: unsafe fn(&System, Layout) -> *mut u8) -> *mut u8 {
+    if !is_large(layout) {
+        // SAFETY: the caller's contract.
+        return unsafe { system_alloc(&System, layout) };
+    }
+    let Some(system) = system_layout(layout.size()) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: a non-zero layout; `place` takes a live block of the system layout.
+    unsafe {
+        let raw = system_alloc(&System, system);
+        if raw.is_null() {
+            return raw;
+        }
+        let block = place(raw);
+        advise_huge_pages(block, layout.size());
+        block
     }
 }
 
