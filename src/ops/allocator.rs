@@ -61,7 +61,7 @@ fn system_layout(size: usize) -> Option<Layout> {
 /// # Safety
 /// `raw` must be a live block of [`system_layout`]`(size)` for some size.
 unsafe fn place(raw: *mut u8) -> *mut u8 {
-    let offset = CACHE_LINE - raw.addr() % CACHE_LINE;
+    let offset = offset(raw);
     // SAFETY: offset ≤ CACHE_LINE lies inside the block, and the word before it (offset ≥ 16,
     // as the block is 16-byte aligned) too, at a word boundary.
     unsafe {
@@ -69,6 +69,12 @@ unsafe fn place(raw: *mut u8) -> *mut u8 {
         block.cast::<usize>().sub(1).write(offset);
         block
     }
+}
+
+/// How far into the system's block `raw` a large block starts: at its first cache-line boundary
+/// past the offset word ([`place`]).
+fn offset(raw: *const u8) -> usize {
+    CACHE_LINE - raw.addr() % CACHE_LINE
 }
 
 /// The system's block a large block was placed in (see [`place`]).
@@ -135,7 +141,7 @@ unsafe impl GlobalAlloc for LargeBlockAllocator {
                 }
                 // The bytes first, then the offset word: it may lie among the bytes moved.
                 let moved = raw.add(old_offset);
-                let boundary = raw.add(CACHE_LINE - raw.addr() % CACHE_LINE);
+                let boundary = raw.add(offset(raw));
                 if boundary != moved {
                     std::ptr::copy(moved, boundary, kept);
                 }

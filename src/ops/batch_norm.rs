@@ -29,9 +29,8 @@ use std::time::Instant;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, Var};
 use rayon::prelude::*;
 
-use pulp::{Simd, WithSimd};
-
 use super::profile::{Phase, record};
+use super::simd::PlainLoop;
 use super::{Real, contiguous_slice, fill_parallel, simd, with_slice};
 
 /// Per-channel batch mean and biased variance of one training-mode forward pass.
@@ -246,15 +245,12 @@ impl<T: Real> GradientSums<T> {
     /// instructions (as the baseline x86-64 code it ran 4 floats wide: in cache, behind a
     /// convolution, that is what it costs).
     pub(crate) fn image(&self, x: &[T], dy: &[T], partial: &mut [f64]) {
-        let sums = ImageSums {
+        simd::vectorized(&mut ImageSums {
             sums: self,
             x,
             dy,
-            partial: &mut *partial,
-        };
-        if simd::dispatch(simd::current(), sums).is_none() {
-            image_sums(self, x, dy, partial);
-        }
+            partial,
+        });
     }
 
     /// Each of the `images` images' partial sums over `x` and the output gradient `dy` (given
@@ -367,11 +363,9 @@ struct ImageSums<'a, T> {
     partial: &'a mut [f64],
 }
 
-impl<T: Real> WithSimd for ImageSums<'_, T> {
-    type Output = ();
-
+impl<T: Real> PlainLoop for ImageSums<'_, T> {
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
+    fn run(&mut self) {
         image_sums(self.sums, self.x, self.dy, self.partial);
     }
 }

@@ -7,10 +7,9 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use pulp::{Simd, WithSimd};
-
 use super::batch_norm::Normalization;
 use super::profile::{Phase, timed};
+use super::simd::PlainLoop;
 use super::{Real, contiguous_slice, fill_parallel, simd, with_slice};
 
 struct AddRelu {
@@ -124,16 +123,13 @@ fn forward_untimed<T: Real>(
                 &y[task * chunk..][..out.len()],
                 &x[task * chunk..][..out.len()],
             );
-            let mut pixels = AddReluPixels {
+            simd::vectorized(&mut AddReluPixels {
                 out,
                 y,
                 normalization,
                 x,
                 c,
-            };
-            if simd::dispatch(simd::current(), &mut pixels).is_none() {
-                pixels.run();
-            }
+            });
         };
         // SAFETY: chunk is a whole number of pixels, as is y.len() (= x.len(), by `dims`), so
         // every task's output, y and x slices have one length, and each value is written once.
@@ -169,7 +165,7 @@ fn forward_untimed<T: Real>(
 }
 
 /// [`add_relu_pixel`] of each of a task's pixels with the identity shortcut (`c` channels). Run
-/// through [`simd::dispatch`], so that its loops are compiled for the machine's vector unit, not
+/// through [`simd::vectorized`], so that its loops are compiled for the machine's vector unit, not
 /// for baseline x86-64's four floats: the residual add's forward pass, 12.2–17.0 → 12.2–16.1 ms
 /// of the ResNet-20 SLA step (three alternating runs; a pass over memory, mostly).
 struct AddReluPixels<'a, T> {
@@ -180,7 +176,7 @@ struct AddReluPixels<'a, T> {
     c: usize,
 }
 
-impl<T: Real> AddReluPixels<'_, T> {
+impl<T: Real> PlainLoop for AddReluPixels<'_, T> {
     #[inline(always)]
     fn run(&mut self) {
         let c = self.c;
@@ -190,15 +186,6 @@ impl<T: Real> AddReluPixels<'_, T> {
         {
             add_relu_pixel(o, y, self.normalization, x);
         }
-    }
-}
-
-impl<T: Real> WithSimd for &mut AddReluPixels<'_, T> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        self.run();
     }
 }
 
@@ -229,13 +216,7 @@ fn through_relu<T: Real>(out: T, grad: T) -> T {
 /// compiled for the machine's vector instructions: for a pass that has both in cache (the next
 /// block's backward pass, image by image).
 pub(crate) fn through_relu_in_place<T: Real>(out: &[T], grad: &mut [T]) {
-    let op = ThroughReluInPlace {
-        out,
-        grad: &mut *grad,
-    };
-    if simd::dispatch(simd::current(), op).is_none() {
-        through_relu_each(out, grad);
-    }
+    simd::vectorized(&mut ThroughReluInPlace { out, grad });
 }
 
 struct ThroughReluInPlace<'a, T> {
@@ -243,19 +224,12 @@ struct ThroughReluInPlace<'a, T> {
     grad: &'a mut [T],
 }
 
-impl<T: Real> WithSimd for ThroughReluInPlace<'_, T> {
-    type Output = ();
-
+impl<T: Real> PlainLoop for ThroughReluInPlace<'_, T> {
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        through_relu_each(self.out, self.grad);
-    }
-}
-
-#[inline(always)]
-fn through_relu_each<T: Real>(out: &[T], grad: &mut [T]) {
-    for (g, &o) in grad.iter_mut().zip(out) {
-        *g = through_relu(o, *g);
+    fn run(&mut self) {
+        for (g, &o) in self.grad.iter_mut().zip(self.out) {
+            *g = through_relu(o, *g);
+        }
     }
 }
 

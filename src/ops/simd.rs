@@ -76,6 +76,34 @@ pub(crate) fn dispatch<Op: WithSimd>(isa: Isa, op: Op) -> Option<Op::Output> {
     }
 }
 
+/// A plain loop, left to the compiler to vectorise: [`vectorized`] compiles it for the machine's
+/// vector unit. Its `run` must be `#[inline(always)]`, so that it is compiled inside the
+/// instruction set's function rather than called from it, and call no closure (a closure is
+/// compiled apart, for baseline x86-64's four floats).
+pub(crate) trait PlainLoop {
+    fn run(&mut self);
+}
+
+/// A [`PlainLoop`] as a kernel for [`dispatch`].
+struct Vectorized<'a, L>(&'a mut L);
+
+impl<L: PlainLoop> WithSimd for Vectorized<'_, L> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        self.0.run();
+    }
+}
+
+/// Run `plain_loop` compiled for this thread's instruction set ([`current`]), or as it is where
+/// the CPU lacks it.
+pub(crate) fn vectorized(plain_loop: &mut impl PlainLoop) {
+    if dispatch(current(), Vectorized(&mut *plain_loop)).is_none() {
+        plain_loop.run();
+    }
+}
+
 /// 12 independent multiply-add chains of `rounds` steps: enough in flight to fill the FMA units.
 struct FmaChains {
     rounds: usize,
